@@ -1,0 +1,268 @@
+// Package aggregate runs commands against event-sourced aggregates of any
+// domain: load (snapshot + later events), decide, validate, append with
+// optimistic concurrency, snapshot. A domain plugs in as a Type of pure
+// functions; this package knows nothing of any particular domain.
+package aggregate
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/tributary-es/tributary/internal/log"
+	"github.com/tributary-es/tributary/internal/log/postgres"
+)
+
+// Event is what a domain's events must tell the event log about themselves.
+type Event interface {
+	EventType() string
+	SchemaVersion() int
+}
+
+// Type describes one aggregate type by its pure functions.
+type Type[S any, C any, E Event] struct {
+	// Name is the aggregate type in the event log, e.g. "account".
+	Name string
+	// Initial returns the state of an aggregate that has no events.
+	Initial func(id string) S
+	// Decide turns a command into events, or an error saying why not.
+	Decide func(state S, command C) ([]E, error)
+	// Evolve folds one event into the state. It never fails.
+	Evolve func(state S, event E) S
+	// DecodeEvent decodes a payload already upcast to the current schema version.
+	DecodeEvent func(eventType string, payload []byte) (E, error)
+	// StateSchemaVersion is the version of S's JSON shape in snapshots. A
+	// snapshot of any other version is ignored.
+	StateSchemaVersion int
+}
+
+// VersionMismatchError: the command named an expected version that is not
+// the current one. Nothing was written.
+type VersionMismatchError struct {
+	Expected, Current int64
+}
+
+func (e *VersionMismatchError) Error() string {
+	return fmt.Sprintf("expected version %d but the stream is at %d", e.Expected, e.Current)
+}
+
+// ErrConflict: concurrent commands kept winning the race for this aggregate
+// through all of the handler's retries. Nothing was written; retry later.
+var ErrConflict = errors.New("concurrent modification: retries exhausted")
+
+// Options tune a Handler.
+type Options struct {
+	// SnapshotEvery stores a snapshot once this many events were appended
+	// since the last usable one. 0 means 100.
+	SnapshotEvery int
+	// ConflictRetries bounds the retries of a command without an expected
+	// version that lost a race. 0 means 10.
+	ConflictRetries int
+}
+
+// Handler runs commands for one aggregate type. It is safe for concurrent use.
+type Handler[S any, C any, E Event] struct {
+	typ     Type[S, C, E]
+	store   *postgres.Store
+	schemas *log.Schemas
+	opts    Options
+	// locks serializes commands on one aggregate inside this process, so that
+	// optimistic concurrency only has to settle races between processes.
+	locks *keyedMutex
+}
+
+// NewHandler returns a handler that stores typ's events in store after
+// validating them against schemas.
+func NewHandler[S any, C any, E Event](typ Type[S, C, E], store *postgres.Store, schemas *log.Schemas, opts Options) *Handler[S, C, E] {
+	if opts.SnapshotEvery <= 0 {
+		opts.SnapshotEvery = 100
+	}
+	if opts.ConflictRetries <= 0 {
+		opts.ConflictRetries = 10
+	}
+	return &Handler[S, C, E]{typ: typ, store: store, schemas: schemas, opts: opts, locks: newKeyedMutex()}
+}
+
+// TypeName returns the aggregate type's name.
+func (h *Handler[S, C, E]) TypeName() string { return h.typ.Name }
+
+// Request is one command with its context.
+type Request[C any] struct {
+	AggregateID string
+	Command     C
+	// ExpectedVersion, if set, must equal the current version or the command
+	// fails fast with a *VersionMismatchError (no retries).
+	ExpectedVersion *int64
+	// Metadata is stored with every event. CausationID should be the command's id.
+	Metadata log.Metadata
+	// Idempotency, if set, is completed atomically with the append.
+	Idempotency *postgres.IdempotencyCompletion
+}
+
+// Result is what a command did.
+type Result[S any] struct {
+	AggregateType, AggregateID string
+	// Version is the stream's version after the command.
+	Version int64
+	// Events are the appended events; empty if the command decided none.
+	Events []log.Event
+	// State is the aggregate's state after the command.
+	State S
+}
+
+// Handle loads the aggregate, decides, validates and appends. Errors are the
+// Decide function's own, *VersionMismatchError, ErrConflict, a
+// *log.SchemaError, or infrastructure failures.
+func (h *Handler[S, C, E]) Handle(ctx context.Context, req Request[C]) (Result[S], error) {
+	unlock, err := h.locks.lock(ctx, req.AggregateID)
+	if err != nil {
+		return Result[S]{}, err
+	}
+	defer unlock()
+
+	for attempt := 0; ; attempt++ {
+		res, err := h.handleOnce(ctx, req)
+		if !errors.Is(err, postgres.ErrConcurrency) {
+			return res, err
+		}
+		if req.ExpectedVersion != nil {
+			current, verr := h.store.StreamVersion(ctx, h.typ.Name, req.AggregateID)
+			if verr != nil {
+				return Result[S]{}, verr
+			}
+			return Result[S]{}, &VersionMismatchError{Expected: *req.ExpectedVersion, Current: current}
+		}
+		if attempt >= h.opts.ConflictRetries {
+			return Result[S]{}, fmt.Errorf("%s/%s: %w", h.typ.Name, req.AggregateID, ErrConflict)
+		}
+		// Another process won the race; back off a little, with jitter, and retry.
+		backoff := time.Duration(rand.Int64N(int64(time.Millisecond) << min(attempt, 6)))
+		select {
+		case <-ctx.Done():
+			return Result[S]{}, ctx.Err()
+		case <-time.After(backoff):
+		}
+	}
+}
+
+func (h *Handler[S, C, E]) handleOnce(ctx context.Context, req Request[C]) (Result[S], error) {
+	state, version, snapshotVersion, err := h.load(ctx, req.AggregateID)
+	if err != nil {
+		return Result[S]{}, err
+	}
+	if req.ExpectedVersion != nil && *req.ExpectedVersion != version {
+		return Result[S]{}, &VersionMismatchError{Expected: *req.ExpectedVersion, Current: version}
+	}
+	decided, err := h.typ.Decide(state, req.Command)
+	if err != nil {
+		return Result[S]{}, err
+	}
+	res := Result[S]{AggregateType: h.typ.Name, AggregateID: req.AggregateID, Version: version, State: state}
+	if len(decided) == 0 {
+		return res, nil
+	}
+	newEvents := make([]log.NewEvent, len(decided))
+	for i, e := range decided {
+		payload, err := json.Marshal(e)
+		if err != nil {
+			return Result[S]{}, fmt.Errorf("encode %s: %w", e.EventType(), err)
+		}
+		if err := h.schemas.Validate(h.typ.Name, e.EventType(), e.SchemaVersion(), payload); err != nil {
+			return Result[S]{}, err
+		}
+		id, err := uuid.NewV7()
+		if err != nil {
+			return Result[S]{}, err
+		}
+		newEvents[i] = log.NewEvent{ID: id, Type: e.EventType(), SchemaVersion: e.SchemaVersion(), Payload: payload}
+		res.State = h.typ.Evolve(res.State, e)
+	}
+	appendReq := postgres.AppendRequest{
+		AggregateType: h.typ.Name,
+		AggregateID:   req.AggregateID,
+		Expected:      postgres.ExpectedVersion(version),
+		Events:        newEvents,
+		Metadata:      req.Metadata,
+		Idempotency:   req.Idempotency,
+	}
+	newVersion := version + int64(len(decided))
+	if newVersion-snapshotVersion >= int64(h.opts.SnapshotEvery) {
+		state, err := json.Marshal(res.State)
+		if err != nil {
+			return Result[S]{}, fmt.Errorf("encode snapshot of %s/%s: %w", h.typ.Name, req.AggregateID, err)
+		}
+		appendReq.Snapshot = &postgres.Snapshot{Version: newVersion, SchemaVersion: h.typ.StateSchemaVersion, State: state}
+	}
+	stored, err := h.store.Append(ctx, appendReq)
+	if err != nil {
+		return Result[S]{}, err
+	}
+	res.Events, res.Version = stored, newVersion
+	return res, nil
+}
+
+// load returns the current state and version, and the version of the
+// snapshot it started from (0 for none).
+func (h *Handler[S, C, E]) load(ctx context.Context, id string) (state S, version, snapshotVersion int64, err error) {
+	d, err := h.store.LoadForDecision(ctx, h.typ.Name, id, h.typ.StateSchemaVersion)
+	if err != nil {
+		return state, 0, 0, err
+	}
+	state = h.typ.Initial(id)
+	if d.Snapshot != nil {
+		if err := json.Unmarshal(d.Snapshot.State, &state); err != nil {
+			// A snapshot that does not decode is not trusted: fold from the start.
+			return h.fold(ctx, id, 0, time.Time{})
+		}
+		snapshotVersion = d.Snapshot.Version
+	}
+	state, err = h.evolve(state, d.Events)
+	return state, d.Version(), snapshotVersion, err
+}
+
+func (h *Handler[S, C, E]) evolve(state S, events []log.Event) (S, error) {
+	for _, stored := range events {
+		e, err := h.typ.DecodeEvent(stored.Type, stored.Payload)
+		if err != nil {
+			return state, fmt.Errorf("%s/%s v%d: %w", stored.AggregateType, stored.AggregateID, stored.Version, err)
+		}
+		state = h.typ.Evolve(state, e)
+	}
+	return state, nil
+}
+
+// fold replays a stream from its first event, without snapshots, up to
+// untilVersion (if positive) and events recorded until (if not zero).
+func (h *Handler[S, C, E]) fold(ctx context.Context, id string, untilVersion int64, until time.Time) (S, int64, int64, error) {
+	events, err := h.store.ReadStream(ctx, postgres.StreamQuery{
+		AggregateType: h.typ.Name, AggregateID: id, UntilVersion: untilVersion, RecordedUntil: until,
+	})
+	state := h.typ.Initial(id)
+	if err != nil {
+		return state, 0, 0, err
+	}
+	state, err = h.evolve(state, events)
+	var version int64
+	if len(events) > 0 {
+		version = events[len(events)-1].Version
+	}
+	return state, version, 0, err
+}
+
+// Load returns the current state of an aggregate and its version (0: none).
+func (h *Handler[S, C, E]) Load(ctx context.Context, id string) (S, int64, error) {
+	state, version, _, err := h.load(ctx, id)
+	return state, version, err
+}
+
+// StateAt answers a temporal query: the state as of untilVersion (if
+// positive) and as of the time until (if not zero), folded from the events.
+func (h *Handler[S, C, E]) StateAt(ctx context.Context, id string, untilVersion int64, until time.Time) (S, int64, error) {
+	state, version, _, err := h.fold(ctx, id, untilVersion, until)
+	return state, version, err
+}

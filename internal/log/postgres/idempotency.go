@@ -1,0 +1,125 @@
+package postgres
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// ClaimOutcome is what claiming an idempotency key found.
+type ClaimOutcome int
+
+const (
+	// Claimed: the key is new (or its earlier claim expired); run the command.
+	Claimed ClaimOutcome = iota
+	// Replay: the key completed before; return the stored response.
+	Replay
+	// InProgress: another request with the key is running now.
+	InProgress
+	// Mismatch: the key was used before with another request.
+	Mismatch
+)
+
+// StoredResponse is what a completed key remembers. A command that appended
+// events is remembered by its stream and version range, from which the
+// response is rebuilt exactly; any other outcome by its body.
+type StoredResponse struct {
+	Status                     int
+	AggregateType, AggregateID string
+	FirstVersion, LastVersion  int64
+	Body                       json.RawMessage
+}
+
+// AppendedEvents reports whether the remembered command appended events.
+func (r StoredResponse) AppendedEvents() bool { return r.LastVersion > 0 && r.Body == nil }
+
+const claimSQL = `
+INSERT INTO idempotency_keys (principal, key, request_hash, claimed_until)
+VALUES ($1, $2, $3, now() + $4 * interval '1 millisecond')
+ON CONFLICT (principal, key) DO UPDATE SET claimed_until = excluded.claimed_until
+WHERE idempotency_keys.completed_at IS NULL
+  AND idempotency_keys.claimed_until < now()
+  AND idempotency_keys.request_hash = excluded.request_hash
+RETURNING true`
+
+const lookupKeySQL = `
+SELECT request_hash, completed_at IS NOT NULL, coalesce(response_status, 0),
+       coalesce(aggregate_type, ''), coalesce(aggregate_id, ''),
+       coalesce(first_version, 0), coalesce(last_version, 0), response_body
+FROM idempotency_keys WHERE principal = $1 AND key = $2`
+
+// ClaimIdempotencyKey claims key for principal for at most claimFor. A claim
+// whose holder died expires then, and a retry with the same request may take
+// it over. requestHash identifies the request, so the same key with another
+// request is a Mismatch.
+func (s *Store) ClaimIdempotencyKey(ctx context.Context, principal, key string, requestHash []byte, claimFor time.Duration) (ClaimOutcome, StoredResponse, error) {
+	for range 3 {
+		var claimed bool
+		err := s.pool.QueryRow(ctx, claimSQL, principal, key, requestHash, claimFor.Milliseconds()).Scan(&claimed)
+		if err == nil {
+			return Claimed, StoredResponse{}, nil
+		}
+		if !errors.Is(err, pgx.ErrNoRows) {
+			return 0, StoredResponse{}, fmt.Errorf("claim idempotency key: %w", err)
+		}
+		var (
+			hash      []byte
+			completed bool
+			r         StoredResponse
+		)
+		err = s.pool.QueryRow(ctx, lookupKeySQL, principal, key).Scan(&hash, &completed, &r.Status,
+			&r.AggregateType, &r.AggregateID, &r.FirstVersion, &r.LastVersion, &r.Body)
+		if errors.Is(err, pgx.ErrNoRows) {
+			continue // released between the two statements: claim again
+		}
+		if err != nil {
+			return 0, StoredResponse{}, fmt.Errorf("look up idempotency key: %w", err)
+		}
+		switch {
+		case !bytes.Equal(hash, requestHash):
+			return Mismatch, StoredResponse{}, nil
+		case completed:
+			return Replay, r, nil
+		default:
+			return InProgress, StoredResponse{}, nil
+		}
+	}
+	return InProgress, StoredResponse{}, nil
+}
+
+// CompleteIdempotencyKey remembers a response that appended nothing (a
+// refused command, or one that decided no events) for the claimed key.
+func (s *Store) CompleteIdempotencyKey(ctx context.Context, principal, key string, status int, body json.RawMessage) error {
+	_, err := s.pool.Exec(ctx, `UPDATE idempotency_keys SET completed_at = now(), response_status = $3, response_body = $4
+        WHERE principal = $1 AND key = $2 AND completed_at IS NULL`, principal, key, status, body)
+	if err != nil {
+		return fmt.Errorf("complete idempotency key: %w", err)
+	}
+	return nil
+}
+
+// ReleaseIdempotencyKey gives up a claim that did not complete (the command
+// failed for a reason worth retrying), so the next retry runs the command.
+func (s *Store) ReleaseIdempotencyKey(ctx context.Context, principal, key string) error {
+	_, err := s.pool.Exec(ctx, `DELETE FROM idempotency_keys WHERE principal = $1 AND key = $2 AND completed_at IS NULL`, principal, key)
+	if err != nil {
+		return fmt.Errorf("release idempotency key: %w", err)
+	}
+	return nil
+}
+
+// ExpireIdempotencyKeys deletes completed keys older than maxAge and returns
+// how many went. Clients must not retry with a key older than that.
+func (s *Store) ExpireIdempotencyKeys(ctx context.Context, maxAge time.Duration) (int64, error) {
+	tag, err := s.pool.Exec(ctx, `DELETE FROM idempotency_keys WHERE created_at < now() - $1 * interval '1 millisecond'
+        AND (completed_at IS NOT NULL OR claimed_until < now())`, maxAge.Milliseconds())
+	if err != nil {
+		return 0, fmt.Errorf("expire idempotency keys: %w", err)
+	}
+	return tag.RowsAffected(), nil
+}

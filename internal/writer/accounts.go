@@ -1,0 +1,134 @@
+package writer
+
+import (
+	"errors"
+	"net/http"
+
+	"github.com/google/uuid"
+
+	"github.com/tributary-es/tributary/internal/aggregate"
+	"github.com/tributary-es/tributary/internal/domain/account"
+	"github.com/tributary-es/tributary/internal/problem"
+)
+
+// AccountHandler runs the bank-account commands.
+type AccountHandler = aggregate.Handler[account.State, account.Command, account.Event]
+
+// AccountType is the bank account as an aggregate type of the platform.
+func AccountType() aggregate.Type[account.State, account.Command, account.Event] {
+	return aggregate.Type[account.State, account.Command, account.Event]{
+		Name:               account.AggregateType,
+		Initial:            account.Initial,
+		Decide:             account.Decide,
+		Evolve:             account.Evolve,
+		DecodeEvent:        account.DecodeEvent,
+		StateSchemaVersion: account.StateSchemaVersion,
+	}
+}
+
+type openAccountBody struct {
+	ID             string `json:"id"`
+	Owner          string `json:"owner"`
+	Currency       string `json:"currency"`
+	InitialDeposit int64  `json:"initialDeposit"`
+}
+
+type depositBody struct {
+	Amount   int64  `json:"amount"`
+	Currency string `json:"currency"`
+	Source   string `json:"source"`
+}
+
+type withdrawBody struct {
+	Amount   int64  `json:"amount"`
+	Currency string `json:"currency"`
+	Reason   string `json:"reason"`
+}
+
+type closeBody struct {
+	Reason string `json:"reason"`
+}
+
+func (s *Server) openAccount(w http.ResponseWriter, r *http.Request) {
+	var body openAccountBody
+	raw, p := readJSON(r, s.cfg.MaxBodyBytes, false, &body)
+	if p != nil {
+		problem.Write(w, r, p)
+		return
+	}
+	if body.ID == "" {
+		id, err := uuid.NewV7()
+		if err != nil {
+			s.internalError(w, r, err)
+			return
+		}
+		body.ID = id.String()
+	} else if p := validID(body.ID); p != nil {
+		problem.Write(w, r, p)
+		return
+	}
+	cc, p := s.parseCommandContext(r, raw)
+	if p != nil {
+		problem.Write(w, r, p)
+		return
+	}
+	cmd := account.OpenAccount{ID: body.ID, Owner: body.Owner, Currency: body.Currency, InitialDeposit: body.InitialDeposit}
+	runCommand(s, w, r, s.accounts, body.ID, account.Command(cmd), cc, true, "OpenAccount", accountProblem)
+}
+
+// accountAction handles POST /v1/accounts/{id}/<action>: the body, of type
+// B, becomes a command.
+func accountAction[B any](s *Server, name string, allowEmpty bool, toCommand func(B) account.Command) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		id := r.PathValue("id")
+		if p := validID(id); p != nil {
+			problem.Write(w, r, p)
+			return
+		}
+		var body B
+		raw, p := readJSON(r, s.cfg.MaxBodyBytes, allowEmpty, &body)
+		if p != nil {
+			problem.Write(w, r, p)
+			return
+		}
+		cc, p := s.parseCommandContext(r, raw)
+		if p != nil {
+			problem.Write(w, r, p)
+			return
+		}
+		runCommand(s, w, r, s.accounts, id, toCommand(body), cc, false, name, accountProblem)
+	}
+}
+
+func (s *Server) accountRoutes(mux *http.ServeMux) {
+	mux.HandleFunc("POST /v1/accounts", s.openAccount)
+	mux.Handle("POST /v1/accounts/{id}/activate", accountAction(s, "ActivateAccount", true,
+		func(struct{}) account.Command { return account.ActivateAccount{} }))
+	mux.Handle("POST /v1/accounts/{id}/deposits", accountAction(s, "DepositFunds", false,
+		func(b depositBody) account.Command {
+			return account.DepositFunds{Amount: b.Amount, Currency: b.Currency, Source: b.Source}
+		}))
+	mux.Handle("POST /v1/accounts/{id}/withdrawals", accountAction(s, "WithdrawFunds", false,
+		func(b withdrawBody) account.Command {
+			return account.WithdrawFunds{Amount: b.Amount, Currency: b.Currency, Reason: b.Reason}
+		}))
+	mux.Handle("POST /v1/accounts/{id}/close", accountAction(s, "CloseAccount", true,
+		func(b closeBody) account.Command { return account.CloseAccount{Reason: b.Reason} }))
+}
+
+// accountProblem maps the account domain's refusals to problems.
+func accountProblem(err error) *problem.Problem {
+	var rule *account.RuleError
+	if !errors.As(err, &rule) {
+		return nil
+	}
+	switch {
+	case errors.Is(err, account.ErrNotFound):
+		return problem.New(http.StatusNotFound, rule.Code, "Account not found", rule.Detail)
+	case errors.Is(err, account.ErrAlreadyExists):
+		return problem.New(http.StatusConflict, rule.Code, "Account already exists", rule.Detail)
+	case errors.Is(err, account.ErrInvalidCommand):
+		return problem.New(http.StatusBadRequest, rule.Code, "Invalid command", rule.Detail)
+	}
+	return problem.New(http.StatusUnprocessableEntity, rule.Code, "Business rule violated", rule.Detail)
+}

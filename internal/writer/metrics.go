@@ -1,0 +1,35 @@
+package writer
+
+import "github.com/prometheus/client_golang/prometheus"
+
+type metrics struct {
+	commands       *prometheus.CounterVec
+	commandSeconds *prometheus.HistogramVec
+	eventsAppended *prometheus.CounterVec
+	httpSeconds    *prometheus.HistogramVec
+}
+
+func newMetrics(reg prometheus.Registerer) *metrics {
+	m := &metrics{
+		commands: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tributary_commands_total",
+			Help: "Commands handled, by aggregate type, command and outcome (accepted, rejected, conflict, replayed, error).",
+		}, []string{"aggregate_type", "command", "outcome"}),
+		commandSeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "tributary_command_duration_seconds",
+			Help:    "Time to handle a command: load, decide, append.",
+			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14),
+		}, []string{"aggregate_type", "command"}),
+		eventsAppended: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tributary_events_appended_total",
+			Help: "Events appended to the event store, by aggregate type and event type.",
+		}, []string{"aggregate_type", "event_type"}),
+		httpSeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "tributary_http_request_duration_seconds",
+			Help:    "HTTP request latency by route, method and status code.",
+			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14),
+		}, []string{"route", "method", "code"}),
+	}
+	reg.MustRegister(m.commands, m.commandSeconds, m.eventsAppended, m.httpSeconds)
+	return m
+}

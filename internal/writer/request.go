@@ -1,0 +1,117 @@
+package writer
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"regexp"
+	"strconv"
+	"strings"
+
+	"github.com/tributary-es/tributary/internal/problem"
+)
+
+// idPattern is what an aggregate id may look like: short, ASCII, no path or
+// key separators. Everything else is refused before it reaches the store.
+var idPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$`)
+
+// tokenPattern bounds header values we store (correlation ids, idempotency
+// keys, principals): printable ASCII without spaces, at most 128 characters.
+var tokenPattern = regexp.MustCompile(`^[\x21-\x7e]{1,128}$`)
+
+func validID(id string) *problem.Problem {
+	if !idPattern.MatchString(id) {
+		return problem.New(http.StatusBadRequest, "invalid-id", "Invalid aggregate id",
+			"an id is 1 to 64 characters of A-Z, a-z, 0-9, '-' and '_', starting with a letter or digit")
+	}
+	return nil
+}
+
+// readJSON decodes the request body strictly into dst: JSON content type,
+// at most maxBytes, one object, no unknown fields, right types. An empty body
+// is allowed when allowEmpty, and leaves dst as it is.
+func readJSON(r *http.Request, maxBytes int64, allowEmpty bool, dst any) ([]byte, *problem.Problem) {
+	body, err := io.ReadAll(http.MaxBytesReader(nil, r.Body, maxBytes))
+	if err != nil {
+		var tooLarge *http.MaxBytesError
+		if errors.As(err, &tooLarge) {
+			return nil, problem.New(http.StatusRequestEntityTooLarge, "body-too-large", "Request body too large",
+				fmt.Sprintf("the body may be at most %d bytes", maxBytes))
+		}
+		return nil, problem.New(http.StatusBadRequest, "unreadable-body", "Unreadable request body", err.Error())
+	}
+	if len(bytes.TrimSpace(body)) == 0 {
+		if allowEmpty {
+			return body, nil
+		}
+		return nil, problem.New(http.StatusBadRequest, "empty-body", "Empty request body", "this command needs a JSON object")
+	}
+	mediaType, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	if err != nil || (mediaType != "application/json" && !strings.HasSuffix(mediaType, "+json")) {
+		return nil, problem.New(http.StatusUnsupportedMediaType, "unsupported-media-type", "Unsupported media type",
+			"send the command as Content-Type: application/json")
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(dst); err != nil {
+		return nil, malformed(err)
+	}
+	if dec.More() {
+		return nil, problem.New(http.StatusBadRequest, "malformed-json", "Malformed JSON", "the body must hold exactly one JSON object")
+	}
+	if tok, err := dec.Token(); err != io.EOF {
+		return nil, problem.New(http.StatusBadRequest, "malformed-json", "Malformed JSON",
+			fmt.Sprintf("unexpected data after the JSON object: %v", tok))
+	}
+	return body, nil
+}
+
+func malformed(err error) *problem.Problem {
+	var typeErr *json.UnmarshalTypeError
+	if errors.As(err, &typeErr) {
+		field := typeErr.Field
+		if field == "" {
+			field = "the body"
+		}
+		return problem.New(http.StatusBadRequest, "wrong-type", "Wrong JSON type",
+			fmt.Sprintf("%s must be %s, not %s", field, typeErr.Type, typeErr.Value)).With("field", typeErr.Field)
+	}
+	return problem.New(http.StatusBadRequest, "malformed-json", "Malformed JSON", err.Error())
+}
+
+// expectedVersion parses If-Match: "<version>" (RFC 9110 strong entity tag).
+// It returns nil when the header is absent.
+func expectedVersion(r *http.Request) (*int64, *problem.Problem) {
+	raw := r.Header.Get("If-Match")
+	if raw == "" {
+		return nil, nil
+	}
+	tag := strings.TrimSpace(raw)
+	if len(tag) >= 2 && tag[0] == '"' && tag[len(tag)-1] == '"' {
+		if v, err := strconv.ParseInt(tag[1:len(tag)-1], 10, 64); err == nil && v >= 0 {
+			return &v, nil
+		}
+	}
+	return nil, problem.New(http.StatusBadRequest, "invalid-if-match", "Invalid If-Match",
+		`If-Match must be one strong entity tag holding a stream version, e.g. "3"`)
+}
+
+// optionalToken returns the header's value if it is a valid token, "" if absent.
+func optionalToken(r *http.Request, header string) (string, *problem.Problem) {
+	v := r.Header.Get(header)
+	if v == "" {
+		return "", nil
+	}
+	if !tokenPattern.MatchString(v) {
+		return "", problem.New(http.StatusBadRequest, "invalid-header", "Invalid "+header,
+			header+" must be 1 to 128 printable ASCII characters without spaces")
+	}
+	return v, nil
+}
+
+// etag formats a stream version as a strong entity tag.
+func etag(version int64) string { return `"` + strconv.FormatInt(version, 10) + `"` }

@@ -1,0 +1,125 @@
+// Package writer is the command side's HTTP API: commands become events
+// appended to the event store, and streams can be read back for audit and
+// temporal queries.
+package writer
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/tributary-es/tributary/internal/log/postgres"
+	"github.com/tributary-es/tributary/internal/problem"
+)
+
+// Config tunes the HTTP API.
+type Config struct {
+	// MaxBodyBytes bounds a command's body; larger ones get 413.
+	MaxBodyBytes int64
+	// IdempotencyClaim is how long a request holds its Idempotency-Key before
+	// a retry may take it over (when the first holder died).
+	IdempotencyClaim time.Duration
+	// PrincipalHeader names the header that an authenticating proxy in front
+	// of the writer sets to the acting principal.
+	PrincipalHeader string
+	// MaxStreamPage bounds how many events one stream read returns.
+	MaxStreamPage int
+}
+
+// DefaultConfig is a sensible Config.
+func DefaultConfig() Config {
+	return Config{MaxBodyBytes: 64 << 10, IdempotencyClaim: 30 * time.Second, PrincipalHeader: "X-Principal", MaxStreamPage: 1000}
+}
+
+// Server serves the writer's HTTP API.
+type Server struct {
+	cfg      Config
+	store    *postgres.Store
+	accounts *AccountHandler
+	logger   *slog.Logger
+	metrics  *metrics
+	gatherer prometheus.Gatherer
+	// stateAt answers temporal queries per aggregate type.
+	stateAt map[string]stateFunc
+}
+
+// NewServer returns the writer API over store. Its metrics are registered in reg.
+func NewServer(cfg Config, store *postgres.Store, accounts *AccountHandler, reg *prometheus.Registry, logger *slog.Logger) *Server {
+	s := &Server{
+		cfg: cfg, store: store, accounts: accounts, logger: logger,
+		metrics: newMetrics(reg), gatherer: reg,
+		stateAt: map[string]stateFunc{
+			accounts.TypeName(): func(ctx context.Context, id string, v int64, t time.Time) (any, int64, error) {
+				return accounts.StateAt(ctx, id, v, t)
+			},
+		},
+	}
+	return s
+}
+
+// Handler returns the HTTP handler with every route.
+func (s *Server) Handler() http.Handler {
+	mux := http.NewServeMux()
+	s.accountRoutes(mux)
+	mux.HandleFunc("GET /v1/streams/{type}/{id}", s.readStream)
+	mux.HandleFunc("GET /v1/streams/{type}/{id}/state", s.readState)
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, http.StatusOK, map[string]string{"status": "ok"}) })
+	mux.HandleFunc("GET /readyz", s.ready)
+	mux.Handle("GET /metrics", promhttp.HandlerFor(s.gatherer, promhttp.HandlerOpts{}))
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		problem.Write(w, r, problem.New(http.StatusNotFound, "not-found", "Not found", "no such resource: "+r.Method+" "+r.URL.Path))
+	})
+	return s.instrument(s.rejectUncleanPaths(mux))
+}
+
+func (s *Server) rejectUncleanPaths(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !cleanPath(r.URL.Path) || !cleanPath(r.URL.EscapedPath()) {
+			problem.Write(w, r, problem.New(http.StatusBadRequest, "invalid-path", "Invalid path",
+				"the path must not contain empty, '.' or '..' segments"))
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// instrument records every request's latency by route and status.
+func (s *Server) instrument(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		started := time.Now()
+		rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
+		next.ServeHTTP(rec, r)
+		route := r.Pattern
+		if route == "" || route == "/" {
+			route = "unmatched"
+		}
+		s.metrics.httpSeconds.WithLabelValues(route, r.Method, strconv.Itoa(rec.status)).Observe(time.Since(started).Seconds())
+	})
+}
+
+type statusRecorder struct {
+	http.ResponseWriter
+	status int
+}
+
+func (r *statusRecorder) WriteHeader(code int) {
+	r.status = code
+	r.ResponseWriter.WriteHeader(code)
+}
+
+func (r *statusRecorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
+
+func (s *Server) ready(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	defer cancel()
+	if err := s.store.Pool().Ping(ctx); err != nil {
+		problem.Write(w, r, problem.New(http.StatusServiceUnavailable, "not-ready", "Not ready", "Postgres is unreachable: "+err.Error()))
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+}
