@@ -14,8 +14,6 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
-	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
-	"go.opentelemetry.io/otel/propagation"
 
 	"github.com/tributary-es/tributary/internal/aggregate"
 	"github.com/tributary-es/tributary/internal/config"
@@ -169,11 +167,9 @@ func serve(ctx context.Context, s settings, logger *slog.Logger) error {
 	cfg.MaxBodyBytes, cfg.PrincipalHeader = s.maxBodyBytes, s.principalHeader
 	api := writer.NewServer(cfg, store, accounts, reg, logger)
 
-	handler := otelhttp.NewHandler(api.Handler(), "writer",
-		otelhttp.WithPropagators(propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{})))
 	srv := &http.Server{
 		Addr:              s.httpAddr,
-		Handler:           handler,
+		Handler:           api.Handler(),
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       30 * time.Second,
 		WriteTimeout:      30 * time.Second,

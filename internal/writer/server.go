@@ -12,6 +12,10 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
 
 	"github.com/tributary-es/tributary/internal/log/postgres"
 	"github.com/tributary-es/tributary/internal/problem"
@@ -29,11 +33,15 @@ type Config struct {
 	PrincipalHeader string
 	// MaxStreamPage bounds how many events one stream read returns.
 	MaxStreamPage int
+	// TracerProvider makes the HTTP server spans; the incoming W3C trace
+	// context is continued and stored with the events either way.
+	TracerProvider trace.TracerProvider
 }
 
 // DefaultConfig is a sensible Config.
 func DefaultConfig() Config {
-	return Config{MaxBodyBytes: 64 << 10, IdempotencyClaim: 30 * time.Second, PrincipalHeader: "X-Principal", MaxStreamPage: 1000}
+	return Config{MaxBodyBytes: 64 << 10, IdempotencyClaim: 30 * time.Second, PrincipalHeader: "X-Principal", MaxStreamPage: 1000,
+		TracerProvider: noop.NewTracerProvider()}
 }
 
 // Server serves the writer's HTTP API.
@@ -68,13 +76,19 @@ func (s *Server) Handler() http.Handler {
 	s.accountRoutes(mux)
 	mux.HandleFunc("GET /v1/streams/{type}/{id}", s.readStream)
 	mux.HandleFunc("GET /v1/streams/{type}/{id}/state", s.readState)
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, http.StatusOK, map[string]string{"status": "ok"}) })
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	})
 	mux.HandleFunc("GET /readyz", s.ready)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.gatherer, promhttp.HandlerOpts{}))
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		problem.Write(w, r, problem.New(http.StatusNotFound, "not-found", "Not found", "no such resource: "+r.Method+" "+r.URL.Path))
 	})
-	return s.instrument(s.rejectUncleanPaths(mux))
+	traced := otelhttp.NewHandler(s.rejectUncleanPaths(mux), "writer",
+		otelhttp.WithTracerProvider(s.cfg.TracerProvider),
+		otelhttp.WithPropagators(propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{})),
+		otelhttp.WithSpanNameFormatter(func(_ string, r *http.Request) string { return r.Method + " " + r.Pattern }))
+	return s.instrument(traced)
 }
 
 func (s *Server) rejectUncleanPaths(next http.Handler) http.Handler {

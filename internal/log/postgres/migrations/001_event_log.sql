@@ -56,7 +56,7 @@ CREATE TABLE idempotency_keys (
     aggregate_id    text,
     first_version   bigint,
     last_version    bigint,
-    response_body   jsonb,
+    response_body   bytea,
     PRIMARY KEY (principal, key)
 );
 

@@ -1,0 +1,137 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"os"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestMedian(t *testing.T) {
+	results := func(rates ...float64) []phaseResult {
+		var out []phaseResult
+		for _, r := range rates {
+			out = append(out, phaseResult{perSecond: r})
+		}
+		return out
+	}
+	rate := func(p phaseResult) float64 { return p.perSecond }
+	tests := []struct {
+		name  string
+		rates []float64
+		want  float64
+	}{
+		{"none", nil, 0},
+		{"one", []float64{7}, 7},
+		{"odd count takes the middle", []float64{300, 100, 200}, 200},
+		{"even count averages the middle two", []float64{4, 1, 3, 2}, 2.5},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := median(results(tt.rates...), rate); got != tt.want {
+				t.Errorf("median(%v) = %v, want %v", tt.rates, got, tt.want)
+			}
+		})
+	}
+}
+
+func TestQuantileIsNearestRank(t *testing.T) {
+	m := measurement{window: time.Second}
+	for i := 1; i <= 1000; i++ {
+		m.latencies = append(m.latencies, time.Duration(i)*time.Millisecond)
+	}
+	for q, want := range map[float64]time.Duration{0.5: 500 * time.Millisecond, 0.99: 990 * time.Millisecond, 0.999: 999 * time.Millisecond, 1: time.Second} {
+		if got := m.quantile(q); got != want {
+			t.Errorf("quantile(%v) = %v, want %v", q, got, want)
+		}
+	}
+	if got := m.perSecond(); got != 1000 {
+		t.Errorf("perSecond = %v, want 1000", got)
+	}
+	if got := (measurement{window: time.Second}).quantile(0.99); got != 0 {
+		t.Errorf("quantile of nothing = %v, want 0", got)
+	}
+}
+
+func TestBadFlagsExitTwo(t *testing.T) {
+	tests := [][]string{
+		nil,
+		{"reader"},
+		{"writer", "--clients", "0"},
+		{"writer", "--clients", "1,1"},
+		{"writer", "--clients", ""},
+		{"writer", "--rounds", "0"},
+		{"writer", "--duration", "1ms"},
+		{"writer", "--warmup", "-1s"},
+		{"writer", "--accounts", "0"},
+		{"writer", "--database-url", "host=localhost"},
+		{"writer", "extra"},
+	}
+	for _, args := range tests {
+		err := run(context.Background(), args, func(string) string { return "" }, &bytes.Buffer{})
+		if code := exitCode(err); code != 2 {
+			t.Errorf("run(%q) = %v (exit %d), want exit 2", args, err, code)
+		}
+	}
+	env := map[string]string{"BENCH_ROUNDS": "zero"}
+	err := run(context.Background(), []string{"writer"}, func(k string) string { return env[k] }, &bytes.Buffer{})
+	if code := exitCode(err); code != 2 || !strings.Contains(err.Error(), "BENCH_ROUNDS") {
+		t.Errorf("bad BENCH_ROUNDS: %v (exit %d), want exit 2 naming the variable", err, code)
+	}
+}
+
+func TestTableSaysLoudlyWhenOperationsFailed(t *testing.T) {
+	r := newReport(settings{clients: clientLevels{4}, rounds: 1}, "PostgreSQL test")
+	r.addWriter(1, 4, measurement{window: time.Second, latencies: []time.Duration{time.Millisecond}, errors: 3, firstErr: errors.New("POST /v1/accounts/acc-1/deposits: 500")})
+	r.addRaw(1, 4, measurement{window: time.Second, latencies: []time.Duration{time.Millisecond, time.Millisecond}})
+	var out bytes.Buffer
+	if err := r.writeTable(&out); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"3 OPERATIONS FAILED", "NOT VALID", "clients 4, round 1, writer: 3 errors", "0.50"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("table lacks %q:\n%s", want, out.String())
+		}
+	}
+	if r.errors() != 3 {
+		t.Errorf("errors() = %d, want 3", r.errors())
+	}
+}
+
+// TestWriterBenchmark runs a tiny benchmark against the machine's Postgres
+// and checks the JSON report.
+func TestWriterBenchmark(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs against Postgres")
+	}
+	args := []string{"writer", "--json", "--rounds", "2", "--clients", "1,4", "--accounts", "20", "--warmup", "100ms", "--duration", "300ms"}
+	getenv := func(k string) string {
+		if k == "BENCH_DATABASE_URL" {
+			return os.Getenv("TEST_DATABASE_URL")
+		}
+		return ""
+	}
+	var out bytes.Buffer
+	if err := run(t.Context(), args, getenv, &out); err != nil {
+		t.Fatalf("run: %v\n%s", err, out.String())
+	}
+	var rep jsonReport
+	if err := json.Unmarshal(out.Bytes(), &rep); err != nil {
+		t.Fatalf("stdout is not one JSON report: %v\n%s", err, out.String())
+	}
+	if rep.Errors != 0 || len(rep.Levels) != 2 || rep.PostgresVersion == "" || rep.NProc < 1 {
+		t.Fatalf("unexpected report: %+v", rep)
+	}
+	for _, l := range rep.Levels {
+		if l.WriterCommandsPerSecond <= 0 || l.RawInsertsPerSecond <= 0 || l.RatioWriterToRaw <= 0 || l.P99Seconds < l.P50Seconds {
+			t.Errorf("level %d: implausible medians %+v", l.Clients, l)
+		}
+		if len(l.Writer) != 2 || len(l.Raw) != 2 {
+			t.Errorf("level %d: %d writer and %d raw rounds, want 2 each", l.Clients, len(l.Writer), len(l.Raw))
+		}
+	}
+}

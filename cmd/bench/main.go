@@ -1,0 +1,41 @@
+// Command bench measures Tributary's components under load on this machine.
+//
+//	bench writer [flags]   the writer's command throughput over real HTTP,
+//	                       next to the raw single-row INSERT rate of the same
+//	                       Postgres, measured in the same run
+//
+// It works in a fresh database that it creates on the Postgres server and
+// drops when it ends, also on error or Ctrl-C. Exit codes: 0 success, 1
+// failure (including a benchmark in which requests failed), 2 bad flags.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Getenv, os.Stdout); err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		stop()
+		os.Exit(exitCode(err))
+	}
+}
+
+// usageError is a bad command line or setting: exit code 2.
+type usageError struct{ error }
+
+func exitCode(err error) int {
+	var u usageError
+	if errors.As(err, &u) || errors.Is(err, flag.ErrHelp) {
+		return 2
+	}
+	return 1
+}

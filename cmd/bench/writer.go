@@ -1,0 +1,107 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
+	"go.opentelemetry.io/otel/propagation"
+
+	"github.com/tributary-es/tributary/internal/aggregate"
+	"github.com/tributary-es/tributary/internal/domain/account"
+	"github.com/tributary-es/tributary/internal/log"
+	"github.com/tributary-es/tributary/internal/log/postgres"
+	"github.com/tributary-es/tributary/internal/writer"
+	"github.com/tributary-es/tributary/schemas"
+)
+
+// writerMaxConns is the writer's Postgres pool size in this benchmark.
+const writerMaxConns = 64
+
+// writerServer is the writer's HTTP API served from this process on a real
+// TCP listener, wired as cmd/writer's serve() wires it.
+type writerServer struct {
+	pool    *pgxpool.Pool
+	srv     *http.Server
+	served  chan error
+	baseURL string
+}
+
+// upcasters mirrors cmd/writer's Upcasters, which package main there keeps
+// to itself.
+func upcasters() *log.Upcasters {
+	return log.NewUpcasters().
+		Register(account.AggregateType, "FundsDeposited", 1, account.UpcastFundsDepositedV1)
+}
+
+// startWriter serves the writer API over the database at databaseURL on
+// 127.0.0.1 and an ephemeral port.
+func startWriter(ctx context.Context, databaseURL string) (*writerServer, error) {
+	cfg, err := pgxpool.ParseConfig(databaseURL)
+	if err != nil {
+		return nil, err
+	}
+	cfg.MaxConns = writerMaxConns
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("writer: %w", err)
+	}
+	if err := postgres.CheckSchema(ctx, pool); err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("writer: %w", err)
+	}
+	eventSchemas, err := log.LoadSchemas(schemas.Events)
+	if err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("writer: %w", err)
+	}
+	store := postgres.NewStore(pool, upcasters())
+	accounts := aggregate.NewHandler(writer.AccountType(), store, eventSchemas, aggregate.Options{SnapshotEvery: 100})
+	api := writer.NewServer(writer.DefaultConfig(), store, accounts, prometheus.NewRegistry(), slog.New(slog.DiscardHandler))
+	handler := otelhttp.NewHandler(api.Handler(), "writer",
+		otelhttp.WithPropagators(propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{})))
+
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("writer: listen: %w", err)
+	}
+	w := &writerServer{
+		pool: pool,
+		srv: &http.Server{
+			Handler:           handler,
+			ReadHeaderTimeout: 5 * time.Second,
+			ReadTimeout:       30 * time.Second,
+			WriteTimeout:      30 * time.Second,
+			IdleTimeout:       2 * time.Minute,
+			BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
+		},
+		served:  make(chan error, 1),
+		baseURL: "http://" + ln.Addr().String(),
+	}
+	go func() { w.served <- w.srv.Serve(ln) }()
+	return w, nil
+}
+
+// close drains the HTTP server and closes the pool, so the next phase starts
+// with none of the writer's connections open.
+func (w *writerServer) close() error {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	err := w.srv.Shutdown(ctx)
+	if serveErr := <-w.served; !errors.Is(serveErr, http.ErrServerClosed) {
+		err = errors.Join(err, serveErr)
+	}
+	w.pool.Close()
+	if err != nil {
+		return fmt.Errorf("writer: shutdown: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,250 @@
+package aggregate_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"testing/fstest"
+
+	"github.com/google/uuid"
+
+	"github.com/tributary-es/tributary/internal/aggregate"
+	"github.com/tributary-es/tributary/internal/log"
+	"github.com/tributary-es/tributary/internal/log/postgres"
+	"github.com/tributary-es/tributary/internal/testenv"
+)
+
+// A second domain, written here in a few lines, shows that the platform core
+// runs any aggregate type without knowing it.
+
+type counter struct {
+	Count int64 `json:"count"`
+}
+
+type increment struct{ By int64 }
+
+type incremented struct {
+	By int64 `json:"by"`
+}
+
+func (incremented) EventType() string  { return "Incremented" }
+func (incremented) SchemaVersion() int { return 1 }
+
+var errNotPositive = errors.New("increment must be positive")
+
+func counterType(stateSchemaVersion int) aggregate.Type[counter, increment, incremented] {
+	return aggregate.Type[counter, increment, incremented]{
+		Name:    "counter",
+		Initial: func(string) counter { return counter{} },
+		Decide: func(_ counter, c increment) ([]incremented, error) {
+			if c.By <= 0 {
+				return nil, errNotPositive
+			}
+			return []incremented{{By: c.By}}, nil
+		},
+		Evolve: func(s counter, e incremented) counter { s.Count += e.By; return s },
+		DecodeEvent: func(typ string, payload []byte) (incremented, error) {
+			var e incremented
+			if typ != "Incremented" {
+				return e, fmt.Errorf("unknown event %q", typ)
+			}
+			return e, json.Unmarshal(payload, &e)
+		},
+		StateSchemaVersion: stateSchemaVersion,
+	}
+}
+
+func counterSchemas(t testing.TB) *log.Schemas {
+	t.Helper()
+	s, err := log.LoadSchemas(fstest.MapFS{"events/counter/Incremented.v1.json": {Data: []byte(`{
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$id": "https://schemas.tributary.dev/events/counter/Incremented.v1.json",
+        "type": "object", "required": ["by"], "additionalProperties": false,
+        "properties": {"by": {"type": "integer", "minimum": 1, "maximum": 1000}}}`)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+var testMeta = log.Metadata{CorrelationID: "c", CausationID: "c", Principal: "test"}
+
+// prefill appends n Incremented{By: 1} events straight to the store, without
+// snapshots, as a long history written before snapshots existed would be.
+func prefill(t testing.TB, store *postgres.Store, id string, n int) {
+	t.Helper()
+	ctx := context.Background()
+	for done := 0; done < n; {
+		batch := make([]log.NewEvent, min(1000, n-done))
+		for i := range batch {
+			batch[i] = log.NewEvent{ID: uuid.Must(uuid.NewV7()), Type: "Incremented", SchemaVersion: 1, Payload: json.RawMessage(`{"by":1}`)}
+		}
+		if _, err := store.Append(ctx, postgres.AppendRequest{AggregateType: "counter", AggregateID: id,
+			Expected: postgres.ExpectedVersion(done), Events: batch, Metadata: testMeta}); err != nil {
+			t.Fatal(err)
+		}
+		done += len(batch)
+	}
+}
+
+func do(t testing.TB, h *aggregate.Handler[counter, increment, incremented], id string, by int64) aggregate.Result[counter] {
+	t.Helper()
+	res, err := h.Handle(context.Background(), aggregate.Request[increment]{AggregateID: id, Command: increment{By: by}, Metadata: testMeta})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return res
+}
+
+// With snapshots every 100 events, a load never reads more than 100 events,
+// however long the history (G9).
+func TestSnapshotsBoundTheLoad(t *testing.T) {
+	ctx := context.Background()
+	store := postgres.NewStore(testenv.Postgres(t), nil)
+	h := aggregate.NewHandler(counterType(1), store, counterSchemas(t), aggregate.Options{SnapshotEvery: 100})
+	prefill(t, store, "c1", 10_000)
+
+	// The first command folds all 10,000 events and leaves a snapshot.
+	if res := do(t, h, "c1", 1); res.Version != 10_001 || res.State.Count != 10_001 {
+		t.Fatalf("after first command: version %d count %d", res.Version, res.State.Count)
+	}
+	for i := range 250 {
+		res := do(t, h, "c1", 1)
+		d, err := store.LoadForDecision(ctx, "counter", "c1", 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d.Snapshot == nil || len(d.Events) >= 100 {
+			t.Fatalf("command %d: load read %d events after snapshot %+v, want fewer than 100", i, len(d.Events), d.Snapshot)
+		}
+		if res.State.Count != res.Version {
+			t.Fatalf("command %d: count %d at version %d", i, res.State.Count, res.Version)
+		}
+	}
+	state, version, err := h.Load(ctx, "c1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	folded, _, err := h.StateAt(ctx, "c1", 0, zeroTime)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if version != 10_251 || state != folded || state.Count != 10_251 {
+		t.Fatalf("loaded %+v at %d, folded %+v; want count 10251", state, version, folded)
+	}
+}
+
+// A snapshot written under an older state schema is ignored, never trusted,
+// and so is one that does not decode.
+func TestOutdatedOrBrokenSnapshotIsIgnored(t *testing.T) {
+	ctx := context.Background()
+	pool := testenv.Postgres(t)
+	store := postgres.NewStore(pool, nil)
+	prefill(t, store, "c1", 150)
+	// A lying snapshot under schema version 1: count 999999 at version 150.
+	if _, err := pool.Exec(ctx, `INSERT INTO snapshots (aggregate_type, aggregate_id, version, schema_version, state)
+        VALUES ('counter', 'c1', 150, 1, '{"count": 999999}')`); err != nil {
+		t.Fatal(err)
+	}
+	v1 := aggregate.NewHandler(counterType(1), store, counterSchemas(t), aggregate.Options{})
+	if s, _, _ := v1.Load(ctx, "c1"); s.Count != 999999 {
+		t.Fatalf("control: the v1 handler should trust its own snapshot, got %d", s.Count)
+	}
+
+	v2 := aggregate.NewHandler(counterType(2), store, counterSchemas(t), aggregate.Options{SnapshotEvery: 100})
+	s, version, err := v2.Load(ctx, "c1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Count != 150 || version != 150 {
+		t.Fatalf("v2 handler loaded count %d at %d, want 150 at 150 (outdated snapshot ignored)", s.Count, version)
+	}
+	// Its next command replaces the outdated snapshot with a current one.
+	do(t, v2, "c1", 1)
+	var schema, at int
+	if err := pool.QueryRow(ctx, `SELECT schema_version, version FROM snapshots WHERE aggregate_id = 'c1'`).Scan(&schema, &at); err != nil {
+		t.Fatal(err)
+	}
+	if schema != 2 || at != 151 {
+		t.Fatalf("snapshot now v%d at %d, want v2 at 151", schema, at)
+	}
+
+	// A current-version snapshot that does not decode is not trusted either.
+	if _, err := pool.Exec(ctx, `UPDATE snapshots SET state = '{"count": "not a number"}'`); err != nil {
+		t.Fatal(err)
+	}
+	if s, _, err := v2.Load(ctx, "c1"); err != nil || s.Count != 151 {
+		t.Fatalf("with a broken snapshot: %+v %v, want count 151", s, err)
+	}
+}
+
+func TestExpectedVersionFailsFast(t *testing.T) {
+	ctx := context.Background()
+	store := postgres.NewStore(testenv.Postgres(t), nil)
+	h := aggregate.NewHandler(counterType(1), store, counterSchemas(t), aggregate.Options{})
+	do(t, h, "c1", 1)
+	do(t, h, "c1", 1)
+	stale := int64(1)
+	_, err := h.Handle(ctx, aggregate.Request[increment]{AggregateID: "c1", Command: increment{By: 1}, ExpectedVersion: &stale, Metadata: testMeta})
+	var mismatch *aggregate.VersionMismatchError
+	if !errors.As(err, &mismatch) || mismatch.Current != 2 || mismatch.Expected != 1 {
+		t.Fatalf("got %v, want a version mismatch at current 2", err)
+	}
+	current := int64(2)
+	if _, err := h.Handle(ctx, aggregate.Request[increment]{AggregateID: "c1", Command: increment{By: 1}, ExpectedVersion: &current, Metadata: testMeta}); err != nil {
+		t.Fatalf("expected version 2: %v", err)
+	}
+}
+
+func TestDecideErrorsAndInvalidEventsStoreNothing(t *testing.T) {
+	ctx := context.Background()
+	store := postgres.NewStore(testenv.Postgres(t), nil)
+	h := aggregate.NewHandler(counterType(1), store, counterSchemas(t), aggregate.Options{})
+	if _, err := h.Handle(ctx, aggregate.Request[increment]{AggregateID: "c1", Command: increment{By: 0}, Metadata: testMeta}); !errors.Is(err, errNotPositive) {
+		t.Fatalf("got %v, want the decider's error", err)
+	}
+	// Decide allows 5000 but the event's schema caps "by" at 1000 (G8).
+	_, err := h.Handle(ctx, aggregate.Request[increment]{AggregateID: "c1", Command: increment{By: 5000}, Metadata: testMeta})
+	var schemaErr *log.SchemaError
+	if !errors.As(err, &schemaErr) {
+		t.Fatalf("got %v, want a *log.SchemaError", err)
+	}
+	if v, _ := store.StreamVersion(ctx, "counter", "c1"); v != 0 {
+		t.Fatalf("stream at version %d after refused commands, want 0", v)
+	}
+}
+
+// Two handlers on one store stand for two writer processes: their commands
+// on one aggregate race through optimistic concurrency and all land, once.
+func TestHandlersInTwoProcessesSettleRaces(t *testing.T) {
+	ctx := context.Background()
+	store := postgres.NewStore(testenv.Postgres(t), nil)
+	procs := []*aggregate.Handler[counter, increment, incremented]{
+		aggregate.NewHandler(counterType(1), store, counterSchemas(t), aggregate.Options{ConflictRetries: 50}),
+		aggregate.NewHandler(counterType(1), store, counterSchemas(t), aggregate.Options{ConflictRetries: 50}),
+	}
+	var wg sync.WaitGroup
+	const perProc = 40
+	for _, h := range procs {
+		for range 4 {
+			wg.Go(func() {
+				for range perProc / 4 {
+					if _, err := h.Handle(ctx, aggregate.Request[increment]{AggregateID: "c1", Command: increment{By: 1}, Metadata: testMeta}); err != nil {
+						t.Error(err)
+					}
+				}
+			})
+		}
+	}
+	wg.Wait()
+	s, v, err := procs[0].Load(ctx, "c1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v != 2*perProc || s.Count != 2*perProc {
+		t.Fatalf("count %d at version %d, want %d", s.Count, v, 2*perProc)
+	}
+}

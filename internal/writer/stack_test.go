@@ -1,0 +1,154 @@
+package writer_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/tributary-es/tributary/internal/aggregate"
+	"github.com/tributary-es/tributary/internal/domain/account"
+	"github.com/tributary-es/tributary/internal/log"
+	"github.com/tributary-es/tributary/internal/log/postgres"
+	"github.com/tributary-es/tributary/internal/testenv"
+	"github.com/tributary-es/tributary/internal/writer"
+	"github.com/tributary-es/tributary/schemas"
+)
+
+// stack is a writer (or several, standing for several processes) over one
+// fresh database.
+type stack struct {
+	t       testing.TB
+	pool    *pgxpool.Pool
+	store   *postgres.Store
+	servers []*httptest.Server
+}
+
+func newStack(t testing.TB, processes int) *stack {
+	t.Helper()
+	pool := testenv.Postgres(t)
+	eventSchemas, err := log.LoadSchemas(schemas.Events)
+	if err != nil {
+		t.Fatal(err)
+	}
+	upcasters := log.NewUpcasters().Register(account.AggregateType, "FundsDeposited", 1, account.UpcastFundsDepositedV1)
+	st := &stack{t: t, pool: pool, store: postgres.NewStore(pool, upcasters)}
+	for range processes {
+		accounts := aggregate.NewHandler(writer.AccountType(), st.store, eventSchemas, aggregate.Options{})
+		api := writer.NewServer(writer.DefaultConfig(), st.store, accounts, prometheus.NewRegistry(), slog.New(slog.DiscardHandler))
+		srv := httptest.NewServer(api.Handler())
+		t.Cleanup(srv.Close)
+		st.servers = append(st.servers, srv)
+	}
+	return st
+}
+
+// response is a decoded HTTP answer.
+type response struct {
+	status int
+	header http.Header
+	body   []byte
+}
+
+func (r response) json(t testing.TB) map[string]any {
+	t.Helper()
+	var m map[string]any
+	if err := json.Unmarshal(r.body, &m); err != nil {
+		t.Fatalf("response %d is not a JSON object: %v: %s", r.status, err, r.body)
+	}
+	return m
+}
+
+func (r response) command(t testing.TB) writer.CommandResponse {
+	t.Helper()
+	var c writer.CommandResponse
+	if err := json.Unmarshal(r.body, &c); err != nil {
+		t.Fatalf("response %d is not a command response: %v: %s", r.status, err, r.body)
+	}
+	return c
+}
+
+// do sends a request to process proc. Headers come in name/value pairs.
+func (st *stack) do(proc int, method, path, body string, headers ...string) response {
+	st.t.Helper()
+	var rd io.Reader
+	if body != "" {
+		rd = strings.NewReader(body)
+	}
+	req, err := http.NewRequestWithContext(context.Background(), method, st.servers[proc].URL+path, rd)
+	if err != nil {
+		st.t.Fatal(err)
+	}
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	for i := 0; i+1 < len(headers); i += 2 {
+		req.Header.Set(headers[i], headers[i+1])
+	}
+	res, err := st.servers[proc].Client().Do(req)
+	if err != nil {
+		st.t.Fatal(err)
+	}
+	defer res.Body.Close()
+	b, err := io.ReadAll(res.Body)
+	if err != nil {
+		st.t.Fatal(err)
+	}
+	return response{status: res.StatusCode, header: res.Header, body: bytes.TrimSpace(b)}
+}
+
+// must sends a request and fails the test unless it got want.
+func (st *stack) must(want int, method, path, body string, headers ...string) response {
+	st.t.Helper()
+	r := st.do(0, method, path, body, headers...)
+	if r.status != want {
+		st.t.Fatalf("%s %s: status %d, want %d: %s", method, path, r.status, want, r.body)
+	}
+	return r
+}
+
+// openActive opens and activates an account with a balance.
+func (st *stack) openActive(id string, balance int64) {
+	st.t.Helper()
+	body, _ := json.Marshal(map[string]any{"id": id, "owner": "Ada", "currency": "EUR", "initialDeposit": balance})
+	st.must(http.StatusCreated, "POST", "/v1/accounts", string(body))
+	st.must(http.StatusOK, "POST", "/v1/accounts/"+id+"/activate", "")
+}
+
+func (st *stack) eventCount() int {
+	st.t.Helper()
+	var n int
+	if err := st.pool.QueryRow(context.Background(), `SELECT count(*) FROM events`).Scan(&n); err != nil {
+		st.t.Fatal(err)
+	}
+	return n
+}
+
+// fold reads an account's stream from the store and folds it with the domain.
+func (st *stack) fold(id string) (account.State, []log.Event) {
+	st.t.Helper()
+	stored, err := st.store.ReadStream(context.Background(), postgres.StreamQuery{AggregateType: "account", AggregateID: id})
+	if err != nil {
+		st.t.Fatal(err)
+	}
+	s := account.Initial(id)
+	for _, e := range stored {
+		ev, err := account.DecodeEvent(e.Type, e.Payload)
+		if err != nil {
+			st.t.Fatal(err)
+		}
+		s = account.Evolve(s, ev)
+		if s.Balance < 0 {
+			st.t.Fatalf("%s: balance %d after version %d", id, s.Balance, e.Version)
+		}
+	}
+	return s, stored
+}
