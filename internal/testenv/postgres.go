@@ -79,7 +79,13 @@ func PostgresURL(t testing.TB) string {
 // Postgres returns a pool on a new, migrated database for this test.
 func Postgres(t testing.TB) *pgxpool.Pool {
 	t.Helper()
-	cfg, err := pgxpool.ParseConfig(PostgresURL(t))
+	return PostgresPool(t, PostgresURL(t))
+}
+
+// PostgresPool returns a pool on the database at url, closed when the test ends.
+func PostgresPool(t testing.TB, url string) *pgxpool.Pool {
+	t.Helper()
+	cfg, err := pgxpool.ParseConfig(url)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -84,11 +84,15 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		problem.Write(w, r, problem.New(http.StatusNotFound, "not-found", "Not found", "no such resource: "+r.Method+" "+r.URL.Path))
 	})
-	traced := otelhttp.NewHandler(s.rejectUncleanPaths(mux), "writer",
+	return otelhttp.NewHandler(s.instrument(s.rejectUncleanPaths(mux)), "writer",
 		otelhttp.WithTracerProvider(s.cfg.TracerProvider),
 		otelhttp.WithPropagators(propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{})),
-		otelhttp.WithSpanNameFormatter(func(_ string, r *http.Request) string { return r.Method + " " + r.Pattern }))
-	return s.instrument(traced)
+		otelhttp.WithSpanNameFormatter(func(op string, r *http.Request) string {
+			if r.Pattern == "" {
+				return op + " " + r.Method
+			}
+			return r.Pattern
+		}))
 }
 
 func (s *Server) rejectUncleanPaths(next http.Handler) http.Handler {

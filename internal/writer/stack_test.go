@@ -30,6 +30,8 @@ type stack struct {
 	pool    *pgxpool.Pool
 	store   *postgres.Store
 	servers []*httptest.Server
+	// handlers are the servers' handlers, to call without a network.
+	handlers []http.Handler
 }
 
 func newStack(t testing.TB, processes int) *stack {
@@ -44,9 +46,11 @@ func newStack(t testing.TB, processes int) *stack {
 	for range processes {
 		accounts := aggregate.NewHandler(writer.AccountType(), st.store, eventSchemas, aggregate.Options{})
 		api := writer.NewServer(writer.DefaultConfig(), st.store, accounts, prometheus.NewRegistry(), slog.New(slog.DiscardHandler))
-		srv := httptest.NewServer(api.Handler())
+		h := api.Handler()
+		srv := httptest.NewServer(h)
 		t.Cleanup(srv.Close)
 		st.servers = append(st.servers, srv)
+		st.handlers = append(st.handlers, h)
 	}
 	return st
 }
@@ -125,9 +129,15 @@ func (st *stack) openActive(id string, balance int64) {
 
 func (st *stack) eventCount() int {
 	st.t.Helper()
+	return st.countEvents(st.t)
+}
+
+// countEvents counts the stored events, failing t (a fuzz target's own t, say).
+func (st *stack) countEvents(t testing.TB) int {
+	t.Helper()
 	var n int
 	if err := st.pool.QueryRow(context.Background(), `SELECT count(*) FROM events`).Scan(&n); err != nil {
-		st.t.Fatal(err)
+		t.Fatal(err)
 	}
 	return n
 }

@@ -87,6 +87,9 @@ func UpcastFundsDepositedV1(payload json.RawMessage) (json.RawMessage, error) {
 	if err := json.Unmarshal(payload, &fields); err != nil {
 		return nil, fmt.Errorf("FundsDeposited v1: %w", err)
 	}
+	if fields == nil {
+		return nil, fmt.Errorf("FundsDeposited v1: payload is not a JSON object")
+	}
 	if _, ok := fields["source"]; !ok {
 		fields["source"] = json.RawMessage(`"unknown"`)
 	}

@@ -1,0 +1,28 @@
+# Tributary's everyday commands. Every target starts the local Postgres and
+# Redis first if they are installed but stopped.
+
+DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/tributary?sslmode=disable
+export DATABASE_URL
+
+.PHONY: run test services bench fuzz
+
+## run: the platform on its embedded default (migrates the local database)
+run: services
+	go run ./cmd/writer --migrate
+
+## test: vet and the whole test suite with the race detector, against the real servers
+test: services
+	@unformatted=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$unformatted" ]; then echo "gofmt would change:"; echo "$$unformatted"; exit 1; fi
+	go vet ./...
+	go test -race -count=1 -timeout 15m ./...
+
+services:
+	@scripts/services-up
+
+## bench: the writer's HTTP command rate beside the raw Postgres insert rate
+bench: services
+	go run ./cmd/bench writer
+
+## fuzz: fuzz the writer's HTTP command decoding for a minute
+fuzz: services
+	go test -run '^$$' -fuzz FuzzCommands -fuzztime 60s ./internal/writer/

@@ -1,0 +1,169 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/tributary-es/tributary/internal/testenv"
+)
+
+func env(kv ...string) func(string) string {
+	m := make(map[string]string)
+	for i := 0; i+1 < len(kv); i += 2 {
+		m[kv[i]] = kv[i+1]
+	}
+	return func(k string) string { return m[k] }
+}
+
+// Bad configuration stops the writer with a message naming the setting and
+// exit code 2.
+func TestBadConfigurationNamesTheSetting(t *testing.T) {
+	tests := []struct {
+		name   string
+		args   []string
+		getenv func(string) string
+		want   string
+	}{
+		{"missing database url", nil, env(), "--database-url / DATABASE_URL is required"},
+		{"bad database url", nil, env("DATABASE_URL", "postgres://%zz"), "--database-url / DATABASE_URL is not a valid Postgres URL"},
+		{"bad snapshot interval from env", nil, env("DATABASE_URL", "postgres://x/y", "SNAPSHOT_EVERY", "often"), `invalid SNAPSHOT_EVERY="often" (flag --snapshot-every)`},
+		{"zero snapshot interval", []string{"--snapshot-every", "0"}, env("DATABASE_URL", "postgres://x/y"), "--snapshot-every / SNAPSHOT_EVERY must be at least 1"},
+		{"bad listen address", []string{"--http-addr", "nowhere"}, env("DATABASE_URL", "postgres://x/y"), "--http-addr / WRITER_HTTP_ADDR"},
+		{"unknown flag", []string{"--frobnicate"}, env(), "flag provided but not defined: -frobnicate"},
+		{"stray argument", []string{"serve", "extra"}, env("DATABASE_URL", "postgres://x/y"), `unexpected argument "extra"`},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var out bytes.Buffer
+			err := run(context.Background(), tc.args, tc.getenv, &out, &out)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("got %v, want an error containing %q", err, tc.want)
+			}
+			if code := exitCode(err); code != 2 {
+				t.Fatalf("exit code %d, want 2", code)
+			}
+		})
+	}
+}
+
+func TestUnreachablePostgresIsNamed(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close() // nothing listens there now
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var out bytes.Buffer
+	err = run(ctx, nil, env("DATABASE_URL", "postgres://postgres@"+addr+"/x?connect_timeout=2"), &out, &out)
+	if err == nil || !strings.Contains(err.Error(), "cannot reach Postgres at DATABASE_URL") {
+		t.Fatalf("got %v, want a message naming DATABASE_URL", err)
+	}
+}
+
+func TestRefusesAnUnmigratedDatabase(t *testing.T) {
+	ctx := context.Background()
+	empty := emptyDatabaseURL(t)
+	var out bytes.Buffer
+	err := run(ctx, []string{"--http-addr", "127.0.0.1:0"}, env("DATABASE_URL", empty), &out, &out)
+	if err == nil || !strings.Contains(err.Error(), "database is at version 0, this binary needs") {
+		t.Fatalf("got %v, want the schema check to refuse", err)
+	}
+	// The migrate command fixes it.
+	if err := run(ctx, []string{"migrate"}, env("DATABASE_URL", empty), &out, &out); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out.String(), "database schema is up to date") {
+		t.Fatalf("migrate printed %s", out.String())
+	}
+}
+
+// SIGTERM (the context's cancellation) drains in-flight requests and exits cleanly.
+func TestServeAndShutDownGracefully(t *testing.T) {
+	dbURL := emptyDatabaseURL(t)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+
+	ctx, cancel := context.WithCancel(context.Background())
+	var out syncBuffer
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, []string{"--migrate", "--http-addr", addr}, env("DATABASE_URL", dbURL), &out, &out)
+	}()
+	base := "http://" + addr
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		res, err := http.Get(base + "/readyz")
+		if err == nil && res.StatusCode == http.StatusOK {
+			res.Body.Close()
+			break
+		}
+		if err == nil {
+			res.Body.Close()
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("writer never became ready: %v\n%s", err, out.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	res, err := http.Post(base+"/v1/accounts", "application/json", strings.NewReader(`{"id":"a1","owner":"Ada","currency":"EUR"}`))
+	if err != nil || res.StatusCode != http.StatusCreated {
+		t.Fatalf("open account: %v %v", res, err)
+	}
+	res.Body.Close()
+
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("run returned %v after SIGTERM", err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("writer did not stop after SIGTERM")
+	}
+	if !strings.Contains(out.String(), "writer stopped") {
+		t.Fatalf("log lacks the clean stop:\n%s", out.String())
+	}
+	if _, err := http.Get(base + "/healthz"); err == nil {
+		t.Fatal("writer still serving after shutdown")
+	}
+}
+
+// emptyDatabaseURL returns a migrated test database rolled back to no schema.
+func emptyDatabaseURL(t *testing.T) string {
+	t.Helper()
+	url := testenv.PostgresURL(t)
+	pool := testenv.PostgresPool(t, url)
+	if _, err := pool.Exec(context.Background(), `DROP TABLE idempotency_keys, snapshots, events, tributary_schema_version`); err != nil {
+		t.Fatal(err)
+	}
+	return url
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}

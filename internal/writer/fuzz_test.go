@@ -1,0 +1,67 @@
+package writer_test
+
+import (
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+)
+
+// FuzzCommands throws arbitrary requests at the writer's handler: it must
+// never panic, never answer 5xx to bad input, answer every error as a
+// problem document, and never store an event for a request it refused.
+//
+//	go test -run '^$' -fuzz FuzzCommands -fuzztime 60s ./internal/writer/
+func FuzzCommands(f *testing.F) {
+	seeds := []struct{ method, path, body, contentType, ifMatch, key string }{
+		{"POST", "/v1/accounts", `{"id":"f1","owner":"Ada","currency":"EUR","initialDeposit":100}`, "application/json", "", ""},
+		{"POST", "/v1/accounts/a1/activate", ``, "", "", ""},
+		{"POST", "/v1/accounts/a1/deposits", `{"amount":100,"currency":"EUR","source":"x"}`, "application/json", `"3"`, "k1"},
+		{"POST", "/v1/accounts/a1/withdrawals", `{"amount":100,"currency":"EUR","reason":"x"}`, "application/json", "", ""},
+		{"POST", "/v1/accounts/a1/close", `{"reason":"bye"}`, "application/json", "", ""},
+		{"POST", "/v1/accounts/a1/deposits", `{"amount":1e3,"currency":"EUR","source":"x"}`, "application/json", "", ""},
+		{"POST", "/v1/accounts/%2e%2e/deposits", `{}`, "application/json", "", ""},
+		{"GET", "/v1/streams/account/a1?after=-1&limit=99999", ``, "", "", ""},
+		{"GET", "/v1/streams/account/a1/state?at=yesterday", ``, "", "", ""},
+		{"POST", "/v1/accounts", `{"owner":"\u0000","currency":"EUR"}`, "application/merge-patch+json", "*", "\x00"},
+	}
+	for _, s := range seeds {
+		f.Add(s.method, s.path, s.body, s.contentType, s.ifMatch, s.key)
+	}
+	st := newStack(f, 1)
+	st.openActive("a1", 1000)
+
+	f.Fuzz(func(t *testing.T, method, path, body, contentType, ifMatch, key string) {
+		if !strings.HasPrefix(path, "/") {
+			path = "/" + path
+		}
+		req, err := http.NewRequest(method, "http://writer"+path, strings.NewReader(body))
+		if err != nil {
+			return // not an HTTP request a server could receive
+		}
+		for name, value := range map[string]string{"Content-Type": contentType, "If-Match": ifMatch, "Idempotency-Key": key} {
+			if value != "" {
+				req.Header.Set(name, value)
+			}
+		}
+		before := st.countEvents(t)
+		rec := httptest.NewRecorder()
+		st.handlers[0].ServeHTTP(rec, req)
+		after := st.countEvents(t)
+
+		if rec.Code >= 500 {
+			t.Fatalf("%s %q: status %d: %s", method, path, rec.Code, rec.Body)
+		}
+		if rec.Code >= 400 {
+			if ct := rec.Header().Get("Content-Type"); ct != "application/problem+json" {
+				t.Fatalf("%s %q: status %d with content type %q", method, path, rec.Code, ct)
+			}
+			if after != before {
+				t.Fatalf("%s %q: refused with %d but stored %d events", method, path, rec.Code, after-before)
+			}
+		}
+		if method != "POST" && after != before {
+			t.Fatalf("%s %q stored events", method, path)
+		}
+	})
+}
