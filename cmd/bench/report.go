@@ -135,7 +135,8 @@ func (r *report) writeHeader(w io.Writer) {
 	fmt.Fprintf(w, "  go        %s %s/%s, GOMAXPROCS %d\n", runtime.Version(), runtime.GOOS, runtime.GOARCH, runtime.GOMAXPROCS(0))
 	fmt.Fprintf(w, "  nproc     %d\n", runtime.NumCPU())
 	fmt.Fprintf(w, "  postgres  %s\n", r.postgresVersion)
-	fmt.Fprintf(w, "  writer    in-process, real HTTP/1.1 keep-alive over 127.0.0.1, pgxpool MaxConns %d, snapshots every 100 events\n", writerMaxConns)
+	fmt.Fprintf(w, "  writer    in-process as cmd/writer builds it (pgxpool MaxConns %d, snapshots every 100 events, noop tracer),\n", writerMaxConns)
+	fmt.Fprintf(w, "            over real HTTP/1.1 keep-alive connections on 127.0.0.1, one per client\n")
 	fmt.Fprintf(w, "  load      %d accounts; each command picks one at random: %.0f%% deposits, %.0f%% withdrawals\n",
 		s.accounts, depositShare*100, (1-depositShare)*100)
 	fmt.Fprintf(w, "  ceiling   autocommit single-row INSERT with a jsonb payload, one pgx connection per client\n")

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"net/url"
+	"os"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -29,11 +31,13 @@ type settings struct {
 	warmup      time.Duration
 	rounds      int
 	json        bool
+	cpuProfile  string
 }
 
 // clientLevels is a comma-separated list of concurrency levels, e.g. 1,16,64.
 type clientLevels []int
 
+// String returns the levels as Set accepts them.
 func (c *clientLevels) String() string {
 	if c == nil {
 		return ""
@@ -78,6 +82,7 @@ func parseSettings(args []string, getenv func(string) string, out io.Writer) (se
 	fs.IntVar(&s.rounds, "rounds", 3, "rounds of every level, alternating writer and raw inserts; the report shows their median")
 	fs.Env("rounds", "BENCH_ROUNDS")
 	fs.BoolVar(&s.json, "json", false, "print the report as JSON on stdout, without progress lines")
+	fs.StringVar(&s.cpuProfile, "cpuprofile", "", "write a CPU profile of the whole run (load generator, writer) to this file")
 	if err := fs.Parse(args, getenv); err != nil {
 		return s, usageError{err}
 	}
@@ -113,6 +118,17 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	s, err := parseSettings(args[1:], getenv, stdout)
 	if err != nil {
 		return err
+	}
+	if s.cpuProfile != "" {
+		f, err := os.Create(s.cpuProfile)
+		if err != nil {
+			return usageError{fmt.Errorf("--cpuprofile: %w", err)}
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return fmt.Errorf("--cpuprofile: %w", err)
+		}
+		defer pprof.StopCPUProfile()
 	}
 	return benchWriter(ctx, s, stdout)
 }

@@ -11,8 +11,6 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
-	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
-	"go.opentelemetry.io/otel/propagation"
 
 	"github.com/tributary-es/tributary/internal/aggregate"
 	"github.com/tributary-es/tributary/internal/domain/account"
@@ -65,8 +63,6 @@ func startWriter(ctx context.Context, databaseURL string) (*writerServer, error)
 	store := postgres.NewStore(pool, upcasters())
 	accounts := aggregate.NewHandler(writer.AccountType(), store, eventSchemas, aggregate.Options{SnapshotEvery: 100})
 	api := writer.NewServer(writer.DefaultConfig(), store, accounts, prometheus.NewRegistry(), slog.New(slog.DiscardHandler))
-	handler := otelhttp.NewHandler(api.Handler(), "writer",
-		otelhttp.WithPropagators(propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{})))
 
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -76,7 +72,7 @@ func startWriter(ctx context.Context, databaseURL string) (*writerServer, error)
 	w := &writerServer{
 		pool: pool,
 		srv: &http.Server{
-			Handler:           handler,
+			Handler:           api.Handler(),
 			ReadHeaderTimeout: 5 * time.Second,
 			ReadTimeout:       30 * time.Second,
 			WriteTimeout:      30 * time.Second,

@@ -45,6 +45,7 @@ type settings struct {
 	principalHeader string
 	shutdownTimeout time.Duration
 	logLevel        slog.Level
+	pprofAddr       string
 }
 
 func parseSettings(cmd string, args []string, getenv func(string) string, stderr io.Writer) (settings, error) {
@@ -66,6 +67,8 @@ func parseSettings(cmd string, args []string, getenv func(string) string, stderr
 	fs.Env("principal-header", "WRITER_PRINCIPAL_HEADER")
 	fs.DurationVar(&s.shutdownTimeout, "shutdown-timeout", 15*time.Second, "how long in-flight requests may take to finish on SIGTERM")
 	fs.Env("shutdown-timeout", "SHUTDOWN_TIMEOUT")
+	fs.StringVar(&s.pprofAddr, "pprof-addr", "", "if set, serve Go's /debug/pprof profiles on this address (keep it private)")
+	fs.Env("pprof-addr", "PPROF_ADDR")
 	fs.TextVar(&s.logLevel, "log-level", slog.LevelInfo, "log level: debug, info, warn, error")
 	fs.Env("log-level", "LOG_LEVEL")
 	if err := fs.Parse(args, getenv); err != nil {
@@ -175,6 +178,13 @@ func serve(ctx context.Context, s settings, logger *slog.Logger) error {
 		WriteTimeout:      30 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
+	}
+	if s.pprofAddr != "" {
+		stop, err := servePprof(s.pprofAddr, logger)
+		if err != nil {
+			return usageError{fmt.Errorf("PPROF_ADDR: %w", err)}
+		}
+		defer stop()
 	}
 	ln, err := net.Listen("tcp", s.httpAddr)
 	if err != nil {

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	lru "github.com/hashicorp/golang-lru/v2"
 
 	"github.com/tributary-es/tributary/internal/log"
 	"github.com/tributary-es/tributary/internal/log/postgres"
@@ -24,7 +25,9 @@ type Event interface {
 	SchemaVersion() int
 }
 
-// Type describes one aggregate type by its pure functions.
+// Type describes one aggregate type by its pure functions. S must be a value
+// that Evolve never changes in place (copy slices and maps it updates): the
+// handler keeps states in memory between commands.
 type Type[S any, C any, E Event] struct {
 	// Name is the aggregate type in the event log, e.g. "account".
 	Name string
@@ -63,6 +66,10 @@ type Options struct {
 	// ConflictRetries bounds the retries of a command without an expected
 	// version that lost a race. 0 means 10.
 	ConflictRetries int
+	// CacheSize is how many aggregates' current state the handler keeps in
+	// memory (least recently used go first). 0 means 10,000; negative
+	// disables the cache.
+	CacheSize int
 }
 
 // Handler runs commands for one aggregate type. It is safe for concurrent use.
@@ -74,6 +81,18 @@ type Handler[S any, C any, E Event] struct {
 	// locks serializes commands on one aggregate inside this process, so that
 	// optimistic concurrency only has to settle races between processes.
 	locks *keyedMutex
+	// cache holds the state after this process's last command on an
+	// aggregate. It saves the load of a command, never its safety: the append
+	// still names the cached version, a conflict evicts the entry, and a
+	// refusal or version mismatch is only answered after a fresh load.
+	cache *lru.Cache[string, loaded[S]]
+}
+
+// loaded is an aggregate's state at a version, and the version of the
+// snapshot it was (last) folded from.
+type loaded[S any] struct {
+	state                    S
+	version, snapshotVersion int64
 }
 
 // NewHandler returns a handler that stores typ's events in store after
@@ -85,7 +104,14 @@ func NewHandler[S any, C any, E Event](typ Type[S, C, E], store *postgres.Store,
 	if opts.ConflictRetries <= 0 {
 		opts.ConflictRetries = 10
 	}
-	return &Handler[S, C, E]{typ: typ, store: store, schemas: schemas, opts: opts, locks: newKeyedMutex()}
+	h := &Handler[S, C, E]{typ: typ, store: store, schemas: schemas, opts: opts, locks: newKeyedMutex()}
+	if opts.CacheSize == 0 {
+		opts.CacheSize = 10_000
+	}
+	if opts.CacheSize > 0 {
+		h.cache, _ = lru.New[string, loaded[S]](opts.CacheSize) // only fails for a size <= 0
+	}
+	return h
 }
 
 // TypeName returns the aggregate type's name.
@@ -151,18 +177,49 @@ func (h *Handler[S, C, E]) Handle(ctx context.Context, req Request[C]) (Result[S
 }
 
 func (h *Handler[S, C, E]) handleOnce(ctx context.Context, req Request[C]) (Result[S], error) {
-	state, version, snapshotVersion, err := h.load(ctx, req.AggregateID)
+	cur, fromCache, err := h.current(ctx, req.AggregateID)
 	if err != nil {
 		return Result[S]{}, err
 	}
-	if req.ExpectedVersion != nil && *req.ExpectedVersion != version {
-		return Result[S]{}, &VersionMismatchError{Expected: *req.ExpectedVersion, Current: version}
+	res, err := h.decideAndAppend(ctx, req, cur)
+	if err == nil {
+		return res, nil
 	}
-	decided, err := h.typ.Decide(state, req.Command)
+	if h.cache != nil {
+		h.cache.Remove(req.AggregateID)
+	}
+	if !fromCache || errors.Is(err, postgres.ErrConcurrency) {
+		return Result[S]{}, err
+	}
+	// A refusal (or a version mismatch) decided on cached state is only
+	// trusted once a fresh load confirms it: another process may have moved
+	// the aggregate on.
+	if cur, err = h.load(ctx, req.AggregateID); err != nil {
+		return Result[S]{}, err
+	}
+	return h.decideAndAppend(ctx, req, cur)
+}
+
+// current returns the aggregate's state from the cache, or loaded.
+func (h *Handler[S, C, E]) current(ctx context.Context, id string) (loaded[S], bool, error) {
+	if h.cache != nil {
+		if cur, ok := h.cache.Get(id); ok {
+			return cur, true, nil
+		}
+	}
+	cur, err := h.load(ctx, id)
+	return cur, false, err
+}
+
+func (h *Handler[S, C, E]) decideAndAppend(ctx context.Context, req Request[C], cur loaded[S]) (Result[S], error) {
+	if req.ExpectedVersion != nil && *req.ExpectedVersion != cur.version {
+		return Result[S]{}, &VersionMismatchError{Expected: *req.ExpectedVersion, Current: cur.version}
+	}
+	decided, err := h.typ.Decide(cur.state, req.Command)
 	if err != nil {
 		return Result[S]{}, err
 	}
-	res := Result[S]{AggregateType: h.typ.Name, AggregateID: req.AggregateID, Version: version, State: state}
+	res := Result[S]{AggregateType: h.typ.Name, AggregateID: req.AggregateID, Version: cur.version, State: cur.state}
 	if len(decided) == 0 {
 		return res, nil
 	}
@@ -185,44 +242,50 @@ func (h *Handler[S, C, E]) handleOnce(ctx context.Context, req Request[C]) (Resu
 	appendReq := postgres.AppendRequest{
 		AggregateType: h.typ.Name,
 		AggregateID:   req.AggregateID,
-		Expected:      postgres.ExpectedVersion(version),
+		Expected:      postgres.ExpectedVersion(cur.version),
 		Events:        newEvents,
 		Metadata:      req.Metadata,
 		Idempotency:   req.Idempotency,
 	}
-	newVersion := version + int64(len(decided))
-	if newVersion-snapshotVersion >= int64(h.opts.SnapshotEvery) {
+	newVersion := cur.version + int64(len(decided))
+	snapshotVersion := cur.snapshotVersion
+	if newVersion-cur.snapshotVersion >= int64(h.opts.SnapshotEvery) {
 		state, err := json.Marshal(res.State)
 		if err != nil {
 			return Result[S]{}, fmt.Errorf("encode snapshot of %s/%s: %w", h.typ.Name, req.AggregateID, err)
 		}
 		appendReq.Snapshot = &postgres.Snapshot{Version: newVersion, SchemaVersion: h.typ.StateSchemaVersion, State: state}
+		snapshotVersion = newVersion
 	}
 	stored, err := h.store.Append(ctx, appendReq)
 	if err != nil {
 		return Result[S]{}, err
 	}
 	res.Events, res.Version = stored, newVersion
+	if h.cache != nil {
+		h.cache.Add(req.AggregateID, loaded[S]{state: res.State, version: newVersion, snapshotVersion: snapshotVersion})
+	}
 	return res, nil
 }
 
-// load returns the current state and version, and the version of the
-// snapshot it started from (0 for none).
-func (h *Handler[S, C, E]) load(ctx context.Context, id string) (state S, version, snapshotVersion int64, err error) {
+// load reads the aggregate's state and version from the store.
+func (h *Handler[S, C, E]) load(ctx context.Context, id string) (loaded[S], error) {
 	d, err := h.store.LoadForDecision(ctx, h.typ.Name, id, h.typ.StateSchemaVersion)
 	if err != nil {
-		return state, 0, 0, err
+		return loaded[S]{}, err
 	}
-	state = h.typ.Initial(id)
+	cur := loaded[S]{state: h.typ.Initial(id)}
 	if d.Snapshot != nil {
-		if err := json.Unmarshal(d.Snapshot.State, &state); err != nil {
+		if err := json.Unmarshal(d.Snapshot.State, &cur.state); err != nil {
 			// A snapshot that does not decode is not trusted: fold from the start.
-			return h.fold(ctx, id, 0, time.Time{})
+			state, version, err := h.fold(ctx, id, 0, time.Time{})
+			return loaded[S]{state: state, version: version}, err
 		}
-		snapshotVersion = d.Snapshot.Version
+		cur.snapshotVersion = d.Snapshot.Version
 	}
-	state, err = h.evolve(state, d.Events)
-	return state, d.Version(), snapshotVersion, err
+	cur.state, err = h.evolve(cur.state, d.Events)
+	cur.version = d.Version()
+	return cur, err
 }
 
 func (h *Handler[S, C, E]) evolve(state S, events []log.Event) (S, error) {
@@ -238,31 +301,31 @@ func (h *Handler[S, C, E]) evolve(state S, events []log.Event) (S, error) {
 
 // fold replays a stream from its first event, without snapshots, up to
 // untilVersion (if positive) and events recorded until (if not zero).
-func (h *Handler[S, C, E]) fold(ctx context.Context, id string, untilVersion int64, until time.Time) (S, int64, int64, error) {
+func (h *Handler[S, C, E]) fold(ctx context.Context, id string, untilVersion int64, until time.Time) (S, int64, error) {
 	events, err := h.store.ReadStream(ctx, postgres.StreamQuery{
 		AggregateType: h.typ.Name, AggregateID: id, UntilVersion: untilVersion, RecordedUntil: until,
 	})
 	state := h.typ.Initial(id)
 	if err != nil {
-		return state, 0, 0, err
+		return state, 0, err
 	}
 	state, err = h.evolve(state, events)
 	var version int64
 	if len(events) > 0 {
 		version = events[len(events)-1].Version
 	}
-	return state, version, 0, err
+	return state, version, err
 }
 
-// Load returns the current state of an aggregate and its version (0: none).
+// Load returns the current state of an aggregate and its version (0: none),
+// read from the store.
 func (h *Handler[S, C, E]) Load(ctx context.Context, id string) (S, int64, error) {
-	state, version, _, err := h.load(ctx, id)
-	return state, version, err
+	cur, err := h.load(ctx, id)
+	return cur.state, cur.version, err
 }
 
 // StateAt answers a temporal query: the state as of untilVersion (if
 // positive) and as of the time until (if not zero), folded from the events.
 func (h *Handler[S, C, E]) StateAt(ctx context.Context, id string, untilVersion int64, until time.Time) (S, int64, error) {
-	state, version, _, err := h.fold(ctx, id, untilVersion, until)
-	return state, version, err
+	return h.fold(ctx, id, untilVersion, until)
 }

@@ -224,7 +224,7 @@ func TestHandlersInTwoProcessesSettleRaces(t *testing.T) {
 	store := postgres.NewStore(testenv.Postgres(t), nil)
 	procs := []*aggregate.Handler[counter, increment, incremented]{
 		aggregate.NewHandler(counterType(1), store, counterSchemas(t), aggregate.Options{ConflictRetries: 50}),
-		aggregate.NewHandler(counterType(1), store, counterSchemas(t), aggregate.Options{ConflictRetries: 50}),
+		aggregate.NewHandler(counterType(1), store, counterSchemas(t), aggregate.Options{ConflictRetries: 50, CacheSize: -1}),
 	}
 	var wg sync.WaitGroup
 	const perProc = 40

@@ -273,6 +273,35 @@ func TestMetadataIsStoredWithEvents(t *testing.T) {
 	}
 }
 
+// A writer process decides on the state it cached after its own last
+// command; when another process moved the aggregate on, a refusal based on
+// that stale state is re-checked against the store, and a stale version
+// never reaches the log.
+func TestStaleCacheInOneProcessNeverDecidesWrongly(t *testing.T) {
+	st := newStack(t, 2)
+	st.openActive("a1", 0) // process 0 now caches a balance of 0 at version 2
+	if r := st.do(1, "POST", "/v1/accounts/a1/deposits", `{"amount":100,"currency":"EUR","source":"x"}`); r.status != http.StatusOK {
+		t.Fatalf("deposit in process 1: %d %s", r.status, r.body)
+	}
+	// Process 0's cache says 0: it must not refuse for insufficient funds.
+	if r := st.do(0, "POST", "/v1/accounts/a1/withdrawals", `{"amount":60,"currency":"EUR","reason":"x"}`); r.status != http.StatusOK {
+		t.Fatalf("withdrawal in process 0 after a deposit in process 1: %d %s", r.status, r.body)
+	}
+	// Process 1's cache says 100: its withdrawal of 60 races the store's truth (40).
+	r := st.do(1, "POST", "/v1/accounts/a1/withdrawals", `{"amount":60,"currency":"EUR","reason":"x"}`)
+	if r.status != http.StatusUnprocessableEntity {
+		t.Fatalf("overdraft through a stale cache: %d %s", r.status, r.body)
+	}
+	// If-Match with the version process 1 has not seen yet is still accepted.
+	if r := st.do(1, "POST", "/v1/accounts/a1/deposits", `{"amount":1,"currency":"EUR","source":"x"}`, "If-Match", `"4"`); r.status != http.StatusOK {
+		t.Fatalf("If-Match current version through a stale cache: %d %s", r.status, r.body)
+	}
+	s, stored := st.fold("a1")
+	if s.Balance != 41 || len(stored) != 5 {
+		t.Fatalf("balance %d with %d events, want 41 with 5", s.Balance, len(stored))
+	}
+}
+
 func TestServerChosenIDAndResponseShape(t *testing.T) {
 	st := newStack(t, 1)
 	r := st.must(http.StatusCreated, "POST", "/v1/accounts", `{"owner":"Ada","currency":"JPY","initialDeposit":1000}`)

@@ -58,7 +58,7 @@ func TestReadStreamPages(t *testing.T) {
 // The state of an aggregate as of a version or a time (temporal query).
 func TestStateAsOfVersionAndTime(t *testing.T) {
 	st := newStack(t, 1)
-	st.openActive("a1", 100) // v3, balance 100
+	st.openActive("a1", 100)                                                                                  // v3, balance 100
 	st.must(http.StatusOK, "POST", "/v1/accounts/a1/deposits", `{"amount":50,"currency":"EUR","source":"x"}`) // v4
 	var cut time.Time
 	if err := st.pool.QueryRow(context.Background(), `SELECT recorded_at FROM events WHERE version = 4`).Scan(&cut); err != nil {

@@ -40,12 +40,29 @@ const anyVersionAttempts = 10
 type Store struct {
 	pool      *pgxpool.Pool
 	upcasters *log.Upcasters
+	group     *groupCommit
+}
+
+// StoreOption tunes a Store.
+type StoreOption func(*Store)
+
+// WithGroupCommit sets how many append batches may be on their way to
+// Postgres at once (default 8), and how many commands one batch holds at
+// most (default 128). Appends that arrive while all slots are busy wait and
+// go together in the next batch.
+func WithGroupCommit(maxInFlight, maxBatch int) StoreOption {
+	return func(s *Store) { s.group.maxInFlight, s.group.maxBatch = max(1, maxInFlight), max(1, maxBatch) }
 }
 
 // NewStore returns a store over pool that upcasts every event it reads.
 // upcasters may be nil when no event type has an old schema version.
-func NewStore(pool *pgxpool.Pool, upcasters *log.Upcasters) *Store {
-	return &Store{pool: pool, upcasters: upcasters}
+func NewStore(pool *pgxpool.Pool, upcasters *log.Upcasters, opts ...StoreOption) *Store {
+	s := &Store{pool: pool, upcasters: upcasters}
+	s.group = &groupCommit{store: s, maxInFlight: 8, maxBatch: 128}
+	for _, opt := range opts {
+		opt(s)
+	}
+	return s
 }
 
 // Pool returns the connection pool, for health checks.
@@ -112,19 +129,25 @@ FROM (SELECT min(version) AS first, max(version) AS last FROM events WHERE event
 WHERE k.principal = $1 AND k.key = $2 AND appended.last IS NOT NULL`
 
 // Append writes req.Events to the stream as versions current+1, current+2, …
-// in one transaction. It returns the stored events with their versions,
-// global positions and recorded time, or ErrConcurrency when the stream is
-// not at req.Expected (or a concurrent append won the race).
+// atomically. It returns the stored events with their versions, global
+// positions and recorded time, or ErrConcurrency when the stream is not at
+// req.Expected (or a concurrent append won the race).
 //
-// The insert is the first write of its transaction, so the transaction id
-// that the relay orders by is taken only after the previous version of the
-// stream was committed: per-stream order and transaction-id order agree.
+// Appends at an exact expected version (or NoStream) go through group commit:
+// concurrent ones share a round trip and a commit, each still atomic on its
+// own. The version they expect was committed before their transaction took
+// its id, so the transaction id that the relay orders by keeps per-stream
+// order. AnyVersion appends go alone, as the first write of their own
+// transaction, for the same reason.
 func (s *Store) Append(ctx context.Context, req AppendRequest) ([]log.Event, error) {
 	if len(req.Events) == 0 {
 		return nil, errors.New("append: no events")
 	}
 	if req.Expected < AnyVersion {
 		return nil, fmt.Errorf("append: invalid expected version %d", req.Expected)
+	}
+	if req.Expected != AnyVersion {
+		return s.group.append(ctx, req)
 	}
 	for attempt := 1; ; attempt++ {
 		events, err := s.appendOnce(ctx, req)
@@ -148,6 +171,11 @@ func (s *Store) appendOnce(ctx context.Context, req AppendRequest) ([]log.Event,
 	lastID := ids[n-1]
 
 	batch := &pgx.Batch{}
+	if req.Expected == AnyVersion {
+		// Appends that do not care about the version queue up per stream
+		// instead of racing each other.
+		batch.Queue(`SELECT pg_advisory_xact_lock(hashtextextended($1 || '/' || $2, 0))`, req.AggregateType, req.AggregateID)
+	}
 	batch.Queue(appendSQL, req.AggregateType, req.AggregateID, int64(req.Expected), ids, types, versions,
 		m.CorrelationID, m.CausationID, m.Principal, m.TraceParent, m.TraceState, payloads)
 	if snap := req.Snapshot; snap != nil {
@@ -175,6 +203,11 @@ func (s *Store) appendOnce(ctx context.Context, req AppendRequest) ([]log.Event,
 }
 
 func scanAppended(results pgx.BatchResults, req AppendRequest) ([]log.Event, error) {
+	if req.Expected == AnyVersion {
+		if _, err := results.Exec(); err != nil {
+			return nil, err
+		}
+	}
 	rows, err := results.Query()
 	if err != nil {
 		return nil, err

@@ -328,3 +328,47 @@ func TestCheckSchema(t *testing.T) {
 		t.Fatalf("outdated schema: got %v, want ErrSchemaOutdated", err)
 	}
 }
+
+// Group commit: many concurrent appends to different streams, some of them
+// at a stale version, all settle on their own — the stale ones conflict and
+// write nothing, the rest land with their snapshots and idempotency records.
+func TestGroupCommitSettlesEachCommandOnItsOwn(t *testing.T) {
+	ctx := context.Background()
+	pool := testenv.Postgres(t)
+	store := postgres.NewStore(pool, nil, postgres.WithGroupCommit(2, 64))
+	const streams = 60
+	var wg sync.WaitGroup
+	errs := make([]error, streams)
+	for i := range streams {
+		wg.Go(func() {
+			id := fmt.Sprintf("s%d", i)
+			expected := postgres.NoStream
+			if i%10 == 0 {
+				expected = 3 // stale: the stream is empty
+			}
+			key := fmt.Sprintf("k%d", i)
+			if out, _, err := store.ClaimIdempotencyKey(ctx, "p", key, []byte("h"), time.Minute); err != nil || out != postgres.Claimed {
+				t.Errorf("claim %s: %v %v", key, out, err)
+			}
+			_, errs[i] = store.Append(ctx, postgres.AppendRequest{AggregateType: "thing", AggregateID: id, Expected: expected,
+				Events: newEvents(t, "Made", "Changed"), Metadata: meta,
+				Snapshot:    &postgres.Snapshot{Version: 2, SchemaVersion: 1, State: json.RawMessage(`{}`)},
+				Idempotency: &postgres.IdempotencyCompletion{Principal: "p", Key: key, Status: 201}})
+		})
+	}
+	wg.Wait()
+	for i, err := range errs {
+		stale := i%10 == 0
+		if stale != errors.Is(err, postgres.ErrConcurrency) || (!stale && err != nil) {
+			t.Errorf("stream %d (stale %v): %v", i, stale, err)
+		}
+	}
+	var events, snapshots, completed int
+	if err := pool.QueryRow(ctx, `SELECT (SELECT count(*) FROM events), (SELECT count(*) FROM snapshots),
+        (SELECT count(*) FROM idempotency_keys WHERE completed_at IS NOT NULL AND last_version = 2)`).Scan(&events, &snapshots, &completed); err != nil {
+		t.Fatal(err)
+	}
+	if events != 54*2 || snapshots != 54 || completed != 54 {
+		t.Fatalf("%d events, %d snapshots, %d completed keys; want 108, 54, 54", events, snapshots, completed)
+	}
+}

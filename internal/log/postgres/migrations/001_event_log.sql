@@ -25,7 +25,6 @@ CREATE TABLE events (
 );
 
 CREATE INDEX events_commit_order ON events (transaction_id, global_position);
-CREATE INDEX events_correlation ON events (correlation_id);
 
 -- Snapshots: one per aggregate, the newest. schema_version is the version of
 -- the state's JSON shape; a snapshot of another version is ignored on load.

@@ -1,0 +1,71 @@
+package kafka
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
+)
+
+// Topics names the event topics: one per aggregate type.
+type Topics struct {
+	// Prefix starts every topic name; "tributary" gives tributary.account.events.
+	Prefix string
+	// Partitions is the partition count of every event topic. It is fixed for
+	// a topic's life: changing it would move aggregates between partitions and
+	// break per-aggregate order.
+	Partitions int32
+	// ReplicationFactor of new topics; -1 takes the broker's default.
+	ReplicationFactor int16
+}
+
+// For returns the topic of an aggregate type.
+func (t Topics) For(aggregateType string) string {
+	return t.Prefix + "." + aggregateType + ".events"
+}
+
+// ErrPartitionMismatch: an existing topic's partition count differs from the
+// configured one.
+var ErrPartitionMismatch = errors.New("topic partition count differs from the configured one")
+
+// Ensure creates the missing topics with the configured partition count and
+// unlimited retention, and refuses, with ErrPartitionMismatch, a topic that
+// exists with another partition count.
+func (t Topics) Ensure(ctx context.Context, adm *kadm.Client, topics ...string) error {
+	details, err := adm.ListTopics(ctx, topics...)
+	if err != nil {
+		return fmt.Errorf("list topics: %w", err)
+	}
+	var missing []string
+	for _, topic := range topics {
+		d, ok := details[topic]
+		if !ok || errors.Is(d.Err, kerr.UnknownTopicOrPartition) {
+			missing = append(missing, topic)
+			continue
+		}
+		if d.Err != nil {
+			return fmt.Errorf("describe topic %s: %w", topic, d.Err)
+		}
+		if got := int32(len(d.Partitions)); got != t.Partitions {
+			return fmt.Errorf("%w: topic %s has %d partitions but KAFKA_PARTITIONS is %d; changing the count would move aggregates between partitions and break per-aggregate order, so set KAFKA_PARTITIONS=%d or use a new topic prefix",
+				ErrPartitionMismatch, topic, got, t.Partitions, got)
+		}
+	}
+	if len(missing) == 0 {
+		return nil
+	}
+	retention := "-1"
+	resp, err := adm.CreateTopics(ctx, t.Partitions, t.ReplicationFactor, map[string]*string{"retention.ms": &retention}, missing...)
+	if err != nil {
+		return fmt.Errorf("create topics %v: %w", missing, err)
+	}
+	for _, r := range resp.Sorted() {
+		if r.Err != nil && !errors.Is(r.Err, kerr.TopicAlreadyExists) {
+			return fmt.Errorf("create topic %s: %w", r.Topic, r.Err)
+		}
+	}
+	// A topic someone else created in the meantime must match too.
+	return t.Ensure(ctx, adm, topics...)
+}

@@ -1,0 +1,164 @@
+package postgres
+
+import (
+	"cmp"
+	"context"
+	"fmt"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/tributary-es/tributary/internal/log"
+)
+
+// groupCommit gathers appends that arrive while earlier ones are on their
+// way to Postgres, and sends each gathering as one statement in one
+// transaction (tributary_append_batch): one round trip and one WAL flush for
+// many commands. Each command still succeeds or conflicts on its own.
+//
+// There is no background goroutine: the caller that finds a free slot
+// becomes a leader and sends batches until nothing is waiting; the others
+// wait for their result.
+type groupCommit struct {
+	store *Store
+	// maxInFlight bounds the batches on their way at once; maxBatch the
+	// commands in one batch.
+	maxInFlight, maxBatch int
+
+	mu       sync.Mutex
+	waiting  []*pendingAppend
+	inFlight int
+}
+
+type pendingAppend struct {
+	req    AppendRequest
+	done   chan struct{}
+	events []log.Event
+	err    error
+}
+
+// batchTimeout bounds one batch's round trip. A batch runs detached from the
+// callers' contexts: once sent, its outcome is reported to every waiter.
+const batchTimeout = 30 * time.Second
+
+func (g *groupCommit) append(ctx context.Context, req AppendRequest) ([]log.Event, error) {
+	p := &pendingAppend{req: req, done: make(chan struct{})}
+	g.mu.Lock()
+	g.waiting = append(g.waiting, p)
+	lead := g.inFlight < g.maxInFlight
+	if lead {
+		g.inFlight++
+	}
+	g.mu.Unlock()
+	if lead {
+		g.lead(context.WithoutCancel(ctx))
+	}
+	<-p.done
+	return p.events, p.err
+}
+
+// lead sends batches until no append is waiting, then gives up its slot.
+func (g *groupCommit) lead(ctx context.Context) {
+	for {
+		g.mu.Lock()
+		n := min(len(g.waiting), g.maxBatch)
+		if n == 0 {
+			g.inFlight--
+			g.mu.Unlock()
+			return
+		}
+		batch := g.waiting[:n:n]
+		g.waiting = g.waiting[n:]
+		g.mu.Unlock()
+		g.send(ctx, batch)
+	}
+}
+
+func (g *groupCommit) send(ctx context.Context, batch []*pendingAppend) {
+	defer func() {
+		for _, p := range batch {
+			close(p.done)
+		}
+	}()
+	ctx, cancel := context.WithTimeout(ctx, batchTimeout)
+	defer cancel()
+
+	c := len(batch)
+	var (
+		cType, cID, cCorrelation, cCausation, cPrincipal = make([]string, c), make([]string, c), make([]string, c), make([]string, c), make([]string, c)
+		cTraceParent, cTraceState, cSnapState            = make([]string, c), make([]string, c), make([]string, c)
+		cIdemPrincipal, cIdemKey                         = make([]string, c), make([]string, c)
+		cExpected, cSnapVersion                          = make([]int64, c), make([]int64, c)
+		cSnapSchema, cIdemStatus                         = make([]int32, c), make([]int32, c)
+		eCmd, eOrd, eSchema                              []int32
+		eID                                              []uuid.UUID
+		eType, ePayload                                  []string
+	)
+	for i, p := range batch {
+		r := p.req
+		cType[i], cID[i], cExpected[i] = r.AggregateType, r.AggregateID, int64(r.Expected)
+		m := r.Metadata
+		cCorrelation[i], cCausation[i], cPrincipal[i], cTraceParent[i], cTraceState[i] = m.CorrelationID, m.CausationID, m.Principal, m.TraceParent, m.TraceState
+		if s := r.Snapshot; s != nil {
+			cSnapVersion[i], cSnapSchema[i], cSnapState[i] = s.Version, int32(s.SchemaVersion), string(s.State)
+		} else {
+			cSnapState[i] = "null"
+		}
+		if k := r.Idempotency; k != nil {
+			cIdemPrincipal[i], cIdemKey[i], cIdemStatus[i] = k.Principal, k.Key, int32(k.Status)
+		}
+		for j, e := range r.Events {
+			eCmd = append(eCmd, int32(i+1))
+			eOrd = append(eOrd, int32(j+1))
+			eID = append(eID, e.ID)
+			eType = append(eType, e.Type)
+			eSchema = append(eSchema, int32(e.SchemaVersion))
+			ePayload = append(ePayload, string(e.Payload))
+		}
+	}
+	rows, err := g.store.pool.Query(ctx, `SELECT o_cmd, o_event_id, o_version, o_global_position, o_recorded_at
+        FROM tributary_append_batch($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)`,
+		cType, cID, cExpected, cCorrelation, cCausation, cPrincipal, cTraceParent, cTraceState,
+		cSnapVersion, cSnapSchema, cSnapState, cIdemPrincipal, cIdemKey, cIdemStatus,
+		eCmd, eOrd, eID, eType, eSchema, ePayload)
+	if err == nil {
+		for rows.Next() {
+			var (
+				cmd int32
+				e   log.Event
+			)
+			if err = rows.Scan(&cmd, &e.ID, &e.Version, &e.GlobalPosition, &e.RecordedAt); err != nil {
+				break
+			}
+			p := batch[cmd-1]
+			i := slices.IndexFunc(p.req.Events, func(n log.NewEvent) bool { return n.ID == e.ID })
+			if i < 0 {
+				err = fmt.Errorf("batch returned event %s that command %d did not send", e.ID, cmd)
+				break
+			}
+			src := p.req.Events[i]
+			e.AggregateType, e.AggregateID = p.req.AggregateType, p.req.AggregateID
+			e.Type, e.SchemaVersion, e.Payload, e.Metadata = src.Type, src.SchemaVersion, src.Payload, p.req.Metadata
+			p.events = append(p.events, e)
+		}
+		rows.Close()
+		if err == nil {
+			err = rows.Err()
+		}
+	}
+	for _, p := range batch {
+		r := p.req
+		switch {
+		case err != nil:
+			p.events, p.err = nil, fmt.Errorf("append to %s/%s: %w", r.AggregateType, r.AggregateID, err)
+		case len(p.events) == 0:
+			p.err = fmt.Errorf("append to %s/%s at version %d: %w", r.AggregateType, r.AggregateID, r.Expected, ErrConcurrency)
+		case len(p.events) != len(r.Events):
+			p.events, p.err = nil, fmt.Errorf("append to %s/%s: %d of %d events came back", r.AggregateType, r.AggregateID, len(p.events), len(r.Events))
+		default:
+			slices.SortFunc(p.events, func(a, b log.Event) int { return cmp.Compare(a.Version, b.Version) })
+		}
+	}
+}

@@ -1,0 +1,66 @@
+-- Group commit: the appends of many commands in one round trip and one
+-- commit. Each command is checked against its expected version and inserted
+-- in a subtransaction of its own, so one command's conflict fails only that
+-- command. A command whose rows are not returned did not append.
+--
+-- Only exact expected versions come here: the version a command decided on
+-- was committed before this transaction took its id, so every inserted
+-- version's predecessor has a smaller transaction id, and the relay's commit
+-- order keeps per-stream order.
+CREATE FUNCTION tributary_append_batch(
+    c_type text[], c_id text[], c_expected bigint[],
+    c_correlation text[], c_causation text[], c_principal text[], c_traceparent text[], c_tracestate text[],
+    c_snap_version bigint[], c_snap_schema integer[], c_snap_state text[],
+    c_idem_principal text[], c_idem_key text[], c_idem_status integer[],
+    e_cmd integer[], e_ord integer[], e_id uuid[], e_type text[], e_schema integer[], e_payload text[])
+RETURNS TABLE (o_cmd integer, o_event_id uuid, o_version bigint, o_global_position bigint, o_recorded_at timestamptz)
+LANGUAGE plpgsql AS $$
+DECLARE
+    i   integer;
+    cur bigint;
+BEGIN
+    FOR i IN 1 .. coalesce(array_length(c_type, 1), 0) LOOP
+        BEGIN
+            SELECT coalesce(max(ev.version), 0) INTO cur FROM events ev
+            WHERE ev.aggregate_type = c_type[i] AND ev.aggregate_id = c_id[i];
+            IF cur <> c_expected[i] THEN
+                CONTINUE;
+            END IF;
+            RETURN QUERY
+            WITH ins AS (
+                INSERT INTO events (event_id, aggregate_type, aggregate_id, version, event_type, schema_version,
+                                    payload, correlation_id, causation_id, principal, traceparent, tracestate)
+                SELECT x.id, c_type[i], c_id[i], cur + x.ord, x.typ, x.sv, x.payload::jsonb,
+                       c_correlation[i], c_causation[i], c_principal[i], c_traceparent[i], c_tracestate[i]
+                FROM unnest(e_cmd, e_ord, e_id, e_type, e_schema, e_payload) AS x(cmd, ord, id, typ, sv, payload)
+                WHERE x.cmd = i
+                ORDER BY x.ord
+                RETURNING event_id, version, global_position, recorded_at
+            ), snap AS (
+                INSERT INTO snapshots (aggregate_type, aggregate_id, version, schema_version, state)
+                SELECT c_type[i], c_id[i], c_snap_version[i], c_snap_schema[i], c_snap_state[i]::jsonb
+                WHERE c_snap_version[i] > 0 AND EXISTS (SELECT 1 FROM ins)
+                ON CONFLICT (aggregate_type, aggregate_id) DO UPDATE
+                    SET version = excluded.version, schema_version = excluded.schema_version,
+                        state = excluded.state, taken_at = now()
+                    WHERE snapshots.version < excluded.version OR snapshots.schema_version <> excluded.schema_version
+            ), idem AS (
+                UPDATE idempotency_keys k
+                SET completed_at = now(), response_status = c_idem_status[i],
+                    aggregate_type = c_type[i], aggregate_id = c_id[i],
+                    first_version = (SELECT min(version) FROM ins), last_version = (SELECT max(version) FROM ins)
+                WHERE c_idem_key[i] <> '' AND k.principal = c_idem_principal[i] AND k.key = c_idem_key[i]
+                  AND EXISTS (SELECT 1 FROM ins)
+            )
+            SELECT i, ins.event_id, ins.version, ins.global_position, ins.recorded_at FROM ins;
+        EXCEPTION WHEN unique_violation THEN
+            -- A concurrent append took the version first: this command conflicts.
+            NULL;
+        END;
+    END LOOP;
+END;
+$$;
+
+---- create above / drop below ----
+
+DROP FUNCTION tributary_append_batch;
