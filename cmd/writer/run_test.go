@@ -115,7 +115,11 @@ func TestServeAndShutDownGracefully(t *testing.T) {
 		if time.Now().After(deadline) {
 			t.Fatalf("writer never became ready: %v\n%s", err, out.String())
 		}
-		time.Sleep(20 * time.Millisecond)
+		select {
+		case err := <-done:
+			t.Fatalf("writer stopped before it was ready: %v\n%s", err, out.String())
+		case <-time.After(20 * time.Millisecond):
+		}
 	}
 	res, err := http.Post(base+"/v1/accounts", "application/json", strings.NewReader(`{"id":"a1","owner":"Ada","currency":"EUR"}`))
 	if err != nil || res.StatusCode != http.StatusCreated {
@@ -145,7 +149,7 @@ func emptyDatabaseURL(t *testing.T) string {
 	t.Helper()
 	url := testenv.PostgresURL(t)
 	pool := testenv.PostgresPool(t, url)
-	if _, err := pool.Exec(context.Background(), `DROP TABLE idempotency_keys, snapshots, events, tributary_schema_version`); err != nil {
+	if _, err := pool.Exec(context.Background(), `DROP SCHEMA public CASCADE; CREATE SCHEMA public`); err != nil {
 		t.Fatal(err)
 	}
 	return url
