@@ -113,6 +113,10 @@ func DecodeRecord(r *kgo.Record) (log.Event, error) {
 	if v := need(HeaderSpecVersion); v != "" && v != "1.0" {
 		errs = append(errs, fmt.Errorf("unsupported %s %q", HeaderSpecVersion, v))
 	}
+	if v := need(HeaderContentType); v != "" && v != "application/json" {
+		errs = append(errs, fmt.Errorf("%s %q: the payload must be plain JSON", HeaderContentType, v))
+	}
+	need(HeaderSource)
 	e := log.Event{
 		AggregateType:  need(HeaderAggregateType),
 		AggregateID:    need(HeaderSubject),
@@ -145,6 +149,15 @@ func DecodeRecord(r *kgo.Record) (log.Event, error) {
 	}
 	if string(r.Key) != e.AggregateID {
 		errs = append(errs, fmt.Errorf("record key %q differs from %s %q", r.Key, HeaderSubject, e.AggregateID))
+	}
+	if pk := need(HeaderPartitionKey); pk != "" && pk != string(r.Key) {
+		errs = append(errs, fmt.Errorf("%s %q differs from the record key %q", HeaderPartitionKey, pk, r.Key))
+	}
+	if ds, ok := h[HeaderDataSchema]; ok && e.Type != "" && ds != DataSchema(e.AggregateType, e.Type, e.SchemaVersion) {
+		errs = append(errs, fmt.Errorf("%s %q is not the schema of %s v%d", HeaderDataSchema, ds, e.Type, e.SchemaVersion))
+	}
+	if e.Version < 1 || e.SchemaVersion < 1 || e.GlobalPosition < 1 {
+		errs = append(errs, fmt.Errorf("%s, %s and %s must be positive", HeaderStreamVersion, HeaderSchemaVersion, HeaderGlobalPosition))
 	}
 	if err := errors.Join(errs...); err != nil {
 		return log.Event{}, fmt.Errorf("not a Tributary event (%s/%d@%d): %w", r.Topic, r.Partition, r.Offset, err)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -34,9 +35,49 @@ var ErrPartitionMismatch = errors.New("topic partition count differs from the co
 // unlimited retention, and refuses, with ErrPartitionMismatch, a topic that
 // exists with another partition count.
 func (t Topics) Ensure(ctx context.Context, adm *kadm.Client, topics ...string) error {
+	missing, err := t.check(ctx, adm, topics)
+	if err != nil || len(missing) == 0 {
+		return err
+	}
+	retention := "-1"
+	resp, err := adm.CreateTopics(ctx, t.Partitions, t.ReplicationFactor, map[string]*string{"retention.ms": &retention}, missing...)
+	if err != nil {
+		return fmt.Errorf("create topics %v: %w", missing, err)
+	}
+	var raced []string
+	for _, r := range resp.Sorted() {
+		switch {
+		case errors.Is(r.Err, kerr.TopicAlreadyExists):
+			raced = append(raced, r.Topic)
+		case r.Err != nil:
+			return fmt.Errorf("create topic %s: %w", r.Topic, r.Err)
+		}
+	}
+	// A topic someone else created in the meantime must match too. The
+	// client's metadata may not show it yet: look again for a while, but
+	// never create twice.
+	for attempt := 0; len(raced) > 0; attempt++ {
+		if raced, err = t.check(ctx, adm, raced); err != nil || len(raced) == 0 {
+			return err
+		}
+		if attempt == 50 {
+			return fmt.Errorf("topics %v exist but their metadata does not show", raced)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+	return nil
+}
+
+// check returns the topics that do not exist, and an error for one whose
+// partition count differs.
+func (t Topics) check(ctx context.Context, adm *kadm.Client, topics []string) ([]string, error) {
 	details, err := adm.ListTopics(ctx, topics...)
 	if err != nil {
-		return fmt.Errorf("list topics: %w", err)
+		return nil, fmt.Errorf("list topics: %w", err)
 	}
 	var missing []string
 	for _, topic := range topics {
@@ -46,26 +87,12 @@ func (t Topics) Ensure(ctx context.Context, adm *kadm.Client, topics ...string) 
 			continue
 		}
 		if d.Err != nil {
-			return fmt.Errorf("describe topic %s: %w", topic, d.Err)
+			return nil, fmt.Errorf("describe topic %s: %w", topic, d.Err)
 		}
 		if got := int32(len(d.Partitions)); got != t.Partitions {
-			return fmt.Errorf("%w: topic %s has %d partitions but KAFKA_PARTITIONS is %d; changing the count would move aggregates between partitions and break per-aggregate order, so set KAFKA_PARTITIONS=%d or use a new topic prefix",
+			return nil, fmt.Errorf("%w: topic %s has %d partitions but KAFKA_PARTITIONS is %d; changing the count would move aggregates between partitions and break per-aggregate order, so set KAFKA_PARTITIONS=%d or use a new topic prefix",
 				ErrPartitionMismatch, topic, got, t.Partitions, got)
 		}
 	}
-	if len(missing) == 0 {
-		return nil
-	}
-	retention := "-1"
-	resp, err := adm.CreateTopics(ctx, t.Partitions, t.ReplicationFactor, map[string]*string{"retention.ms": &retention}, missing...)
-	if err != nil {
-		return fmt.Errorf("create topics %v: %w", missing, err)
-	}
-	for _, r := range resp.Sorted() {
-		if r.Err != nil && !errors.Is(r.Err, kerr.TopicAlreadyExists) {
-			return fmt.Errorf("create topic %s: %w", r.Topic, r.Err)
-		}
-	}
-	// A topic someone else created in the meantime must match too.
-	return t.Ensure(ctx, adm, topics...)
+	return missing, nil
 }

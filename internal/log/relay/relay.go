@@ -1,0 +1,325 @@
+// Package relay forwards every committed event from the Postgres event store
+// to Kafka (G3): in commit order, keyed by aggregate id, as CloudEvents, at
+// least once. One relay per database leads at a time; the others stand by
+// and take over when the leader's connection goes.
+package relay
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"go.opentelemetry.io/otel/propagation"
+
+	"github.com/tributary-es/tributary/internal/log"
+	"github.com/tributary-es/tributary/internal/log/kafka"
+	"github.com/tributary-es/tributary/internal/log/postgres"
+)
+
+// Config tunes a relay.
+type Config struct {
+	// Name identifies the relay's checkpoint and leadership; relays with one
+	// name form one failover group.
+	Name string
+	// Topics names and sizes the event topics.
+	Topics kafka.Topics
+	// AggregateTypes are the types whose topics are checked (and created) at
+	// start, so a partition mismatch stops the relay before it publishes.
+	// Topics of other types are created when their first event comes.
+	AggregateTypes []string
+	// Source is the CloudEvents source of every event, e.g. "/tributary/writer".
+	Source string
+	// BatchSize is how many events one read from Postgres and one produce hold.
+	BatchSize int
+	// PollInterval is how long the leader waits when it is caught up.
+	PollInterval time.Duration
+	// StandbyInterval is how often a standby tries to take the lead.
+	StandbyInterval time.Duration
+	// MaxBackoff caps the wait between retries after a failure.
+	MaxBackoff time.Duration
+	// AckTimeout is how long a batch may wait for Kafka's acknowledgement
+	// before it counts as failed (it keeps waiting, and is retried if Kafka
+	// answers with an error).
+	AckTimeout time.Duration
+}
+
+// DefaultConfig is a sensible Config.
+func DefaultConfig() Config {
+	return Config{
+		Name:            "kafka",
+		Topics:          kafka.Topics{Prefix: "tributary", Partitions: 12, ReplicationFactor: -1},
+		Source:          "/tributary/writer",
+		BatchSize:       2000,
+		PollInterval:    20 * time.Millisecond,
+		StandbyInterval: time.Second,
+		MaxBackoff:      5 * time.Second,
+		AckTimeout:      10 * time.Second,
+	}
+}
+
+// Hooks inject failures at the points a relay must survive, for tests and
+// fault drills. A hook that returns an error makes the relay stop leading
+// as a crash there would.
+type Hooks struct {
+	// BeforeProduce runs after a batch was read, before it is produced.
+	BeforeProduce func(batch []postgres.FeedEvent) error
+	// BeforeCheckpoint runs after Kafka acknowledged a batch, before the
+	// checkpoint moves.
+	BeforeCheckpoint func(batch []postgres.FeedEvent) error
+}
+
+// ErrInjected is what a test's hook returns to stand for a crash.
+var ErrInjected = errors.New("injected failure")
+
+// Relay publishes the event store to Kafka.
+type Relay struct {
+	cfg         Config
+	databaseURL string
+	pool        *pgxpool.Pool
+	upcasters   *log.Upcasters
+	client      *kgo.Client
+	admin       *kadm.Client
+	logger      *slog.Logger
+	metrics     *Metrics
+	hooks       Hooks
+
+	topicsMu sync.Mutex
+	ensured  map[string]bool // topic → checked or created
+}
+
+// New returns a relay over the event store at databaseURL (pool serves the
+// backlog gauge) that produces with client. It does not start it.
+func New(cfg Config, databaseURL string, pool *pgxpool.Pool, upcasters *log.Upcasters, client *kgo.Client,
+	metrics *Metrics, logger *slog.Logger, hooks Hooks) *Relay {
+	return &Relay{
+		cfg: cfg, databaseURL: databaseURL, pool: pool, upcasters: upcasters,
+		client: client, admin: kadm.NewClient(client), logger: logger, metrics: metrics, hooks: hooks,
+		ensured: make(map[string]bool),
+	}
+}
+
+// ProducerOptions are the franz-go options a relay's client needs beside the
+// connection settings: every record acknowledged by all in-sync replicas,
+// idempotent writes (so per-partition order survives retries), Kafka's
+// murmur2 placement of keyed records, and deliveryTimeout: how long a record
+// may stay unacknowledged before the relay counts a failure and retries its
+// batch.
+func ProducerOptions(deliveryTimeout time.Duration) []kgo.Opt {
+	return []kgo.Opt{
+		kgo.RequiredAcks(kgo.AllISRAcks()),
+		kgo.RecordPartitioner(kgo.StickyKeyPartitioner(nil)),
+		kgo.RecordDeliveryTimeout(deliveryTimeout),
+		kgo.ProducerBatchMaxBytes(4 << 20),
+		kgo.MaxBufferedRecords(100_000),
+	}
+}
+
+// EnsureTopics checks the configured aggregate types' topics, creating the
+// missing ones; it fails on a partition count mismatch.
+func (r *Relay) EnsureTopics(ctx context.Context) error {
+	for _, t := range r.cfg.AggregateTypes {
+		if err := r.ensureTopic(ctx, r.cfg.Topics.For(t)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (r *Relay) ensureTopic(ctx context.Context, topic string) error {
+	r.topicsMu.Lock()
+	defer r.topicsMu.Unlock()
+	if r.ensured[topic] {
+		return nil
+	}
+	if err := r.cfg.Topics.Ensure(ctx, r.admin, topic); err != nil {
+		return err
+	}
+	r.ensured[topic] = true
+	return nil
+}
+
+// Run relays until ctx is done: it leads when it can take the lead, and
+// stands by otherwise. It returns an error only for what retrying cannot
+// mend (a topic whose partition count differs).
+func (r *Relay) Run(ctx context.Context) error {
+	if err := r.EnsureTopics(ctx); err != nil {
+		return err
+	}
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	wg.Go(func() { r.reportBacklog(ctx) })
+
+	failures := 0
+	for ctx.Err() == nil {
+		feed, err := postgres.AcquireFeed(ctx, r.databaseURL, r.cfg.Name, r.upcasters)
+		switch {
+		case errors.Is(err, postgres.ErrNotLeader):
+			failures = 0
+			sleep(ctx, r.cfg.StandbyInterval)
+			continue
+		case err != nil:
+			r.logger.WarnContext(ctx, "relay: cannot reach the event store", "err", err)
+		default:
+			r.logger.InfoContext(ctx, "relay: leading", "name", r.cfg.Name)
+			r.metrics.leader.Set(1)
+			err = r.lead(ctx, feed)
+			r.metrics.leader.Set(0)
+			if cerr := feed.Close(context.WithoutCancel(ctx)); cerr != nil && err == nil {
+				err = cerr
+			}
+			if ctx.Err() != nil {
+				return nil
+			}
+			if errors.Is(err, kafka.ErrPartitionMismatch) {
+				return err
+			}
+			r.logger.WarnContext(ctx, "relay: stopped leading", "err", err)
+		}
+		failures++
+		sleep(ctx, backoff(failures, r.cfg.MaxBackoff))
+	}
+	return nil
+}
+
+// lead publishes from the checkpoint on, while the feed's connection (and
+// with it the leadership) lasts.
+func (r *Relay) lead(ctx context.Context, feed *postgres.Feed) error {
+	pos, err := feed.Checkpoint(ctx)
+	if err != nil {
+		return err
+	}
+	for ctx.Err() == nil {
+		batch, err := feed.Next(ctx, pos, r.cfg.BatchSize)
+		if err != nil {
+			return err
+		}
+		if len(batch) == 0 {
+			sleep(ctx, r.cfg.PollInterval)
+			continue
+		}
+		if r.hooks.BeforeProduce != nil {
+			if err := r.hooks.BeforeProduce(batch); err != nil {
+				return err
+			}
+		}
+		if err := r.publishUntilAcked(ctx, batch); err != nil {
+			return err
+		}
+		if r.hooks.BeforeCheckpoint != nil {
+			if err := r.hooks.BeforeCheckpoint(batch); err != nil {
+				return err
+			}
+		}
+		last := batch[len(batch)-1].Position
+		if err := feed.Commit(ctx, last); err != nil {
+			return err
+		}
+		pos = last
+	}
+	return nil
+}
+
+// publishUntilAcked produces a batch and retries it, with backoff, until
+// Kafka acknowledged every record. Records a failed attempt did deliver are
+// delivered again: consumers drop duplicates by aggregate version. While
+// Kafka does not answer, the batch counts as failed every AckTimeout.
+func (r *Relay) publishUntilAcked(ctx context.Context, batch []postgres.FeedEvent) error {
+	records := make([]*kgo.Record, len(batch))
+	for i, e := range batch {
+		topic := r.cfg.Topics.For(e.AggregateType)
+		if err := r.ensureTopic(ctx, topic); err != nil {
+			return fmt.Errorf("topic for %s: %w", e.AggregateType, err)
+		}
+		rec := kafka.NewRecord(e.Event, topic, r.cfg.Source)
+		rec.Context = storedTraceContext(ctx, e.Event)
+		records[i] = rec
+	}
+	stalled := time.NewTicker(r.cfg.AckTimeout)
+	defer stalled.Stop()
+	for attempt := 1; ; attempt++ {
+		// ProduceSync does not give up on records already sent to a broker
+		// that stopped answering (idempotent writes must not be abandoned
+		// mid-flight), so it runs aside; it ends at the latest when the
+		// caller closes the client after Run returns.
+		done := make(chan kgo.ProduceResults, 1)
+		go func() { done <- r.client.ProduceSync(ctx, records...) }()
+	wait:
+		for {
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-stalled.C:
+				r.metrics.failed.Add(float64(len(batch)))
+				r.logger.WarnContext(ctx, "relay: Kafka has not acknowledged a batch yet", "events", len(batch), "waiting", r.cfg.AckTimeout)
+			case results := <-done:
+				err := results.FirstErr()
+				if err == nil {
+					r.acknowledged(results, batch)
+					return nil
+				}
+				if ctx.Err() != nil {
+					return ctx.Err()
+				}
+				r.metrics.failed.Add(float64(len(batch)))
+				r.logger.WarnContext(ctx, "relay: publish failed, retrying", "events", len(batch), "attempt", attempt, "err", err)
+				break wait
+			}
+		}
+		sleep(ctx, backoff(attempt, r.cfg.MaxBackoff))
+	}
+}
+
+func (r *Relay) acknowledged(results kgo.ProduceResults, batch []postgres.FeedEvent) {
+	acked := time.Now()
+	for _, res := range results {
+		r.metrics.published.WithLabelValues(res.Record.Topic).Inc()
+	}
+	for _, e := range batch {
+		r.metrics.commitToAck.Observe(acked.Sub(e.RecordedAt).Seconds())
+	}
+}
+
+// storedTraceContext returns ctx carrying the command's stored span context,
+// so instrumentation that produces continues the command's trace.
+func storedTraceContext(ctx context.Context, e log.Event) context.Context {
+	if e.TraceParent == "" {
+		return ctx
+	}
+	carrier := propagation.MapCarrier{"traceparent": e.TraceParent, "tracestate": e.TraceState}
+	return propagation.TraceContext{}.Extract(ctx, carrier)
+}
+
+// reportBacklog keeps the backlog gauge current until ctx is done.
+func (r *Relay) reportBacklog(ctx context.Context) {
+	for ctx.Err() == nil {
+		n, err := postgres.Backlog(ctx, r.pool, r.cfg.Name, 10_000_000)
+		if err == nil {
+			r.metrics.backlog.Set(float64(n))
+		} else if ctx.Err() == nil {
+			r.logger.WarnContext(ctx, "relay: measure backlog", "err", err)
+		}
+		sleep(ctx, time.Second)
+	}
+}
+
+func backoff(attempt int, limit time.Duration) time.Duration {
+	d := 100 * time.Millisecond << min(attempt-1, 10)
+	return min(d, limit)
+}
+
+func sleep(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
+}

@@ -1,0 +1,249 @@
+package relay_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/tributary-es/tributary/internal/log"
+	"github.com/tributary-es/tributary/internal/log/kafka"
+	"github.com/tributary-es/tributary/internal/log/postgres"
+	"github.com/tributary-es/tributary/internal/log/relay"
+	"github.com/tributary-es/tributary/internal/testenv"
+)
+
+const partitions = 8
+
+// env is an event store and a Kafka cluster for one test.
+type env struct {
+	t       testing.TB
+	dbURL   string
+	pool    *pgxpool.Pool
+	store   *postgres.Store
+	cluster *kfake.Cluster
+	addrs   []string
+}
+
+func newEnv(t testing.TB, kafkaOpts ...kfake.Opt) *env {
+	t.Helper()
+	dbURL := testenv.PostgresURL(t)
+	pool := testenv.PostgresPool(t, dbURL)
+	c := testenv.Kafka(t, kafkaOpts...)
+	return &env{t: t, dbURL: dbURL, pool: pool, store: postgres.NewStore(pool, nil), cluster: c, addrs: c.ListenAddrs()}
+}
+
+func testConfig() relay.Config {
+	cfg := relay.DefaultConfig()
+	cfg.Topics.Partitions = partitions
+	cfg.AggregateTypes = []string{"account"}
+	cfg.PollInterval = 5 * time.Millisecond
+	cfg.StandbyInterval = 100 * time.Millisecond
+	cfg.MaxBackoff = 200 * time.Millisecond
+	cfg.AckTimeout = 500 * time.Millisecond
+	return cfg
+}
+
+// running is a relay running in the background.
+type running struct {
+	relay   *relay.Relay
+	reg     *prometheus.Registry
+	cancel  context.CancelFunc
+	stopped chan error
+}
+
+func (e *env) startRelay(cfg relay.Config, hooks relay.Hooks) *running {
+	e.t.Helper()
+	client := testenv.KafkaClient(e.t, e.addrs, relay.ProducerOptions(time.Second)...)
+	reg := prometheus.NewRegistry()
+	r := relay.New(cfg, e.dbURL, e.pool, nil, client, relay.NewMetrics(reg), slog.New(slog.NewTextHandler(io.Discard, nil)), hooks)
+	ctx, cancel := context.WithCancel(context.Background())
+	run := &running{relay: r, reg: reg, cancel: cancel, stopped: make(chan error, 1)}
+	go func() { run.stopped <- r.Run(ctx) }()
+	e.t.Cleanup(run.stop)
+	return run
+}
+
+func (r *running) stop() {
+	r.cancel()
+	<-r.stopped
+	r.stopped <- nil // let a second stop return too
+}
+
+func (r *running) gauge(name string) float64 {
+	mfs, err := r.reg.Gather()
+	if err != nil {
+		panic(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == name {
+			return mf.GetMetric()[0].GetGauge().GetValue()
+		}
+	}
+	return -1
+}
+
+var traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+
+// appendEvents writes perAggregate events to each of aggregates accounts,
+// from concurrent writers, a few events per append.
+func (e *env) appendEvents(prefix string, aggregates, perAggregate int) {
+	e.t.Helper()
+	var wg sync.WaitGroup
+	work := make(chan int)
+	for range 16 {
+		wg.Go(func() {
+			for a := range work {
+				id := fmt.Sprintf("%s-%d", prefix, a)
+				for v := 0; v < perAggregate; {
+					n := min(5, perAggregate-v)
+					events := make([]log.NewEvent, n)
+					for i := range events {
+						events[i] = log.NewEvent{ID: uuid.Must(uuid.NewV7()), Type: "FundsDeposited", SchemaVersion: 2,
+							Payload: json.RawMessage(fmt.Sprintf(`{"amount":%d,"currency":"EUR","source":"test"}`, v+i+1))}
+					}
+					_, err := e.store.Append(context.Background(), postgres.AppendRequest{AggregateType: "account", AggregateID: id,
+						Expected: postgres.ExpectedVersion(v), Events: events,
+						Metadata: log.Metadata{CorrelationID: "corr-" + id, CausationID: "cmd", Principal: "test", TraceParent: traceparent}})
+					if err != nil {
+						e.t.Error(err)
+						return
+					}
+					v += n
+				}
+			}
+		})
+	}
+	for a := range aggregates {
+		work <- a
+	}
+	close(work)
+	wg.Wait()
+}
+
+// consumed is what a consumer read from the account topic.
+type consumed struct {
+	records []*kgo.Record
+	unique  map[uuid.UUID]*kgo.Record
+}
+
+// consume reads the account topic from the start until it holds want
+// distinct events, or fails the test after the deadline.
+func (e *env) consume(want int, within time.Duration) consumed {
+	e.t.Helper()
+	cl := testenv.KafkaClient(e.t, e.addrs, kgo.ConsumeTopics(testConfig().Topics.For("account")), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	got := consumed{unique: make(map[uuid.UUID]*kgo.Record)}
+	ctx, cancel := context.WithTimeout(context.Background(), within)
+	defer cancel()
+	for len(got.unique) < want {
+		fetches := cl.PollFetches(ctx)
+		if ctx.Err() != nil {
+			e.t.Fatalf("consumed %d distinct events within %s, want %d", len(got.unique), within, want)
+		}
+		fetches.EachRecord(func(r *kgo.Record) {
+			got.records = append(got.records, r)
+			ev, err := kafka.DecodeRecord(r)
+			if err != nil {
+				e.t.Fatalf("record %s/%d@%d: %v", r.Topic, r.Partition, r.Offset, err)
+			}
+			got.unique[ev.ID] = r
+		})
+	}
+	return got
+}
+
+// checkComplete verifies that every stored event is on Kafka, on the
+// partition Kafka's murmur2 partitioner gives its aggregate id, with the
+// versions of each aggregate in order (a duplicate may only repeat an event
+// that came before), and with the CloudEvents headers matching the store.
+func (e *env) checkComplete(got consumed) {
+	e.t.Helper()
+	stored, err := e.pool.Query(context.Background(), `SELECT event_id, aggregate_id, version, global_position FROM events`)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	type row struct {
+		agg          string
+		version, pos int64
+	}
+	want := make(map[uuid.UUID]row)
+	for stored.Next() {
+		var id uuid.UUID
+		var r row
+		if err := stored.Scan(&id, &r.agg, &r.version, &r.pos); err != nil {
+			e.t.Fatal(err)
+		}
+		want[id] = r
+	}
+	stored.Close()
+	for id, w := range want {
+		rec, ok := got.unique[id]
+		if !ok {
+			e.t.Fatalf("event %s (%s v%d) is not on Kafka", id, w.agg, w.version)
+		}
+		ev, _ := kafka.DecodeRecord(rec)
+		if ev.AggregateID != w.agg || ev.Version != w.version || ev.GlobalPosition != w.pos || ev.TraceParent != traceparent ||
+			ev.CorrelationID != "corr-"+w.agg {
+			e.t.Fatalf("event %s on Kafka as %+v, stored as %+v", id, ev, w)
+		}
+		if p := testenv.KafkaPartition(rec.Key, partitions); rec.Partition != p {
+			e.t.Fatalf("event %s of %s on partition %d, murmur2 says %d", id, w.agg, rec.Partition, p)
+		}
+	}
+	if len(got.unique) != len(want) {
+		e.t.Fatalf("%d distinct events on Kafka, %d stored", len(got.unique), len(want))
+	}
+	// Per aggregate, in partition (offset) order: each version is either the
+	// next one or a repeat of one already seen.
+	highest := make(map[string]int64)
+	for _, r := range got.records {
+		ev, _ := kafka.DecodeRecord(r)
+		switch h := highest[ev.AggregateID]; {
+		case ev.Version == h+1:
+			highest[ev.AggregateID] = ev.Version
+		case ev.Version <= h:
+			// a duplicate of an earlier delivery: allowed (at least once)
+		default:
+			e.t.Fatalf("%s: version %d arrived after %d (offset %d)", ev.AggregateID, ev.Version, h, r.Offset)
+		}
+	}
+}
+
+// 10,000 events over 500 aggregates: every one on Kafka exactly where
+// murmur2(aggregate id) % P puts it, versions in order, with the headers.
+func TestEveryEventLandsInOrderWhereMurmur2PutsIt(t *testing.T) {
+	e := newEnv(t)
+	r := e.startRelay(testConfig(), relay.Hooks{})
+	e.appendEvents("acc", 500, 20)
+	got := e.consume(10_000, time.Minute)
+	e.checkComplete(got)
+	if dups := len(got.records) - len(got.unique); dups != 0 {
+		t.Errorf("%d duplicates without any fault", dups)
+	}
+	waitFor(t, 10*time.Second, func() bool { return r.gauge("tributary_relay_backlog_events") == 0 })
+	if v := r.gauge("tributary_relay_leader"); v != 1 {
+		t.Errorf("leader gauge %v, want 1", v)
+	}
+}
+
+// waitFor polls cond until it holds or the timeout passes.
+func waitFor(t testing.TB, timeout time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("condition not met within %s", timeout)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
