@@ -6,9 +6,10 @@ export DATABASE_URL
 
 .PHONY: run test services bench fuzz
 
-## run: the platform on its embedded default (migrates the local database)
+## run: the platform on its embedded default: local Postgres (migrated on start) and an
+## in-process Kafka (kfake on 127.0.0.1:9092, data in .dev/kafka)
 run: services
-	go run ./cmd/writer --migrate
+	go run ./cmd/writer --migrate --kafka-embedded --kafka-embedded-dir .dev/kafka
 
 ## test: vet and the whole test suite with the race detector, against the real servers
 test: services

@@ -1,0 +1,106 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/tributary-es/tributary/internal/domain/account"
+	"github.com/tributary-es/tributary/internal/log/kafka"
+	"github.com/tributary-es/tributary/internal/log/relay"
+)
+
+func (k kafkaSettings) clientConfig() kafka.ClientConfig {
+	var brokers []string
+	for _, b := range strings.Split(k.brokers, ",") {
+		if b = strings.TrimSpace(b); b != "" {
+			brokers = append(brokers, b)
+		}
+	}
+	return kafka.ClientConfig{
+		Brokers: brokers, ClientID: "tributary-relay",
+		TLS: k.tls, CAFile: k.tlsCAFile, CertFile: k.tlsCertFile, KeyFile: k.tlsKeyFile,
+		SASLMechanism: k.saslMechanism, SASLUsername: k.saslUsername, SASLPassword: k.saslPassword,
+	}
+}
+
+// startEmbeddedKafka starts an in-process Kafka (kfake) on 127.0.0.1:port
+// (any free port for 0) for development, keeping its data in dir if set.
+func startEmbeddedKafka(dir string, port int, logger *slog.Logger) (*kfake.Cluster, error) {
+	opts := []kfake.Opt{kfake.NumBrokers(1), kfake.ClusterID("tributary-dev")}
+	if port != 0 {
+		opts = append(opts, kfake.Ports(port))
+	}
+	if dir != "" {
+		opts = append(opts, kfake.DataDir(dir))
+	}
+	c, err := kfake.NewCluster(opts...)
+	if err != nil {
+		return nil, fmt.Errorf("KAFKA_EMBEDDED: start the in-process Kafka on port %d (KAFKA_EMBEDDED_PORT): %w", port, err)
+	}
+	logger.Info("embedded Kafka (kfake) listening", "brokers", strings.Join(c.ListenAddrs(), ","), "data_dir", dir)
+	return c, nil
+}
+
+// startedRelay is a relay ready to run, with what must be closed after it.
+type startedRelay struct {
+	relay  *relay.Relay
+	close  func()
+	broker string
+}
+
+// newRelay connects to Kafka (or starts the embedded one) and checks the
+// topics, failing fast with a message naming the setting when Kafka cannot
+// be reached or a topic's partition count differs.
+func newRelay(ctx context.Context, s settings, pool *pgxpool.Pool, reg prometheus.Registerer, logger *slog.Logger) (*startedRelay, error) {
+	k := s.kafka
+	cfg := k.clientConfig()
+	var closers []func()
+	closeAll := func() {
+		for i := len(closers) - 1; i >= 0; i-- {
+			closers[i]()
+		}
+	}
+	if k.embedded {
+		c, err := startEmbeddedKafka(k.embeddedDir, k.embeddedPort, logger)
+		if err != nil {
+			return nil, err
+		}
+		closers = append(closers, c.Close)
+		cfg.Brokers = c.ListenAddrs()
+	}
+	opts, err := cfg.Options()
+	if err != nil {
+		closeAll()
+		return nil, usageError{err}
+	}
+	client, err := kgo.NewClient(append(opts, relay.ProducerOptions(relay.DefaultConfig().AckTimeout)...)...)
+	if err != nil {
+		closeAll()
+		return nil, fmt.Errorf("KAFKA_BROKERS: %w", err)
+	}
+	closers = append(closers, client.Close)
+
+	rcfg := relay.DefaultConfig()
+	rcfg.Topics = kafka.Topics{Prefix: k.topicPrefix, Partitions: int32(k.partitions), ReplicationFactor: int16(k.replicationFactor)}
+	rcfg.AggregateTypes = []string{account.AggregateType}
+	r := relay.New(rcfg, s.databaseURL, pool, Upcasters(), client, relay.NewMetrics(reg), logger, relay.Hooks{})
+
+	startCtx, cancel := context.WithTimeout(ctx, k.startTimeout)
+	defer cancel()
+	if err := r.EnsureTopics(startCtx); err != nil {
+		closeAll()
+		if errors.Is(err, kafka.ErrPartitionMismatch) {
+			return nil, fmt.Errorf("KAFKA_PARTITIONS / KAFKA_TOPIC_PREFIX: %w", err)
+		}
+		return nil, fmt.Errorf("cannot reach Kafka at KAFKA_BROKERS=%s (waited up to KAFKA_START_TIMEOUT=%s): %w", strings.Join(cfg.Brokers, ","), k.startTimeout, err)
+	}
+	return &startedRelay{relay: r, close: closeAll, broker: strings.Join(cfg.Brokers, ",")}, nil
+}

@@ -1,0 +1,197 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/tributary-es/tributary/internal/log/kafka"
+	"github.com/tributary-es/tributary/internal/testenv"
+)
+
+// startWriter runs the writer with args until the test ends, and returns its
+// base URL once it is ready.
+func startWriter(t *testing.T, args []string, getenv func(string) string) (string, *syncBuffer) {
+	t.Helper()
+	addr := freeAddr(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	out := &syncBuffer{}
+	done := make(chan error, 1)
+	full := append([]string{"--http-addr", addr}, args...)
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") { // a subcommand comes first
+		full = append([]string{args[0], "--http-addr", addr}, args[1:]...)
+	}
+	go func() { done <- run(ctx, full, getenv, out, out) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("writer stopped with %v", err)
+			}
+		case <-time.After(30 * time.Second):
+			t.Errorf("writer did not stop")
+		}
+	})
+	base := "http://" + addr
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if res, err := http.Get(base + "/readyz"); err == nil {
+			res.Body.Close()
+			if res.StatusCode == http.StatusOK {
+				return base, out
+			}
+		}
+		select {
+		case err := <-done:
+			done <- err
+			t.Fatalf("writer stopped before it was ready: %v\n%s", err, out.String())
+		case <-time.After(20 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("writer not ready:\n%s", out.String())
+		}
+	}
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+func post(t *testing.T, url, body string, headers ...string) int {
+	t.Helper()
+	req, _ := http.NewRequest("POST", url, strings.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	for i := 0; i+1 < len(headers); i += 2 {
+		req.Header.Set(headers[i], headers[i+1])
+	}
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.Copy(io.Discard, res.Body)
+	res.Body.Close()
+	return res.StatusCode
+}
+
+// consumeN reads n records from the topic, from the start.
+func consumeN(t *testing.T, brokers []string, topic string, n int) []*kgo.Record {
+	t.Helper()
+	cl := testenv.KafkaClient(t, brokers, kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var got []*kgo.Record
+	for len(got) < n {
+		fs := cl.PollFetches(ctx)
+		if ctx.Err() != nil {
+			t.Fatalf("read %d records of %s, want %d", len(got), topic, n)
+		}
+		fs.EachRecord(func(r *kgo.Record) { got = append(got, r) })
+	}
+	return got
+}
+
+// The writer relays what its commands append, by default in its own process,
+// continuing each command's trace.
+func TestWriterRelaysItsEventsToKafka(t *testing.T) {
+	cluster := testenv.Kafka(t)
+	brokers := cluster.ListenAddrs()
+	base, _ := startWriter(t, []string{"--migrate"}, env("DATABASE_URL", testenv.PostgresURL(t), "KAFKA_BROKERS", strings.Join(brokers, ","), "KAFKA_PARTITIONS", "4"))
+	const traceparent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+	if s := post(t, base+"/v1/accounts", `{"id":"a1","owner":"Ada","currency":"EUR","initialDeposit":100}`, "traceparent", traceparent); s != http.StatusCreated {
+		t.Fatalf("open: %d", s)
+	}
+	if s := post(t, base+"/v1/accounts/a1/activate", ``); s != http.StatusOK {
+		t.Fatalf("activate: %d", s)
+	}
+	records := consumeN(t, brokers, "tributary.account.events", 3)
+	for i, r := range records {
+		e, err := kafka.DecodeRecord(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if e.AggregateID != "a1" || e.Version != int64(i+1) || r.Partition != testenv.KafkaPartition([]byte("a1"), 4) {
+			t.Fatalf("record %d: %+v on partition %d", i, e, r.Partition)
+		}
+		if i < 2 && !strings.HasPrefix(e.TraceParent, "00-0af7651916cd43dd8448eb211c80319c-") {
+			t.Errorf("record %d traceparent %q does not continue the command's trace", i, e.TraceParent)
+		}
+	}
+}
+
+// `writer relay` runs the relay alone, with metrics and health.
+func TestRelaySubcommand(t *testing.T) {
+	cluster := testenv.Kafka(t)
+	brokers := cluster.ListenAddrs()
+	dbURL := testenv.PostgresURL(t)
+	api, _ := startWriter(t, []string{"--relay=false"}, env("DATABASE_URL", dbURL))
+	if s := post(t, api+"/v1/accounts", `{"id":"a1","owner":"Ada","currency":"EUR"}`); s != http.StatusCreated {
+		t.Fatalf("open: %d", s)
+	}
+	relayBase, _ := startWriter(t, []string{"relay"}, env("DATABASE_URL", dbURL, "KAFKA_BROKERS", strings.Join(brokers, ",")))
+	consumeN(t, brokers, "tributary.account.events", 1)
+	res, err := http.Get(relayBase + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	if !bytes.Contains(body, []byte("tributary_relay_leader 1")) {
+		t.Fatalf("relay metrics lack the leader gauge at 1:\n%s", body)
+	}
+	if s := post(t, relayBase+"/v1/accounts", `{}`); s != http.StatusNotFound && s != http.StatusMethodNotAllowed {
+		t.Fatalf("the relay-only process serves commands: %d", s)
+	}
+}
+
+// Bad Kafka configuration fails fast, naming the setting.
+func TestBadKafkaSettingsFailFast(t *testing.T) {
+	dbURL := testenv.PostgresURL(t)
+	run1 := func(getenv func(string) string) error {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		var out bytes.Buffer
+		return run(ctx, []string{"--http-addr", "127.0.0.1:0"}, getenv, &out, &out)
+	}
+	t.Run("unreachable broker", func(t *testing.T) {
+		err := run1(env("DATABASE_URL", dbURL, "KAFKA_BROKERS", freeAddr(t), "KAFKA_START_TIMEOUT", "2s"))
+		if err == nil || !strings.Contains(err.Error(), "cannot reach Kafka at KAFKA_BROKERS=") {
+			t.Fatalf("got %v", err)
+		}
+	})
+	t.Run("partition count mismatch", func(t *testing.T) {
+		cluster := testenv.Kafka(t, kfake.SeedTopics(3, "tributary.account.events"))
+		err := run1(env("DATABASE_URL", dbURL, "KAFKA_BROKERS", strings.Join(cluster.ListenAddrs(), ","), "KAFKA_PARTITIONS", "12"))
+		if err == nil || !strings.Contains(err.Error(), "has 3 partitions but KAFKA_PARTITIONS is 12") {
+			t.Fatalf("got %v", err)
+		}
+	})
+}
+
+// Kafka down: commands are still accepted; the relay catches up later.
+func TestCommandsSucceedWhileKafkaIsDown(t *testing.T) {
+	cluster := testenv.Kafka(t)
+	brokers := cluster.ListenAddrs()
+	base, _ := startWriter(t, []string{"--migrate"}, env("DATABASE_URL", testenv.PostgresURL(t), "KAFKA_BROKERS", strings.Join(brokers, ",")))
+	testenv.CloseKafka(cluster)
+	if s := post(t, base+"/v1/accounts", `{"id":"a1","owner":"Ada","currency":"EUR"}`); s != http.StatusCreated {
+		t.Fatalf("open while Kafka is down: %d", s)
+	}
+	if s := post(t, base+"/v1/accounts/a1/activate", ``); s != http.StatusOK {
+		t.Fatalf("activate while Kafka is down: %d", s)
+	}
+}

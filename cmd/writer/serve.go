@@ -1,0 +1,131 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/tributary-es/tributary/internal/aggregate"
+	"github.com/tributary-es/tributary/internal/log"
+	"github.com/tributary-es/tributary/internal/log/postgres"
+	"github.com/tributary-es/tributary/internal/writer"
+	"github.com/tributary-es/tributary/schemas"
+)
+
+// serve runs the command API (when api is set) and the relay (when
+// s.relay is set) until ctx is done, then drains: stop accepting requests,
+// finish those in flight, stop the relay, close the Kafka client and pool.
+func serve(ctx context.Context, s settings, logger *slog.Logger, api bool) error {
+	if s.migrate {
+		if err := postgres.Migrate(ctx, s.databaseURL); err != nil {
+			return err
+		}
+	}
+	pool, err := openPool(ctx, s)
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	if err := postgres.CheckSchema(ctx, pool); err != nil {
+		return err
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+
+	var handler http.Handler
+	if api {
+		eventSchemas, err := log.LoadSchemas(schemas.Events)
+		if err != nil {
+			return err
+		}
+		store := postgres.NewStore(pool, Upcasters())
+		accounts := aggregate.NewHandler(writer.AccountType(), store, eventSchemas, aggregate.Options{SnapshotEvery: s.snapshotEvery})
+		cfg := writer.DefaultConfig()
+		cfg.MaxBodyBytes, cfg.PrincipalHeader = s.maxBodyBytes, s.principalHeader
+		handler = writer.NewServer(cfg, store, accounts, reg, logger).Handler()
+	} else {
+		handler = opsHandler(reg, pool)
+	}
+
+	var rl *startedRelay
+	if s.relay {
+		if rl, err = newRelay(ctx, s, pool, reg, logger); err != nil {
+			return err
+		}
+		defer rl.close()
+		logger.Info("relay ready", "brokers", rl.broker)
+	}
+
+	if s.pprofAddr != "" {
+		stop, err := servePprof(s.pprofAddr, logger)
+		if err != nil {
+			return usageError{fmt.Errorf("PPROF_ADDR: %w", err)}
+		}
+		defer stop()
+	}
+	ln, err := net.Listen("tcp", s.httpAddr)
+	if err != nil {
+		return usageError{fmt.Errorf("WRITER_HTTP_ADDR: listen on %s: %w", s.httpAddr, err)}
+	}
+	srv := &http.Server{
+		Handler:           handler,
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
+	}
+	logger.Info("writer listening", "addr", ln.Addr().String(), "api", api, "relay", s.relay)
+
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error {
+		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+			return fmt.Errorf("http server: %w", err)
+		}
+		return nil
+	})
+	if rl != nil {
+		g.Go(func() error { return rl.relay.Run(gctx) })
+	}
+	g.Go(func() error {
+		<-gctx.Done()
+		logger.Info("shutting down: draining in-flight requests", "timeout", s.shutdownTimeout)
+		shutdownCtx, cancel := context.WithTimeout(context.Background(), s.shutdownTimeout)
+		defer cancel()
+		if err := srv.Shutdown(shutdownCtx); err != nil {
+			return fmt.Errorf("shutdown: %w", err)
+		}
+		return nil
+	})
+	if err := g.Wait(); err != nil {
+		return err
+	}
+	logger.Info("writer stopped")
+	return nil
+}
+
+// opsHandler serves what a relay-only process offers: metrics and health.
+func opsHandler(reg *prometheus.Registry, pool interface{ Ping(context.Context) error }) http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { _, _ = w.Write([]byte(`{"status":"ok"}`)) })
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+		defer cancel()
+		if err := pool.Ping(ctx); err != nil {
+			http.Error(w, "Postgres unreachable", http.StatusServiceUnavailable)
+			return
+		}
+		_, _ = w.Write([]byte(`{"status":"ready"}`))
+	})
+	return mux
+}
