@@ -159,14 +159,22 @@ func runCommand[S any, C any, E aggregate.Event](s *Server, w http.ResponseWrite
 	if err != nil {
 		p := s.commandProblem(err, mapErr)
 		if p.Status >= 500 {
-			s.logger.ErrorContext(ctx, "command failed", "aggregate", h.TypeName(), "id", id, "command", commandName, "err", err)
+			if ctx.Err() != nil {
+				// The client went away; nothing of ours failed.
+				outcome = "cancelled"
+				s.logger.InfoContext(ctx, "command cancelled by the client", "aggregate", h.TypeName(), "id", id, "command", commandName, "err", err)
+			} else {
+				s.logger.ErrorContext(ctx, "command failed", "aggregate", h.TypeName(), "id", id, "command", commandName, "err", err)
+			}
 			if completion != nil {
 				// Let a retry run the command again: nothing was appended.
 				if rerr := s.store.ReleaseIdempotencyKey(context.WithoutCancel(ctx), principal, cc.idempotencyKey); rerr != nil {
 					s.logger.ErrorContext(ctx, "release idempotency key", "err", rerr)
 				}
 			}
-			outcome = "error"
+			if outcome != "cancelled" {
+				outcome = "error"
+			}
 		} else {
 			outcome = "rejected"
 			if p.Status == http.StatusConflict || p.Status == http.StatusPreconditionFailed {
