@@ -18,9 +18,9 @@ import (
 // transaction (tributary_append_batch): one round trip and one WAL flush for
 // many commands. Each command still succeeds or conflicts on its own.
 //
-// There is no background goroutine: the caller that finds a free slot
-// becomes a leader and sends batches until nothing is waiting; the others
-// wait for their result.
+// There is no background goroutine: a caller whose append is still waiting
+// takes a free slot and sends the oldest waiting appends (its own among
+// them, or before it); it stops leading as soon as its own append is done.
 type groupCommit struct {
 	store *Store
 	// maxInFlight bounds the batches on their way at once; maxBatch the
@@ -28,62 +28,95 @@ type groupCommit struct {
 	maxInFlight, maxBatch int
 
 	mu       sync.Mutex
+	changed  *sync.Cond // a batch finished: a slot is free, appends are done
 	waiting  []*pendingAppend
 	inFlight int
 }
 
 type pendingAppend struct {
-	req    AppendRequest
-	done   chan struct{}
-	events []log.Event
-	err    error
+	req      AppendRequest
+	finished bool // guarded by groupCommit.mu
+	events   []log.Event
+	err      error
 }
 
 // batchTimeout bounds one batch's round trip. A batch runs detached from the
 // callers' contexts: once sent, its outcome is reported to every waiter.
 const batchTimeout = 30 * time.Second
 
+func newGroupCommit(s *Store, maxInFlight, maxBatch int) *groupCommit {
+	g := &groupCommit{store: s, maxInFlight: maxInFlight, maxBatch: maxBatch}
+	g.changed = sync.NewCond(&g.mu)
+	return g
+}
+
 func (g *groupCommit) append(ctx context.Context, req AppendRequest) ([]log.Event, error) {
-	p := &pendingAppend{req: req, done: make(chan struct{})}
+	p := &pendingAppend{req: req}
+	ctx = context.WithoutCancel(ctx)
 	g.mu.Lock()
 	g.waiting = append(g.waiting, p)
-	lead := g.inFlight < g.maxInFlight
-	if lead {
+	for !p.finished {
+		if g.inFlight >= g.maxInFlight || len(g.waiting) == 0 {
+			g.changed.Wait()
+			continue
+		}
+		n := min(len(g.waiting), g.maxBatch)
+		batch := g.waiting[:n:n]
+		g.waiting = g.waiting[n:]
 		g.inFlight++
+		g.mu.Unlock()
+		g.send(ctx, batch)
+		g.mu.Lock()
+		g.inFlight--
+		for _, q := range batch {
+			q.finished = true
+		}
+		g.changed.Broadcast()
 	}
 	g.mu.Unlock()
-	if lead {
-		g.lead(context.WithoutCancel(ctx))
-	}
-	<-p.done
 	return p.events, p.err
 }
 
-// lead sends batches until no append is waiting, then gives up its slot.
-func (g *groupCommit) lead(ctx context.Context) {
-	for {
-		g.mu.Lock()
-		n := min(len(g.waiting), g.maxBatch)
-		if n == 0 {
-			g.inFlight--
-			g.mu.Unlock()
-			return
+func (g *groupCommit) send(ctx context.Context, batch []*pendingAppend) {
+	ctx, cancel := context.WithTimeout(ctx, batchTimeout)
+	defer cancel()
+	err := g.execute(ctx, batch)
+	if isUniqueViolation(err, "events_stream_version") && len(batch) > 1 {
+		// Another process took a version between a command's check and its
+		// insert, which failed the whole batch. Send the commands one by one:
+		// only the late one conflicts.
+		for _, p := range batch {
+			g.settle(p, g.execute(ctx, []*pendingAppend{p}))
 		}
-		batch := g.waiting[:n:n]
-		g.waiting = g.waiting[n:]
-		g.mu.Unlock()
-		g.send(ctx, batch)
+		return
+	}
+	for _, p := range batch {
+		g.settle(p, err)
 	}
 }
 
-func (g *groupCommit) send(ctx context.Context, batch []*pendingAppend) {
-	defer func() {
-		for _, p := range batch {
-			close(p.done)
-		}
-	}()
-	ctx, cancel := context.WithTimeout(ctx, batchTimeout)
-	defer cancel()
+// settle sets a command's outcome from its batch's error and returned rows.
+func (g *groupCommit) settle(p *pendingAppend, err error) {
+	r := p.req
+	switch {
+	case isUniqueViolation(err, "events_stream_version"):
+		p.events, p.err = nil, fmt.Errorf("append to %s/%s at version %d: %w", r.AggregateType, r.AggregateID, r.Expected, ErrConcurrency)
+	case err != nil:
+		p.events, p.err = nil, fmt.Errorf("append to %s/%s: %w", r.AggregateType, r.AggregateID, err)
+	case len(p.events) == 0:
+		p.err = fmt.Errorf("append to %s/%s at version %d: %w", r.AggregateType, r.AggregateID, r.Expected, ErrConcurrency)
+	case len(p.events) != len(r.Events):
+		p.events, p.err = nil, fmt.Errorf("append to %s/%s: %d of %d events came back", r.AggregateType, r.AggregateID, len(p.events), len(r.Events))
+	default:
+		slices.SortFunc(p.events, func(a, b log.Event) int { return cmp.Compare(a.Version, b.Version) })
+	}
+}
+
+// execute sends one batch and collects each command's returned events.
+func (g *groupCommit) execute(ctx context.Context, batch []*pendingAppend) error {
+	for _, p := range batch {
+		p.events = nil
+	}
 
 	c := len(batch)
 	var (
@@ -148,17 +181,5 @@ func (g *groupCommit) send(ctx context.Context, batch []*pendingAppend) {
 			err = rows.Err()
 		}
 	}
-	for _, p := range batch {
-		r := p.req
-		switch {
-		case err != nil:
-			p.events, p.err = nil, fmt.Errorf("append to %s/%s: %w", r.AggregateType, r.AggregateID, err)
-		case len(p.events) == 0:
-			p.err = fmt.Errorf("append to %s/%s at version %d: %w", r.AggregateType, r.AggregateID, r.Expected, ErrConcurrency)
-		case len(p.events) != len(r.Events):
-			p.events, p.err = nil, fmt.Errorf("append to %s/%s: %d of %d events came back", r.AggregateType, r.AggregateID, len(p.events), len(r.Events))
-		default:
-			slices.SortFunc(p.events, func(a, b log.Event) int { return cmp.Compare(a.Version, b.Version) })
-		}
-	}
+	return err
 }

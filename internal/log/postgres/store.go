@@ -58,7 +58,7 @@ func WithGroupCommit(maxInFlight, maxBatch int) StoreOption {
 // upcasters may be nil when no event type has an old schema version.
 func NewStore(pool *pgxpool.Pool, upcasters *log.Upcasters, opts ...StoreOption) *Store {
 	s := &Store{pool: pool, upcasters: upcasters}
-	s.group = &groupCommit{store: s, maxInFlight: 8, maxBatch: 128}
+	s.group = newGroupCommit(s, 8, 128)
 	for _, opt := range opts {
 		opt(s)
 	}

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
 
 	"github.com/tributary-es/tributary/internal/log"
 	"github.com/tributary-es/tributary/internal/log/postgres"
@@ -370,5 +371,83 @@ func TestGroupCommitSettlesEachCommandOnItsOwn(t *testing.T) {
 	}
 	if events != 54*2 || snapshots != 54 || completed != 54 {
 		t.Fatalf("%d events, %d snapshots, %d completed keys; want 108, 54, 54", events, snapshots, completed)
+	}
+}
+
+// A version taken by another process between a command's check and its
+// insert fails the whole batch in Postgres; the store then sends the batch's
+// commands one by one, so only the late command conflicts.
+func TestGroupCommitLateConflictFailsOnlyItsCommand(t *testing.T) {
+	ctx := context.Background()
+	pool := testenv.Postgres(t)
+	store := postgres.NewStore(pool, nil, postgres.WithGroupCommit(1, 64))
+	holdVersionOne := func(stream string) pgx.Tx {
+		tx, err := pool.Begin(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { tx.Rollback(ctx) })
+		if _, err := tx.Exec(ctx, `INSERT INTO events (event_id, aggregate_type, aggregate_id, version, event_type, schema_version, payload, correlation_id, causation_id, principal)
+            VALUES (gen_random_uuid(), 'thing', $1, 1, 'Made', 1, '{}', 'c', 'c', 'other-process')`, stream); err != nil {
+			t.Fatal(err)
+		}
+		return tx
+	}
+	lockWaits := func() int {
+		var n int
+		_ = pool.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'`).Scan(&n)
+		return n
+	}
+	appendAsync := func(stream string) chan error {
+		done := make(chan error, 1)
+		go func() {
+			_, err := store.Append(ctx, postgres.AppendRequest{AggregateType: "thing", AggregateID: stream, Expected: postgres.NoStream,
+				Events: newEvents(t, "Made"), Metadata: meta})
+			done <- err
+		}()
+		return done
+	}
+
+	txW, txX := holdVersionOne("w"), holdVersionOne("x")
+	w := appendAsync("w") // takes the only slot and waits on txW's row
+	waitFor(t, func() bool { return lockWaits() == 1 })
+	x := appendAsync("x")
+	others := make([]chan error, 5)
+	for i := range others {
+		others[i] = appendAsync(fmt.Sprintf("o%d", i))
+	}
+	waitFor(t, func() bool { return postgres.WaitingAppends(store) == 6 })
+	if err := txW.Rollback(ctx); err != nil { // w's own insert goes through
+		t.Fatal(err)
+	}
+	if err := <-w; err != nil {
+		t.Fatalf("w: %v", err)
+	}
+	waitFor(t, func() bool { return lockWaits() == 1 }) // the batch of six waits on txX's row
+	if err := txX.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-x; !errors.Is(err, postgres.ErrConcurrency) {
+		t.Fatalf("x: got %v, want ErrConcurrency", err)
+	}
+	for i, o := range others {
+		if err := <-o; err != nil {
+			t.Fatalf("innocent command %d of the failed batch: %v", i, err)
+		}
+	}
+	var n int
+	if err := pool.QueryRow(ctx, `SELECT count(*) FROM events`).Scan(&n); err != nil || n != 1+1+5 {
+		t.Fatalf("%d events (%v), want 7", n, err)
+	}
+}
+
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not met within 10s")
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
 }

@@ -1,7 +1,10 @@
 -- Group commit: the appends of many commands in one round trip and one
--- commit. Each command is checked against its expected version and inserted
--- in a subtransaction of its own, so one command's conflict fails only that
--- command. A command whose rows are not returned did not append.
+-- commit. Each command is checked against its expected version; one whose
+-- stream has moved on appends nothing and is missing from the result. A
+-- concurrent transaction that takes a version between that check and the
+-- insert makes the whole batch fail with unique_violation; the caller then
+-- sends the batch's commands one by one, so only the late one conflicts.
+-- (No per-command subtransaction: they cost more than the rare resend.)
 --
 -- Only exact expected versions come here: the version a command decided on
 -- was committed before this transaction took its id, so every inserted
@@ -20,7 +23,6 @@ DECLARE
     cur bigint;
 BEGIN
     FOR i IN 1 .. coalesce(array_length(c_type, 1), 0) LOOP
-        BEGIN
             SELECT coalesce(max(ev.version), 0) INTO cur FROM events ev
             WHERE ev.aggregate_type = c_type[i] AND ev.aggregate_id = c_id[i];
             IF cur <> c_expected[i] THEN
@@ -53,10 +55,6 @@ BEGIN
                   AND EXISTS (SELECT 1 FROM ins)
             )
             SELECT i, ins.event_id, ins.version, ins.global_position, ins.recorded_at FROM ins;
-        EXCEPTION WHEN unique_violation THEN
-            -- A concurrent append took the version first: this command conflicts.
-            NULL;
-        END;
     END LOOP;
 END;
 $$;
