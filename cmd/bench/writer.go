@@ -13,11 +13,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/tributary-es/tributary/internal/aggregate"
-	"github.com/tributary-es/tributary/internal/domain/account"
-	"github.com/tributary-es/tributary/internal/log"
 	"github.com/tributary-es/tributary/internal/log/postgres"
 	"github.com/tributary-es/tributary/internal/writer"
-	"github.com/tributary-es/tributary/schemas"
 )
 
 // writerMaxConns is the writer's Postgres pool size in this benchmark.
@@ -30,13 +27,6 @@ type writerServer struct {
 	srv     *http.Server
 	served  chan error
 	baseURL string
-}
-
-// upcasters mirrors cmd/writer's Upcasters, which package main there keeps
-// to itself.
-func upcasters() *log.Upcasters {
-	return log.NewUpcasters().
-		Register(account.AggregateType, "FundsDeposited", 1, account.UpcastFundsDepositedV1)
 }
 
 // startWriter serves the writer API over the database at databaseURL on
@@ -55,14 +45,11 @@ func startWriter(ctx context.Context, databaseURL string) (*writerServer, error)
 		pool.Close()
 		return nil, fmt.Errorf("writer: %w", err)
 	}
-	eventSchemas, err := log.LoadSchemas(schemas.Events)
+	api, err := writer.New(pool, writer.DefaultConfig(), aggregate.Options{SnapshotEvery: 100}, prometheus.NewRegistry(), slog.New(slog.DiscardHandler))
 	if err != nil {
 		pool.Close()
 		return nil, fmt.Errorf("writer: %w", err)
 	}
-	store := postgres.NewStore(pool, upcasters())
-	accounts := aggregate.NewHandler(writer.AccountType(), store, eventSchemas, aggregate.Options{SnapshotEvery: 100})
-	api := writer.NewServer(writer.DefaultConfig(), store, accounts, prometheus.NewRegistry(), slog.New(slog.DiscardHandler))
 
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

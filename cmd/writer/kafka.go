@@ -15,6 +15,7 @@ import (
 	"github.com/tributary-es/tributary/internal/domain/account"
 	"github.com/tributary-es/tributary/internal/log/kafka"
 	"github.com/tributary-es/tributary/internal/log/relay"
+	"github.com/tributary-es/tributary/internal/writer"
 )
 
 func (k kafkaSettings) clientConfig() kafka.ClientConfig {
@@ -91,7 +92,7 @@ func newRelay(ctx context.Context, s settings, pool *pgxpool.Pool, reg prometheu
 	rcfg := relay.DefaultConfig()
 	rcfg.Topics = kafka.Topics{Prefix: k.topicPrefix, Partitions: int32(k.partitions), ReplicationFactor: int16(k.replicationFactor)}
 	rcfg.AggregateTypes = []string{account.AggregateType}
-	r := relay.New(rcfg, s.databaseURL, pool, Upcasters(), client, relay.NewMetrics(reg), logger, relay.Hooks{})
+	r := relay.New(rcfg, s.databaseURL, pool, writer.Upcasters(), client, relay.NewMetrics(reg), logger, relay.Hooks{})
 
 	startCtx, cancel := context.WithTimeout(ctx, k.startTimeout)
 	defer cancel()

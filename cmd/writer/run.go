@@ -9,8 +9,6 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/tributary-es/tributary/internal/domain/account"
-	"github.com/tributary-es/tributary/internal/log"
 	"github.com/tributary-es/tributary/internal/log/postgres"
 )
 
@@ -58,10 +56,4 @@ func openPool(ctx context.Context, s settings) (*pgxpool.Pool, error) {
 		return nil, fmt.Errorf("cannot reach Postgres at DATABASE_URL (host %s, port %d): %w", cfg.ConnConfig.Host, cfg.ConnConfig.Port, err)
 	}
 	return pool, nil
-}
-
-// Upcasters returns every upcaster of the domains this binary serves.
-func Upcasters() *log.Upcasters {
-	return log.NewUpcasters().
-		Register(account.AggregateType, "FundsDeposited", 1, account.UpcastFundsDepositedV1)
 }

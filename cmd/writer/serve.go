@@ -15,10 +15,8 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/tributary-es/tributary/internal/aggregate"
-	"github.com/tributary-es/tributary/internal/log"
 	"github.com/tributary-es/tributary/internal/log/postgres"
 	"github.com/tributary-es/tributary/internal/writer"
-	"github.com/tributary-es/tributary/schemas"
 )
 
 // serve runs the command API (when api is set) and the relay (when
@@ -43,15 +41,13 @@ func serve(ctx context.Context, s settings, logger *slog.Logger, api bool) error
 
 	var handler http.Handler
 	if api {
-		eventSchemas, err := log.LoadSchemas(schemas.Events)
+		cfg := writer.DefaultConfig()
+		cfg.MaxBodyBytes, cfg.PrincipalHeader = s.maxBodyBytes, s.principalHeader
+		api, err := writer.New(pool, cfg, aggregate.Options{SnapshotEvery: s.snapshotEvery}, reg, logger)
 		if err != nil {
 			return err
 		}
-		store := postgres.NewStore(pool, Upcasters())
-		accounts := aggregate.NewHandler(writer.AccountType(), store, eventSchemas, aggregate.Options{SnapshotEvery: s.snapshotEvery})
-		cfg := writer.DefaultConfig()
-		cfg.MaxBodyBytes, cfg.PrincipalHeader = s.maxBodyBytes, s.principalHeader
-		handler = writer.NewServer(cfg, store, accounts, reg, logger).Handler()
+		handler = api.Handler()
 	} else {
 		handler = opsHandler(reg, pool)
 	}

@@ -2,17 +2,42 @@ package writer
 
 import (
 	"errors"
+	"log/slog"
 	"net/http"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/google/uuid"
 
 	"github.com/tributary-es/tributary/internal/aggregate"
 	"github.com/tributary-es/tributary/internal/domain/account"
+	"github.com/tributary-es/tributary/internal/log"
+	"github.com/tributary-es/tributary/internal/log/postgres"
 	"github.com/tributary-es/tributary/internal/problem"
+	"github.com/tributary-es/tributary/schemas"
 )
 
 // AccountHandler runs the bank-account commands.
 type AccountHandler = aggregate.Handler[account.State, account.Command, account.Event]
+
+// Upcasters returns the upcaster chain of every domain the writer serves.
+func Upcasters() *log.Upcasters {
+	return log.NewUpcasters().
+		Register(account.AggregateType, "FundsDeposited", 1, account.UpcastFundsDepositedV1)
+}
+
+// New wires the writer's API for the account domain over pool: the event
+// store (with the upcasters), the event schemas and the command handler.
+func New(pool *pgxpool.Pool, cfg Config, opts aggregate.Options, reg *prometheus.Registry, logger *slog.Logger) (*Server, error) {
+	eventSchemas, err := log.LoadSchemas(schemas.Events)
+	if err != nil {
+		return nil, err
+	}
+	store := postgres.NewStore(pool, Upcasters())
+	accounts := aggregate.NewHandler(AccountType(), store, eventSchemas, opts)
+	return NewServer(cfg, store, accounts, reg, logger), nil
+}
 
 // AccountType is the bank account as an aggregate type of the platform.
 func AccountType() aggregate.Type[account.State, account.Command, account.Event] {

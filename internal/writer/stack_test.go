@@ -41,8 +41,7 @@ func newStack(t testing.TB, processes int) *stack {
 	if err != nil {
 		t.Fatal(err)
 	}
-	upcasters := log.NewUpcasters().Register(account.AggregateType, "FundsDeposited", 1, account.UpcastFundsDepositedV1)
-	st := &stack{t: t, pool: pool, store: postgres.NewStore(pool, upcasters)}
+	st := &stack{t: t, pool: pool, store: postgres.NewStore(pool, writer.Upcasters())}
 	for range processes {
 		accounts := aggregate.NewHandler(writer.AccountType(), st.store, eventSchemas, aggregate.Options{})
 		api := writer.NewServer(writer.DefaultConfig(), st.store, accounts, prometheus.NewRegistry(), slog.New(slog.DiscardHandler))
