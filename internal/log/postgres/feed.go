@@ -114,10 +114,16 @@ type FeedEvent struct {
 // Next returns up to limit committed events after pos, in commit order,
 // upcast to their current schema versions.
 func (f *Feed) Next(ctx context.Context, after Position, limit int) ([]FeedEvent, error) {
-	rows, err := f.conn.Query(ctx, `SELECT `+eventColumns+`, transaction_id::text FROM events
-        WHERE (transaction_id, global_position) > ($1::text::xid8, $2)
-          AND transaction_id < pg_snapshot_xmin(pg_current_snapshot())
-        ORDER BY transaction_id, global_position
+	// ORDER BY names the table's columns: an output column called
+	// transaction_id (the text form) would sort as text, and 1000000 would
+	// come before 999999. payload is read as text: the store wrote valid JSON.
+	rows, err := f.conn.Query(ctx, `SELECT event_id, aggregate_type, aggregate_id, version, event_type, schema_version,
+            payload::text, recorded_at, global_position, correlation_id, causation_id, principal, traceparent, tracestate,
+            transaction_id::text AS xid_text
+        FROM events
+        WHERE (events.transaction_id, events.global_position) > ($1::text::xid8, $2)
+          AND events.transaction_id < pg_snapshot_xmin(pg_current_snapshot())
+        ORDER BY events.transaction_id, events.global_position
         LIMIT $3`, strconv.FormatUint(after.TransactionID, 10), after.GlobalPosition, limit)
 	if err != nil {
 		return nil, fmt.Errorf("feed %s: %w", f.name, err)
@@ -127,13 +133,15 @@ func (f *Feed) Next(ctx context.Context, after Position, limit int) ([]FeedEvent
 	for rows.Next() {
 		var e FeedEvent
 		var xid string
-		if err := rows.Scan(&e.ID, &e.AggregateType, &e.AggregateID, &e.Version, &e.Type, &e.SchemaVersion, &e.Payload,
+		var payload []byte
+		if err := rows.Scan(&e.ID, &e.AggregateType, &e.AggregateID, &e.Version, &e.Type, &e.SchemaVersion, &payload,
 			&e.RecordedAt, &e.GlobalPosition, &e.CorrelationID, &e.CausationID, &e.Principal, &e.TraceParent, &e.TraceState, &xid); err != nil {
 			return nil, fmt.Errorf("feed %s: %w", f.name, err)
 		}
 		if e.Position.TransactionID, err = strconv.ParseUint(xid, 10, 64); err != nil {
 			return nil, fmt.Errorf("feed %s: transaction id %q: %w", f.name, xid, err)
 		}
+		e.Payload = payload
 		e.Position.GlobalPosition = e.GlobalPosition
 		if e.Event, err = f.upcasters.Upcast(e.Event); err != nil {
 			return nil, err
