@@ -12,6 +12,8 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/sasl"
+	"github.com/twmb/franz-go/pkg/sasl/scram"
 
 	"github.com/tributary-es/tributary/internal/log/kafka"
 	"github.com/tributary-es/tributary/internal/testenv"
@@ -89,9 +91,9 @@ func post(t *testing.T, url, body string, headers ...string) int {
 }
 
 // consumeN reads n records from the topic, from the start.
-func consumeN(t *testing.T, brokers []string, topic string, n int) []*kgo.Record {
+func consumeN(t *testing.T, brokers []string, topic string, n int, opts ...kgo.Opt) []*kgo.Record {
 	t.Helper()
-	cl := testenv.KafkaClient(t, brokers, kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	cl := testenv.KafkaClient(t, brokers, append([]kgo.Opt{kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart())}, opts...)...)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	var got []*kgo.Record
@@ -194,4 +196,32 @@ func TestCommandsSucceedWhileKafkaIsDown(t *testing.T) {
 	if s := post(t, base+"/v1/accounts/a1/activate", ``); s != http.StatusOK {
 		t.Fatalf("activate while Kafka is down: %d", s)
 	}
+}
+
+// The relay authenticates with SASL (SCRAM-SHA-256 here); a wrong password
+// stops the start with a message naming the brokers.
+func TestRelayWithSASL(t *testing.T) {
+	cluster := testenv.Kafka(t, kfake.EnableSASL(), kfake.Superuser("SCRAM-SHA-256", "relay", "s3cret"))
+	brokers := strings.Join(cluster.ListenAddrs(), ",")
+	dbURL := testenv.PostgresURL(t)
+
+	var out bytes.Buffer
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	err := run(ctx, []string{"--http-addr", "127.0.0.1:0"}, env("DATABASE_URL", dbURL, "KAFKA_BROKERS", brokers,
+		"KAFKA_SASL_MECHANISM", "SCRAM-SHA-256", "KAFKA_SASL_USERNAME", "relay", "KAFKA_SASL_PASSWORD", "wrong", "KAFKA_START_TIMEOUT", "3s"), &out, &out)
+	if err == nil || !strings.Contains(err.Error(), "cannot reach Kafka at KAFKA_BROKERS=") {
+		t.Fatalf("wrong password: got %v", err)
+	}
+
+	base, _ := startWriter(t, nil, env("DATABASE_URL", dbURL, "KAFKA_BROKERS", brokers,
+		"KAFKA_SASL_MECHANISM", "SCRAM-SHA-256", "KAFKA_SASL_USERNAME", "relay", "KAFKA_SASL_PASSWORD", "s3cret"))
+	if s := post(t, base+"/v1/accounts", `{"id":"a1","owner":"Ada","currency":"EUR"}`); s != http.StatusCreated {
+		t.Fatalf("open: %d", s)
+	}
+	consumeN(t, cluster.ListenAddrs(), "tributary.account.events", 1, kgo.SASL(scramAuth("relay", "s3cret")))
+}
+
+func scramAuth(user, pass string) sasl.Mechanism {
+	return scram.Auth{User: user, Pass: pass}.AsSha256Mechanism()
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -28,6 +29,19 @@ func TestTransactionCommittingLastIsNotSkipped(t *testing.T) {
 	r := e.startRelay(testConfig(), relay.Hooks{})
 	e.consume(10, 30*time.Second)
 
+	// A transaction that already holds a transaction id (it started writing
+	// before the held one) but appends only after it, and commits while the
+	// held one is still open: its event has a larger position than the held
+	// one's, and is relayed at once.
+	early, err := e.pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer early.Rollback(ctx)
+	if _, err := early.Exec(ctx, `SELECT pg_current_xact_id()`); err != nil {
+		t.Fatal(err)
+	}
+
 	held, err := e.pool.Begin(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -39,7 +53,22 @@ func TestTransactionCommittingLastIsNotSkipped(t *testing.T) {
         RETURNING global_position`, uuid.Must(uuid.NewV7()), traceparent).Scan(&heldPosition); err != nil {
 		t.Fatal(err)
 	}
-	// Others take larger positions and commit while the held one is open.
+	var earlyPosition int64
+	if err := early.QueryRow(ctx, `INSERT INTO events (event_id, aggregate_type, aggregate_id, version, event_type, schema_version, payload, correlation_id, causation_id, principal, traceparent)
+        VALUES ($1, 'account', 'early', 1, 'FundsDeposited', 2, '{"amount":1,"currency":"EUR","source":"early"}', 'corr-early', 'cmd', 'test', $2)
+        RETURNING global_position`, uuid.Must(uuid.NewV7()), traceparent).Scan(&earlyPosition); err != nil {
+		t.Fatal(err)
+	}
+	if err := early.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if earlyPosition <= heldPosition {
+		t.Fatalf("test setup: the early transaction's position %d must come after the held one's %d", earlyPosition, heldPosition)
+	}
+	// Relayed while the held transaction is still open.
+	e.consume(10+1, 30*time.Second)
+
+	// Others take larger positions and ids, and commit while the held one is open.
 	e.appendEvents("after", 20, 3)
 	var maxOther int64
 	if err := e.pool.QueryRow(ctx, `SELECT max(global_position) FROM events WHERE aggregate_id LIKE 'after-%'`).Scan(&maxOther); err != nil {
@@ -60,15 +89,16 @@ func TestTransactionCommittingLastIsNotSkipped(t *testing.T) {
 	}
 	feed.Close(ctx)
 	for _, ev := range visible {
-		if ev.GlobalPosition > heldPosition {
-			t.Fatalf("the feed returned position %d while position %d is not committed yet", ev.GlobalPosition, heldPosition)
+		if strings.HasPrefix(ev.AggregateID, "after-") {
+			t.Fatalf("the feed returned %s (position %d) while the held transaction, with an older id and position %d, is open",
+				ev.AggregateID, ev.GlobalPosition, heldPosition)
 		}
 	}
 
 	if err := held.Commit(ctx); err != nil {
 		t.Fatal(err)
 	}
-	got := e.consume(10+1+60, 30*time.Second)
+	got := e.consume(10+1+1+60, 30*time.Second)
 	e.checkComplete(got)
 	waitFor(t, 10*time.Second, func() bool { return r.gauge("tributary_relay_backlog_events") == 0 })
 }
