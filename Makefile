@@ -20,8 +20,9 @@ test: services
 services:
 	@scripts/services-up
 
-## bench: the writer's HTTP command rate beside the raw Postgres insert rate
+## bench: the writer's HTTP command rate beside the raw Postgres insert rate (load from wrk)
 bench: services
+	@command -v wrk >/dev/null || apt-get install -y wrk >/dev/null || (apt-get update >/dev/null && apt-get install -y wrk >/dev/null)
 	go run ./cmd/bench writer
 
 ## fuzz: fuzz the writer's HTTP command decoding for a minute

@@ -23,15 +23,38 @@ type measurement struct {
 	// errors and rejected count the whole phase, warm-up included.
 	errors, rejected int
 	firstErr         error
+	// summary, if set, replaces latencies: an external load generator (wrk)
+	// reports only its rate and percentiles.
+	summary *latencySummary
+}
+
+// latencySummary is a rate and percentiles measured elsewhere.
+type latencySummary struct {
+	rate           float64
+	p50, p99, p999 time.Duration
 }
 
 // perSecond is the rate of successful operations in the window.
 func (m measurement) perSecond() float64 {
+	if m.summary != nil {
+		return m.summary.rate
+	}
 	return float64(len(m.latencies)) / m.window.Seconds()
 }
 
 // quantile returns the nearest-rank q-quantile of the latencies, 0 if none.
 func (m measurement) quantile(q float64) time.Duration {
+	if m.summary != nil {
+		switch q {
+		case 0.5:
+			return m.summary.p50
+		case 0.99:
+			return m.summary.p99
+		case 0.999:
+			return m.summary.p999
+		}
+		panic(fmt.Sprintf("quantile %v not measured by the external load generator", q))
+	}
 	if len(m.latencies) == 0 {
 		return 0
 	}

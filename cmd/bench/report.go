@@ -139,6 +139,11 @@ func (r *report) writeHeader(w io.Writer) {
 	fmt.Fprintf(w, "            over real HTTP/1.1 keep-alive connections on 127.0.0.1, one per client\n")
 	fmt.Fprintf(w, "  load      %d accounts; each command picks one at random: %.0f%% deposits, %.0f%% withdrawals\n",
 		s.accounts, depositShare*100, (1-depositShare)*100)
+	generator := "Go net/http clients in this process"
+	if s.load == "wrk" {
+		generator = "wrk, a separate process (p999 from its HdrHistogram)"
+	}
+	fmt.Fprintf(w, "  generator %s\n", generator)
 	fmt.Fprintf(w, "  ceiling   autocommit single-row INSERT with a jsonb payload, one pgx connection per client\n")
 	fmt.Fprintf(w, "  rounds    %d, each level %s warm-up + %s measured, writer and raw alternating which goes first\n",
 		s.rounds, s.warmup, s.duration)

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/url"
 	"os"
+	"os/exec"
 	"runtime/pprof"
 	"slices"
 	"strconv"
@@ -32,6 +33,7 @@ type settings struct {
 	rounds      int
 	json        bool
 	cpuProfile  string
+	load        string
 }
 
 // clientLevels is a comma-separated list of concurrency levels, e.g. 1,16,64.
@@ -82,6 +84,8 @@ func parseSettings(args []string, getenv func(string) string, out io.Writer) (se
 	fs.IntVar(&s.rounds, "rounds", 3, "rounds of every level, alternating writer and raw inserts; the report shows their median")
 	fs.Env("rounds", "BENCH_ROUNDS")
 	fs.BoolVar(&s.json, "json", false, "print the report as JSON on stdout, without progress lines")
+	fs.StringVar(&s.load, "load", "auto", "load generator for the writer: wrk (a separate C process, Debian package wrk), go (in this process), or auto (wrk if installed)")
+	fs.Env("load", "BENCH_LOAD")
 	fs.StringVar(&s.cpuProfile, "cpuprofile", "", "write a CPU profile of the whole run (load generator, writer) to this file")
 	if err := fs.Parse(args, getenv); err != nil {
 		return s, usageError{err}
@@ -100,6 +104,20 @@ func parseSettings(args []string, getenv func(string) string, out io.Writer) (se
 		return s, usageError{fmt.Errorf("%s must not be negative", fs.Setting("warmup"))}
 	case s.rounds < 1:
 		return s, usageError{fmt.Errorf("%s must be at least 1", fs.Setting("rounds"))}
+	}
+	switch s.load {
+	case "auto":
+		s.load = "go"
+		if _, err := exec.LookPath("wrk"); err == nil {
+			s.load = "wrk"
+		}
+	case "go":
+	case "wrk":
+		if _, err := exec.LookPath("wrk"); err != nil {
+			return s, usageError{fmt.Errorf("%s=wrk but wrk is not installed (apt-get install wrk)", fs.Setting("load"))}
+		}
+	default:
+		return s, usageError{fmt.Errorf("%s must be wrk, go or auto", fs.Setting("load"))}
 	}
 	u, err := url.Parse(s.databaseURL)
 	if err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") || u.Host == "" {
@@ -174,7 +192,11 @@ func benchWriter(ctx context.Context, s settings, stdout io.Writer) (err error) 
 			writerFirst := round%2 == 1
 			for _, side := range []bool{writerFirst, !writerFirst} {
 				if side {
-					m, err := measureWriter(ctx, db.url, clients, s.accounts, s.warmup, s.duration)
+					measure := measureWriter
+					if s.load == "wrk" {
+						measure = measureWriterWrk
+					}
+					m, err := measure(ctx, db.url, clients, s.accounts, s.warmup, s.duration)
 					if err != nil {
 						return err
 					}

@@ -47,9 +47,11 @@ type Store struct {
 type StoreOption func(*Store)
 
 // WithGroupCommit sets how many append batches may be on their way to
-// Postgres at once (default 8), and how many commands one batch holds at
+// Postgres at once (default 1), and how many commands one batch holds at
 // most (default 128). Appends that arrive while all slots are busy wait and
-// go together in the next batch.
+// go together in the next batch. One slot measured best here: with 16
+// clients, 1 slot gave 3,600 commands/s, 2 gave 3,100, 4 gave 2,700 and 8
+// gave 2,600 (docs/BENCHMARKS.md).
 func WithGroupCommit(maxInFlight, maxBatch int) StoreOption {
 	return func(s *Store) { s.group.maxInFlight, s.group.maxBatch = max(1, maxInFlight), max(1, maxBatch) }
 }
@@ -58,7 +60,7 @@ func WithGroupCommit(maxInFlight, maxBatch int) StoreOption {
 // upcasters may be nil when no event type has an old schema version.
 func NewStore(pool *pgxpool.Pool, upcasters *log.Upcasters, opts ...StoreOption) *Store {
 	s := &Store{pool: pool, upcasters: upcasters}
-	s.group = newGroupCommit(s, 8, 128)
+	s.group = newGroupCommit(s, 1, 128)
 	for _, opt := range opts {
 		opt(s)
 	}
