@@ -38,23 +38,26 @@ BEGIN
                 WHERE x.cmd = i
                 ORDER BY x.ord
                 RETURNING event_id, version, global_position, recorded_at
-            ), snap AS (
+            )
+            SELECT i, ins.event_id, ins.version, ins.global_position, ins.recorded_at FROM ins;
+            -- The insert succeeded (a unique violation would have ended the
+            -- whole function): the snapshot and the idempotency record follow.
+            IF c_snap_version[i] > 0 THEN
                 INSERT INTO snapshots (aggregate_type, aggregate_id, version, schema_version, state)
-                SELECT c_type[i], c_id[i], c_snap_version[i], c_snap_schema[i], c_snap_state[i]::jsonb
-                WHERE c_snap_version[i] > 0 AND EXISTS (SELECT 1 FROM ins)
+                VALUES (c_type[i], c_id[i], c_snap_version[i], c_snap_schema[i], c_snap_state[i]::jsonb)
                 ON CONFLICT (aggregate_type, aggregate_id) DO UPDATE
                     SET version = excluded.version, schema_version = excluded.schema_version,
                         state = excluded.state, taken_at = now()
-                    WHERE snapshots.version < excluded.version OR snapshots.schema_version <> excluded.schema_version
-            ), idem AS (
+                    WHERE snapshots.version < excluded.version OR snapshots.schema_version <> excluded.schema_version;
+            END IF;
+            IF c_idem_key[i] <> '' THEN
                 UPDATE idempotency_keys k
                 SET completed_at = now(), response_status = c_idem_status[i],
                     aggregate_type = c_type[i], aggregate_id = c_id[i],
-                    first_version = (SELECT min(version) FROM ins), last_version = (SELECT max(version) FROM ins)
-                WHERE c_idem_key[i] <> '' AND k.principal = c_idem_principal[i] AND k.key = c_idem_key[i]
-                  AND EXISTS (SELECT 1 FROM ins)
-            )
-            SELECT i, ins.event_id, ins.version, ins.global_position, ins.recorded_at FROM ins;
+                    first_version = cur + 1,
+                    last_version = cur + (SELECT count(*) FROM unnest(e_cmd) AS x(cmd) WHERE x.cmd = i)
+                WHERE k.principal = c_idem_principal[i] AND k.key = c_idem_key[i];
+            END IF;
     END LOOP;
 END;
 $$;
