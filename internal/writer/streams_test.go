@@ -117,3 +117,36 @@ func TestHealthReadinessAndMetrics(t *testing.T) {
 	st.pool.Close()
 	st.must(http.StatusServiceUnavailable, "GET", "/readyz", "")
 }
+
+// A FundsDeposited stored as raw v1 JSON (no source) reads as v2 with
+// source "unknown" through the API, counts in the state, and its stored row
+// stays as it was (G8).
+func TestV1EventsReadAsV2ThroughTheAPI(t *testing.T) {
+	st := newStack(t, 1)
+	st.openActive("a1", 0) // versions 1-2
+	ctx := context.Background()
+	if _, err := st.pool.Exec(ctx, `INSERT INTO events (event_id, aggregate_type, aggregate_id, version, event_type, schema_version, payload, correlation_id, causation_id, principal)
+        VALUES (gen_random_uuid(), 'account', 'a1', 3, 'FundsDeposited', 1, '{"amount": 250, "currency": "EUR"}', 'legacy', 'legacy', 'legacy')`); err != nil {
+		t.Fatal(err)
+	}
+	r := st.must(http.StatusOK, "GET", "/v1/streams/account/a1?after=2", "")
+	var page writer.StreamPage
+	if err := json.Unmarshal(r.body, &page); err != nil {
+		t.Fatal(err)
+	}
+	var payload map[string]any
+	_ = json.Unmarshal(page.Events[0].Payload, &payload)
+	if page.Events[0].SchemaVersion != 2 || payload["source"] != "unknown" || payload["amount"] != float64(250) {
+		t.Fatalf("v1 event read as v%d %v", page.Events[0].SchemaVersion, payload)
+	}
+	// The writer decides on the upcast event: the 250 can be withdrawn.
+	st.must(http.StatusOK, "POST", "/v1/accounts/a1/withdrawals", `{"amount":250,"currency":"EUR","reason":"x"}`)
+	var stored string
+	var version int
+	if err := st.pool.QueryRow(ctx, `SELECT payload::text, schema_version FROM events WHERE version = 3`).Scan(&stored, &version); err != nil {
+		t.Fatal(err)
+	}
+	if stored != `{"amount": 250, "currency": "EUR"}` || version != 1 {
+		t.Fatalf("stored row changed to v%d %s", version, stored)
+	}
+}
