@@ -8,6 +8,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
 )
 
 // Topics names the event topics: one per aggregate type.
@@ -34,7 +35,12 @@ var ErrPartitionMismatch = errors.New("topic partition count differs from the co
 // Ensure creates the missing topics with the configured partition count and
 // unlimited retention, and refuses, with ErrPartitionMismatch, a topic that
 // exists with another partition count.
-func (t Topics) Ensure(ctx context.Context, adm *kadm.Client, topics ...string) error {
+//
+// It takes the franz-go client, not an admin client, because it must drop
+// the client's cached metadata of a topic another process just created:
+// franz-go caches admin metadata for MetadataMinAge (5s by default).
+func (t Topics) Ensure(ctx context.Context, cl *kgo.Client, topics ...string) error {
+	adm := kadm.NewClient(cl)
 	missing, err := t.check(ctx, adm, topics)
 	if err != nil || len(missing) == 0 {
 		return err
@@ -57,6 +63,9 @@ func (t Topics) Ensure(ctx context.Context, adm *kadm.Client, topics ...string) 
 	// client's metadata may not show it yet: look again for a while, but
 	// never create twice.
 	for attempt := 0; len(raced) > 0; attempt++ {
+		// Nothing was produced to these topics by this client yet (Ensure
+		// comes first), so purging them only drops stale metadata.
+		cl.PurgeTopicsFromClient(raced...)
 		if raced, err = t.check(ctx, adm, raced); err != nil || len(raced) == 0 {
 			return err
 		}

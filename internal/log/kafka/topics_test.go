@@ -16,7 +16,7 @@ import (
 
 // newAdmin starts a one-broker kfake cluster for this test alone and returns
 // an admin client for it and a context that ends with the test.
-func newAdmin(t *testing.T, opts ...kfake.Opt) (context.Context, *kadm.Client) {
+func newAdmin(t *testing.T, opts ...kfake.Opt) (context.Context, *kadm.Client, *kgo.Client) {
 	t.Helper()
 	c, err := kfake.NewCluster(append([]kfake.Opt{kfake.NumBrokers(1)}, opts...)...)
 	if err != nil {
@@ -32,7 +32,7 @@ func newAdmin(t *testing.T, opts ...kfake.Opt) (context.Context, *kadm.Client) {
 	t.Cleanup(cl.Close)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	t.Cleanup(cancel)
-	return ctx, kadm.NewClient(cl)
+	return ctx, kadm.NewClient(cl), cl
 }
 
 // partitionCounts lists topics and returns each one's partition count; a
@@ -74,10 +74,10 @@ func TestTopicsFor(t *testing.T) {
 }
 
 func TestEnsureCreatesMissingTopics(t *testing.T) {
-	ctx, adm := newAdmin(t)
+	ctx, adm, cl := newAdmin(t)
 	topics := []string{sixPartitions.For("account"), sixPartitions.For("order")}
 
-	if err := sixPartitions.Ensure(ctx, adm, topics...); err != nil {
+	if err := sixPartitions.Ensure(ctx, cl, topics...); err != nil {
 		t.Fatalf("Ensure: %v", err)
 	}
 
@@ -116,9 +116,9 @@ func TestEnsureCreatesMissingTopics(t *testing.T) {
 }
 
 func TestEnsureExistingTopicsIsNoop(t *testing.T) {
-	ctx, adm := newAdmin(t)
+	ctx, adm, cl := newAdmin(t)
 	topic := sixPartitions.For("account")
-	if err := sixPartitions.Ensure(ctx, adm, topic); err != nil {
+	if err := sixPartitions.Ensure(ctx, cl, topic); err != nil {
 		t.Fatalf("first Ensure: %v", err)
 	}
 	partitionCounts(ctx, t, adm, topic) // until the metadata shows it
@@ -127,7 +127,7 @@ func TestEnsureExistingTopicsIsNoop(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	if err := sixPartitions.Ensure(ctx, adm, topic); err != nil {
+	if err := sixPartitions.Ensure(ctx, cl, topic); err != nil {
 		t.Fatalf("second Ensure: %v", err)
 	}
 
@@ -146,9 +146,9 @@ func TestEnsureExistingTopicsIsNoop(t *testing.T) {
 // A topic someone else created with the right partition count is accepted.
 func TestEnsureAcceptsTopicCreatedElsewhere(t *testing.T) {
 	account, order := sixPartitions.For("account"), sixPartitions.For("order")
-	ctx, adm := newAdmin(t, kfake.SeedTopics(6, account))
+	ctx, adm, cl := newAdmin(t, kfake.SeedTopics(6, account))
 
-	if err := sixPartitions.Ensure(ctx, adm, account, order); err != nil {
+	if err := sixPartitions.Ensure(ctx, cl, account, order); err != nil {
 		t.Fatalf("Ensure: %v", err)
 	}
 
@@ -159,15 +159,15 @@ func TestEnsureAcceptsTopicCreatedElsewhere(t *testing.T) {
 }
 
 func TestEnsureRefusesPartitionMismatch(t *testing.T) {
-	ctx, adm := newAdmin(t)
+	ctx, adm, cl := newAdmin(t)
 	topic := sixPartitions.For("account")
-	if err := sixPartitions.Ensure(ctx, adm, topic); err != nil {
+	if err := sixPartitions.Ensure(ctx, cl, topic); err != nil {
 		t.Fatalf("Ensure with 6 partitions: %v", err)
 	}
 
 	three := sixPartitions
 	three.Partitions = 3
-	err := three.Ensure(ctx, adm, topic)
+	err := three.Ensure(ctx, cl, topic)
 
 	if !errors.Is(err, ErrPartitionMismatch) {
 		t.Fatalf("Ensure with 3 partitions = %v, want ErrPartitionMismatch", err)
@@ -217,7 +217,7 @@ func TestEnsureCreatesEachTopicOnce(t *testing.T) {
 	topic := sixPartitions.For("account")
 
 	start := time.Now()
-	err = sixPartitions.Ensure(ctx, kadm.NewClient(cl), topic)
+	err = sixPartitions.Ensure(ctx, cl, topic)
 	took := time.Since(start)
 
 	if err != nil {

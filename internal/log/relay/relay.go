@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
-	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"go.opentelemetry.io/otel/propagation"
 
@@ -84,7 +83,6 @@ type Relay struct {
 	pool        *pgxpool.Pool
 	upcasters   *log.Upcasters
 	client      *kgo.Client
-	admin       *kadm.Client
 	logger      *slog.Logger
 	metrics     *Metrics
 	hooks       Hooks
@@ -99,7 +97,7 @@ func New(cfg Config, databaseURL string, pool *pgxpool.Pool, upcasters *log.Upca
 	metrics *Metrics, logger *slog.Logger, hooks Hooks) *Relay {
 	return &Relay{
 		cfg: cfg, databaseURL: databaseURL, pool: pool, upcasters: upcasters,
-		client: client, admin: kadm.NewClient(client), logger: logger, metrics: metrics, hooks: hooks,
+		client: client, logger: logger, metrics: metrics, hooks: hooks,
 		ensured: make(map[string]bool),
 	}
 }
@@ -137,7 +135,7 @@ func (r *Relay) ensureTopic(ctx context.Context, topic string) error {
 	if r.ensured[topic] {
 		return nil
 	}
-	if err := r.cfg.Topics.Ensure(ctx, r.admin, topic); err != nil {
+	if err := r.cfg.Topics.Ensure(ctx, r.client, topic); err != nil {
 		return err
 	}
 	r.ensured[topic] = true

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"log/slog"
 	"sync"
 	"testing"
@@ -66,7 +65,7 @@ func (e *env) startRelay(cfg relay.Config, hooks relay.Hooks) *running {
 	e.t.Helper()
 	client := testenv.KafkaClient(e.t, e.addrs, relay.ProducerOptions(time.Second)...)
 	reg := prometheus.NewRegistry()
-	r := relay.New(cfg, e.dbURL, e.pool, nil, client, relay.NewMetrics(reg), slog.New(slog.NewTextHandler(io.Discard, nil)), hooks)
+	r := relay.New(cfg, e.dbURL, e.pool, nil, client, relay.NewMetrics(reg), slog.New(slog.DiscardHandler), hooks)
 	ctx, cancel := context.WithCancel(context.Background())
 	run := &running{relay: r, reg: reg, cancel: cancel, stopped: make(chan error, 1)}
 	go func() { run.stopped <- r.Run(ctx) }()
