@@ -147,6 +147,9 @@ func TestOnlyOneRelayLeadsAndTheOtherTakesOver(t *testing.T) {
 	b := e.startRelay(testConfig(), relay.Hooks{})
 	e.appendEvents("acc", 50, 4)
 	e.consume(200, 30*time.Second)
+	// A consumer can see records before the producer's acknowledgement has
+	// reached the relay's counter.
+	waitFor(t, 10*time.Second, func() bool { return published(a)+published(b) >= 200 })
 	waitFor(t, 5*time.Second, func() bool { return a.gauge("tributary_relay_leader")+b.gauge("tributary_relay_leader") == 1 })
 	leader, standby := a, b
 	if b.gauge("tributary_relay_leader") == 1 {
