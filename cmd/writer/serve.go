@@ -92,6 +92,9 @@ func serve(ctx context.Context, s settings, logger *slog.Logger, api bool) error
 	if rl != nil {
 		g.Go(func() error { return rl.relay.Run(gctx) })
 	}
+	if api {
+		g.Go(func() error { expireIdempotencyKeys(gctx, postgres.NewStore(pool, nil), s.idempotencyTTL, logger); return nil })
+	}
 	g.Go(func() error {
 		<-gctx.Done()
 		logger.Info("shutting down: draining in-flight requests", "timeout", s.shutdownTimeout)
@@ -124,4 +127,23 @@ func opsHandler(reg *prometheus.Registry, pool interface{ Ping(context.Context) 
 		_, _ = w.Write([]byte(`{"status":"ready"}`))
 	})
 	return mux
+}
+
+// expireIdempotencyKeys deletes, every hour until ctx is done, the keys
+// older than ttl: a client must not retry with a key older than that.
+func expireIdempotencyKeys(ctx context.Context, store *postgres.Store, ttl time.Duration, logger *slog.Logger) {
+	ticker := time.NewTicker(time.Hour)
+	defer ticker.Stop()
+	for {
+		if n, err := store.ExpireIdempotencyKeys(ctx, ttl); err != nil && ctx.Err() == nil {
+			logger.WarnContext(ctx, "expire idempotency keys", "err", err)
+		} else if n > 0 {
+			logger.InfoContext(ctx, "expired idempotency keys", "count", n, "older_than", ttl)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-ticker.C:
+		}
+	}
 }

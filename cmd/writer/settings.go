@@ -38,6 +38,7 @@ type settings struct {
 	shutdownTimeout time.Duration
 	logLevel        slog.Level
 	pprofAddr       string
+	idempotencyTTL  time.Duration
 
 	relay bool // run the relay in this process
 	kafka kafkaSettings
@@ -81,6 +82,8 @@ func parseSettings(cmd string, args []string, getenv func(string) string, stderr
 	fs.Env("principal-header", "WRITER_PRINCIPAL_HEADER")
 	fs.DurationVar(&s.shutdownTimeout, "shutdown-timeout", 15*time.Second, "how long in-flight requests may take to finish on SIGTERM")
 	fs.Env("shutdown-timeout", "SHUTDOWN_TIMEOUT")
+	fs.DurationVar(&s.idempotencyTTL, "idempotency-key-ttl", 24*time.Hour, "how long an Idempotency-Key is remembered; older ones are deleted hourly")
+	fs.Env("idempotency-key-ttl", "IDEMPOTENCY_KEY_TTL")
 	fs.StringVar(&s.pprofAddr, "pprof-addr", "", "if set, serve Go's /debug/pprof profiles on this address (keep it private)")
 	fs.Env("pprof-addr", "PPROF_ADDR")
 	fs.TextVar(&s.logLevel, "log-level", slog.LevelInfo, "log level: debug, info, warn, error")
@@ -134,6 +137,8 @@ func parseSettings(cmd string, args []string, getenv func(string) string, stderr
 		return s, usageError{fmt.Errorf("%s must be at least 1", fs.Setting("db-max-conns"))}
 	case s.snapshotEvery < 1:
 		return s, usageError{fmt.Errorf("%s must be at least 1", fs.Setting("snapshot-every"))}
+	case s.idempotencyTTL < time.Minute:
+		return s, usageError{fmt.Errorf("%s must be at least 1m", fs.Setting("idempotency-key-ttl"))}
 	case s.maxBodyBytes < 1024:
 		return s, usageError{fmt.Errorf("%s must be at least 1024", fs.Setting("max-body-bytes"))}
 	case relayRuns && k.brokers == "" && !k.embedded:

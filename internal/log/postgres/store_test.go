@@ -451,3 +451,38 @@ func waitFor(t *testing.T, cond func() bool) {
 		time.Sleep(5 * time.Millisecond)
 	}
 }
+
+func TestExpireIdempotencyKeys(t *testing.T) {
+	ctx := context.Background()
+	pool := testenv.Postgres(t)
+	store := postgres.NewStore(pool, nil)
+	for _, key := range []string{"old-done", "old-running", "old-claim-expired", "new"} {
+		if out, _, err := store.ClaimIdempotencyKey(ctx, "p", key, []byte("h"), time.Hour); err != nil || out != postgres.Claimed {
+			t.Fatalf("claim %s: %v %v", key, out, err)
+		}
+	}
+	if err := store.CompleteIdempotencyKey(ctx, "p", "old-done", 200, json.RawMessage(`{}`)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pool.Exec(ctx, `UPDATE idempotency_keys SET created_at = now() - interval '2 days' WHERE key LIKE 'old-%'`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pool.Exec(ctx, `UPDATE idempotency_keys SET claimed_until = now() - interval '1 minute' WHERE key = 'old-claim-expired'`); err != nil {
+		t.Fatal(err)
+	}
+	n, err := store.ExpireIdempotencyKeys(ctx, 24*time.Hour)
+	if err != nil || n != 2 {
+		t.Fatalf("expired %d (%v), want 2: the old completed key and the old abandoned claim", n, err)
+	}
+	var left []string
+	rows, _ := pool.Query(ctx, `SELECT key FROM idempotency_keys ORDER BY key`)
+	for rows.Next() {
+		var k string
+		_ = rows.Scan(&k)
+		left = append(left, k)
+	}
+	rows.Close()
+	if len(left) != 2 || left[0] != "new" || left[1] != "old-running" {
+		t.Fatalf("left %v, want [new old-running] (a request still holding its claim is never expired)", left)
+	}
+}
