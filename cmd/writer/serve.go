@@ -93,7 +93,10 @@ func serve(ctx context.Context, s settings, logger *slog.Logger, api bool) error
 		g.Go(func() error { return rl.relay.Run(gctx) })
 	}
 	if api {
-		g.Go(func() error { expireIdempotencyKeys(gctx, postgres.NewStore(pool, nil), s.idempotencyTTL, logger); return nil })
+		g.Go(func() error {
+			expireIdempotencyKeys(gctx, postgres.NewStore(pool, nil), s.idempotencyTTL, logger)
+			return nil
+		})
 	}
 	g.Go(func() error {
 		<-gctx.Done()
