@@ -3,9 +3,19 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
 	"io"
+	"math/big"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -224,4 +234,60 @@ func TestRelayWithSASL(t *testing.T) {
 
 func scramAuth(user, pass string) sasl.Mechanism {
 	return scram.Auth{User: user, Pass: pass}.AsSha256Mechanism()
+}
+
+// The relay reaches a TLS-only broker with KAFKA_TLS and a CA file; without
+// the CA the start fails, naming the brokers.
+func TestRelayWithTLS(t *testing.T) {
+	caPEM, serverCert := selfSignedCA(t)
+	cluster := testenv.Kafka(t, kfake.TLS(&tls.Config{Certificates: []tls.Certificate{serverCert}, MinVersion: tls.VersionTLS12}))
+	brokers := strings.Join(cluster.ListenAddrs(), ",")
+	caFile := filepath.Join(t.TempDir(), "ca.pem")
+	if err := os.WriteFile(caFile, caPEM, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	dbURL := testenv.PostgresURL(t)
+
+	var out bytes.Buffer
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	err := run(ctx, []string{"--http-addr", "127.0.0.1:0"}, env("DATABASE_URL", dbURL, "KAFKA_BROKERS", brokers,
+		"KAFKA_TLS", "true", "KAFKA_START_TIMEOUT", "3s"), &out, &out)
+	if err == nil || !strings.Contains(err.Error(), "cannot reach Kafka at KAFKA_BROKERS=") {
+		t.Fatalf("untrusted broker certificate: got %v", err)
+	}
+
+	base, _ := startWriter(t, nil, env("DATABASE_URL", dbURL, "KAFKA_BROKERS", brokers, "KAFKA_TLS", "true", "KAFKA_TLS_CA_FILE", caFile))
+	if s := post(t, base+"/v1/accounts", `{"id":"a1","owner":"Ada","currency":"EUR"}`); s != http.StatusCreated {
+		t.Fatalf("open: %d", s)
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(caPEM)
+	consumeN(t, cluster.ListenAddrs(), "tributary.account.events", 1, kgo.DialTLSConfig(&tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}))
+}
+
+// selfSignedCA makes a CA certificate (PEM) and a server certificate for
+// 127.0.0.1 signed by it.
+func selfSignedCA(t *testing.T) ([]byte, tls.Certificate) {
+	t.Helper()
+	caKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	caTmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "test CA"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
+	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca, _ := x509.ParseCertificate(caDER)
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "kfake"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, DNSNames: []string{"localhost"},
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER}),
+		tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
 }
