@@ -1,0 +1,271 @@
+// Package projector runs projections: Kafka consumer groups whose members
+// apply batches of events to Redis read models, each batch in one atomic
+// step together with the Kafka position it reached (G4). It keeps a
+// projection's generations — building a new one beside the served one and
+// switching atomically (G5) — and parks what it cannot apply on a
+// dead-letter topic (G7).
+package projector
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/tributary-es/tributary/internal/log"
+	"github.com/tributary-es/tributary/internal/log/kafka"
+	"github.com/tributary-es/tributary/internal/readmodels"
+)
+
+// Config is how a projection consumes and retries.
+type Config struct {
+	// Client are the franz-go options that reach the cluster (seed brokers,
+	// TLS, SASL); the projector adds its group and consumer options.
+	Client []kgo.Opt
+	// Topics names the event topics and fixes their partition count.
+	Topics kafka.Topics
+	// GroupPrefix starts the consumer group names: <prefix>.<projection>.g<generation>.
+	GroupPrefix string
+	// RedisPrefix is the root of every Redis key.
+	RedisPrefix string
+	// BatchSize caps the events of one atomic step.
+	BatchSize int
+	// Retries is how often an event that cannot be applied is tried again
+	// before it is dead-lettered; RetryBackoff is the first pause, doubled
+	// after each try.
+	Retries      int
+	RetryBackoff time.Duration
+	// Poll is how often the generation bookkeeping is read (rebuilds,
+	// promotion, lost data) and the lag measured.
+	Poll time.Duration
+	// DropGrace is how long a retired generation's keys stay for readers
+	// that resolved it just before a switch.
+	DropGrace time.Duration
+	// SessionTimeout of the group membership: how soon a killed member's
+	// partitions move to the others.
+	SessionTimeout time.Duration
+	// QueueLimit is the number of fetched records per partition above which
+	// fetching that partition pauses.
+	QueueLimit int
+}
+
+// DefaultConfig returns the settings for production.
+func DefaultConfig() Config {
+	return Config{
+		Topics:         kafka.Topics{Prefix: "tributary", Partitions: 16, ReplicationFactor: -1},
+		GroupPrefix:    "tributary",
+		RedisPrefix:    "tributary",
+		BatchSize:      500,
+		Retries:        3,
+		RetryBackoff:   200 * time.Millisecond,
+		Poll:           time.Second,
+		DropGrace:      30 * time.Second,
+		SessionTimeout: 45 * time.Second,
+		QueueLimit:     5000,
+	}
+}
+
+// Deps are what a projector reads events with and reports to.
+type Deps struct {
+	Redis     redis.UniversalClient
+	Schemas   *log.Schemas
+	Upcasters *log.Upcasters
+	Metrics   *Metrics
+	Logger    *slog.Logger
+}
+
+// Projector keeps one projection up to date.
+type Projector struct {
+	proj   readmodels.Projection
+	cfg    Config
+	deps   Deps
+	steps  *readmodels.Steps
+	gens   *readmodels.Generations
+	topics []string
+	dlq    string
+	log    *slog.Logger
+	hooks  Hooks
+}
+
+// Hooks let tests stop a projector at chosen points. Nil hooks do nothing.
+type Hooks struct {
+	// BeforeApply runs before each atomic step; an error stops the
+	// partition's worker as a crash would.
+	BeforeApply func(ctx context.Context, b readmodels.Batch) error
+}
+
+// New returns a projector of p.
+func New(p readmodels.Projection, cfg Config, deps Deps) *Projector {
+	layout := readmodels.NewLayout(cfg.RedisPrefix, p.Name())
+	topics := make([]string, 0, len(p.AggregateTypes()))
+	for _, t := range p.AggregateTypes() {
+		topics = append(topics, cfg.Topics.For(t))
+	}
+	if deps.Logger == nil {
+		deps.Logger = slog.New(slog.DiscardHandler)
+	}
+	return &Projector{
+		proj: p, cfg: cfg, deps: deps,
+		steps:  readmodels.NewSteps(deps.Redis, layout, p),
+		gens:   readmodels.NewGenerations(deps.Redis, layout),
+		topics: topics,
+		dlq:    DeadLetterTopic(cfg.Topics.Prefix, p.Name()),
+		log:    deps.Logger.With("projection", p.Name()),
+	}
+}
+
+// WithHooks sets test hooks; call it before Run.
+func (p *Projector) WithHooks(h Hooks) *Projector { p.hooks = h; return p }
+
+// DeadLetterTopic names the dead-letter topic of a projection.
+func DeadLetterTopic(prefix, projection string) string {
+	return prefix + ".dlq." + projection
+}
+
+// Group names the consumer group of a projection's generation.
+func (p *Projector) Group(gen int64) string {
+	return p.cfg.GroupPrefix + "." + p.proj.Name() + ".g" + strconv.FormatInt(gen, 10)
+}
+
+// Run keeps the projection up to date until ctx ends: it consumes into the
+// target generation (and the active one while a rebuild runs), promotes the
+// target once it has caught up, rebuilds when Redis lost the positions, and
+// drops retired generations. On return every batch in flight is written
+// with its position and the group is left.
+func (p *Projector) Run(ctx context.Context) error {
+	if err := p.setUp(ctx); err != nil {
+		return err
+	}
+	runners := make(map[int64]*runnerHandle)
+	defer func() {
+		for gen, h := range runners {
+			h.stop()
+			delete(runners, gen)
+		}
+	}()
+	tick := time.NewTicker(p.cfg.Poll)
+	defer tick.Stop()
+	for {
+		if err := p.supervise(ctx, runners); err != nil {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-tick.C:
+		}
+		for gen, h := range runners {
+			select {
+			case <-h.done:
+				delete(runners, gen)
+				if err := p.handleRunnerExit(ctx, gen, h.err); err != nil {
+					return err
+				}
+			default:
+			}
+		}
+	}
+}
+
+// setUp creates the topics and the bookkeeping.
+func (p *Projector) setUp(ctx context.Context) error {
+	cl, err := kgo.NewClient(p.cfg.Client...)
+	if err != nil {
+		return fmt.Errorf("kafka client: %w", err)
+	}
+	defer cl.Close()
+	dlqTopics := kafka.Topics{Prefix: p.cfg.Topics.Prefix, Partitions: 1, ReplicationFactor: p.cfg.Topics.ReplicationFactor}
+	if err := dlqTopics.Ensure(ctx, cl, p.dlq); err != nil {
+		return fmt.Errorf("dead-letter topic: %w", err)
+	}
+	if err := p.cfg.Topics.Ensure(ctx, cl, p.topics...); err != nil {
+		return fmt.Errorf("event topics: %w", err)
+	}
+	if _, err := p.gens.Ensure(ctx, p.cfg.Topics.Partitions); err != nil {
+		return err
+	}
+	return nil
+}
+
+// supervise makes the running generations match the bookkeeping.
+func (p *Projector) supervise(ctx context.Context, runners map[int64]*runnerHandle) error {
+	meta, ok, err := p.gens.Read(ctx)
+	if err != nil {
+		p.log.Warn("read generations", "err", err)
+		return nil // Redis may be restarting: try again at the next tick
+	}
+	if !ok {
+		p.log.Warn("the projection's bookkeeping is gone (Redis lost its data): building it again from the start")
+		for gen, h := range runners {
+			h.stop()
+			delete(runners, gen)
+		}
+		if _, err := p.gens.Ensure(ctx, p.cfg.Topics.Partitions); err != nil {
+			p.log.Warn("recreate generations", "err", err)
+		}
+		return nil
+	}
+	if meta.Partitions != p.cfg.Topics.Partitions {
+		return fmt.Errorf("%w: %s is laid out for %d partitions, KAFKA_PARTITIONS is %d",
+			readmodels.ErrPartitionsChanged, p.proj.Name(), meta.Partitions, p.cfg.Topics.Partitions)
+	}
+	p.deps.Metrics.active.WithLabelValues(p.proj.Name()).Set(float64(meta.Active))
+	p.deps.Metrics.target.WithLabelValues(p.proj.Name()).Set(float64(meta.Target))
+	want := map[int64]bool{meta.Target: true}
+	if meta.Active != 0 {
+		want[meta.Active] = true
+	}
+	for gen, h := range runners {
+		if !want[gen] {
+			h.stop()
+			delete(runners, gen)
+			continue
+		}
+		h.r.served.Store(gen == meta.Active)
+	}
+	for gen := range want {
+		if _, running := runners[gen]; !running {
+			runners[gen] = p.start(ctx, gen, gen == meta.Active)
+		}
+	}
+	if meta.Rebuilding() {
+		caught, err := p.gens.CaughtUp(ctx, meta.Target, p.topics, meta.Partitions)
+		if err == nil && caught {
+			if promoted, err := p.gens.Promote(ctx, meta.Target); err == nil && promoted {
+				p.log.Info("generation caught up and is now served", "generation", meta.Target, "previous", meta.Active)
+			}
+		}
+	}
+	for gen, at := range meta.Retired {
+		if gen == meta.Active || gen == meta.Target || time.Since(at) < p.cfg.DropGrace {
+			continue
+		}
+		if err := p.gens.Drop(ctx, gen); err != nil {
+			p.log.Warn("drop retired generation", "generation", gen, "err", err)
+		} else {
+			p.log.Info("dropped retired generation", "generation", gen)
+		}
+	}
+	return nil
+}
+
+// handleRunnerExit decides what a runner's end means.
+func (p *Projector) handleRunnerExit(ctx context.Context, gen int64, err error) error {
+	switch {
+	case err == nil || ctx.Err() != nil:
+		return nil
+	case errors.Is(err, readmodels.ErrPositionLost):
+		p.log.Warn("positions lost: the generation is taken out of service and rebuilt", "generation", gen, "err", err)
+		if _, ok, rerr := p.gens.Read(ctx); rerr == nil && ok {
+			return p.gens.Lost(ctx, gen)
+		}
+		return nil // the bookkeeping is gone too: supervise recreates it
+	default:
+		return fmt.Errorf("%s generation %d: %w", p.proj.Name(), gen, err)
+	}
+}

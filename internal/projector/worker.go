@@ -1,0 +1,381 @@
+package projector
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/tributary-es/tributary/internal/log/kafka"
+	"github.com/tributary-es/tributary/internal/readmodels"
+)
+
+// errStopping: the worker was stopped while waiting to retry; what it had
+// not applied is applied by the partition's next owner.
+var errStopping = errors.New("worker stopping")
+
+// worker applies one partition's records in order, a batch per atomic step.
+type worker struct {
+	r         *runner
+	topic     string
+	partition int32
+	token     string // the epoch that fences earlier owners out
+	labels    []string
+
+	next   atomic.Int64 // the next offset to apply (= the stored position)
+	caught atomic.Bool  // marked caught up in Redis
+
+	mu       sync.Mutex
+	queue    []*kgo.Record
+	inflight time.Time // timestamp of the oldest record of the batch being applied
+	end      int64     // the highest end offset seen
+	paused   bool
+	stopping bool
+	lagSince time.Time // first seen behind with nothing fetched
+	wake     chan struct{}
+	done     chan struct{}
+
+	// parked holds the streams with an event on the dead-letter topic:
+	// their later events are parked behind it, in order.
+	parked map[string]bool
+}
+
+func newWorker(r *runner, topic string, partition int32, token string, next int64) *worker {
+	w := &worker{
+		r: r, topic: topic, partition: partition, token: token,
+		labels: r.lagLabels(topic, partition),
+		wake:   make(chan struct{}, 1),
+		done:   make(chan struct{}),
+		parked: make(map[string]bool),
+	}
+	w.next.Store(next)
+	return w
+}
+
+// push queues fetched records; above the queue limit fetching the partition
+// pauses until the worker catches up.
+func (w *worker) push(recs []*kgo.Record, highWatermark int64) {
+	w.mu.Lock()
+	w.queue = append(w.queue, recs...)
+	w.end = max(w.end, highWatermark)
+	pause := !w.paused && len(w.queue) >= w.r.p.cfg.QueueLimit
+	if pause {
+		w.paused = true
+	}
+	w.mu.Unlock()
+	if pause {
+		w.r.cl.PauseFetchPartitions(map[string][]int32{w.topic: {w.partition}})
+	}
+	select {
+	case w.wake <- struct{}{}:
+	default:
+	}
+}
+
+// take waits for records and returns up to a batch of them; stop is true
+// once the worker is told to stop.
+func (w *worker) take() (batch []*kgo.Record, stop bool) {
+	for {
+		w.mu.Lock()
+		if w.stopping {
+			w.mu.Unlock()
+			return nil, true
+		}
+		if len(w.queue) > 0 {
+			n := min(len(w.queue), w.r.p.cfg.BatchSize)
+			batch = w.queue[:n:n]
+			w.queue = w.queue[n:]
+			w.inflight = batch[0].Timestamp
+			resume := w.paused && len(w.queue) < w.r.p.cfg.QueueLimit/2
+			if resume {
+				w.paused = false
+			}
+			w.mu.Unlock()
+			if resume {
+				w.r.cl.ResumeFetchPartitions(map[string][]int32{w.topic: {w.partition}})
+			}
+			return batch, false
+		}
+		w.mu.Unlock()
+		<-w.wake
+	}
+}
+
+// stop lets the batch in flight finish with its position, and returns when
+// the worker has ended.
+func (w *worker) stop() {
+	w.mu.Lock()
+	w.stopping = true
+	w.mu.Unlock()
+	select {
+	case w.wake <- struct{}{}:
+	default:
+	}
+	<-w.done
+	m := w.r.p.deps.Metrics
+	m.lagEvents.DeleteLabelValues(w.labels...)
+	m.lagSeconds.DeleteLabelValues(w.labels...)
+}
+
+func (w *worker) isStopping() bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.stopping
+}
+
+func (w *worker) run() {
+	defer close(w.done)
+	// The batch in flight finishes even when the process is shutting down:
+	// its Redis calls do not take the runner's context.
+	ctx := context.Background()
+	for {
+		batch, stop := w.take()
+		if stop {
+			return
+		}
+		err := w.process(ctx, batch)
+		w.mu.Lock()
+		w.inflight = time.Time{}
+		w.mu.Unlock()
+		switch {
+		case err == nil:
+		case errors.Is(err, errStopping):
+			return
+		case errors.Is(err, readmodels.ErrFenced):
+			w.fenced(ctx)
+			return
+		default:
+			w.r.p.log.Error("partition worker stopped", "topic", w.topic, "partition", w.partition, "err", err)
+			w.r.failWith(err)
+			return
+		}
+	}
+}
+
+// fenced: another owner claimed the partition (a rebalance this member has
+// not seen yet) or the position is gone with Redis' data.
+func (w *worker) fenced(ctx context.Context) {
+	_, _, ok, err := w.r.p.steps.Position(ctx, w.r.gen, w.topic, w.partition)
+	if err == nil && !ok {
+		w.r.failWith(fmt.Errorf("%s partition %d: %w", w.topic, w.partition, readmodels.ErrPositionLost))
+		return
+	}
+	w.r.p.log.Info("partition claimed by another member", "topic", w.topic, "partition", w.partition)
+}
+
+// process applies a batch: prepares every event (parking what cannot be
+// applied), then runs the atomic step, parking events that arrive after a
+// version gap.
+func (w *worker) process(ctx context.Context, batch []*kgo.Record) error {
+	p := w.r.p
+	next := w.next.Load()
+	items := make([]readmodels.Item, 0, len(batch))
+	recs := make([]*kgo.Record, 0, len(batch))
+	types := make([]string, 0, len(batch))
+	for _, rec := range batch {
+		if rec.Offset < next {
+			continue // fetched again after a restart of the fetch: applied already
+		}
+		item, typ, err := p.prepare(rec)
+		for attempt := 1; err != nil && attempt <= p.cfg.Retries; attempt++ {
+			if err := w.pause(attempt); err != nil {
+				return err
+			}
+			item, typ, err = p.prepare(rec)
+		}
+		if err != nil {
+			if err := w.park(ctx, rec, err.Error(), p.cfg.Retries+1); err != nil {
+				return err
+			}
+			item = readmodels.Item{Offset: rec.Offset}
+		}
+		items = append(items, item)
+		recs = append(recs, rec)
+		types = append(types, typ)
+	}
+	if len(items) == 0 {
+		return nil
+	}
+	gapTries := 0
+	for start := 0; start < len(items); {
+		b := readmodels.Batch{
+			Generation: w.r.gen, Topic: w.topic, Partition: w.partition, Epoch: w.token,
+			Items: items[start:],
+		}
+		b.CaughtUp = !w.caught.Load() && w.atEnd(items[len(items)-1].Offset+1)
+		res, err := w.apply(ctx, b)
+		if err != nil {
+			return err
+		}
+		w.count(types[start:start+len(res.Outcomes)], res.Outcomes)
+		for i, o := range res.Outcomes {
+			if o == readmodels.Applied && len(w.parked) > 0 {
+				delete(w.parked, items[start+i].Stream) // replayed meanwhile: no gap any more
+			}
+		}
+		if res.Gap == nil {
+			w.next.Store(items[len(items)-1].Offset + 1)
+			if b.CaughtUp {
+				w.caught.Store(true)
+			}
+			return nil
+		}
+		at := start + res.Gap.Index
+		w.next.Store(items[at].Offset)
+		// A stream with a parked event gaps until that event is replayed:
+		// its later events are parked behind it at once, in order.
+		behind := w.parked[items[at].Stream]
+		if gapTries < p.cfg.Retries && !behind {
+			gapTries++
+			if err := w.pause(gapTries); err != nil {
+				return err
+			}
+			start = at
+			continue
+		}
+		gapTries = 0
+		reason := fmt.Sprintf("version gap: the projection holds version %d of %s, the event is version %d",
+			res.Gap.Applied, items[at].Stream, items[at].Version)
+		attempts := p.cfg.Retries + 1
+		if behind {
+			reason += "; an earlier event of it is parked, replay that first"
+			attempts = 1
+		}
+		if err := w.park(ctx, recs[at], reason, attempts); err != nil {
+			return err
+		}
+		w.parked[items[at].Stream] = true
+		items[at] = readmodels.Item{Offset: items[at].Offset}
+		start = at
+	}
+	return nil
+}
+
+// apply runs one atomic step, retrying Redis errors until it is stopped.
+func (w *worker) apply(ctx context.Context, b readmodels.Batch) (readmodels.Result, error) {
+	p := w.r.p
+	for attempt := 1; ; attempt++ {
+		if h := p.hooks.BeforeApply; h != nil {
+			if err := h(ctx, b); err != nil {
+				return readmodels.Result{}, err
+			}
+		}
+		began := time.Now()
+		res, err := p.steps.Apply(ctx, b)
+		if err == nil || errors.Is(err, readmodels.ErrFenced) {
+			p.deps.Metrics.apply.WithLabelValues(p.proj.Name()).Observe(time.Since(began).Seconds())
+			return res, err
+		}
+		p.log.Warn("apply batch; retrying", "topic", w.topic, "partition", w.partition, "attempt", attempt, "err", err)
+		if err := w.pause(min(attempt, 6)); err != nil {
+			return readmodels.Result{}, err
+		}
+	}
+}
+
+// pause waits the backoff of an attempt, or returns errStopping.
+func (w *worker) pause(attempt int) error {
+	d := w.r.p.cfg.RetryBackoff << (attempt - 1)
+	deadline := time.Now().Add(d)
+	for time.Now().Before(deadline) {
+		if w.isStopping() {
+			return errStopping
+		}
+		time.Sleep(min(time.Until(deadline), 20*time.Millisecond))
+	}
+	return nil
+}
+
+// park puts a record on the dead-letter topic, retrying until Kafka takes
+// it: an event is never skipped before it is parked.
+func (w *worker) park(ctx context.Context, rec *kgo.Record, reason string, attempts int) error {
+	p := w.r.p
+	dl := deadLetter(rec, p.dlq, p.proj.Name(), w.r.group, reason, attempts)
+	for attempt := 1; ; attempt++ {
+		pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		err := w.r.cl.ProduceSync(pctx, dl).FirstErr()
+		cancel()
+		if err == nil {
+			break
+		}
+		p.log.Warn("park event on the dead-letter topic; retrying", "topic", p.dlq, "err", err)
+		if err := w.pause(min(attempt, 6)); err != nil {
+			return err
+		}
+	}
+	typ := typeOf(rec)
+	p.log.Warn("event parked on the dead-letter topic", "topic", rec.Topic, "partition", rec.Partition,
+		"offset", rec.Offset, "type", typ, "reason", reason)
+	p.deps.Metrics.deadLetters.WithLabelValues(p.proj.Name(), rec.Topic).Inc()
+	return nil
+}
+
+func (w *worker) count(types []string, outcomes []readmodels.Outcome) {
+	m := w.r.p.deps.Metrics
+	name := w.r.p.proj.Name()
+	for i, o := range outcomes {
+		switch o {
+		case readmodels.Applied:
+			m.events.WithLabelValues(name, types[i], outcomeApplied).Inc()
+		case readmodels.Duplicate:
+			m.events.WithLabelValues(name, types[i], outcomeDuplicate).Inc()
+		case readmodels.Skipped:
+			m.events.WithLabelValues(name, types[i], outcomeDeadLettered).Inc()
+		}
+	}
+}
+
+// atEnd tells whether next reaches the end of the partition as last seen.
+func (w *worker) atEnd(next int64) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return len(w.queue) == 0 && next >= w.end
+}
+
+// observeEnd sets the lag gauges from the partition's end offset.
+func (w *worker) observeEnd(ctx context.Context, end int64) {
+	next := w.next.Load()
+	lag := max(end-next, 0)
+	var age time.Duration
+	w.mu.Lock()
+	w.end = max(w.end, end)
+	if lag > 0 {
+		oldest := w.inflight
+		if oldest.IsZero() && len(w.queue) > 0 {
+			oldest = w.queue[0].Timestamp
+		}
+		if oldest.IsZero() {
+			// Not fetched yet: its age is at least the time we know of it.
+			if w.lagSince.IsZero() {
+				w.lagSince = time.Now()
+			}
+			oldest = w.lagSince
+		}
+		age = time.Since(oldest)
+	} else {
+		w.lagSince = time.Time{}
+	}
+	w.mu.Unlock()
+	m := w.r.p.deps.Metrics
+	m.lagEvents.WithLabelValues(w.labels...).Set(float64(lag))
+	m.lagSeconds.WithLabelValues(w.labels...).Set(age.Seconds())
+	if lag == 0 && !w.caught.Load() {
+		if err := w.r.p.steps.MarkCaughtUp(ctx, w.r.gen, w.topic, w.partition, w.token); err == nil {
+			w.caught.Store(true)
+		}
+	}
+}
+
+// typeOf is a record's CloudEvents type, for labels and logs.
+func typeOf(rec *kgo.Record) string {
+	for _, h := range rec.Headers {
+		if h.Key == kafka.HeaderType {
+			return string(h.Value)
+		}
+	}
+	return "unknown"
+}
