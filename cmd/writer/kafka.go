@@ -18,20 +18,6 @@ import (
 	"github.com/tributary-es/tributary/internal/writer"
 )
 
-func (k kafkaSettings) clientConfig() kafka.ClientConfig {
-	var brokers []string
-	for _, b := range strings.Split(k.brokers, ",") {
-		if b = strings.TrimSpace(b); b != "" {
-			brokers = append(brokers, b)
-		}
-	}
-	return kafka.ClientConfig{
-		Brokers: brokers, ClientID: "tributary-relay",
-		TLS: k.tls, CAFile: k.tlsCAFile, CertFile: k.tlsCertFile, KeyFile: k.tlsKeyFile,
-		SASLMechanism: k.saslMechanism, SASLUsername: k.saslUsername, SASLPassword: k.saslPassword,
-	}
-}
-
 // startEmbeddedKafka starts an in-process Kafka (kfake) on 127.0.0.1:port
 // (any free port for 0) for development, keeping its data in dir if set.
 func startEmbeddedKafka(dir string, port int, logger *slog.Logger) (*kfake.Cluster, error) {
@@ -62,7 +48,7 @@ type startedRelay struct {
 // be reached or a topic's partition count differs.
 func newRelay(ctx context.Context, s settings, pool *pgxpool.Pool, reg prometheus.Registerer, logger *slog.Logger) (*startedRelay, error) {
 	k := s.kafka
-	cfg := k.clientConfig()
+	cfg := k.Client("tributary-relay")
 	var closers []func()
 	closeAll := func() {
 		for i := len(closers) - 1; i >= 0; i-- {
@@ -90,18 +76,18 @@ func newRelay(ctx context.Context, s settings, pool *pgxpool.Pool, reg prometheu
 	closers = append(closers, client.Close)
 
 	rcfg := relay.DefaultConfig()
-	rcfg.Topics = kafka.Topics{Prefix: k.topicPrefix, Partitions: int32(k.partitions), ReplicationFactor: int16(k.replicationFactor)}
+	rcfg.Topics = k.Topics()
 	rcfg.AggregateTypes = []string{account.AggregateType}
 	r := relay.New(rcfg, s.databaseURL, pool, writer.Upcasters(), client, relay.NewMetrics(reg), logger, relay.Hooks{})
 
-	startCtx, cancel := context.WithTimeout(ctx, k.startTimeout)
+	startCtx, cancel := context.WithTimeout(ctx, k.StartTimeout)
 	defer cancel()
 	if err := r.EnsureTopics(startCtx); err != nil {
 		closeAll()
 		if errors.Is(err, kafka.ErrPartitionMismatch) {
 			return nil, fmt.Errorf("KAFKA_PARTITIONS / KAFKA_TOPIC_PREFIX: %w", err)
 		}
-		return nil, fmt.Errorf("cannot reach Kafka at KAFKA_BROKERS=%s (waited up to KAFKA_START_TIMEOUT=%s): %w", strings.Join(cfg.Brokers, ","), k.startTimeout, err)
+		return nil, fmt.Errorf("cannot reach Kafka at KAFKA_BROKERS=%s (waited up to KAFKA_START_TIMEOUT=%s): %w", strings.Join(cfg.Brokers, ","), k.StartTimeout, err)
 	}
 	return &startedRelay{relay: r, close: closeAll, broker: strings.Join(cfg.Brokers, ",")}, nil
 }

@@ -7,7 +7,6 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -46,21 +45,10 @@ type settings struct {
 
 // kafkaSettings say how the relay reaches Kafka and names its topics.
 type kafkaSettings struct {
-	brokers           string
-	embedded          bool
-	embeddedDir       string
-	embeddedPort      int
-	partitions        int
-	replicationFactor int
-	topicPrefix       string
-	startTimeout      time.Duration
-	tls               bool
-	tlsCAFile         string
-	tlsCertFile       string
-	tlsKeyFile        string
-	saslMechanism     string
-	saslUsername      string
-	saslPassword      string
+	config.Kafka
+	embedded     bool
+	embeddedDir  string
+	embeddedPort int
 }
 
 func parseSettings(cmd string, args []string, getenv func(string) string, stderr io.Writer) (settings, error) {
@@ -92,36 +80,14 @@ func parseSettings(cmd string, args []string, getenv func(string) string, stderr
 	fs.BoolVar(&s.relay, "relay", true, "run the relay to Kafka in this process (one leads per database; the others stand by)")
 	fs.Env("relay", "WRITER_RELAY")
 	k := &s.kafka
-	fs.StringVar(&k.brokers, "kafka-brokers", "", "comma-separated Kafka brokers, host:port (required for the relay unless --kafka-embedded)")
-	fs.Env("kafka-brokers", "KAFKA_BROKERS")
+	k.Register(fs)
+	fs.Lookup("kafka-brokers").Usage = "comma-separated Kafka brokers, host:port (required for the relay unless --kafka-embedded) ($KAFKA_BROKERS)"
 	fs.BoolVar(&k.embedded, "kafka-embedded", false, "start an in-process Kafka (kfake) for development and relay to it")
 	fs.Env("kafka-embedded", "KAFKA_EMBEDDED")
 	fs.StringVar(&k.embeddedDir, "kafka-embedded-dir", "", "directory the embedded Kafka keeps its data in (empty: memory only)")
 	fs.Env("kafka-embedded-dir", "KAFKA_EMBEDDED_DIR")
 	fs.IntVar(&k.embeddedPort, "kafka-embedded-port", 9092, "port of the embedded Kafka on 127.0.0.1 (0: any free port)")
 	fs.Env("kafka-embedded-port", "KAFKA_EMBEDDED_PORT")
-	fs.IntVar(&k.partitions, "kafka-partitions", 12, "partitions of each event topic; fixed for the topic's life")
-	fs.Env("kafka-partitions", "KAFKA_PARTITIONS")
-	fs.IntVar(&k.replicationFactor, "kafka-replication-factor", -1, "replication factor of new topics (-1: the broker's default)")
-	fs.Env("kafka-replication-factor", "KAFKA_REPLICATION_FACTOR")
-	fs.StringVar(&k.topicPrefix, "kafka-topic-prefix", "tributary", "prefix of the event topics: <prefix>.<aggregate type>.events")
-	fs.Env("kafka-topic-prefix", "KAFKA_TOPIC_PREFIX")
-	fs.DurationVar(&k.startTimeout, "kafka-start-timeout", 15*time.Second, "how long the start may wait for Kafka before it gives up")
-	fs.Env("kafka-start-timeout", "KAFKA_START_TIMEOUT")
-	fs.BoolVar(&k.tls, "kafka-tls", false, "connect to Kafka with TLS")
-	fs.Env("kafka-tls", "KAFKA_TLS")
-	fs.StringVar(&k.tlsCAFile, "kafka-tls-ca-file", "", "PEM file of the CAs that sign the brokers' certificates (empty: system roots)")
-	fs.Env("kafka-tls-ca-file", "KAFKA_TLS_CA_FILE")
-	fs.StringVar(&k.tlsCertFile, "kafka-tls-cert-file", "", "PEM client certificate for mutual TLS")
-	fs.Env("kafka-tls-cert-file", "KAFKA_TLS_CERT_FILE")
-	fs.StringVar(&k.tlsKeyFile, "kafka-tls-key-file", "", "PEM key of the client certificate")
-	fs.Env("kafka-tls-key-file", "KAFKA_TLS_KEY_FILE")
-	fs.StringVar(&k.saslMechanism, "kafka-sasl-mechanism", "", "SASL mechanism: PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512")
-	fs.Env("kafka-sasl-mechanism", "KAFKA_SASL_MECHANISM")
-	fs.StringVar(&k.saslUsername, "kafka-sasl-username", "", "SASL user name")
-	fs.Env("kafka-sasl-username", "KAFKA_SASL_USERNAME")
-	fs.StringVar(&k.saslPassword, "kafka-sasl-password", "", "SASL password (prefer the environment variable)")
-	fs.Env("kafka-sasl-password", "KAFKA_SASL_PASSWORD")
 
 	if err := fs.Parse(args, getenv); err != nil {
 		return s, usageError{err}
@@ -141,17 +107,14 @@ func parseSettings(cmd string, args []string, getenv func(string) string, stderr
 		return s, usageError{fmt.Errorf("%s must be at least 1m", fs.Setting("idempotency-key-ttl"))}
 	case s.maxBodyBytes < 1024:
 		return s, usageError{fmt.Errorf("%s must be at least 1024", fs.Setting("max-body-bytes"))}
-	case relayRuns && k.brokers == "" && !k.embedded:
+	case relayRuns && k.Brokers == "" && !k.embedded:
 		return s, usageError{fmt.Errorf("%s is required for the relay (or set %s for development, or %s=false to run the relay elsewhere)",
 			fs.Setting("kafka-brokers"), fs.Setting("kafka-embedded"), fs.Setting("relay"))}
-	case k.brokers != "" && k.embedded:
+	case k.Brokers != "" && k.embedded:
 		return s, usageError{fmt.Errorf("%s and %s exclude each other", fs.Setting("kafka-brokers"), fs.Setting("kafka-embedded"))}
-	case k.partitions < 1 || k.partitions > 10_000:
-		return s, usageError{fmt.Errorf("%s must be from 1 to 10000", fs.Setting("kafka-partitions"))}
-	case k.replicationFactor == 0 || k.replicationFactor < -1 || k.replicationFactor > 32:
-		return s, usageError{fmt.Errorf("%s must be -1 or from 1 to 32", fs.Setting("kafka-replication-factor"))}
-	case k.topicPrefix == "" || strings.ContainsAny(k.topicPrefix, " /\\"):
-		return s, usageError{fmt.Errorf("%s must be a non-empty topic name prefix", fs.Setting("kafka-topic-prefix"))}
+	}
+	if err := k.Check(fs); err != nil {
+		return s, usageError{err}
 	}
 	if _, _, err := net.SplitHostPort(s.httpAddr); err != nil {
 		return s, usageError{fmt.Errorf("%s: %v", fs.Setting("http-addr"), err)}
@@ -160,7 +123,7 @@ func parseSettings(cmd string, args []string, getenv func(string) string, stderr
 		return s, usageError{fmt.Errorf("%s is not a valid Postgres URL: %v", fs.Setting("database-url"), err)}
 	}
 	if relayRuns && !k.embedded {
-		if _, err := k.clientConfig().Options(); err != nil {
+		if _, err := k.Client("tributary-relay").Options(); err != nil {
 			return s, usageError{err}
 		}
 	}

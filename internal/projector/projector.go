@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -90,6 +91,7 @@ type Projector struct {
 	dlq    string
 	log    *slog.Logger
 	hooks  Hooks
+	ready  atomic.Bool
 }
 
 // Hooks let tests stop a projector at chosen points. Nil hooks do nothing.
@@ -122,6 +124,17 @@ func New(p readmodels.Projection, cfg Config, deps Deps) *Projector {
 // WithHooks sets test hooks; call it before Run.
 func (p *Projector) WithHooks(h Hooks) *Projector { p.hooks = h; return p }
 
+// Ready tells whether the projector is consuming: its topics and
+// bookkeeping are set up. It says nothing of lag, so a rollout never waits
+// for a projection to catch up.
+func (p *Projector) Ready() bool { return p.ready.Load() }
+
+// Name is the projection's name.
+func (p *Projector) Name() string { return p.proj.Name() }
+
+// DeadLetterTopic is the projection's dead-letter topic.
+func (p *Projector) DeadLetterTopic() string { return p.dlq }
+
 // DeadLetterTopic names the dead-letter topic of a projection.
 func DeadLetterTopic(prefix, projection string) string {
 	return prefix + ".dlq." + projection
@@ -138,10 +151,47 @@ func (p *Projector) Group(gen int64) string {
 // drops retired generations. On return every batch in flight is written
 // with its position and the group is left.
 func (p *Projector) Run(ctx context.Context) error {
+	return p.run(ctx, nil)
+}
+
+// Rebuild builds a new generation of the projection from the start of the
+// topics beside the served one, taking part in the work until the new
+// generation has caught up and is served; running projectors share the
+// work and keep the new generation afterwards. If a rebuild is already
+// running it joins that one (force starts over). It returns the generation.
+func (p *Projector) Rebuild(ctx context.Context, force bool, progress func(readmodels.Meta)) (int64, error) {
+	if err := p.setUp(ctx); err != nil {
+		return 0, err
+	}
+	gen, _, err := p.gens.StartRebuild(ctx, force)
+	if err != nil {
+		return 0, err
+	}
+	var replaced bool
+	err = p.run(ctx, func(m readmodels.Meta) bool {
+		if progress != nil {
+			progress(m)
+		}
+		replaced = m.Target != gen
+		return m.Active == gen || replaced
+	})
+	if err == nil && replaced {
+		err = fmt.Errorf("generation %d was replaced by another rebuild before it was served", gen)
+	}
+	if err == nil && ctx.Err() != nil {
+		err = ctx.Err()
+	}
+	return gen, err
+}
+
+// run supervises the generations until ctx ends or done says so.
+func (p *Projector) run(ctx context.Context, done func(readmodels.Meta) bool) error {
 	if err := p.setUp(ctx); err != nil {
 		return err
 	}
 	runners := make(map[int64]*runnerHandle)
+	p.ready.Store(true)
+	defer p.ready.Store(false)
 	defer func() {
 		for gen, h := range runners {
 			h.stop()
@@ -151,8 +201,12 @@ func (p *Projector) Run(ctx context.Context) error {
 	tick := time.NewTicker(p.cfg.Poll)
 	defer tick.Stop()
 	for {
-		if err := p.supervise(ctx, runners); err != nil {
+		meta, err := p.supervise(ctx, runners)
+		if err != nil {
 			return err
+		}
+		if done != nil && meta.Target != 0 && done(meta) {
+			return nil
 		}
 		select {
 		case <-ctx.Done():
@@ -193,11 +247,11 @@ func (p *Projector) setUp(ctx context.Context) error {
 }
 
 // supervise makes the running generations match the bookkeeping.
-func (p *Projector) supervise(ctx context.Context, runners map[int64]*runnerHandle) error {
+func (p *Projector) supervise(ctx context.Context, runners map[int64]*runnerHandle) (readmodels.Meta, error) {
 	meta, ok, err := p.gens.Read(ctx)
 	if err != nil {
 		p.log.Warn("read generations", "err", err)
-		return nil // Redis may be restarting: try again at the next tick
+		return readmodels.Meta{}, nil // Redis may be restarting: try again at the next tick
 	}
 	if !ok {
 		p.log.Warn("the projection's bookkeeping is gone (Redis lost its data): building it again from the start")
@@ -208,10 +262,10 @@ func (p *Projector) supervise(ctx context.Context, runners map[int64]*runnerHand
 		if _, err := p.gens.Ensure(ctx, p.cfg.Topics.Partitions); err != nil {
 			p.log.Warn("recreate generations", "err", err)
 		}
-		return nil
+		return readmodels.Meta{}, nil
 	}
 	if meta.Partitions != p.cfg.Topics.Partitions {
-		return fmt.Errorf("%w: %s is laid out for %d partitions, KAFKA_PARTITIONS is %d",
+		return meta, fmt.Errorf("%w: %s is laid out for %d partitions, KAFKA_PARTITIONS is %d",
 			readmodels.ErrPartitionsChanged, p.proj.Name(), meta.Partitions, p.cfg.Topics.Partitions)
 	}
 	p.deps.Metrics.active.WithLabelValues(p.proj.Name()).Set(float64(meta.Active))
@@ -251,7 +305,7 @@ func (p *Projector) supervise(ctx context.Context, runners map[int64]*runnerHand
 			p.log.Info("dropped retired generation", "generation", gen)
 		}
 	}
-	return nil
+	return meta, nil
 }
 
 // handleRunnerExit decides what a runner's end means.

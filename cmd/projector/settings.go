@@ -1,0 +1,151 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/tributary-es/tributary/internal/config"
+	"github.com/tributary-es/tributary/internal/projector"
+)
+
+// usageError is a bad command line or setting: exit code 2.
+type usageError struct{ error }
+
+func exitCode(err error) int {
+	var u usageError
+	if errors.As(err, &u) || errors.Is(err, flag.ErrHelp) {
+		return 2
+	}
+	return 1
+}
+
+// settings is every setting of the projector, from flags or the environment.
+type settings struct {
+	redisURL        string
+	redisCluster    bool
+	redisPrefix     string
+	httpAddr        string
+	projections     []string
+	shutdownTimeout time.Duration
+	logLevel        slog.Level
+	jsonOutput      bool
+	force           bool
+	kafka           config.Kafka
+	projector       projector.Config
+	args            []string // positional arguments after the flags
+}
+
+func parseSettings(cmd string, args []string, getenv func(string) string, stderr io.Writer) (settings, error) {
+	s := settings{projector: projector.DefaultConfig()}
+	fs := config.New("projector "+cmd, stderr)
+	fs.StringVar(&s.redisURL, "redis-url", "redis://127.0.0.1:6379/0", "Redis URL of the read models (rediss:// for TLS)")
+	fs.Env("redis-url", "REDIS_URL")
+	fs.BoolVar(&s.redisCluster, "redis-cluster", false, "Redis is a cluster: --redis-url names its nodes (redis://host:port?addr=host2:port2)")
+	fs.Env("redis-cluster", "REDIS_CLUSTER")
+	fs.StringVar(&s.redisPrefix, "redis-prefix", "tributary", "prefix of every Redis key")
+	fs.Env("redis-prefix", "REDIS_PREFIX")
+	fs.StringVar(&s.httpAddr, "http-addr", ":8081", "address of /metrics, /healthz and /readyz")
+	fs.Env("http-addr", "PROJECTOR_HTTP_ADDR")
+	names := strings.Join(projectionNames(), ",")
+	fs.StringVar(&names, "projections", names, "comma-separated projections this process runs")
+	fs.Env("projections", "PROJECTIONS")
+	fs.DurationVar(&s.shutdownTimeout, "shutdown-timeout", 30*time.Second, "how long the batches in flight may take to finish on SIGTERM")
+	fs.Env("shutdown-timeout", "SHUTDOWN_TIMEOUT")
+	fs.TextVar(&s.logLevel, "log-level", slog.LevelInfo, "log level: debug, info, warn, error")
+	fs.Env("log-level", "LOG_LEVEL")
+	p := &s.projector
+	fs.StringVar(&p.GroupPrefix, "group-prefix", p.GroupPrefix, "prefix of the consumer groups: <prefix>.<projection>.g<generation>")
+	fs.Env("group-prefix", "PROJECTOR_GROUP_PREFIX")
+	fs.IntVar(&p.BatchSize, "batch-size", p.BatchSize, "most events applied in one atomic Redis step")
+	fs.Env("batch-size", "PROJECTOR_BATCH_SIZE")
+	fs.IntVar(&p.Retries, "retries", p.Retries, "retries of an event that cannot be applied before it is dead-lettered")
+	fs.Env("retries", "PROJECTOR_RETRIES")
+	fs.DurationVar(&p.RetryBackoff, "retry-backoff", p.RetryBackoff, "first pause between retries, doubled after each")
+	fs.Env("retry-backoff", "PROJECTOR_RETRY_BACKOFF")
+	fs.DurationVar(&p.SessionTimeout, "session-timeout", p.SessionTimeout, "consumer-group session timeout: how soon a dead member's partitions move")
+	fs.Env("session-timeout", "PROJECTOR_SESSION_TIMEOUT")
+	fs.DurationVar(&p.DropGrace, "drop-grace", p.DropGrace, "how long a replaced generation's keys stay for readers that resolved it")
+	fs.Env("drop-grace", "PROJECTOR_DROP_GRACE")
+	fs.DurationVar(&p.Poll, "poll", p.Poll, "how often generations are checked and the lag measured")
+	fs.Env("poll", "PROJECTOR_POLL")
+	s.kafka.Register(fs)
+	fs.Lookup("kafka-brokers").DefValue = "127.0.0.1:9092"
+	s.kafka.Brokers = "127.0.0.1:9092"
+	switch cmd {
+	case "list":
+		fs.BoolVar(&s.jsonOutput, "json", false, "print JSON lines instead of a table")
+	case "rebuild":
+		fs.BoolVar(&s.force, "force", false, "start over even if a rebuild is running")
+	}
+
+	if err := fs.Parse(args, getenv); err != nil {
+		return s, usageError{err}
+	}
+	s.args = fs.Args()
+	s.projections = nil
+	for _, n := range strings.Split(names, ",") {
+		if n = strings.TrimSpace(n); n == "" {
+			continue
+		}
+		if !slices.Contains(projectionNames(), n) {
+			return s, usageError{fmt.Errorf("%s: unknown projection %q; known: %s", fs.Setting("projections"), n, strings.Join(projectionNames(), ", "))}
+		}
+		s.projections = append(s.projections, n)
+	}
+	switch {
+	case len(s.projections) == 0:
+		return s, usageError{fmt.Errorf("%s names no projection", fs.Setting("projections"))}
+	case p.BatchSize < 1 || p.BatchSize > 10_000:
+		return s, usageError{fmt.Errorf("%s must be from 1 to 10000", fs.Setting("batch-size"))}
+	case p.Retries < 0 || p.Retries > 20:
+		return s, usageError{fmt.Errorf("%s must be from 0 to 20", fs.Setting("retries"))}
+	case p.RetryBackoff <= 0 || p.Poll <= 0 || p.DropGrace < 0:
+		return s, usageError{fmt.Errorf("%s, %s and %s must be positive", fs.Setting("retry-backoff"), fs.Setting("poll"), fs.Setting("drop-grace"))}
+	case p.SessionTimeout < 6*time.Second:
+		return s, usageError{fmt.Errorf("%s must be at least 6s (Kafka's group.min.session.timeout.ms)", fs.Setting("session-timeout"))}
+	case s.redisPrefix == "" || strings.ContainsAny(s.redisPrefix, "{} "):
+		return s, usageError{fmt.Errorf("%s must be non-empty, without braces or spaces", fs.Setting("redis-prefix"))}
+	case s.kafka.Brokers == "":
+		return s, usageError{fmt.Errorf("%s is required", fs.Setting("kafka-brokers"))}
+	}
+	if err := s.kafka.Check(fs); err != nil {
+		return s, usageError{err}
+	}
+	if _, err := s.kafka.Client("tributary-projector").Options(); err != nil {
+		return s, usageError{err}
+	}
+	if _, err := s.redisOptions(); err != nil {
+		return s, usageError{fmt.Errorf("%s: %v", fs.Setting("redis-url"), err)}
+	}
+	if _, _, err := net.SplitHostPort(s.httpAddr); err != nil {
+		return s, usageError{fmt.Errorf("%s: %v", fs.Setting("http-addr"), err)}
+	}
+	p.Topics = s.kafka.Topics()
+	p.RedisPrefix = s.redisPrefix
+	return s, nil
+}
+
+// redisOptions parses the Redis URL into client options.
+func (s settings) redisOptions() (*redis.UniversalOptions, error) {
+	if s.redisCluster {
+		o, err := redis.ParseClusterURL(s.redisURL)
+		if err != nil {
+			return nil, err
+		}
+		return &redis.UniversalOptions{Addrs: o.Addrs, Username: o.Username, Password: o.Password, TLSConfig: o.TLSConfig, IsClusterMode: true}, nil
+	}
+	o, err := redis.ParseURL(s.redisURL)
+	if err != nil {
+		return nil, err
+	}
+	return &redis.UniversalOptions{Addrs: []string{o.Addr}, Username: o.Username, Password: o.Password, DB: o.DB, TLSConfig: o.TLSConfig}, nil
+}
