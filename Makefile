@@ -6,10 +6,11 @@ export DATABASE_URL
 
 .PHONY: run test services bench fuzz
 
-## run: the platform on its embedded default: local Postgres (migrated on start) and an
-## in-process Kafka (kfake on 127.0.0.1:9092, data in .dev/kafka)
+## run: the platform on its embedded default: the writer on local Postgres (migrated on start)
+## with an in-process Kafka (kfake on 127.0.0.1:9092, data in .dev/kafka), and the projector
+## keeping the read models in the local Redis
 run: services
-	go run ./cmd/writer --migrate --kafka-embedded --kafka-embedded-dir .dev/kafka
+	scripts/run-dev
 
 ## test: vet and the whole test suite with the race detector, against the real servers
 test: services
