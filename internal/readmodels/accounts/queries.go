@@ -73,6 +73,9 @@ type HistoryPage struct {
 // the newest). Versions never change, so a cursor stays valid while new
 // events arrive.
 func (q *Queries) History(ctx context.Context, id string, before int64, limit int) (HistoryPage, error) {
+	if limit < 1 {
+		return HistoryPage{Entries: []Entry{}}, nil
+	}
 	v, err := readmodels.ActiveView(ctx, q.rdb, q.history)
 	if err != nil {
 		return HistoryPage{}, err
@@ -110,8 +113,14 @@ type Ranked struct {
 }
 
 // TopByBalance returns the n accounts in currency with the largest
-// balances, largest first (ties by id). Closed accounts are not ranked.
+// balances, largest first; ties by id, descending, as Redis orders them
+// in each partition, so the merge of per-partition tops is exact. Closed
+// accounts are not ranked;
+// n below one returns none.
 func (q *Queries) TopByBalance(ctx context.Context, currency string, n int) ([]Ranked, error) {
+	if n < 1 {
+		return nil, nil
+	}
 	v, err := readmodels.ActiveView(ctx, q.rdb, q.directory)
 	if err != nil {
 		return nil, err
@@ -123,14 +132,18 @@ func (q *Queries) TopByBalance(ctx context.Context, currency string, n int) ([]R
 		return nil, err
 	}
 	slices.SortFunc(all, func(a, b Ranked) int {
-		return cmp.Or(cmp.Compare(b.Score, a.Score), cmp.Compare(a.ID, b.ID))
+		return cmp.Or(cmp.Compare(b.Score, a.Score), cmp.Compare(b.ID, a.ID))
 	})
 	return all[:min(n, len(all))], nil
 }
 
 // ByStatus returns up to limit accounts with status, oldest opened first,
-// scored by their opening time in Unix milliseconds.
+// scored by their opening time in Unix milliseconds. A limit below one
+// returns none.
 func (q *Queries) ByStatus(ctx context.Context, status string, limit int) ([]Ranked, error) {
+	if limit < 1 {
+		return nil, nil
+	}
 	v, err := readmodels.ActiveView(ctx, q.rdb, q.directory)
 	if err != nil {
 		return nil, err
