@@ -6,9 +6,12 @@ import (
 	"encoding/json"
 	"errors"
 	"os"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 )
 
 func TestMedian(t *testing.T) {
@@ -70,6 +73,17 @@ func TestBadFlagsExitTwo(t *testing.T) {
 		{"writer", "--accounts", "0"},
 		{"writer", "--database-url", "host=localhost"},
 		{"writer", "extra"},
+		{"projector", "--rounds", "0"},
+		{"projector", "--events", "0"},
+		{"projector", "--events", "10", "--accounts", "20"},
+		{"projector", "--partitions", "0"},
+		{"projector", "--batch-size", "0"},
+		{"projector", "--timeout", "0s"},
+		{"projector", "--ceiling-pipeline", "0"},
+		{"projector", "--redis-addr", "localhost"},
+		{"projector", "--projections", "history"},
+		{"projector", "--projections", "summary,summary"},
+		{"projector", "extra"},
 	}
 	for _, args := range tests {
 		err := run(context.Background(), args, func(string) string { return "" }, &bytes.Buffer{})
@@ -133,5 +147,92 @@ func TestWriterBenchmark(t *testing.T) {
 		if len(l.Writer) != 2 || len(l.Raw) != 2 {
 			t.Errorf("level %d: %d writer and %d raw rounds, want 2 each", l.Clients, len(l.Writer), len(l.Raw))
 		}
+	}
+}
+
+func TestParseRedisBenchmarkCSV(t *testing.T) {
+	out := `"test","rps","avg_latency_ms","min_latency_ms","p50_latency_ms","p95_latency_ms","p99_latency_ms","max_latency_ms"
+"evalsha e0e1f9fabfc9d4800c877a703b823ac0578ff8db 0","280898.88","0.851","0.096","0.407","3.647","6.919","10.551"
+`
+	got, err := parseRedisBenchmarkCSV([]byte(out))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.callsPerSecond != 280898.88 || got.p50 != 407*time.Microsecond || got.p99 != 6919*time.Microsecond {
+		t.Errorf("parsed %+v", got)
+	}
+	for _, bad := range []string{"", "ERR unknown command\n", `"test","rps"` + "\n" + `"x","fast"` + "\n"} {
+		if _, err := parseRedisBenchmarkCSV([]byte(bad)); err == nil {
+			t.Errorf("parseRedisBenchmarkCSV(%q) did not fail", bad)
+		}
+	}
+}
+
+func TestRedisUsageFromInfo(t *testing.T) {
+	info := "# CPU\r\nused_cpu_sys:1.500000\r\nused_cpu_user:2.250000\r\n# Commandstats\r\n" +
+		"cmdstat_evalsha:calls=10,usec=300,usec_per_call=30.00,rejected_calls=0,failed_calls=0\r\n" +
+		"cmdstat_eval:calls=2,usec=100,usec_per_call=50.00\r\ncmdstat_get:calls=7,usec=7\r\n"
+	want := redisUsage{cpu: 3750 * time.Millisecond, evalCalls: 12, evalDuration: 400 * time.Microsecond}
+	if got := parseRedisUsage(info); got != want {
+		t.Errorf("parseRedisUsage = %+v, want %+v", got, want)
+	}
+	if got := infoField(info, "used_cpu"); got != "" {
+		t.Errorf("infoField of a prefix = %q, want nothing", got)
+	}
+}
+
+// TestProjectorBenchmark runs a tiny projector benchmark against the
+// machine's Redis and checks the JSON report and that no key is left.
+func TestProjectorBenchmark(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs against Redis")
+	}
+	if _, err := exec.LookPath("redis-benchmark"); err != nil {
+		t.Skip("redis-benchmark is not installed")
+	}
+	args := []string{"projector", "--json", "--rounds", "2", "--events", "3000", "--accounts", "100", "--partitions", "4",
+		"--ceiling-requests", "2000", "--timeout", "1m"}
+	getenv := func(k string) string {
+		if k == "BENCH_REDIS_ADDR" {
+			return os.Getenv("TEST_REDIS_ADDR")
+		}
+		return ""
+	}
+	var out bytes.Buffer
+	if err := run(t.Context(), args, getenv, &out); err != nil {
+		t.Fatalf("run: %v\n%s", err, out.String())
+	}
+	var rep jsonProjectorReport
+	if err := json.Unmarshal(out.Bytes(), &rep); err != nil {
+		t.Fatalf("stdout is not one JSON report: %v\n%s", err, out.String())
+	}
+	if rep.Invalid != "" || rep.RedisVersion == "" || rep.GoalMet == nil || len(rep.Projections) != 2 || len(rep.Ceilings) != 3 {
+		t.Fatalf("unexpected report: %+v", rep)
+	}
+	for _, p := range rep.Projections {
+		if p.EventsPerSecond <= 0 || p.RatioToCeiling <= 0 || p.GoCPUMicrosPerEvent <= 0 || len(p.Rounds) != 2 {
+			t.Errorf("%s: implausible medians %+v", p.Name, p)
+		}
+		for _, r := range p.Rounds {
+			if r.Applied != 3000*p.Projections || r.Duplicates != 0 || r.DeadLettered != 0 {
+				t.Errorf("%s round %d applied %d events (%d duplicates, %d dead-lettered), want %d",
+					p.Name, r.Round, r.Applied, r.Duplicates, r.DeadLettered, 3000*p.Projections)
+			}
+		}
+	}
+	for _, c := range rep.Ceilings {
+		if c.CallsPerSecond <= 0 || (c.EventsPerCall > 0) != (c.EventsPerSecond > 0) || len(c.Rounds) != 2 {
+			t.Errorf("ceiling %s: implausible %+v", c.Name, c)
+		}
+	}
+	addr := os.Getenv("TEST_REDIS_ADDR")
+	if addr == "" {
+		addr = "127.0.0.1:6379"
+	}
+	rdb := redis.NewClient(&redis.Options{Addr: addr})
+	defer rdb.Close()
+	left, _, err := rdb.Scan(t.Context(), 0, rep.RedisKeyPrefix+"*", 10_000).Result()
+	if err != nil || len(left) > 0 || !strings.HasPrefix(rep.RedisKeyPrefix, "bench-projector-") {
+		t.Errorf("keys left under %q: %v (err %v)", rep.RedisKeyPrefix, left, err)
 	}
 }

@@ -112,7 +112,7 @@ func (l *levelResults) summary() levelSummary {
 
 // median returns the median of f over results; the mean of the middle two
 // for an even count.
-func median[T ~int64 | ~float64](results []phaseResult, f func(phaseResult) T) T {
+func median[R any, T ~int64 | ~float64](results []R, f func(R) T) T {
 	if len(results) == 0 {
 		return 0
 	}

@@ -130,15 +130,32 @@ func parseSettings(args []string, getenv func(string) string, out io.Writer) (se
 }
 
 func run(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
-	if len(args) == 0 || args[0] != "writer" {
-		return usageError{errors.New("usage: bench writer [flags] (run 'bench writer -h' for the flags)")}
+	const usage = "usage: bench writer|projector [flags] (run 'bench writer -h' or 'bench projector -h' for the flags)"
+	if len(args) == 0 {
+		return usageError{errors.New(usage)}
 	}
-	s, err := parseSettings(args[1:], getenv, stdout)
-	if err != nil {
-		return err
+	var bench func(context.Context) error
+	var cpuProfile string
+	switch args[0] {
+	case "writer":
+		s, err := parseSettings(args[1:], getenv, stdout)
+		if err != nil {
+			return err
+		}
+		cpuProfile = s.cpuProfile
+		bench = func(ctx context.Context) error { return benchWriter(ctx, s, stdout) }
+	case "projector":
+		s, err := parseProjectorSettings(args[1:], getenv, stdout)
+		if err != nil {
+			return err
+		}
+		cpuProfile = s.cpuProfile
+		bench = func(ctx context.Context) error { return benchProjector(ctx, s, stdout) }
+	default:
+		return usageError{errors.New(usage)}
 	}
-	if s.cpuProfile != "" {
-		f, err := os.Create(s.cpuProfile)
+	if cpuProfile != "" {
+		f, err := os.Create(cpuProfile)
 		if err != nil {
 			return usageError{fmt.Errorf("--cpuprofile: %w", err)}
 		}
@@ -148,7 +165,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		}
 		defer pprof.StopCPUProfile()
 	}
-	return benchWriter(ctx, s, stdout)
+	return bench(ctx)
 }
 
 // benchWriter runs every round of every level in a database of its own and

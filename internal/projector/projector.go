@@ -288,8 +288,8 @@ func (p *Projector) supervise(ctx context.Context, runners map[int64]*runnerHand
 		}
 	}
 	if meta.Rebuilding() {
-		caught, err := p.gens.CaughtUp(ctx, meta.Target, p.topics, meta.Partitions)
-		if err == nil && caught {
+		ready, err := p.gens.ReadyToServe(ctx, meta.Target, meta.Active, p.topics, meta.Partitions)
+		if err == nil && ready {
 			if promoted, err := p.gens.Promote(ctx, meta.Target); err == nil && promoted {
 				p.log.Info("generation caught up and is now served", "generation", meta.Target, "previous", meta.Active)
 			}

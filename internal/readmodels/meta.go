@@ -240,23 +240,48 @@ func forEachShard(ctx context.Context, rdb redis.UniversalClient, fn func(contex
 	return fmt.Errorf("unsupported Redis client %T", rdb)
 }
 
-// CaughtUp tells whether every partition of every topic of gen reached
-// the end of the topic at least once.
-func (g *Generations) CaughtUp(ctx context.Context, gen int64, topics []string, partitions int32) (bool, error) {
-	pipe := g.rdb.Pipeline()
-	var cmds []*redis.StringCmd
-	for p := range partitions {
-		for _, t := range topics {
-			cmds = append(cmds, pipe.HGet(ctx, g.layout.Position(gen, p), "caughtup:"+t))
+// ReadyToServe tells whether generation target may replace active: every
+// partition of every topic of target reached the end of its topic once, and
+// stands at or beyond active's position, so that readers never go back in
+// time at the switch. active 0 means none is served yet.
+func (g *Generations) ReadyToServe(ctx context.Context, target, active int64, topics []string, partitions int32) (bool, error) {
+	read := func(gen int64) ([]*redis.SliceCmd, error) {
+		pipe := g.rdb.Pipeline()
+		var cmds []*redis.SliceCmd
+		for p := range partitions {
+			for _, t := range topics {
+				cmds = append(cmds, pipe.HMGet(ctx, g.layout.Position(gen, p), "next:"+t, "caughtup:"+t))
+			}
+		}
+		_, err := pipe.Exec(ctx)
+		return cmds, err
+	}
+	// The active generation first: it only moves forward, so a target at or
+	// beyond what it read is at or beyond where it was.
+	var served []*redis.SliceCmd
+	if active != 0 {
+		var err error
+		if served, err = read(active); err != nil {
+			return false, err
 		}
 	}
-	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+	built, err := read(target)
+	if err != nil {
 		return false, err
 	}
-	for _, c := range cmds {
-		if c.Val() != "1" {
+	for i, c := range built {
+		if c.Val()[1] != "1" {
+			return false, nil
+		}
+		if served != nil && position(c.Val()[0]) < position(served[i].Val()[0]) {
 			return false, nil
 		}
 	}
 	return true, nil
+}
+
+func position(v any) int64 {
+	s, _ := v.(string)
+	n, _ := strconv.ParseInt(s, 10, 64)
+	return n
 }

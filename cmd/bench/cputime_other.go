@@ -1,0 +1,11 @@
+//go:build !unix
+
+package main
+
+import "time"
+
+// processCPU is not measured here: the report shows 0.
+func processCPU() time.Duration { return 0 }
+
+// machineCPU is not measured here: the report shows 0.
+func machineCPU() time.Duration { return 0 }

@@ -1,0 +1,191 @@
+package correlation_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/tributary-es/tributary/internal/log"
+	"github.com/tributary-es/tributary/internal/readmodels"
+	"github.com/tributary-es/tributary/internal/readmodels/correlation"
+	"github.com/tributary-es/tributary/internal/testenv"
+)
+
+const partitions = 8
+
+// project applies events to generation 1 of p as a projector does — per
+// topic and Kafka partition of the aggregate, in batches, each in the one
+// atomic step with its position — and returns the outcomes per event id.
+// epoch "" replays them beside the owner.
+func project(t *testing.T, rdb redis.UniversalClient, root string, p readmodels.Projection, events []log.Event, epoch string) map[uuid.UUID]readmodels.Outcome {
+	t.Helper()
+	ctx := context.Background()
+	layout := readmodels.NewLayout(root, p.Name())
+	if _, err := readmodels.NewGenerations(rdb, layout).Ensure(ctx, partitions); err != nil {
+		t.Fatal(err)
+	}
+	steps := readmodels.NewSteps(rdb, layout, p)
+	type topicPartition struct {
+		topic     string
+		partition int32
+	}
+	var order []topicPartition
+	queues := make(map[topicPartition][]log.Event)
+	for _, e := range events {
+		tp := topicPartition{root + "." + e.AggregateType + ".events", readmodels.PartitionOf(e.AggregateID, partitions)}
+		if _, ok := queues[tp]; !ok {
+			order = append(order, tp)
+		}
+		queues[tp] = append(queues[tp], e)
+	}
+	outcomes := make(map[uuid.UUID]readmodels.Outcome)
+	for _, tp := range order {
+		evs := queues[tp]
+		if epoch != "" {
+			if _, err := steps.Claim(ctx, 1, tp.topic, tp.partition, epoch, false); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for start := 0; start < len(evs); start += 13 {
+			b := readmodels.Batch{Generation: 1, Topic: tp.topic, Partition: tp.partition, Epoch: epoch}
+			batch := evs[start:min(start+13, len(evs))]
+			for i, e := range batch {
+				args, err := p.Args(e)
+				if err != nil {
+					t.Fatal(err)
+				}
+				b.Items = append(b.Items, readmodels.Item{
+					Offset: int64(start + i), Stream: readmodels.StreamKey(e.AggregateType, e.AggregateID),
+					ID: e.AggregateID, Version: e.Version, Args: args,
+				})
+			}
+			res, err := steps.Apply(ctx, b)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if res.Gap != nil || len(res.Outcomes) != len(batch) {
+				t.Fatalf("batch at %s/%d@%d: outcomes %q gap %+v", tp.topic, tp.partition, start, string(res.Outcomes), res.Gap)
+			}
+			for i, e := range batch {
+				outcomes[e.ID] = res.Outcomes[i]
+			}
+		}
+	}
+	return outcomes
+}
+
+func event(aggregateType, id string, version int64, typ string, pos int64, corr, cause string) log.Event {
+	return log.Event{
+		ID: uuid.Must(uuid.NewV7()), AggregateType: aggregateType, AggregateID: id, Version: version,
+		Type: typ, SchemaVersion: 1, Payload: json.RawMessage(`{}`),
+		RecordedAt:     time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC).Add(time.Duration(pos) * time.Millisecond),
+		GlobalPosition: pos,
+		Metadata:       log.Metadata{CorrelationID: corr, CausationID: cause, Principal: "test"},
+	}
+}
+
+func link(e log.Event) correlation.Link {
+	return correlation.Link{
+		EventID: e.ID.String(), CausationID: e.CausationID, CorrelationID: e.CorrelationID,
+		AggregateType: e.AggregateType, AggregateID: e.AggregateID, Version: e.Version, Type: e.Type,
+		GlobalPosition: e.GlobalPosition, RecordedAt: e.RecordedAt,
+	}
+}
+
+// Events returns exactly the events of a correlation id, across aggregate
+// types and partitions, in global order, with their causation ids.
+func TestEventsOfACorrelation(t *testing.T) {
+	rdb, root := testenv.Redis(t)
+	ctx := context.Background()
+	h := testenv.GenerateAccounts(40, 600, 21)
+	events := h.Events
+
+	// A transfer between two accounts on different partitions: the
+	// transfer's events and the two accounts' share one correlation id,
+	// each caused by the one before. The transfer's id is also an account
+	// id: versions are kept per aggregate type.
+	var from, to string
+	for id := range h.ByID {
+		switch {
+		case from == "":
+			from = id
+		case to == "" && readmodels.PartitionOf(id, partitions) != readmodels.PartitionOf(from, partitions):
+			to = id
+		}
+	}
+	pos := int64(len(events))
+	next := func() int64 { pos++; return pos }
+	requested := event("transfer", to, 1, "TransferRequested", next(), "req-transfer", "cmd-"+uuid.NewString())
+	unrelated := event("account", from, int64(len(h.ByID[from])+1), "FundsDeposited", next(), "", "cmd-other")
+	withdrawn := event("account", from, int64(len(h.ByID[from])+2), "FundsWithdrawn", next(), "req-transfer", requested.ID.String())
+	deposited := event("account", to, int64(len(h.ByID[to])+1), "FundsDeposited", next(), "req-transfer", requested.ID.String())
+	completed := event("transfer", to, 2, "TransferCompleted", next(), "req-transfer", deposited.ID.String())
+	// Delivered as Kafka would: per partition in order, the transfer topic
+	// after the account topic, so not in global order overall.
+	events = append(events, requested, unrelated, completed, withdrawn, deposited)
+
+	proj := correlation.Projection{Types: []string{"account", "transfer"}}
+	if proj.Name() != correlation.Name || strings.Join(proj.AggregateTypes(), ",") != "account,transfer" {
+		t.Fatalf("projection %s of %v", proj.Name(), proj.AggregateTypes())
+	}
+	if _, err := correlation.Events(ctx, rdb, root, "req-transfer"); !errors.Is(err, readmodels.ErrNotReady) {
+		t.Fatalf("events before the index is built: err = %v, want ErrNotReady", err)
+	}
+	for id, o := range project(t, rdb, root, proj, events, "owner") {
+		if o != readmodels.Applied {
+			t.Fatalf("event %s: outcome %c, want applied", id, o)
+		}
+	}
+	if ok, err := readmodels.NewGenerations(rdb, readmodels.NewLayout(root, correlation.Name)).Promote(ctx, 1); err != nil || !ok {
+		t.Fatalf("promote: %v %v", ok, err)
+	}
+
+	byCorrelation := make(map[string][]log.Event)
+	for _, e := range h.Events {
+		byCorrelation[e.CorrelationID] = append(byCorrelation[e.CorrelationID], e)
+	}
+	byCorrelation["req-transfer"] = []log.Event{requested, withdrawn, deposited, completed}
+	check := func() {
+		t.Helper()
+		for corr, evs := range byCorrelation {
+			got, err := correlation.Events(ctx, rdb, root, corr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(got) != len(evs) {
+				t.Fatalf("correlation %s has %d events, want %d: %+v", corr, len(got), len(evs), got)
+			}
+			for i, l := range got {
+				want := link(evs[i])
+				if !l.RecordedAt.Equal(want.RecordedAt) {
+					t.Fatalf("correlation %s event %d recorded at %v, want %v", corr, i, l.RecordedAt, want.RecordedAt)
+				}
+				l.RecordedAt, want.RecordedAt = time.Time{}, time.Time{}
+				if l != want {
+					t.Fatalf("correlation %s event %d:\n got %+v\nwant %+v", corr, i, l, want)
+				}
+			}
+		}
+		if got, err := correlation.Events(ctx, rdb, root, "no-such-request"); err != nil || len(got) != 0 {
+			t.Fatalf("an unknown correlation id gives %v, %v", got, err)
+		}
+	}
+	if len(byCorrelation) < 100 {
+		t.Fatalf("only %d correlation ids: too weak a test", len(byCorrelation))
+	}
+	check()
+
+	// Delivered again (a relay retry, a replay): nothing changes.
+	for id, o := range project(t, rdb, root, proj, events, "") {
+		if o != readmodels.Duplicate {
+			t.Fatalf("event %s delivered again: outcome %c, want duplicate", id, o)
+		}
+	}
+	check()
+}
