@@ -82,13 +82,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return usageError{fmt.Errorf("unexpected argument %q\n%s", s.args[0], usage)}
 	}
 	logger := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: s.logLevel}))
-	opts, _ := s.redisOptions()
+	opts, _ := s.redis.Options()
 	rdb := redis.NewUniversalClient(opts)
 	defer rdb.Close()
 	pingCtx, cancel := context.WithTimeout(ctx, s.kafka.StartTimeout)
 	defer cancel()
 	if err := rdb.Ping(pingCtx).Err(); err != nil {
-		return fmt.Errorf("cannot reach Redis at REDIS_URL=%s: %w", s.redisURL, err)
+		return fmt.Errorf("cannot reach Redis at REDIS_URL=%s: %w", s.redis.URL, err)
 	}
 	warnIfEvicting(ctx, rdb, logger)
 	kopts, _ := s.kafka.Client("tributary-projector").Options()

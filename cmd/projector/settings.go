@@ -11,8 +11,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/redis/go-redis/v9"
-
 	"github.com/tributary-es/tributary/internal/config"
 	"github.com/tributary-es/tributary/internal/projector"
 )
@@ -30,9 +28,7 @@ func exitCode(err error) int {
 
 // settings is every setting of the projector, from flags or the environment.
 type settings struct {
-	redisURL        string
-	redisCluster    bool
-	redisPrefix     string
+	redis           config.Redis
 	httpAddr        string
 	projections     []string
 	shutdownTimeout time.Duration
@@ -47,12 +43,7 @@ type settings struct {
 func parseSettings(cmd string, args []string, getenv func(string) string, stderr io.Writer) (settings, error) {
 	s := settings{projector: projector.DefaultConfig()}
 	fs := config.New("projector "+cmd, stderr)
-	fs.StringVar(&s.redisURL, "redis-url", "redis://127.0.0.1:6379/0", "Redis URL of the read models (rediss:// for TLS)")
-	fs.Env("redis-url", "REDIS_URL")
-	fs.BoolVar(&s.redisCluster, "redis-cluster", false, "Redis is a cluster: --redis-url names its nodes (redis://host:port?addr=host2:port2)")
-	fs.Env("redis-cluster", "REDIS_CLUSTER")
-	fs.StringVar(&s.redisPrefix, "redis-prefix", "tributary", "prefix of every Redis key")
-	fs.Env("redis-prefix", "REDIS_PREFIX")
+	s.redis.Register(fs)
 	fs.StringVar(&s.httpAddr, "http-addr", ":8081", "address of /metrics, /healthz and /readyz")
 	fs.Env("http-addr", "PROJECTOR_HTTP_ADDR")
 	names := strings.Join(projectionNames(), ",")
@@ -112,8 +103,6 @@ func parseSettings(cmd string, args []string, getenv func(string) string, stderr
 		return s, usageError{fmt.Errorf("%s, %s and %s must be positive", fs.Setting("retry-backoff"), fs.Setting("poll"), fs.Setting("drop-grace"))}
 	case p.SessionTimeout < 6*time.Second:
 		return s, usageError{fmt.Errorf("%s must be at least 6s (Kafka's group.min.session.timeout.ms)", fs.Setting("session-timeout"))}
-	case s.redisPrefix == "" || strings.ContainsAny(s.redisPrefix, "{} "):
-		return s, usageError{fmt.Errorf("%s must be non-empty, without braces or spaces", fs.Setting("redis-prefix"))}
 	case s.kafka.Brokers == "":
 		return s, usageError{fmt.Errorf("%s is required", fs.Setting("kafka-brokers"))}
 	}
@@ -123,29 +112,13 @@ func parseSettings(cmd string, args []string, getenv func(string) string, stderr
 	if _, err := s.kafka.Client("tributary-projector").Options(); err != nil {
 		return s, usageError{err}
 	}
-	if _, err := s.redisOptions(); err != nil {
-		return s, usageError{fmt.Errorf("%s: %v", fs.Setting("redis-url"), err)}
+	if err := s.redis.Check(fs); err != nil {
+		return s, usageError{err}
 	}
 	if _, _, err := net.SplitHostPort(s.httpAddr); err != nil {
 		return s, usageError{fmt.Errorf("%s: %v", fs.Setting("http-addr"), err)}
 	}
 	p.Topics = s.kafka.Topics()
-	p.RedisPrefix = s.redisPrefix
+	p.RedisPrefix = s.redis.Prefix
 	return s, nil
-}
-
-// redisOptions parses the Redis URL into client options.
-func (s settings) redisOptions() (*redis.UniversalOptions, error) {
-	if s.redisCluster {
-		o, err := redis.ParseClusterURL(s.redisURL)
-		if err != nil {
-			return nil, err
-		}
-		return &redis.UniversalOptions{Addrs: o.Addrs, Username: o.Username, Password: o.Password, TLSConfig: o.TLSConfig, IsClusterMode: true}, nil
-	}
-	o, err := redis.ParseURL(s.redisURL)
-	if err != nil {
-		return nil, err
-	}
-	return &redis.UniversalOptions{Addrs: []string{o.Addr}, Username: o.Username, Password: o.Password, DB: o.DB, TLSConfig: o.TLSConfig}, nil
 }

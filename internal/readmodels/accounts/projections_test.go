@@ -168,6 +168,9 @@ func TestDirectoryTopByBalanceIsTheFold(t *testing.T) {
 				t.Fatalf("top %d by balance in %s:\n got %v\nwant %v", n, currency, got, want[:min(n, len(want))])
 			}
 		}
+		pageThrough(t, "by balance in "+currency, want, func(after *accounts.Ranked, limit int) (accounts.DirectoryPage, error) {
+			return q.ByBalancePage(ctx, currency, after, limit)
+		})
 	}
 	if got, err := q.TopByBalance(ctx, "JPY", 5); err != nil || len(got) != 0 {
 		t.Fatalf("top by balance in a currency nobody holds = %v, %v", got, err)
@@ -202,6 +205,40 @@ func TestDirectoryByStatusIsTheFold(t *testing.T) {
 			if !slices.Equal(got, want[:min(limit, len(want))]) {
 				t.Fatalf("%d %s accounts:\n got %v\nwant %v", limit, status, got, want[:min(limit, len(want))])
 			}
+		}
+		pageThrough(t, string(status), want, func(after *accounts.Ranked, limit int) (accounts.DirectoryPage, error) {
+			return q.ByStatusPage(ctx, string(status), after, limit)
+		})
+	}
+}
+
+// pageThrough reads every page of a directory listing at several page sizes
+// and wants exactly want, in order: every account once, across partitions
+// and through runs of equal scores.
+func pageThrough(t *testing.T, what string, want []accounts.Ranked, page func(after *accounts.Ranked, limit int) (accounts.DirectoryPage, error)) {
+	t.Helper()
+	for _, limit := range []int{1, 3, 7, 50, len(want), len(want) + 1} {
+		var got []accounts.Ranked
+		var after *accounts.Ranked
+		for pages := 0; ; pages++ {
+			if pages > len(want)+1 {
+				t.Fatalf("%s by pages of %d: no end after %d pages", what, limit, pages)
+			}
+			p, err := page(after, limit)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(p.Items) > limit || (p.Next != nil && len(p.Items) != limit) {
+				t.Fatalf("%s by pages of %d: a page of %d items, next %v", what, limit, len(p.Items), p.Next)
+			}
+			got = append(got, p.Items...)
+			if p.Next == nil {
+				break
+			}
+			after = p.Next
+		}
+		if !slices.Equal(got, want) {
+			t.Fatalf("%s by pages of %d:\n got %v\nwant %v", what, limit, got, want)
 		}
 	}
 }

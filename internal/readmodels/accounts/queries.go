@@ -11,29 +11,59 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/tributary-es/tributary/internal/domain/account"
 	"github.com/tributary-es/tributary/internal/readmodels"
 )
 
 // Queries read the account read models through their active generations.
 type Queries struct {
 	rdb                         redis.UniversalClient
+	views                       *readmodels.Views
 	summary, history, directory readmodels.Layout
 }
 
-// NewQueries reads the projections kept under root.
+// NewQueries reads the projections kept under root, looking up the active
+// generation on every query.
 func NewQueries(rdb redis.UniversalClient, root string) *Queries {
+	return NewQueriesWithViews(rdb, root, readmodels.NewViews(rdb, 0))
+}
+
+// NewQueriesWithViews reads the projections kept under root through views,
+// which may keep the active generations for a while.
+func NewQueriesWithViews(rdb redis.UniversalClient, root string, views *readmodels.Views) *Queries {
 	return &Queries{
 		rdb:       rdb,
+		views:     views,
 		summary:   readmodels.NewLayout(root, SummaryName),
 		history:   readmodels.NewLayout(root, HistoryName),
 		directory: readmodels.NewLayout(root, DirectoryName),
 	}
 }
 
+// SummaryVersion is the account's last version the summary applied; 0 when
+// it knows no event of it.
+func (q *Queries) SummaryVersion(ctx context.Context, id string) (int64, error) {
+	return q.version(ctx, q.summary, id)
+}
+
+// HistoryVersion is the account's last version the history applied; 0 when
+// it knows no event of it.
+func (q *Queries) HistoryVersion(ctx context.Context, id string) (int64, error) {
+	return q.version(ctx, q.history, id)
+}
+
+func (q *Queries) version(ctx context.Context, layout readmodels.Layout, id string) (int64, error) {
+	v, err := q.views.Active(ctx, layout)
+	if err != nil {
+		return 0, err
+	}
+	return readmodels.Version(ctx, q.rdb, v, account.AggregateType, id)
+}
+
 // Summary returns an account's summary; found is false for an account the
 // projection does not know (yet).
 func (q *Queries) Summary(ctx context.Context, id string) (s Summary, found bool, err error) {
-	v, err := readmodels.ActiveView(ctx, q.rdb, q.summary)
+	v, err := q.views.Active(ctx, q.summary)
 	if err != nil {
 		return Summary{}, false, err
 	}
@@ -76,7 +106,7 @@ func (q *Queries) History(ctx context.Context, id string, before int64, limit in
 	if limit < 1 {
 		return HistoryPage{Entries: []Entry{}}, nil
 	}
-	v, err := readmodels.ActiveView(ctx, q.rdb, q.history)
+	v, err := q.views.Active(ctx, q.history)
 	if err != nil {
 		return HistoryPage{}, err
 	}
@@ -112,70 +142,133 @@ type Ranked struct {
 	Score int64  `json:"score"`
 }
 
+// DirectoryPage is a page of the account directory.
+type DirectoryPage struct {
+	Items []Ranked
+	// Next is the position after the last item, for the following page;
+	// nil when there is none.
+	Next *Ranked
+}
+
 // TopByBalance returns the n accounts in currency with the largest
-// balances, largest first; ties by id, descending, as Redis orders them
-// in each partition, so the merge of per-partition tops is exact. Closed
-// accounts are not ranked;
-// n below one returns none.
+// balances, largest first; ties by id, descending. Closed accounts are not
+// ranked; n below one returns none.
 func (q *Queries) TopByBalance(ctx context.Context, currency string, n int) ([]Ranked, error) {
-	if n < 1 {
-		return nil, nil
-	}
-	v, err := readmodels.ActiveView(ctx, q.rdb, q.directory)
-	if err != nil {
-		return nil, err
-	}
-	all, err := q.gather(ctx, v, func(pipe redis.Pipeliner, prefix string) *redis.ZSliceCmd {
-		return pipe.ZRevRangeWithScores(ctx, prefix+"balance:"+currency, 0, int64(n)-1)
-	})
-	if err != nil {
-		return nil, err
-	}
-	slices.SortFunc(all, func(a, b Ranked) int {
-		return cmp.Or(cmp.Compare(b.Score, a.Score), cmp.Compare(b.ID, a.ID))
-	})
-	return all[:min(n, len(all))], nil
+	page, err := q.ByBalancePage(ctx, currency, nil, n)
+	return page.Items, err
 }
 
 // ByStatus returns up to limit accounts with status, oldest opened first,
-// scored by their opening time in Unix milliseconds. A limit below one
-// returns none.
+// scored by their opening time in Unix milliseconds; ties by id. A limit
+// below one returns none.
 func (q *Queries) ByStatus(ctx context.Context, status string, limit int) ([]Ranked, error) {
-	if limit < 1 {
-		return nil, nil
-	}
-	v, err := readmodels.ActiveView(ctx, q.rdb, q.directory)
-	if err != nil {
-		return nil, err
-	}
-	all, err := q.gather(ctx, v, func(pipe redis.Pipeliner, prefix string) *redis.ZSliceCmd {
-		return pipe.ZRangeWithScores(ctx, prefix+"status:"+status, 0, int64(limit)-1)
-	})
-	if err != nil {
-		return nil, err
-	}
-	slices.SortFunc(all, func(a, b Ranked) int {
-		return cmp.Or(cmp.Compare(a.Score, b.Score), cmp.Compare(a.ID, b.ID))
-	})
-	return all[:min(limit, len(all))], nil
+	page, err := q.ByStatusPage(ctx, status, nil, limit)
+	return page.Items, err
 }
 
-// gather runs one sorted-set read per partition in one pipeline and merges
-// the results.
-func (q *Queries) gather(ctx context.Context, v readmodels.View, read func(redis.Pipeliner, string) *redis.ZSliceCmd) ([]Ranked, error) {
+// ByBalancePage is TopByBalance paged: up to limit accounts ranked after
+// the position after (nil: from the top). An account whose rank does not
+// change between pages is returned exactly once.
+func (q *Queries) ByBalancePage(ctx context.Context, currency string, after *Ranked, limit int) (DirectoryPage, error) {
+	return q.directoryPage(ctx, "balance:"+currency, true, after, limit)
+}
+
+// ByStatusPage is ByStatus paged: up to limit accounts after the position
+// after (nil: from the oldest).
+func (q *Queries) ByStatusPage(ctx context.Context, status string, after *Ranked, limit int) (DirectoryPage, error) {
+	return q.directoryPage(ctx, "status:"+status, false, after, limit)
+}
+
+// pageScript returns up to ARGV[5] members of the sorted set KEYS[1], with
+// their scores, that come after (ARGV[3] score, ARGV[4] member) in
+// ascending (ARGV[1] "asc") or descending (score, member) order; from the
+// start when ARGV[2] is "0". Members of one score are ordered byte-wise, as
+// Redis orders them, so the start is found by a binary search among the
+// members sharing the cursor's score: O(log n) whatever the ties.
+const pageScript = `
+local key, asc, limit = KEYS[1], ARGV[1] == 'asc', tonumber(ARGV[5])
+local function less(a, b)
+  local n = math.min(#a, #b)
+  for j = 1, n do
+    local x, y = string.byte(a, j), string.byte(b, j)
+    if x ~= y then return x < y end
+  end
+  return #a < #b
+end
+local start = 0
+if ARGV[2] == '1' then
+  local s, m = ARGV[3], ARGV[4]
+  local lo, hi
+  if asc then
+    lo = redis.call('ZCOUNT', key, '-inf', '(' .. s)
+    hi = redis.call('ZCOUNT', key, '-inf', s)
+  else
+    lo = redis.call('ZCOUNT', key, '(' .. s, '+inf')
+    hi = redis.call('ZCOUNT', key, s, '+inf')
+  end
+  while lo < hi do
+    local mid = math.floor((lo + hi) / 2)
+    local x
+    if asc then x = redis.call('ZRANGE', key, mid, mid)[1] else x = redis.call('ZREVRANGE', key, mid, mid)[1] end
+    if (asc and not less(m, x)) or (not asc and not less(x, m)) then lo = mid + 1 else hi = mid end
+  end
+  start = lo
+end
+if asc then
+  return redis.call('ZRANGE', key, start, start + limit - 1, 'WITHSCORES')
+end
+return redis.call('ZREVRANGE', key, start, start + limit - 1, 'WITHSCORES')
+`
+
+// directoryPage reads one page of the sorted sets named set in every
+// partition (one script each, in one pipeline) and merges them.
+func (q *Queries) directoryPage(ctx context.Context, set string, desc bool, after *Ranked, limit int) (DirectoryPage, error) {
+	if limit < 1 {
+		return DirectoryPage{Items: []Ranked{}}, nil
+	}
+	v, err := q.views.Active(ctx, q.directory)
+	if err != nil {
+		return DirectoryPage{}, err
+	}
+	args := []any{"asc", "0", "0", "", limit + 1}
+	if desc {
+		args[0] = "desc"
+	}
+	if after != nil {
+		args[1], args[2], args[3] = "1", strconv.FormatInt(after.Score, 10), after.ID
+	}
 	pipe := q.rdb.Pipeline()
-	cmds := make([]*redis.ZSliceCmd, v.Partitions)
+	cmds := make([]*redis.Cmd, v.Partitions)
 	for p := range v.Partitions {
-		cmds[p] = read(pipe, v.Layout.Prefix(v.Generation, p))
+		cmds[p] = pipe.EvalRO(ctx, pageScript, []string{v.Layout.Prefix(v.Generation, p) + set}, args...)
 	}
 	if _, err := pipe.Exec(ctx); err != nil {
-		return nil, fmt.Errorf("read %s: %w", v.Layout.Name(), err)
+		return DirectoryPage{}, fmt.Errorf("read %s: %w", v.Layout.Name(), err)
 	}
 	var all []Ranked
 	for _, c := range cmds {
-		for _, z := range c.Val() {
-			all = append(all, Ranked{ID: z.Member.(string), Score: int64(z.Score)})
+		flat, err := c.StringSlice()
+		if err != nil || len(flat)%2 != 0 {
+			return DirectoryPage{}, fmt.Errorf("read %s: unexpected reply %v (%v)", v.Layout.Name(), c.Val(), err)
+		}
+		for i := 0; i < len(flat); i += 2 {
+			score, err := strconv.ParseFloat(flat[i+1], 64)
+			if err != nil {
+				return DirectoryPage{}, fmt.Errorf("read %s: score %q of %s: %w", v.Layout.Name(), flat[i+1], flat[i], err)
+			}
+			all = append(all, Ranked{ID: flat[i], Score: int64(score)})
 		}
 	}
-	return all, nil
+	slices.SortFunc(all, func(a, b Ranked) int {
+		if desc {
+			a, b = b, a
+		}
+		return cmp.Or(cmp.Compare(a.Score, b.Score), cmp.Compare(a.ID, b.ID))
+	})
+	page := DirectoryPage{Items: all[:min(limit, len(all))]}
+	if len(all) > limit {
+		last := page.Items[limit-1]
+		page.Next = &last
+	}
+	return page, nil
 }
