@@ -100,9 +100,14 @@ func StreamKey(aggregateType, id string) string { return aggregateType + ":" + i
 // PartitionOf is the Kafka partition of an aggregate id among n partitions:
 // what franz-go's and Kafka's default (murmur2) partitioner give its records.
 func PartitionOf(id string, n int32) int32 {
-	p := kgo.StickyKeyPartitioner(nil).ForTopic("")
-	return int32(p.Partition(&kgo.Record{Key: []byte(id)}, int(n)))
+	// []byte(id) is never nil, so only the stateless murmur2 hasher runs.
+	return int32(keyPartitioner.Partition(&kgo.Record{Key: []byte(id)}, int(n)))
 }
+
+// keyPartitioner is made once: ForTopic seeds a random source for records
+// without a key (a few µs each time). For keyed records its Partition only
+// hashes the key and keeps no state, so it is safe for concurrent use.
+var keyPartitioner = kgo.StickyKeyPartitioner(nil).ForTopic("")
 
 // ErrNotReady: the projection has no active generation yet (it is being
 // built for the first time, or rebuilt after its data was lost). Serving a
