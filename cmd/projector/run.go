@@ -88,7 +88,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	pingCtx, cancel := context.WithTimeout(ctx, s.kafka.StartTimeout)
 	defer cancel()
 	if err := rdb.Ping(pingCtx).Err(); err != nil {
-		return fmt.Errorf("cannot reach Redis at REDIS_URL=%s: %w", s.redis.URL, err)
+		return fmt.Errorf("cannot reach Redis at REDIS_URL=%s: %w", s.redis.Redacted(), err)
 	}
 	warnIfEvicting(ctx, rdb, logger)
 	kopts, _ := s.kafka.Client("tributary-projector").Options()

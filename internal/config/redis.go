@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	"net/url"
 	"strings"
 
 	"github.com/redis/go-redis/v9"
@@ -50,4 +51,13 @@ func (r Redis) Options() (*redis.UniversalOptions, error) {
 		return nil, err
 	}
 	return &redis.UniversalOptions{Addrs: []string{o.Addr}, Username: o.Username, Password: o.Password, DB: o.DB, TLSConfig: o.TLSConfig}, nil
+}
+
+// Redacted is the URL with any password masked, for logs and messages.
+func (r Redis) Redacted() string {
+	u, err := url.Parse(r.URL)
+	if err != nil {
+		return "(unparsable URL)"
+	}
+	return u.Redacted()
 }

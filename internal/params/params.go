@@ -1,0 +1,48 @@
+// Package params checks the parts of HTTP requests that Tributary's APIs
+// share — aggregate ids, opaque tokens, bounded integers — and turns what
+// is wrong into the RFC 9457 problem to answer with.
+package params
+
+import (
+	"net/http"
+	"regexp"
+	"strconv"
+
+	"github.com/tributary-es/tributary/internal/problem"
+)
+
+// idPattern is what an aggregate id may look like: short, ASCII, no path or
+// key separators. Everything else is refused before it reaches a store.
+var idPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$`)
+
+// tokenPattern bounds values such as correlation ids, idempotency keys and
+// principals: printable ASCII without spaces, at most 128 characters.
+var tokenPattern = regexp.MustCompile(`^[\x21-\x7e]{1,128}$`)
+
+// ID checks an aggregate id.
+func ID(id string) *problem.Problem {
+	if !idPattern.MatchString(id) {
+		return problem.New(http.StatusBadRequest, "invalid-id", "Invalid aggregate id",
+			"an id is 1 to 64 characters of A-Z, a-z, 0-9, '-' and '_', starting with a letter or digit")
+	}
+	return nil
+}
+
+// IsToken tells whether v is a well-formed token: 1 to 128 printable ASCII
+// characters without spaces.
+func IsToken(v string) bool { return tokenPattern.MatchString(v) }
+
+// QueryInt reads the integer query parameter name, def when it is absent;
+// a value that is not an integer from lo to hi is a 400 problem.
+func QueryInt(r *http.Request, name string, def, lo, hi int64) (int64, *problem.Problem) {
+	raw := r.URL.Query().Get(name)
+	if raw == "" {
+		return def, nil
+	}
+	v, err := strconv.ParseInt(raw, 10, 64)
+	if err != nil || v < lo || v > hi {
+		return 0, problem.New(http.StatusBadRequest, "invalid-query", "Invalid query parameter",
+			name+" must be an integer from "+strconv.FormatInt(lo, 10)+" to "+strconv.FormatInt(hi, 10))
+	}
+	return v, nil
+}

@@ -1,0 +1,278 @@
+package reader
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"net/http"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/tributary-es/tributary/internal/params"
+	"github.com/tributary-es/tributary/internal/problem"
+	"github.com/tributary-es/tributary/internal/readmodels/accounts"
+)
+
+// Transactions is a page of an account's history, newest first.
+type Transactions struct {
+	AccountID string           `json:"accountId"`
+	Items     []accounts.Entry `json:"items"`
+	// Next is the cursor of the following, older page; absent on the last.
+	Next string `json:"next,omitempty"`
+}
+
+// DirectoryEntry is an account in a directory listing: with its opening
+// time when listed by status, its balance when listed by balance.
+type DirectoryEntry struct {
+	ID       string     `json:"id"`
+	OpenedAt *time.Time `json:"openedAt,omitempty"`
+	Balance  *int64     `json:"balance,omitempty"`
+	Currency string     `json:"currency,omitempty"`
+}
+
+// Directory is a page of the account directory.
+type Directory struct {
+	Items []DirectoryEntry `json:"items"`
+	// Next is the cursor of the following page; absent on the last.
+	Next string `json:"next,omitempty"`
+}
+
+var currencyPattern = regexp.MustCompile(`^[A-Z]{3}$`)
+
+func (s *Server) getAccount(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	if p := params.ID(id); p != nil {
+		problem.Write(w, r, p)
+		return
+	}
+	want, p := minVersion(r)
+	if p != nil {
+		problem.Write(w, r, p)
+		return
+	}
+	var sum accounts.Summary
+	var found bool
+	have, err := s.await(r, want, func(ctx context.Context) (int64, error) {
+		var err error
+		sum, found, err = s.accounts.Summary(ctx, id)
+		return sum.Version, err
+	})
+	switch {
+	case err != nil:
+		s.fail(w, r, err)
+		return
+	case have < want:
+		writeStale(w, r, stale("version", want, have))
+		return
+	case !found:
+		problem.Write(w, r, unknownAccount(id))
+		return
+	}
+	tag := `"` + strconv.FormatInt(sum.Version, 10) + `"`
+	w.Header().Set("ETag", tag)
+	w.Header().Set("Cache-Control", "no-cache")
+	if etagMatches(r.Header.Get("If-None-Match"), tag) {
+		w.WriteHeader(http.StatusNotModified)
+		return
+	}
+	writeJSON(w, http.StatusOK, sum)
+}
+
+func (s *Server) getTransactions(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	if p := params.ID(id); p != nil {
+		problem.Write(w, r, p)
+		return
+	}
+	limit, p := params.QueryInt(r, "limit", int64(s.cfg.DefaultPage), 1, int64(s.cfg.MaxPage))
+	if p != nil {
+		problem.Write(w, r, p)
+		return
+	}
+	before, ok := decodeHistoryCursor(r.URL.Query().Get("cursor"))
+	if !ok {
+		problem.Write(w, r, badCursor())
+		return
+	}
+	want, p := minVersion(r)
+	if p != nil {
+		problem.Write(w, r, p)
+		return
+	}
+	have, err := s.await(r, want, func(ctx context.Context) (int64, error) { return s.accounts.HistoryVersion(ctx, id) })
+	switch {
+	case err != nil:
+		s.fail(w, r, err)
+		return
+	case have < want:
+		writeStale(w, r, stale("version", want, have))
+		return
+	case have == 0:
+		problem.Write(w, r, unknownAccount(id))
+		return
+	}
+	page, err := s.accounts.History(r.Context(), id, before, int(limit))
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	out := Transactions{AccountID: id, Items: page.Entries}
+	if page.Next > 0 {
+		out.Next = encodeCursor("h1:" + strconv.FormatInt(page.Next, 10))
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+func (s *Server) listAccounts(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	limit, p := params.QueryInt(r, "limit", int64(s.cfg.DefaultPage), 1, int64(s.cfg.MaxPage))
+	if p != nil {
+		problem.Write(w, r, p)
+		return
+	}
+	if q.Has("min_version") || r.Header.Get(MinVersionHeader) != "" {
+		problem.Write(w, r, invalidQuery("min_version applies to one account: GET /v1/accounts/{id} or its transactions"))
+		return
+	}
+	status, currency := q.Get("status"), q.Get("currency")
+	var kind, key string
+	switch q.Get("sort") {
+	case "", "opened":
+		if status != "pending" && status != "active" && status != "closed" {
+			problem.Write(w, r, invalidQuery("status must be pending, active or closed (or use sort=balance&currency=XYZ)"))
+			return
+		}
+		if currency != "" {
+			problem.Write(w, r, invalidQuery("currency applies to sort=balance only"))
+			return
+		}
+		kind, key = "s", status
+	case "balance":
+		if !currencyPattern.MatchString(currency) {
+			problem.Write(w, r, invalidQuery("sort=balance needs currency: three upper-case letters (ISO 4217)"))
+			return
+		}
+		if status != "" {
+			problem.Write(w, r, invalidQuery("sort=balance ranks pending and active accounts; it does not combine with status"))
+			return
+		}
+		kind, key = "b", currency
+	default:
+		problem.Write(w, r, invalidQuery("sort must be opened or balance"))
+		return
+	}
+	after, ok := decodeDirectoryCursor(q.Get("cursor"), kind, key)
+	if !ok {
+		problem.Write(w, r, badCursor())
+		return
+	}
+	var page accounts.DirectoryPage
+	var err error
+	if kind == "b" {
+		page, err = s.accounts.ByBalancePage(r.Context(), key, after, int(limit))
+	} else {
+		page, err = s.accounts.ByStatusPage(r.Context(), key, after, int(limit))
+	}
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	out := Directory{Items: make([]DirectoryEntry, len(page.Items))}
+	for i, it := range page.Items {
+		out.Items[i].ID = it.ID
+		if kind == "b" {
+			balance := it.Score
+			out.Items[i].Balance, out.Items[i].Currency = &balance, key
+		} else {
+			opened := time.UnixMilli(it.Score).UTC()
+			out.Items[i].OpenedAt = &opened
+		}
+	}
+	if page.Next != nil {
+		out.Next = encodeCursor("d1:" + kind + ":" + key + ":" + strconv.FormatInt(page.Next.Score, 10) + ":" + page.Next.ID)
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+// Cursors are opaque to clients: base64url of a versioned position.
+func encodeCursor(pos string) string { return base64.RawURLEncoding.EncodeToString([]byte(pos)) }
+
+func decodeCursor(c string) (string, bool) {
+	if len(c) > 512 {
+		return "", false
+	}
+	b, err := base64.RawURLEncoding.DecodeString(c)
+	return string(b), err == nil
+}
+
+// decodeHistoryCursor returns the version a history page starts below; 0
+// (the newest) without a cursor.
+func decodeHistoryCursor(c string) (int64, bool) {
+	if c == "" {
+		return 0, true
+	}
+	pos, ok := decodeCursor(c)
+	v, found := strings.CutPrefix(pos, "h1:")
+	if !ok || !found {
+		return 0, false
+	}
+	n, err := strconv.ParseInt(v, 10, 64)
+	return n, err == nil && n > 1
+}
+
+// decodeDirectoryCursor returns the position a directory page starts after;
+// nil without a cursor. A cursor of another listing is refused.
+func decodeDirectoryCursor(c, kind, key string) (*accounts.Ranked, bool) {
+	if c == "" {
+		return nil, true
+	}
+	pos, ok := decodeCursor(c)
+	rest, found := strings.CutPrefix(pos, "d1:"+kind+":"+key+":")
+	if !ok || !found {
+		return nil, false
+	}
+	score, id, _ := strings.Cut(rest, ":")
+	n, err := strconv.ParseInt(score, 10, 64)
+	if err != nil || params.ID(id) != nil {
+		return nil, false
+	}
+	return &accounts.Ranked{ID: id, Score: n}, true
+}
+
+// etagMatches tells whether an If-None-Match value matches tag (weak
+// comparison, RFC 9110 §13.1.2).
+func etagMatches(header, tag string) bool {
+	for _, t := range strings.Split(header, ",") {
+		t = strings.TrimPrefix(strings.TrimSpace(t), "W/")
+		if t == "*" || t == tag {
+			return true
+		}
+	}
+	return false
+}
+
+func unknownAccount(id string) *problem.Problem {
+	return problem.New(http.StatusNotFound, "unknown-account", "Unknown account", "no account "+id+" in the read model")
+}
+
+func badCursor() *problem.Problem {
+	return problem.New(http.StatusBadRequest, "invalid-cursor", "Invalid cursor",
+		"cursor must be the next value of an earlier page of this same listing")
+}
+
+func invalidQuery(detail string) *problem.Problem {
+	return problem.New(http.StatusBadRequest, "invalid-query", "Invalid query parameter", detail)
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	body, err := json.Marshal(v)
+	if err != nil {
+		http.Error(w, http.StatusText(http.StatusInternalServerError), http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_, _ = w.Write(append(body, '\n'))
+}

@@ -1,0 +1,107 @@
+package reader
+
+import (
+	"context"
+	"math"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/tributary-es/tributary/internal/params"
+	"github.com/tributary-es/tributary/internal/problem"
+)
+
+// MinVersionHeader names the header that carries the version a query must
+// see: the writer's ETag ("7") as it came, or a bare number.
+const MinVersionHeader = "Min-Version"
+
+// minVersion reads the version the request must see, from the min_version
+// query parameter or the Min-Version header; 0 when it names none.
+func minVersion(r *http.Request) (int64, *problem.Problem) {
+	v, p := params.QueryInt(r, "min_version", 0, 1, math.MaxInt64)
+	if p != nil || v > 0 {
+		return v, p
+	}
+	h := r.Header.Get(MinVersionHeader)
+	if h == "" {
+		return 0, nil
+	}
+	n, err := strconv.ParseInt(strings.Trim(strings.TrimPrefix(strings.TrimSpace(h), "W/"), `"`), 10, 64)
+	if err != nil || n < 1 {
+		return 0, problem.New(http.StatusBadRequest, "invalid-min-version", "Invalid Min-Version",
+			MinVersionHeader+` must be a version of at least 1, bare or as the writer's ETag ("7")`)
+	}
+	return n, nil
+}
+
+// waitBound is how long this request may wait for a version: the server's
+// bound, or less if the client prefers (RFC 7240 "Prefer: wait=<seconds>").
+func (s *Server) waitBound(r *http.Request) time.Duration {
+	bound := s.cfg.MaxWait
+	for _, pref := range r.Header.Values("Prefer") {
+		for _, part := range strings.Split(pref, ",") {
+			k, v, ok := strings.Cut(strings.TrimSpace(part), "=")
+			if !ok || !strings.EqualFold(strings.TrimSpace(k), "wait") {
+				continue
+			}
+			if secs, err := strconv.ParseFloat(strings.TrimSpace(v), 64); err == nil && secs >= 0 {
+				bound = min(bound, time.Duration(secs*float64(time.Second)))
+			}
+		}
+	}
+	return bound
+}
+
+// await calls current until it returns at least want or the wait bound
+// passes, backing off from 1 ms to 16 ms between calls. It returns the last
+// value seen; less than want means the projection is stale.
+func (s *Server) await(r *http.Request, want int64, current func(context.Context) (int64, error)) (int64, error) {
+	ctx := r.Context()
+	have, err := current(ctx)
+	if err != nil || want == 0 || have >= want {
+		return have, err
+	}
+	started := time.Now()
+	deadline := started.Add(s.waitBound(r))
+	pause := time.Millisecond
+	timer := time.NewTimer(pause)
+	defer timer.Stop()
+	for {
+		left := time.Until(deadline)
+		if left <= 0 {
+			s.metrics.waitSeconds.WithLabelValues("stale").Observe(time.Since(started).Seconds())
+			return have, nil
+		}
+		timer.Reset(min(pause, left))
+		select {
+		case <-ctx.Done():
+			return have, ctx.Err()
+		case <-timer.C:
+		}
+		if have, err = current(ctx); err != nil {
+			return have, err
+		}
+		if have >= want {
+			s.metrics.waitSeconds.WithLabelValues("fresh").Observe(time.Since(started).Seconds())
+			return have, nil
+		}
+		pause = min(2*pause, 16*time.Millisecond)
+	}
+}
+
+// stale is the answer to a query whose projection did not reach the
+// version (or position) it named within the wait bound.
+func stale(what string, requested, current int64) *problem.Problem {
+	return problem.New(http.StatusServiceUnavailable, "stale", "Read model is behind",
+		"the read model has not reached the requested "+what+" yet; retry, or read without it to get what it has").
+		With("requested"+upperFirst(what), requested).With("current"+upperFirst(what), current)
+}
+
+func upperFirst(s string) string { return strings.ToUpper(s[:1]) + s[1:] }
+
+// writeStale answers with p and a hint to retry in a second.
+func writeStale(w http.ResponseWriter, r *http.Request, p *problem.Problem) {
+	w.Header().Set("Retry-After", "1")
+	problem.Write(w, r, p)
+}

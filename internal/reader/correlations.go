@@ -1,0 +1,98 @@
+package reader
+
+import (
+	"context"
+	"math"
+	"net/http"
+
+	"github.com/tributary-es/tributary/internal/params"
+	"github.com/tributary-es/tributary/internal/problem"
+	"github.com/tributary-es/tributary/internal/readmodels/correlation"
+)
+
+// CausationTree is every event of one correlation, arranged by what caused
+// what: an event's children are the events it caused. Roots are events
+// caused by something outside the log (a command); events caused by the
+// same command are sibling roots.
+type CausationTree struct {
+	CorrelationID string  `json:"correlationId"`
+	Events        int     `json:"events"`
+	Roots         []*Node `json:"roots"`
+}
+
+// Node is one event in a causation tree.
+type Node struct {
+	correlation.Link
+	Children []*Node `json:"children"`
+}
+
+// buildTree arranges links (in global order) into their causation tree;
+// siblings stay in global order. An event whose cause is not among the
+// links is a root; so is one that would close a cycle (which only corrupt
+// data could hold), so that every event appears exactly once.
+func buildTree(correlationID string, links []correlation.Link) CausationTree {
+	nodes := make(map[string]*Node, len(links))
+	ordered := make([]*Node, len(links))
+	for i, l := range links {
+		ordered[i] = &Node{Link: l, Children: []*Node{}}
+		nodes[l.EventID] = ordered[i]
+	}
+	tree := CausationTree{CorrelationID: correlationID, Events: len(links), Roots: []*Node{}}
+	for _, n := range ordered {
+		parent, ok := nodes[n.CausationID]
+		if ok && !causes(n, parent, nodes) {
+			parent.Children = append(parent.Children, n)
+		} else {
+			tree.Roots = append(tree.Roots, n)
+		}
+	}
+	return tree
+}
+
+// causes tells whether n is among the causes of m, following m's causation
+// ids up through nodes.
+func causes(n, m *Node, nodes map[string]*Node) bool {
+	for seen := 0; m != nil && seen <= len(nodes); seen++ {
+		if m == n {
+			return true
+		}
+		m = nodes[m.CausationID]
+	}
+	return false
+}
+
+func (s *Server) getCorrelation(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	if !params.IsToken(id) {
+		problem.Write(w, r, problem.New(http.StatusBadRequest, "invalid-id", "Invalid correlation id",
+			"a correlation id is 1 to 128 printable ASCII characters without spaces"))
+		return
+	}
+	want, p := params.QueryInt(r, "min_position", 0, 1, math.MaxInt64)
+	if p != nil {
+		problem.Write(w, r, p)
+		return
+	}
+	var links []correlation.Link
+	have, err := s.await(r, want, func(ctx context.Context) (int64, error) {
+		var err error
+		links, err = correlation.Events(ctx, s.rdb, s.root, id)
+		if len(links) == 0 {
+			return 0, err
+		}
+		return links[len(links)-1].GlobalPosition, err
+	})
+	switch {
+	case err != nil:
+		s.fail(w, r, err)
+		return
+	case have < want:
+		writeStale(w, r, stale("position", want, have))
+		return
+	case len(links) == 0:
+		problem.Write(w, r, problem.New(http.StatusNotFound, "unknown-correlation", "Unknown correlation",
+			"no event of correlation "+id+" in the read model"))
+		return
+	}
+	writeJSON(w, http.StatusOK, buildTree(id, links))
+}

@@ -1,0 +1,150 @@
+// Package reader is the query side's HTTP API: account summaries, histories,
+// the account directory and causation trees, read from the Redis read models
+// only, with read-your-writes on request.
+package reader
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/redis/go-redis/v9"
+	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
+
+	"github.com/tributary-es/tributary/internal/problem"
+	"github.com/tributary-es/tributary/internal/readmodels"
+	"github.com/tributary-es/tributary/internal/readmodels/accounts"
+)
+
+// Config tunes the query API.
+type Config struct {
+	// MaxWait bounds how long a query that names a version it must see
+	// waits for the projection to reach it before it answers "stale".
+	MaxWait time.Duration
+	// ViewCache is how long the active generation of a projection is kept
+	// between lookups; a rebuilt generation is served within it.
+	ViewCache time.Duration
+	// DefaultPage and MaxPage are the default and largest page sizes.
+	DefaultPage, MaxPage int
+	// TracerProvider makes the HTTP server spans.
+	TracerProvider trace.TracerProvider
+}
+
+// DefaultConfig is a sensible Config.
+func DefaultConfig() Config {
+	return Config{MaxWait: 2 * time.Second, ViewCache: 250 * time.Millisecond, DefaultPage: 50, MaxPage: 500,
+		TracerProvider: noop.NewTracerProvider()}
+}
+
+// Server serves the reader's HTTP API.
+type Server struct {
+	cfg      Config
+	rdb      redis.UniversalClient
+	root     string
+	accounts *accounts.Queries
+	metrics  *metrics
+	gatherer prometheus.Gatherer
+	logger   *slog.Logger
+	spec     http.Handler
+}
+
+// NewServer returns the query API over the read models kept in rdb under
+// the key prefix root. Its metrics are registered in reg; spec serves the
+// OpenAPI document.
+func NewServer(cfg Config, rdb redis.UniversalClient, root string, reg *prometheus.Registry, spec http.Handler, logger *slog.Logger) *Server {
+	return &Server{
+		cfg: cfg, rdb: rdb, root: root,
+		accounts: accounts.NewQueriesWithViews(rdb, root, readmodels.NewViews(rdb, cfg.ViewCache)),
+		metrics:  newMetrics(reg), gatherer: reg, logger: logger, spec: spec,
+	}
+}
+
+// Handler returns the HTTP handler with every route.
+func (s *Server) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /v1/accounts", s.listAccounts)
+	mux.HandleFunc("GET /v1/accounts/{id}", s.getAccount)
+	mux.HandleFunc("GET /v1/accounts/{id}/transactions", s.getTransactions)
+	mux.HandleFunc("GET /v1/correlations/{id}", s.getCorrelation)
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	})
+	mux.HandleFunc("GET /readyz", s.ready)
+	mux.Handle("GET /metrics", promhttp.HandlerFor(s.gatherer, promhttp.HandlerOpts{}))
+	mux.Handle("GET /openapi.json", s.spec)
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		problem.Write(w, r, problem.New(http.StatusNotFound, "not-found", "Not found", "no such resource: "+r.Method+" "+r.URL.Path))
+	})
+	return otelhttp.NewHandler(s.instrument(mux), "reader",
+		otelhttp.WithTracerProvider(s.cfg.TracerProvider),
+		otelhttp.WithPropagators(propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{})),
+		otelhttp.WithSpanNameFormatter(func(op string, r *http.Request) string {
+			if r.Pattern == "" {
+				return op + " " + r.Method
+			}
+			return r.Pattern
+		}))
+}
+
+// instrument records every request's latency by route and status.
+func (s *Server) instrument(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		started := time.Now()
+		rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
+		next.ServeHTTP(rec, r)
+		route := r.Pattern
+		if route == "" || route == "/" {
+			route = "unmatched"
+		}
+		s.metrics.httpSeconds.WithLabelValues(route, r.Method, strconv.Itoa(rec.status)).Observe(time.Since(started).Seconds())
+	})
+}
+
+type statusRecorder struct {
+	http.ResponseWriter
+	status int
+}
+
+func (r *statusRecorder) WriteHeader(code int) {
+	r.status = code
+	r.ResponseWriter.WriteHeader(code)
+}
+
+func (r *statusRecorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
+
+func (s *Server) ready(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	defer cancel()
+	if err := s.rdb.Ping(ctx).Err(); err != nil {
+		problem.Write(w, r, problem.New(http.StatusServiceUnavailable, "not-ready", "Not ready", "Redis is unreachable: "+err.Error()))
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+}
+
+// fail answers with the problem err stands for, logging what is not the
+// client's doing.
+func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
+	switch {
+	case errors.Is(err, readmodels.ErrNotReady):
+		w.Header().Set("Retry-After", "1")
+		problem.Write(w, r, problem.New(http.StatusServiceUnavailable, "read-model-not-ready", "Read model not ready",
+			err.Error()+": it is served once it has caught up with the log"))
+	case r.Context().Err() != nil:
+		// The client went away; nobody reads the answer.
+		s.logger.Info("query cancelled by the client", "path", r.URL.Path)
+		problem.Write(w, r, problem.New(http.StatusServiceUnavailable, "cancelled", "Cancelled", "the request was cancelled"))
+	default:
+		s.logger.Error("query failed", "path", r.URL.Path, "err", err)
+		problem.Write(w, r, problem.New(http.StatusServiceUnavailable, "read-models-unavailable", "Read models unavailable",
+			"the read models could not be read; try again"))
+	}
+}
