@@ -2,6 +2,7 @@ package reader
 
 import (
 	"context"
+	"errors"
 	"math"
 	"net/http"
 	"strconv"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/tributary-es/tributary/internal/params"
 	"github.com/tributary-es/tributary/internal/problem"
+	"github.com/tributary-es/tributary/internal/readmodels"
 )
 
 // MinVersionHeader names the header that carries the version a query must
@@ -55,11 +57,12 @@ func (s *Server) waitBound(r *http.Request) time.Duration {
 
 // await calls current until it returns at least want or the wait bound
 // passes, backing off from 1 ms to 16 ms between calls. It returns the last
-// value seen; less than want means the projection is stale.
+// value seen; less than want means the projection is stale. A read model
+// that is still being built is waited for like one that is behind.
 func (s *Server) await(r *http.Request, want int64, current func(context.Context) (int64, error)) (int64, error) {
 	ctx := r.Context()
 	have, err := current(ctx)
-	if err != nil || want == 0 || have >= want {
+	if want == 0 || (err != nil && !errors.Is(err, readmodels.ErrNotReady)) || (err == nil && have >= want) {
 		return have, err
 	}
 	started := time.Now()
@@ -71,7 +74,7 @@ func (s *Server) await(r *http.Request, want int64, current func(context.Context
 		left := time.Until(deadline)
 		if left <= 0 {
 			s.metrics.waitSeconds.WithLabelValues("stale").Observe(time.Since(started).Seconds())
-			return have, nil
+			return have, err
 		}
 		timer.Reset(min(pause, left))
 		select {
@@ -79,10 +82,11 @@ func (s *Server) await(r *http.Request, want int64, current func(context.Context
 			return have, ctx.Err()
 		case <-timer.C:
 		}
-		if have, err = current(ctx); err != nil {
+		have, err = current(ctx)
+		if err != nil && !errors.Is(err, readmodels.ErrNotReady) {
 			return have, err
 		}
-		if have >= want {
+		if err == nil && have >= want {
 			s.metrics.waitSeconds.WithLabelValues("fresh").Observe(time.Since(started).Seconds())
 			return have, nil
 		}

@@ -38,10 +38,12 @@ func buildTree(correlationID string, links []correlation.Link) CausationTree {
 		nodes[l.EventID] = ordered[i]
 	}
 	tree := CausationTree{CorrelationID: correlationID, Events: len(links), Roots: []*Node{}}
+	parentOf := make(map[*Node]*Node, len(links))
 	for _, n := range ordered {
 		parent, ok := nodes[n.CausationID]
-		if ok && !causes(n, parent, nodes) {
+		if ok && !above(n, parent, parentOf) {
 			parent.Children = append(parent.Children, n)
+			parentOf[n] = parent
 		} else {
 			tree.Roots = append(tree.Roots, n)
 		}
@@ -49,14 +51,12 @@ func buildTree(correlationID string, links []correlation.Link) CausationTree {
 	return tree
 }
 
-// causes tells whether n is among the causes of m, following m's causation
-// ids up through nodes.
-func causes(n, m *Node, nodes map[string]*Node) bool {
-	for seen := 0; m != nil && seen <= len(nodes); seen++ {
+// above tells whether n is m or one of m's ancestors in the tree so far.
+func above(n, m *Node, parentOf map[*Node]*Node) bool {
+	for ; m != nil; m = parentOf[m] {
 		if m == n {
 			return true
 		}
-		m = nodes[m.CausationID]
 	}
 	return false
 }

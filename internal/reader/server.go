@@ -8,6 +8,7 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"strconv"
 	"time"
 
@@ -83,7 +84,7 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		problem.Write(w, r, problem.New(http.StatusNotFound, "not-found", "Not found", "no such resource: "+r.Method+" "+r.URL.Path))
 	})
-	return otelhttp.NewHandler(s.instrument(mux), "reader",
+	return otelhttp.NewHandler(s.instrument(rejectMalformedQueries(mux)), "reader",
 		otelhttp.WithTracerProvider(s.cfg.TracerProvider),
 		otelhttp.WithPropagators(propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{})),
 		otelhttp.WithSpanNameFormatter(func(op string, r *http.Request) string {
@@ -92,6 +93,18 @@ func (s *Server) Handler() http.Handler {
 			}
 			return r.Pattern
 		}))
+}
+
+// rejectMalformedQueries answers 400 to a query string that does not parse,
+// instead of acting on the part of it that does.
+func rejectMalformedQueries(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if _, err := url.ParseQuery(r.URL.RawQuery); err != nil {
+			problem.Write(w, r, invalidQuery("the query string is malformed: "+err.Error()))
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
 }
 
 // instrument records every request's latency by route and status.
