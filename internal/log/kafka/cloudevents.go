@@ -5,10 +5,10 @@
 package kafka
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/google/uuid"
@@ -87,73 +87,156 @@ func NewRecord(e log.Event, topic, source string) *kgo.Record {
 	return &kgo.Record{Topic: topic, Key: []byte(e.AggregateID), Value: e.Payload, Headers: h}
 }
 
+// The headers DecodeRecord reads, as indexes into its table.
+const (
+	hContentType = iota
+	hSpecVersion
+	hID
+	hSource
+	hType
+	hSubject
+	hTime
+	hDataSchema
+	hPartitionKey
+	hAggregateType
+	hStreamVersion
+	hSchemaVersion
+	hGlobalPosition
+	hCorrelationID
+	hCausationID
+	hPrincipal
+	hTraceParent
+	hTraceState
+	numHeaders
+)
+
+// headerIndex maps a header name to its index in DecodeRecord's table, or -1.
+func headerIndex(k string) int {
+	switch k {
+	case HeaderContentType:
+		return hContentType
+	case HeaderSpecVersion:
+		return hSpecVersion
+	case HeaderID:
+		return hID
+	case HeaderSource:
+		return hSource
+	case HeaderType:
+		return hType
+	case HeaderSubject:
+		return hSubject
+	case HeaderTime:
+		return hTime
+	case HeaderDataSchema:
+		return hDataSchema
+	case HeaderPartitionKey:
+		return hPartitionKey
+	case HeaderAggregateType:
+		return hAggregateType
+	case HeaderStreamVersion:
+		return hStreamVersion
+	case HeaderSchemaVersion:
+		return hSchemaVersion
+	case HeaderGlobalPosition:
+		return hGlobalPosition
+	case HeaderCorrelationID:
+		return hCorrelationID
+	case HeaderCausationID:
+		return hCausationID
+	case HeaderPrincipal:
+		return hPrincipal
+	case HeaderTraceParent:
+		return hTraceParent
+	case HeaderTraceState:
+		return hTraceState
+	}
+	return -1
+}
+
+var headerNames = [numHeaders]string{
+	HeaderContentType, HeaderSpecVersion, HeaderID, HeaderSource, HeaderType, HeaderSubject, HeaderTime,
+	HeaderDataSchema, HeaderPartitionKey, HeaderAggregateType, HeaderStreamVersion, HeaderSchemaVersion,
+	HeaderGlobalPosition, HeaderCorrelationID, HeaderCausationID, HeaderPrincipal, HeaderTraceParent, HeaderTraceState,
+}
+
 // DecodeRecord reads a stored event back from a record made by NewRecord.
 // It fails, naming the attribute, on a record that is not such an event.
+// Of a header given twice the last value counts; unknown headers are ignored.
 func DecodeRecord(r *kgo.Record) (log.Event, error) {
-	h := make(map[string]string, len(r.Headers))
+	// The projector decodes every record it applies: the headers are looked
+	// up in a table rather than a map, and only the values the event keeps
+	// become strings.
+	var h [numHeaders][]byte
+	var present [numHeaders]bool
 	for _, kv := range r.Headers {
-		h[kv.Key] = string(kv.Value)
+		if i := headerIndex(kv.Key); i >= 0 {
+			h[i], present[i] = kv.Value, true
+		}
 	}
 	var errs []error
-	need := func(k string) string {
-		v, ok := h[k]
-		if !ok || v == "" {
-			errs = append(errs, fmt.Errorf("missing header %s", k))
+	need := func(i int) []byte {
+		if len(h[i]) == 0 {
+			errs = append(errs, fmt.Errorf("missing header %s", headerNames[i]))
 		}
-		return v
+		return h[i]
 	}
-	integer := func(k string) int64 {
-		v := need(k)
-		n, err := strconv.ParseInt(v, 10, 64)
-		if v != "" && err != nil {
-			errs = append(errs, fmt.Errorf("header %s=%q is not an integer", k, v))
+	integer := func(i int) int64 {
+		v := need(i)
+		n, err := strconv.ParseInt(string(v), 10, 64)
+		if len(v) > 0 && err != nil {
+			errs = append(errs, fmt.Errorf("header %s=%q is not an integer", headerNames[i], v))
 		}
 		return n
 	}
-	if v := need(HeaderSpecVersion); v != "" && v != "1.0" {
+	if v := need(hSpecVersion); len(v) > 0 && string(v) != "1.0" {
 		errs = append(errs, fmt.Errorf("unsupported %s %q", HeaderSpecVersion, v))
 	}
-	if v := need(HeaderContentType); v != "" && v != "application/json" {
+	if v := need(hContentType); len(v) > 0 && string(v) != "application/json" {
 		errs = append(errs, fmt.Errorf("%s %q: the payload must be plain JSON", HeaderContentType, v))
 	}
-	need(HeaderSource)
+	need(hSource)
 	e := log.Event{
-		AggregateType:  need(HeaderAggregateType),
-		AggregateID:    need(HeaderSubject),
-		Version:        integer(HeaderStreamVersion),
-		SchemaVersion:  int(integer(HeaderSchemaVersion)),
-		GlobalPosition: integer(HeaderGlobalPosition),
+		AggregateType:  string(need(hAggregateType)),
+		AggregateID:    string(need(hSubject)),
+		Version:        integer(hStreamVersion),
+		SchemaVersion:  int(integer(hSchemaVersion)),
+		GlobalPosition: integer(hGlobalPosition),
 		Payload:        r.Value,
 		Metadata: log.Metadata{
-			CorrelationID: h[HeaderCorrelationID], CausationID: h[HeaderCausationID], Principal: h[HeaderPrincipal],
-			TraceParent: h[HeaderTraceParent], TraceState: h[HeaderTraceState],
+			CorrelationID: string(h[hCorrelationID]), CausationID: string(h[hCausationID]), Principal: string(h[hPrincipal]),
+			TraceParent: string(h[hTraceParent]), TraceState: string(h[hTraceState]),
 		},
 	}
-	id, err := uuid.Parse(need(HeaderID))
-	if h[HeaderID] != "" && err != nil {
+	id, err := uuid.ParseBytes(need(hID))
+	if len(h[hID]) > 0 && err != nil {
 		errs = append(errs, fmt.Errorf("header %s is not a UUID: %v", HeaderID, err))
 	}
 	e.ID = id
-	ceType := need(HeaderType)
-	prefix := TypePrefix + e.AggregateType + "."
-	suffix := ".v" + strconv.Itoa(e.SchemaVersion)
-	if ceType != "" && (!strings.HasPrefix(ceType, prefix) || !strings.HasSuffix(ceType, suffix) || len(ceType) <= len(prefix)+len(suffix)) {
+	ceType := need(hType)
+	prefixLen := len(TypePrefix) + len(e.AggregateType) + 1
+	var version [22]byte
+	suffix := strconv.AppendInt(append(version[:0], ".v"...), int64(e.SchemaVersion), 10)
+	switch {
+	case len(ceType) == 0:
+	case len(ceType) <= prefixLen+len(suffix) || string(ceType[:len(TypePrefix)]) != TypePrefix ||
+		string(ceType[len(TypePrefix):prefixLen-1]) != e.AggregateType || ceType[prefixLen-1] != '.' ||
+		!bytes.HasSuffix(ceType, suffix):
 		errs = append(errs, fmt.Errorf("header %s=%q does not match aggregate type %q and schema version %d", HeaderType, ceType, e.AggregateType, e.SchemaVersion))
-	} else if ceType != "" {
-		e.Type = ceType[len(prefix) : len(ceType)-len(suffix)]
+	default:
+		e.Type = string(ceType[prefixLen : len(ceType)-len(suffix)])
 	}
-	if t := need(HeaderTime); t != "" {
-		if e.RecordedAt, err = time.Parse(time.RFC3339Nano, t); err != nil {
+	if t := need(hTime); len(t) > 0 {
+		if e.RecordedAt, err = time.Parse(time.RFC3339Nano, string(t)); err != nil {
 			errs = append(errs, fmt.Errorf("header %s=%q is not an RFC 3339 time", HeaderTime, t))
 		}
 	}
 	if string(r.Key) != e.AggregateID {
 		errs = append(errs, fmt.Errorf("record key %q differs from %s %q", r.Key, HeaderSubject, e.AggregateID))
 	}
-	if pk := need(HeaderPartitionKey); pk != "" && pk != string(r.Key) {
+	if pk := need(hPartitionKey); len(pk) > 0 && string(pk) != string(r.Key) {
 		errs = append(errs, fmt.Errorf("%s %q differs from the record key %q", HeaderPartitionKey, pk, r.Key))
 	}
-	if ds, ok := h[HeaderDataSchema]; ok && e.Type != "" && ds != DataSchema(e.AggregateType, e.Type, e.SchemaVersion) {
+	if ds := h[hDataSchema]; present[hDataSchema] && e.Type != "" && !isDataSchema(ds, e.AggregateType, e.Type, e.SchemaVersion) {
 		errs = append(errs, fmt.Errorf("%s %q is not the schema of %s v%d", HeaderDataSchema, ds, e.Type, e.SchemaVersion))
 	}
 	if e.Version < 1 || e.SchemaVersion < 1 || e.GlobalPosition < 1 {
@@ -163,4 +246,18 @@ func DecodeRecord(r *kgo.Record) (log.Event, error) {
 		return log.Event{}, fmt.Errorf("not a Tributary event (%s/%d@%d): %w", r.Topic, r.Partition, r.Offset, err)
 	}
 	return e, nil
+}
+
+// isDataSchema tells whether ds is DataSchema(aggregateType, eventType,
+// schemaVersion), without building that string.
+func isDataSchema(ds []byte, aggregateType, eventType string, schemaVersion int) bool {
+	for _, part := range [...]string{SchemaBase, aggregateType, "/", eventType, ".v"} {
+		if len(ds) < len(part) || string(ds[:len(part)]) != part {
+			return false
+		}
+		ds = ds[len(part):]
+	}
+	var buf [20]byte
+	version := strconv.AppendInt(buf[:0], int64(schemaVersion), 10)
+	return bytes.HasPrefix(ds, version) && string(ds[len(version):]) == ".json"
 }
