@@ -37,7 +37,12 @@ type schemaKey struct {
 // Schemas validates event payloads against the JSON Schemas (2020-12) of
 // their type and version. It is safe for concurrent use.
 type Schemas struct {
-	byKey map[schemaKey]*jsonschema.Schema
+	byKey map[schemaKey]compiledSchema
+}
+
+type compiledSchema struct {
+	full *jsonschema.Schema
+	fast *fastSchema // nil: the schema is outside the fast path's subset
 }
 
 var schemaFileName = regexp.MustCompile(`^([A-Za-z][A-Za-z0-9]*)\.v([1-9][0-9]*)\.json$`)
@@ -48,7 +53,7 @@ func LoadSchemas(fsys fs.FS) (*Schemas, error) {
 	c := jsonschema.NewCompiler()
 	c.AssertFormat()
 	c.DefaultDraft(jsonschema.Draft2020)
-	s := &Schemas{byKey: make(map[schemaKey]*jsonschema.Schema)}
+	s := &Schemas{byKey: make(map[schemaKey]compiledSchema)}
 	err := fs.WalkDir(fsys, "events", func(p string, d fs.DirEntry, err error) error {
 		if err != nil || d.IsDir() {
 			return err
@@ -76,7 +81,7 @@ func LoadSchemas(fsys fs.FS) (*Schemas, error) {
 		if err != nil {
 			return fmt.Errorf("schema file %s: %w", p, err)
 		}
-		s.byKey[schemaKey{path.Base(path.Dir(p)), m[1], version}] = compiled
+		s.byKey[schemaKey{path.Base(path.Dir(p)), m[1], version}] = compiledSchema{compiled, compileFast(doc)}
 		return nil
 	})
 	if err != nil {
@@ -93,11 +98,14 @@ func (s *Schemas) Validate(aggregateType, eventType string, version int, payload
 	if !ok {
 		return fmt.Errorf("%s/%s v%d: %w", aggregateType, eventType, version, ErrUnknownSchema)
 	}
+	if sch.fast != nil && sch.fast.accepts(payload) {
+		return nil
+	}
 	v, err := jsonschema.UnmarshalJSON(bytes.NewReader(payload))
 	if err != nil {
 		return &SchemaError{aggregateType, eventType, version, "not JSON: " + err.Error()}
 	}
-	if err := sch.Validate(v); err != nil {
+	if err := sch.full.Validate(v); err != nil {
 		return &SchemaError{aggregateType, eventType, version, err.Error()}
 	}
 	return nil
