@@ -29,8 +29,6 @@ import (
 	"errors"
 	"strconv"
 
-	"github.com/twmb/franz-go/pkg/kgo"
-
 	"github.com/tributary-es/tributary/internal/log"
 )
 
@@ -98,16 +96,48 @@ func (l Layout) Versions(gen int64, partition int32) string {
 func StreamKey(aggregateType, id string) string { return aggregateType + ":" + id }
 
 // PartitionOf is the Kafka partition of an aggregate id among n partitions:
-// what franz-go's and Kafka's default (murmur2) partitioner give its records.
+// what franz-go's and Kafka's default (murmur2) partitioner give its records,
+// toPositive(murmur2(key)) % n. The projector checks it for every event, so
+// it hashes the id in place rather than through a kgo.Partitioner (which
+// wants a *kgo.Record on the heap).
 func PartitionOf(id string, n int32) int32 {
-	// []byte(id) is never nil, so only the stateless murmur2 hasher runs.
-	return int32(keyPartitioner.Partition(&kgo.Record{Key: []byte(id)}, int(n)))
+	return int32(murmur2(id)&0x7fffffff) % n
 }
 
-// keyPartitioner is made once: ForTopic seeds a random source for records
-// without a key (a few µs each time). For keyed records its Partition only
-// hashes the key and keeps no state, so it is safe for concurrent use.
-var keyPartitioner = kgo.StickyKeyPartitioner(nil).ForTopic("")
+// murmur2 is MurmurHash2 (32-bit) with Kafka's seed, as the Java client's
+// Utils.murmur2 and franz-go's partitioner compute it.
+func murmur2(data string) uint32 {
+	const (
+		seed uint32 = 0x9747b28c
+		m    uint32 = 0x5bd1e995
+		r           = 24
+	)
+	n := len(data)
+	h := seed ^ uint32(n)
+	for i := 0; i+4 <= n; i += 4 {
+		k := uint32(data[i]) | uint32(data[i+1])<<8 | uint32(data[i+2])<<16 | uint32(data[i+3])<<24
+		k *= m
+		k ^= k >> r
+		k *= m
+		h *= m
+		h ^= k
+	}
+	switch tail := data[n&^3:]; len(tail) {
+	case 3:
+		h ^= uint32(tail[2]) << 16
+		fallthrough
+	case 2:
+		h ^= uint32(tail[1]) << 8
+		fallthrough
+	case 1:
+		h ^= uint32(tail[0])
+		h *= m
+	}
+	h ^= h >> 13
+	h *= m
+	h ^= h >> 15
+	return h
+}
 
 // ErrNotReady: the projection has no active generation yet (it is being
 // built for the first time, or rebuilt after its data was lost). Serving a
