@@ -8,3 +8,10 @@ import "embed"
 //
 //go:embed events
 var Events embed.FS
+
+// OpenAPI holds openapi/<name>.yaml, the OpenAPI 3.1 document of each HTTP
+// API (writer, reader). Package internal/apispec loads, serves and tests
+// against them.
+//
+//go:embed openapi
+var OpenAPI embed.FS

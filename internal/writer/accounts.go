@@ -11,6 +11,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/tributary-es/tributary/internal/aggregate"
+	"github.com/tributary-es/tributary/internal/apispec"
 	"github.com/tributary-es/tributary/internal/domain/account"
 	"github.com/tributary-es/tributary/internal/log"
 	"github.com/tributary-es/tributary/internal/log/postgres"
@@ -28,15 +29,20 @@ func Upcasters() *log.Upcasters {
 }
 
 // New wires the writer's API for the account domain over pool: the event
-// store (with the upcasters), the event schemas and the command handler.
+// store (with the upcasters), the event schemas, the command handler and
+// the OpenAPI document (schemas/openapi/writer.yaml).
 func New(pool *pgxpool.Pool, cfg Config, opts aggregate.Options, reg *prometheus.Registry, logger *slog.Logger) (*Server, error) {
 	eventSchemas, err := log.LoadSchemas(schemas.Events)
 	if err != nil {
 		return nil, err
 	}
+	spec, err := apispec.Handler("writer")
+	if err != nil {
+		return nil, err
+	}
 	store := postgres.NewStore(pool, Upcasters())
 	accounts := aggregate.NewHandler(AccountType(), store, eventSchemas, opts)
-	return NewServer(cfg, store, accounts, reg, logger), nil
+	return NewServer(cfg, store, accounts, reg, spec, logger), nil
 }
 
 // AccountType is the bank account as an aggregate type of the platform.
@@ -125,20 +131,22 @@ func accountAction[B any](s *Server, name string, allowEmpty bool, toCommand fun
 	}
 }
 
-func (s *Server) accountRoutes(mux *http.ServeMux) {
-	mux.HandleFunc("POST /v1/accounts", s.openAccount)
-	mux.Handle("POST /v1/accounts/{id}/activate", accountAction(s, "ActivateAccount", true,
-		func(struct{}) account.Command { return account.ActivateAccount{} }))
-	mux.Handle("POST /v1/accounts/{id}/deposits", accountAction(s, "DepositFunds", false,
-		func(b depositBody) account.Command {
-			return account.DepositFunds{Amount: b.Amount, Currency: b.Currency, Source: b.Source}
-		}))
-	mux.Handle("POST /v1/accounts/{id}/withdrawals", accountAction(s, "WithdrawFunds", false,
-		func(b withdrawBody) account.Command {
-			return account.WithdrawFunds{Amount: b.Amount, Currency: b.Currency, Reason: b.Reason}
-		}))
-	mux.Handle("POST /v1/accounts/{id}/close", accountAction(s, "CloseAccount", true,
-		func(b closeBody) account.Command { return account.CloseAccount{Reason: b.Reason} }))
+func (s *Server) accountRoutes() []route {
+	return []route{
+		{"POST /v1/accounts", http.HandlerFunc(s.openAccount)},
+		{"POST /v1/accounts/{id}/activate", accountAction(s, "ActivateAccount", true,
+			func(struct{}) account.Command { return account.ActivateAccount{} })},
+		{"POST /v1/accounts/{id}/deposits", accountAction(s, "DepositFunds", false,
+			func(b depositBody) account.Command {
+				return account.DepositFunds{Amount: b.Amount, Currency: b.Currency, Source: b.Source}
+			})},
+		{"POST /v1/accounts/{id}/withdrawals", accountAction(s, "WithdrawFunds", false,
+			func(b withdrawBody) account.Command {
+				return account.WithdrawFunds{Amount: b.Amount, Currency: b.Currency, Reason: b.Reason}
+			})},
+		{"POST /v1/accounts/{id}/close", accountAction(s, "CloseAccount", true,
+			func(b closeBody) account.Command { return account.CloseAccount{Reason: b.Reason} })},
+	}
 }
 
 // accountProblem maps the account domain's refusals to problems.

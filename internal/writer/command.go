@@ -228,6 +228,7 @@ func (s *Server) replay(w http.ResponseWriter, r *http.Request, stored postgres.
 		contentType := "application/json"
 		if stored.Status >= 400 {
 			contentType = problem.ContentType
+			w.Header().Set("X-Content-Type-Options", "nosniff") // as problem.Write answered the first time
 		}
 		w.Header().Set("Content-Type", contentType)
 		w.WriteHeader(stored.Status)

@@ -9,7 +9,8 @@ import (
 
 // FuzzCommands throws arbitrary requests at the writer's handler: it must
 // never panic, never answer 5xx to bad input, answer every error as a
-// problem document, and never store an event for a request it refused.
+// problem document, never store an event for a request it refused, and
+// answer as schemas/openapi/writer.yaml says.
 //
 //	go test -run '^$' -fuzz FuzzCommands -fuzztime 60s ./internal/writer/
 func FuzzCommands(f *testing.F) {
@@ -48,6 +49,7 @@ func FuzzCommands(f *testing.F) {
 		rec := httptest.NewRecorder()
 		st.handlers[0].ServeHTTP(rec, req)
 		after := st.countEvents(t)
+		st.spec.Check(t, req, []byte(body), rec.Code, rec.Header(), rec.Body.Bytes())
 
 		if rec.Code >= 500 {
 			t.Fatalf("%s %q: status %d: %s", method, path, rec.Code, rec.Body)

@@ -8,6 +8,7 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"reflect"
 	"regexp"
 	"strconv"
 	"strings"
@@ -67,7 +68,42 @@ func readJSON(r *http.Request, maxBytes int64, allowEmpty bool, dst any) ([]byte
 		return nil, problem.New(http.StatusBadRequest, "malformed-json", "Malformed JSON",
 			fmt.Sprintf("unexpected data after the JSON object: %v", tok))
 	}
+	// Decoding into a struct also accepts null, and member names that match
+	// a field only when case is ignored: neither is the object asked for.
+	if bytes.TrimSpace(body)[0] != '{' {
+		return nil, problem.New(http.StatusBadRequest, "wrong-type", "Wrong JSON type",
+			"the body must be a JSON object, not null").With("field", "")
+	}
+	if p := exactMemberNames(body, dst); p != nil {
+		return nil, p
+	}
 	return body, nil
+}
+
+// exactMemberNames refuses a member of the JSON object body whose name is
+// not exactly the JSON name of a field of the struct dst points to.
+func exactMemberNames(body []byte, dst any) *problem.Problem {
+	var members map[string]json.RawMessage
+	if err := json.Unmarshal(body, &members); err != nil {
+		return malformed(err)
+	}
+	known := make(map[string]bool)
+	t := reflect.TypeOf(dst).Elem()
+	for i := range t.NumField() {
+		f := t.Field(i)
+		name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+		if name == "" {
+			name = f.Name
+		}
+		known[name] = f.IsExported() && name != "-"
+	}
+	for name := range members {
+		if !known[name] {
+			return problem.New(http.StatusBadRequest, "malformed-json", "Malformed JSON",
+				fmt.Sprintf("json: unknown field %q (member names are case-sensitive)", name))
+		}
+	}
+	return nil
 }
 
 func malformed(err error) *problem.Problem {
@@ -92,7 +128,10 @@ func expectedVersion(r *http.Request) (*int64, *problem.Problem) {
 	}
 	tag := strings.TrimSpace(raw)
 	if len(tag) >= 2 && tag[0] == '"' && tag[len(tag)-1] == '"' {
-		if v, err := strconv.ParseInt(tag[1:len(tag)-1], 10, 64); err == nil && v >= 0 {
+		// Entity tags compare as strings (RFC 9110, 8.8.3.2): only the form
+		// ETag carries, without sign or leading zeros, names a version.
+		opaque := tag[1 : len(tag)-1]
+		if v, err := strconv.ParseInt(opaque, 10, 64); err == nil && v >= 0 && strconv.FormatInt(v, 10) == opaque {
 			return &v, nil
 		}
 	}

@@ -52,15 +52,18 @@ type Server struct {
 	logger   *slog.Logger
 	metrics  *metrics
 	gatherer prometheus.Gatherer
+	spec     http.Handler
 	// stateAt answers temporal queries per aggregate type.
 	stateAt map[string]stateFunc
 }
 
-// NewServer returns the writer API over store. Its metrics are registered in reg.
-func NewServer(cfg Config, store *postgres.Store, accounts *AccountHandler, reg *prometheus.Registry, logger *slog.Logger) *Server {
+// NewServer returns the writer API over store. Its metrics are registered in
+// reg; spec serves the OpenAPI document at GET /openapi.json (see
+// apispec.Handler).
+func NewServer(cfg Config, store *postgres.Store, accounts *AccountHandler, reg *prometheus.Registry, spec http.Handler, logger *slog.Logger) *Server {
 	s := &Server{
 		cfg: cfg, store: store, accounts: accounts, logger: logger,
-		metrics: newMetrics(reg), gatherer: reg,
+		metrics: newMetrics(reg), gatherer: reg, spec: spec,
 		stateAt: map[string]stateFunc{
 			accounts.TypeName(): func(ctx context.Context, id string, v int64, t time.Time) (any, int64, error) {
 				return accounts.StateAt(ctx, id, v, t)
@@ -70,17 +73,32 @@ func NewServer(cfg Config, store *postgres.Store, accounts *AccountHandler, reg 
 	return s
 }
 
+// route is one pattern of the API's ServeMux and its handler.
+type route struct {
+	pattern string
+	handler http.Handler
+}
+
+// routes are the API's routes; schemas/openapi/writer.yaml documents each.
+func (s *Server) routes() []route {
+	return append(s.accountRoutes(),
+		route{"GET /v1/streams/{type}/{id}", http.HandlerFunc(s.readStream)},
+		route{"GET /v1/streams/{type}/{id}/state", http.HandlerFunc(s.readState)},
+		route{"GET /healthz", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+		})},
+		route{"GET /readyz", http.HandlerFunc(s.ready)},
+		route{"GET /metrics", promhttp.HandlerFor(s.gatherer, promhttp.HandlerOpts{})},
+		route{"GET /openapi.json", s.spec},
+	)
+}
+
 // Handler returns the HTTP handler with every route.
 func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
-	s.accountRoutes(mux)
-	mux.HandleFunc("GET /v1/streams/{type}/{id}", s.readStream)
-	mux.HandleFunc("GET /v1/streams/{type}/{id}/state", s.readState)
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
-	})
-	mux.HandleFunc("GET /readyz", s.ready)
-	mux.Handle("GET /metrics", promhttp.HandlerFor(s.gatherer, promhttp.HandlerOpts{}))
+	for _, rt := range s.routes() {
+		mux.Handle(rt.pattern, rt.handler)
+	}
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		problem.Write(w, r, problem.New(http.StatusNotFound, "not-found", "Not found", "no such resource: "+r.Method+" "+r.URL.Path))
 	})

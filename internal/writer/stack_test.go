@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/tributary-es/tributary/internal/aggregate"
+	"github.com/tributary-es/tributary/internal/apispec"
 	"github.com/tributary-es/tributary/internal/domain/account"
 	"github.com/tributary-es/tributary/internal/log"
 	"github.com/tributary-es/tributary/internal/log/postgres"
@@ -32,6 +33,12 @@ type stack struct {
 	servers []*httptest.Server
 	// handlers are the servers' handlers, to call without a network.
 	handlers []http.Handler
+	// apis are the servers' APIs, for what only they know (their routes).
+	apis []*writer.Server
+	// spec checks exchanges against schemas/openapi/writer.yaml. The
+	// servers' clients check every exchange through it; a test that calls
+	// a handler directly calls spec.Check itself.
+	spec *apispec.Validator
 }
 
 func newStack(t testing.TB, processes int) *stack {
@@ -41,15 +48,22 @@ func newStack(t testing.TB, processes int) *stack {
 	if err != nil {
 		t.Fatal(err)
 	}
-	st := &stack{t: t, pool: pool, store: postgres.NewStore(pool, writer.Upcasters())}
+	spec, err := apispec.Handler("writer")
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := &stack{t: t, pool: pool, store: postgres.NewStore(pool, writer.Upcasters()), spec: apispec.NewValidator(t, "writer")}
 	for range processes {
 		accounts := aggregate.NewHandler(writer.AccountType(), st.store, eventSchemas, aggregate.Options{})
-		api := writer.NewServer(writer.DefaultConfig(), st.store, accounts, prometheus.NewRegistry(), slog.New(slog.DiscardHandler))
+		api := writer.NewServer(writer.DefaultConfig(), st.store, accounts, prometheus.NewRegistry(), spec, slog.New(slog.DiscardHandler))
 		h := api.Handler()
 		srv := httptest.NewServer(h)
+		client := srv.Client()
+		client.Transport = st.spec.Transport(t, client.Transport)
 		t.Cleanup(srv.Close)
 		st.servers = append(st.servers, srv)
 		st.handlers = append(st.handlers, h)
+		st.apis = append(st.apis, api)
 	}
 	return st
 }

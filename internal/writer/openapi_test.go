@@ -1,0 +1,269 @@
+package writer_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io/fs"
+	"maps"
+	"net/http"
+	"net/http/httptest"
+	"path"
+	"reflect"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/getkin/kin-openapi/openapi3"
+
+	"github.com/tributary-es/tributary/internal/apispec"
+	"github.com/tributary-es/tributary/schemas"
+)
+
+// GET /openapi.json serves an OpenAPI 3.1 document with exactly the routes
+// the writer's mux has.
+func TestOpenAPIDocumentIsServedWithEveryRoute(t *testing.T) {
+	st := newStack(t, 1)
+	r := st.must(http.StatusOK, "GET", "/openapi.json", "")
+	if ct := r.header.Get("Content-Type"); ct != "application/json" {
+		t.Fatalf("content type %q", ct)
+	}
+	doc, err := openapi3.NewLoader().LoadFromData(r.body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := doc.Validate(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if doc.OpenAPI != "3.1.0" || !doc.IsOpenAPI31OrLater() {
+		t.Fatalf("openapi %q", doc.OpenAPI)
+	}
+	var documented []string
+	for p, item := range doc.Paths.Map() {
+		for method := range item.Operations() {
+			documented = append(documented, method+" "+p)
+		}
+	}
+	slices.Sort(documented)
+	routes := slices.Sorted(slices.Values(st.apis[0].Routes()))
+	if !slices.Equal(documented, routes) {
+		t.Fatalf("documented operations\n%s\nwant the mux's routes\n%s", strings.Join(documented, "\n"), strings.Join(routes, "\n"))
+	}
+}
+
+// The validator that checks every exchange of the writer's tests fails a
+// response the document does not allow: the writer's real answers pass,
+// the same answers altered do not.
+func TestOpenAPIValidatorCatchesAnswersTheDocumentDoesNotAllow(t *testing.T) {
+	st := newStack(t, 1)
+	st.openActive("a1", 100) // version 3
+
+	type answer struct {
+		status int
+		header http.Header
+		body   map[string]any
+	}
+	// edit changes one member of a JSON object, a path of keys and indexes deep.
+	edit := func(body map[string]any, value any, keys ...any) {
+		var node any = body
+		for i, k := range keys {
+			last := i == len(keys)-1
+			switch n := node.(type) {
+			case map[string]any:
+				if last {
+					if value == nil {
+						delete(n, k.(string))
+					} else {
+						n[k.(string)] = value
+					}
+					return
+				}
+				node = n[k.(string)]
+			case []any:
+				if last {
+					n[k.(int)] = value
+					return
+				}
+				node = n[k.(int)]
+			}
+		}
+	}
+	const deposit = `{"amount":5,"currency":"EUR","source":"x"}`
+	tests := []struct {
+		name, method, path, body string
+		headers                  []string
+		alter                    func(a *answer)
+		want                     string // in the validation error
+	}{
+		{"a status the command does not document", "POST", "/v1/accounts/a1/deposits", deposit, nil,
+			func(a *answer) { a.status = http.StatusAccepted }, "status 202 is not documented"},
+		{"a member the command result does not have", "POST", "/v1/accounts/a1/deposits", deposit, nil,
+			func(a *answer) { edit(a.body, 105, "balance") }, `"balance" is unsupported`},
+		{"a command result without its global position", "POST", "/v1/accounts/a1/deposits", deposit, nil,
+			func(a *answer) { edit(a.body, nil, "globalPosition") }, `"globalPosition" is missing`},
+		{"an appended event of an unknown type", "POST", "/v1/accounts/a1/deposits", deposit, nil,
+			func(a *answer) { edit(a.body, "FundsStolen", "events", 0, "type") }, `"/events/0/type"`},
+		{"no ETag", "POST", "/v1/accounts/a1/deposits", deposit, nil,
+			func(a *answer) { a.header.Del("ETag") }, `"ETag" missing`},
+		{"a weak ETag", "POST", "/v1/accounts/a1/deposits", deposit, nil,
+			func(a *answer) { a.header.Set("ETag", `W/"4"`) }, `"ETag" doesn't match`},
+		{"an open without Location", "POST", "/v1/accounts", `{"owner":"Ada","currency":"EUR"}`, nil,
+			func(a *answer) { a.header.Del("Location") }, `"Location" missing`},
+		{"an undocumented problem type", "POST", "/v1/accounts/a1/withdrawals", `{"amount":500,"currency":"EUR","reason":"x"}`, nil,
+			func(a *answer) { edit(a.body, "https://tributary.dev/problems/overdraft", "type") }, `"/type"`},
+		{"a problem whose status is not the response's", "POST", "/v1/accounts/a1/withdrawals", `{"amount":500,"currency":"EUR","reason":"x"}`, nil,
+			func(a *answer) { edit(a.body, 400.0, "status") }, "value must be 422"},
+		{"a 412 without currentVersion", "POST", "/v1/accounts/a1/deposits", deposit, []string{"If-Match", `"1"`},
+			func(a *answer) { edit(a.body, nil, "currentVersion") }, "missing property 'currentVersion'"},
+		{"a problem sent as JSON", "POST", "/v1/accounts/nobody/deposits", deposit, nil,
+			func(a *answer) { a.header.Set("Content-Type", "application/json") }, "Content-Type has unexpected value"},
+		{"an event whose payload is another type's", "GET", "/v1/streams/account/a1", "", nil,
+			func(a *answer) {
+				edit(a.body, map[string]any{"amount": 100.0, "currency": "EUR"}, "events", 0, "payload")
+			}, "'/events/0/payload': missing property 'owner'"},
+		{"an event without its principal", "GET", "/v1/streams/account/a1", "", nil,
+			func(a *answer) { edit(a.body, nil, "events", 1, "principal") }, "missing property 'principal'"},
+		{"an event id that is not a UUID", "GET", "/v1/streams/account/a1", "", nil,
+			func(a *answer) { edit(a.body, "e-1", "events", 2, "id") }, "'e-1' is not valid uuid"},
+		{"a negative balance", "GET", "/v1/streams/account/a1/state", "", nil,
+			func(a *answer) { edit(a.body, -1.0, "state", "balance") }, "/state/balance"},
+		{"readiness saying something else", "GET", "/readyz", "", nil,
+			func(a *answer) { edit(a.body, "ok", "status") }, "value must be 'ready'"},
+		{"a refused request answered 200", "POST", "/v1/accounts/a1/deposits", `{"amount":-5,"currency":"EUR","source":"x"}`, nil,
+			func(a *answer) { a.status = http.StatusOK }, "must be refused with a 4xx, not 200"},
+		{"an unknown route answered 200", "DELETE", "/v1/accounts/a1", "", nil,
+			func(a *answer) { a.status = http.StatusOK }, "matches no operation"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			req := httptest.NewRequest(tc.method, tc.path, strings.NewReader(tc.body))
+			if tc.body != "" {
+				req.Header.Set("Content-Type", "application/json")
+			}
+			for i := 0; i+1 < len(tc.headers); i += 2 {
+				req.Header.Set(tc.headers[i], tc.headers[i+1])
+			}
+			rec := httptest.NewRecorder()
+			st.handlers[0].ServeHTTP(rec, req)
+			if err := st.spec.Validate(req, []byte(tc.body), rec.Code, rec.Header(), rec.Body.Bytes()); err != nil {
+				t.Fatalf("the writer's own answer %d fails: %v\n%s", rec.Code, err, rec.Body)
+			}
+			a := answer{status: rec.Code, header: rec.Header().Clone()}
+			if err := json.Unmarshal(rec.Body.Bytes(), &a.body); err != nil {
+				t.Fatalf("%d %s: %v", rec.Code, rec.Body, err)
+			}
+			tc.alter(&a)
+			body, err := json.Marshal(a.body)
+			if err != nil {
+				t.Fatal(err)
+			}
+			err = st.spec.Validate(req, []byte(tc.body), a.status, a.header, body)
+			if err == nil {
+				t.Fatalf("altered answer %d %s passes, want an error about %q", a.status, body, tc.want)
+			}
+			// The reason comes first; schema and value dumps follow.
+			reason, _, _ := strings.Cut(err.Error(), "\n")
+			if !strings.Contains(reason, tc.want) {
+				t.Fatalf("altered answer %d %s: error %v, want one about %q", a.status, body, err, tc.want)
+			}
+		})
+	}
+}
+
+// The event payloads in the OpenAPI document are the JSON Schemas the store
+// validates with (schemas/events), at the latest version of each type, the
+// one a stream read upcasts to.
+func TestOpenAPIEventPayloadsAreTheEventSchemas(t *testing.T) {
+	doc, err := apispec.Load("writer")
+	if err != nil {
+		t.Fatal(err)
+	}
+	latest := latestEventSchemas(t)
+	documented := make(map[string]bool)
+	for _, variant := range doc.Components.Schemas["Event"].Value.OneOf {
+		props := variant.Value.Properties
+		aggregateType, eventType := fmt.Sprint(props["aggregateType"].Value.Const), fmt.Sprint(props["type"].Value.Const)
+		version, err := strconv.Atoi(fmt.Sprint(props["schemaVersion"].Value.Const))
+		if err != nil {
+			t.Fatalf("%s: schemaVersion %v", eventType, props["schemaVersion"].Value.Const)
+		}
+		key := aggregateType + "/" + eventType
+		documented[key] = true
+		if latest[key] != version {
+			t.Errorf("%s: the document has v%d, the latest schema is v%d", key, version, latest[key])
+			continue
+		}
+		file := fmt.Sprintf("events/%s/%s.v%d.json", aggregateType, eventType, version)
+		raw, err := fs.ReadFile(schemas.Events, file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := normalizedSchema(t, raw)
+		got, err := json.Marshal(props["payload"].Value)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if g := normalizedSchema(t, got); !reflect.DeepEqual(g, want) {
+			t.Errorf("%s: the document's payload schema\n%v\nis not %s\n%v", key, g, file, want)
+		}
+	}
+	if got, want := slices.Sorted(maps.Keys(documented)), slices.Sorted(maps.Keys(latest)); !slices.Equal(got, want) {
+		t.Errorf("the document has events %v, schemas/events has %v", got, want)
+	}
+}
+
+var eventSchemaFile = regexp.MustCompile(`^events/([^/]+)/([A-Za-z0-9]+)\.v([0-9]+)\.json$`)
+
+// latestEventSchemas maps "<aggregate type>/<event type>" to its latest schema version.
+func latestEventSchemas(t *testing.T) map[string]int {
+	t.Helper()
+	latest := make(map[string]int)
+	err := fs.WalkDir(schemas.Events, "events", func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		m := eventSchemaFile.FindStringSubmatch(p)
+		if m == nil {
+			return fmt.Errorf("%s: unexpected file name", path.Base(p))
+		}
+		v, _ := strconv.Atoi(m[3])
+		latest[m[1]+"/"+m[2]] = max(latest[m[1]+"/"+m[2]], v)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return latest
+}
+
+// normalizedSchema drops what does not constrain: identification,
+// annotations, and an empty properties.
+func normalizedSchema(t *testing.T, raw []byte) map[string]any {
+	t.Helper()
+	var s map[string]any
+	if err := json.Unmarshal(raw, &s); err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []string{"$schema", "$id", "title", "description"} {
+		delete(s, k)
+	}
+	if p, ok := s["properties"].(map[string]any); ok && len(p) == 0 {
+		delete(s, "properties")
+	}
+	return s
+}
+
+// An optional member may be null, which is the same as absent; the document
+// says so with type [T, "null"], and the validator checks these requests
+// against it.
+func TestNullOptionalMembersAreAbsent(t *testing.T) {
+	st := newStack(t, 1)
+	opened := st.must(http.StatusCreated, "POST", "/v1/accounts", `{"id":null,"owner":"Ada","currency":"EUR","initialDeposit":null}`).command(t)
+	if len(opened.Events) != 1 || opened.Events[0].Type != "AccountOpened" {
+		t.Fatalf("opened with %+v, want AccountOpened alone", opened.Events)
+	}
+	st.must(http.StatusOK, "POST", "/v1/accounts/"+opened.AggregateID+"/activate", `{}`)
+	st.must(http.StatusOK, "POST", "/v1/accounts/"+opened.AggregateID+"/close", `{"reason":null}`)
+}
