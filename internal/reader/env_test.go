@@ -45,9 +45,19 @@ type pipeline struct {
 	writer *httptest.Server
 	reader *httptest.Server
 	check  func(req *http.Request, reqBody []byte, resp *http.Response, body []byte)
+	// newProjector makes another member of the pipeline's projections, as
+	// a second projector process would be.
+	newProjector func(readmodels.Projection) *projector.Projector
 }
 
 func newPipeline(t testing.TB, cfg reader.Config) *pipeline {
+	t.Helper()
+	return newHookedPipeline(t, cfg, projector.Hooks{})
+}
+
+// newHookedPipeline is newPipeline whose account-summary projectors run
+// with hooks.
+func newHookedPipeline(t testing.TB, cfg reader.Config, summaryHooks projector.Hooks) *pipeline {
 	t.Helper()
 	dbURL := testenv.PostgresURL(t)
 	pool := testenv.PostgresPool(t, dbURL)
@@ -91,11 +101,18 @@ func newPipeline(t testing.TB, cfg reader.Config) *pipeline {
 	pcfg.SessionTimeout = 6 * time.Second
 	deps := projector.Deps{Redis: rdb, Schemas: eventSchemas, Upcasters: writer.Upcasters(),
 		Metrics: projector.NewMetrics(prometheus.NewRegistry()), Logger: logger}
+	p.newProjector = func(proj readmodels.Projection) *projector.Projector {
+		pr := projector.New(proj, pcfg, deps)
+		if proj.Name() == accounts.SummaryName {
+			pr.WithHooks(summaryHooks)
+		}
+		return pr
+	}
 	for _, proj := range []readmodels.Projection{
 		accounts.SummaryProjection{}, accounts.HistoryProjection{}, accounts.DirectoryProjection{},
 		correlation.Projection{Types: []string{account.AggregateType}},
 	} {
-		pr := projector.New(proj, pcfg, deps)
+		pr := p.newProjector(proj)
 		wg.Go(func() { _ = pr.Run(ctx) })
 	}
 

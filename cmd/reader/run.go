@@ -1,0 +1,136 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/redis/go-redis/v9"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/tributary-es/tributary/internal/apispec"
+	"github.com/tributary-es/tributary/internal/config"
+	"github.com/tributary-es/tributary/internal/reader"
+)
+
+// usageError is a bad command line or setting: exit code 2.
+type usageError struct{ error }
+
+func exitCode(err error) int {
+	var u usageError
+	if errors.As(err, &u) || errors.Is(err, flag.ErrHelp) {
+		return 2
+	}
+	return 1
+}
+
+// settings is every setting of the reader, from flags or the environment.
+type settings struct {
+	redis           config.Redis
+	httpAddr        string
+	shutdownTimeout time.Duration
+	startTimeout    time.Duration
+	logLevel        slog.Level
+	api             reader.Config
+}
+
+func parseSettings(args []string, getenv func(string) string, stderr io.Writer) (settings, error) {
+	s := settings{api: reader.DefaultConfig()}
+	fs := config.New("reader", stderr)
+	s.redis.Register(fs)
+	fs.StringVar(&s.httpAddr, "http-addr", ":8082", "address of the query API, /metrics, /healthz and /readyz")
+	fs.Env("http-addr", "READER_HTTP_ADDR")
+	fs.DurationVar(&s.api.MaxWait, "max-wait", s.api.MaxWait, "longest a query naming a version it must see waits for the projection (read-your-writes)")
+	fs.Env("max-wait", "READER_MAX_WAIT")
+	fs.DurationVar(&s.api.ViewCache, "view-cache", s.api.ViewCache, "how long the served generation of a projection is kept between lookups (0: look up on every query)")
+	fs.Env("view-cache", "READER_VIEW_CACHE")
+	fs.IntVar(&s.api.DefaultPage, "default-page", s.api.DefaultPage, "page size of a listing without limit")
+	fs.Env("default-page", "READER_DEFAULT_PAGE")
+	fs.IntVar(&s.api.MaxPage, "max-page", s.api.MaxPage, "largest limit a listing accepts")
+	fs.Env("max-page", "READER_MAX_PAGE")
+	fs.DurationVar(&s.shutdownTimeout, "shutdown-timeout", 15*time.Second, "how long requests in flight may take to finish on SIGTERM")
+	fs.Env("shutdown-timeout", "SHUTDOWN_TIMEOUT")
+	fs.DurationVar(&s.startTimeout, "start-timeout", 15*time.Second, "how long the start waits for Redis")
+	fs.Env("start-timeout", "READER_START_TIMEOUT")
+	fs.TextVar(&s.logLevel, "log-level", slog.LevelInfo, "log level: debug, info, warn, error")
+	fs.Env("log-level", "LOG_LEVEL")
+	if err := fs.Parse(args, getenv); err != nil {
+		return s, usageError{err}
+	}
+	if fs.NArg() > 0 {
+		return s, usageError{fmt.Errorf("unexpected argument %q (the reader takes flags only; -h lists them)", fs.Arg(0))}
+	}
+	if err := s.redis.Check(fs); err != nil {
+		return s, usageError{err}
+	}
+	switch {
+	case s.api.MaxWait < 0 || s.api.MaxWait > time.Minute:
+		return s, usageError{fmt.Errorf("%s must be from 0s to 1m", fs.Setting("max-wait"))}
+	case s.api.ViewCache < 0 || s.api.ViewCache > 10*time.Second:
+		return s, usageError{fmt.Errorf("%s must be from 0s to 10s (the projector's drop grace must stay longer)", fs.Setting("view-cache"))}
+	case s.api.MaxPage < 1 || s.api.MaxPage > 10_000:
+		return s, usageError{fmt.Errorf("%s must be from 1 to 10000", fs.Setting("max-page"))}
+	case s.api.DefaultPage < 1 || s.api.DefaultPage > s.api.MaxPage:
+		return s, usageError{fmt.Errorf("%s must be from 1 to %s", fs.Setting("default-page"), fs.Setting("max-page"))}
+	case s.shutdownTimeout <= 0 || s.startTimeout <= 0:
+		return s, usageError{fmt.Errorf("%s and %s must be positive", fs.Setting("shutdown-timeout"), fs.Setting("start-timeout"))}
+	}
+	if _, _, err := net.SplitHostPort(s.httpAddr); err != nil {
+		return s, usageError{fmt.Errorf("%s: %v", fs.Setting("http-addr"), err)}
+	}
+	return s, nil
+}
+
+func run(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) error {
+	s, err := parseSettings(args, getenv, stderr)
+	if err != nil {
+		return err
+	}
+	logger := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: s.logLevel}))
+	opts, _ := s.redis.Options()
+	rdb := redis.NewUniversalClient(opts)
+	defer rdb.Close()
+	pingCtx, cancel := context.WithTimeout(ctx, s.startTimeout)
+	defer cancel()
+	if err := rdb.Ping(pingCtx).Err(); err != nil {
+		return fmt.Errorf("cannot reach Redis at REDIS_URL=%s: %w", s.redis.Redacted(), err)
+	}
+	spec, err := apispec.Handler("reader")
+	if err != nil {
+		return err
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	api := reader.NewServer(s.api, rdb, s.redis.Prefix, reg, spec, logger)
+
+	ln, err := net.Listen("tcp", s.httpAddr)
+	if err != nil {
+		return fmt.Errorf("READER_HTTP_ADDR %s: %w", s.httpAddr, err)
+	}
+	srv := &http.Server{Handler: api.Handler(), ReadHeaderTimeout: 5 * time.Second, IdleTimeout: 2 * time.Minute}
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error {
+		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+			return err
+		}
+		return nil
+	})
+	g.Go(func() error {
+		<-gctx.Done()
+		shutdownCtx, cancel := context.WithTimeout(context.Background(), s.shutdownTimeout)
+		defer cancel()
+		return srv.Shutdown(shutdownCtx)
+	})
+	logger.Info("reader started", "http_addr", ln.Addr().String(), "redis_url", s.redis.Redacted(), "redis_prefix", s.redis.Prefix)
+	err = g.Wait()
+	logger.Info("reader stopped")
+	return err
+}

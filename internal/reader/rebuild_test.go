@@ -1,0 +1,151 @@
+package reader_test
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"net/http"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/tributary-es/tributary/internal/log"
+	"github.com/tributary-es/tributary/internal/log/postgres"
+	"github.com/tributary-es/tributary/internal/projector"
+	"github.com/tributary-es/tributary/internal/reader"
+	"github.com/tributary-es/tributary/internal/readmodels"
+	"github.com/tributary-es/tributary/internal/readmodels/accounts"
+	"github.com/tributary-es/tributary/internal/testenv"
+)
+
+// G5 through the reader: while the summary is rebuilt from offset 0 beside
+// the served generation — held half-built until the readers have read 200
+// times — every answer is the complete model (each account equal to the
+// fold of its events); after the switch the reader serves the new
+// generation, still complete. The reader looks the generation up on every
+// query here (no view cache), so it would show a half-built one at once.
+func TestRebuildNeverShowsAHalfBuiltModel(t *testing.T) {
+	cfg := reader.DefaultConfig()
+	cfg.ViewCache = 0
+	release := make(chan struct{})
+	var releaseOnce sync.Once
+	var halfBuilt atomic.Bool
+	hooks := projector.Hooks{BeforeApply: func(ctx context.Context, b readmodels.Batch) error {
+		if b.Generation < 2 {
+			return nil
+		}
+		if halfBuilt.Swap(true) {
+			select { // hold every later batch until the readers have read
+			case <-release:
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
+		return nil
+	}}
+	p := newHookedPipeline(t, cfg, hooks)
+	t.Cleanup(func() { releaseOnce.Do(func() { close(release) }) })
+	ctx := context.Background()
+	h := testenv.GenerateAccounts(300, 6000, 21)
+	ids := make([]string, 0, len(h.ByID))
+	for id, evs := range h.ByID {
+		ids = append(ids, id)
+		news := make([]log.NewEvent, len(evs))
+		for i, e := range evs {
+			news[i] = log.NewEvent{ID: e.ID, Type: e.Type, SchemaVersion: e.SchemaVersion, Payload: e.Payload}
+		}
+		if _, err := p.store.Append(ctx, postgres.AppendRequest{AggregateType: evs[0].AggregateType, AggregateID: id,
+			Expected: postgres.NoStream, Events: news, Metadata: log.Metadata{CorrelationID: "gen", CausationID: "gen"}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	slices.Sort(ids)
+	want := make(map[string]accounts.Summary, len(ids))
+	for _, id := range ids {
+		s := testenv.FoldAccount(t, h.ByID[id])
+		want[id] = accounts.Summary{ID: id, Balance: s.Balance, Status: string(s.Status), Version: int64(len(h.ByID[id])), Currency: s.Currency}
+	}
+	check := func(id string, r response) error {
+		if r.status != http.StatusOK {
+			return fmt.Errorf("%s: %d %s", id, r.status, r.body)
+		}
+		var got accounts.Summary
+		r.json(t, &got)
+		w := want[id]
+		if got.Balance != w.Balance || got.Status != w.Status || got.Version != w.Version || got.Currency != w.Currency {
+			return fmt.Errorf("%s: got %+v, want the fold %+v", id, got, w)
+		}
+		return nil
+	}
+	for _, id := range ids {
+		if err := check(id, p.read(fmt.Sprintf("/v1/accounts/%s?min_version=%d", id, want[id].Version))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	layout := readmodels.NewLayout(p.prefix, accounts.SummaryName)
+	before, err := readmodels.ActiveView(ctx, p.rdb, layout)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	rebuilt := make(chan error, 1)
+	go func() {
+		_, err := p.newProjector(accounts.SummaryProjection{}).Rebuild(ctx, false, nil)
+		rebuilt <- err
+	}()
+	waitFor(t, time.Minute, "the new generation to be half built", halfBuilt.Load)
+	var wg sync.WaitGroup
+	done := make(chan struct{})
+	var reads int
+	var mu sync.Mutex
+	for w := range 4 {
+		wg.Go(func() {
+			rng := rand.New(rand.NewPCG(uint64(w), 3))
+			for {
+				select {
+				case <-done:
+					return
+				default:
+				}
+				id := ids[rng.IntN(len(ids))]
+				if err := check(id, p.read("/v1/accounts/"+id)); err != nil {
+					t.Error("during the rebuild:", err)
+					releaseOnce.Do(func() { close(release) })
+					return
+				}
+				mu.Lock()
+				if reads++; reads == 200 {
+					releaseOnce.Do(func() { close(release) })
+				}
+				mu.Unlock()
+			}
+		})
+	}
+	select {
+	case err := <-rebuilt:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(2 * time.Minute):
+		t.Fatal("the rebuild did not finish")
+	}
+	close(done)
+	wg.Wait()
+	after, err := readmodels.ActiveView(ctx, p.rdb, layout)
+	if err != nil || after.Generation <= before.Generation {
+		t.Fatalf("served generation %d before, %d after (%v)", before.Generation, after.Generation, err)
+	}
+	// After the switch (the reader's view cache turns over within 250 ms)
+	// every account is still complete.
+	for _, id := range ids {
+		if err := check(id, p.read("/v1/accounts/"+id)); err != nil {
+			t.Fatal("after the switch:", err)
+		}
+	}
+	t.Logf("%d reads during the rebuild, generation %d → %d", reads, before.Generation, after.Generation)
+	if reads < 200 {
+		t.Fatalf("only %d reads during the rebuild: too weak a test", reads)
+	}
+}
