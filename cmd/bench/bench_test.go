@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"github.com/tributary-es/tributary/internal/config"
 )
 
 func TestMedian(t *testing.T) {
@@ -87,13 +88,13 @@ func TestBadFlagsExitTwo(t *testing.T) {
 	}
 	for _, args := range tests {
 		err := run(context.Background(), args, func(string) string { return "" }, &bytes.Buffer{})
-		if code := exitCode(err); code != 2 {
+		if code := config.ExitCode(err); code != 2 {
 			t.Errorf("run(%q) = %v (exit %d), want exit 2", args, err, code)
 		}
 	}
 	env := map[string]string{"BENCH_ROUNDS": "zero"}
 	err := run(context.Background(), []string{"writer"}, func(k string) string { return env[k] }, &bytes.Buffer{})
-	if code := exitCode(err); code != 2 || !strings.Contains(err.Error(), "BENCH_ROUNDS") {
+	if code := config.ExitCode(err); code != 2 || !strings.Contains(err.Error(), "BENCH_ROUNDS") {
 		t.Errorf("bad BENCH_ROUNDS: %v (exit %d), want exit 2 naming the variable", err, code)
 	}
 }

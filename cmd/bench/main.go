@@ -18,12 +18,12 @@ package main
 
 import (
 	"context"
-	"errors"
-	"flag"
 	"fmt"
 	"os"
 	"os/signal"
 	"syscall"
+
+	"github.com/tributary-es/tributary/internal/config"
 )
 
 func main() {
@@ -32,17 +32,6 @@ func main() {
 	if err := run(ctx, os.Args[1:], os.Getenv, os.Stdout); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		stop()
-		os.Exit(exitCode(err))
+		os.Exit(config.ExitCode(err))
 	}
-}
-
-// usageError is a bad command line or setting: exit code 2.
-type usageError struct{ error }
-
-func exitCode(err error) int {
-	var u usageError
-	if errors.As(err, &u) || errors.Is(err, flag.ErrHelp) {
-		return 2
-	}
-	return 1
 }

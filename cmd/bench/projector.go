@@ -73,14 +73,14 @@ func parseProjectorSettings(args []string, getenv func(string) string, out io.Wr
 	fs.BoolVar(&s.json, "json", false, "print the report as JSON on stdout, without progress lines")
 	fs.StringVar(&s.cpuProfile, "cpuprofile", "", "write a CPU profile of the whole run (pre-fill, projectors and kfake; not Redis or redis-benchmark) to this file")
 	if err := fs.Parse(args, getenv); err != nil {
-		return s, usageError{err}
+		return s, config.UsageError{Err: err}
 	}
 	if fs.NArg() > 0 {
-		return s, usageError{fmt.Errorf("unexpected argument %q", fs.Arg(0))}
+		return s, config.UsageError{Err: fmt.Errorf("unexpected argument %q", fs.Arg(0))}
 	}
 	atLeast := func(name string, v, least int) error {
 		if v < least {
-			return usageError{fmt.Errorf("%s must be at least %d", fs.Setting(name), least)}
+			return config.UsageError{Err: fmt.Errorf("%s must be at least %d", fs.Setting(name), least)}
 		}
 		return nil
 	}
@@ -90,29 +90,29 @@ func parseProjectorSettings(args []string, getenv func(string) string, out io.Wr
 		atLeast("ceiling-requests", s.ceilingRequests, 1), atLeast("ceiling-pipeline", s.ceilingPipeline, 1),
 		atLeast("ceiling-clients", s.ceilingClients, 1),
 	); err != nil {
-		return s, usageError{err}
+		return s, config.UsageError{Err: err}
 	}
 	switch {
 	case s.accounts > s.events:
-		return s, usageError{fmt.Errorf("%s (%d) must not exceed %s (%d): every account needs its opening event",
+		return s, config.UsageError{Err: fmt.Errorf("%s (%d) must not exceed %s (%d): every account needs its opening event",
 			fs.Setting("accounts"), s.accounts, fs.Setting("events"), s.events)}
 	case s.partitions > 10_000:
-		return s, usageError{fmt.Errorf("%s must be at most 10000", fs.Setting("partitions"))}
+		return s, config.UsageError{Err: fmt.Errorf("%s must be at most 10000", fs.Setting("partitions"))}
 	case s.timeout <= 0:
-		return s, usageError{fmt.Errorf("%s must be positive", fs.Setting("timeout"))}
+		return s, config.UsageError{Err: fmt.Errorf("%s must be positive", fs.Setting("timeout"))}
 	}
 	for name := range strings.SplitSeq(*sets, ",") {
 		i := slices.IndexFunc(projectionSets, func(set projectionSet) bool { return set.name == strings.TrimSpace(name) })
 		if i < 0 || slices.ContainsFunc(s.sets, func(set projectionSet) bool { return set.name == projectionSets[i].name }) {
-			return s, usageError{fmt.Errorf("%s must list summary, all or both, once each", fs.Setting("projections"))}
+			return s, config.UsageError{Err: fmt.Errorf("%s must list summary, all or both, once each", fs.Setting("projections"))}
 		}
 		s.sets = append(s.sets, projectionSets[i])
 	}
 	if _, port, err := net.SplitHostPort(s.redisAddr); err != nil || port == "" {
-		return s, usageError{fmt.Errorf("%s must be host:port, like 127.0.0.1:6379", fs.Setting("redis-addr"))}
+		return s, config.UsageError{Err: fmt.Errorf("%s must be host:port, like 127.0.0.1:6379", fs.Setting("redis-addr"))}
 	}
 	if _, err := exec.LookPath("redis-benchmark"); err != nil {
-		return s, usageError{errors.New("redis-benchmark is not installed: it measures the Redis ceiling (apt-get install redis-tools)")}
+		return s, config.UsageError{Err: errors.New("redis-benchmark is not installed: it measures the Redis ceiling (apt-get install redis-tools)")}
 	}
 	return s, nil
 }

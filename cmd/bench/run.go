@@ -88,22 +88,22 @@ func parseSettings(args []string, getenv func(string) string, out io.Writer) (se
 	fs.Env("load", "BENCH_LOAD")
 	fs.StringVar(&s.cpuProfile, "cpuprofile", "", "write a CPU profile of the whole run (load generator, writer) to this file")
 	if err := fs.Parse(args, getenv); err != nil {
-		return s, usageError{err}
+		return s, config.UsageError{Err: err}
 	}
 	if fs.NArg() > 0 {
-		return s, usageError{fmt.Errorf("unexpected argument %q", fs.Arg(0))}
+		return s, config.UsageError{Err: fmt.Errorf("unexpected argument %q", fs.Arg(0))}
 	}
 	switch {
 	case len(s.clients) == 0:
-		return s, usageError{fmt.Errorf("%s needs at least one level", fs.Setting("clients"))}
+		return s, config.UsageError{Err: fmt.Errorf("%s needs at least one level", fs.Setting("clients"))}
 	case s.accounts < 1:
-		return s, usageError{fmt.Errorf("%s must be at least 1", fs.Setting("accounts"))}
+		return s, config.UsageError{Err: fmt.Errorf("%s must be at least 1", fs.Setting("accounts"))}
 	case s.duration < 100*time.Millisecond:
-		return s, usageError{fmt.Errorf("%s must be at least 100ms", fs.Setting("duration"))}
+		return s, config.UsageError{Err: fmt.Errorf("%s must be at least 100ms", fs.Setting("duration"))}
 	case s.warmup < 0:
-		return s, usageError{fmt.Errorf("%s must not be negative", fs.Setting("warmup"))}
+		return s, config.UsageError{Err: fmt.Errorf("%s must not be negative", fs.Setting("warmup"))}
 	case s.rounds < 1:
-		return s, usageError{fmt.Errorf("%s must be at least 1", fs.Setting("rounds"))}
+		return s, config.UsageError{Err: fmt.Errorf("%s must be at least 1", fs.Setting("rounds"))}
 	}
 	switch s.load {
 	case "auto":
@@ -114,17 +114,17 @@ func parseSettings(args []string, getenv func(string) string, out io.Writer) (se
 	case "go":
 	case "wrk":
 		if _, err := exec.LookPath("wrk"); err != nil {
-			return s, usageError{fmt.Errorf("%s=wrk but wrk is not installed (apt-get install wrk)", fs.Setting("load"))}
+			return s, config.UsageError{Err: fmt.Errorf("%s=wrk but wrk is not installed (apt-get install wrk)", fs.Setting("load"))}
 		}
 	default:
-		return s, usageError{fmt.Errorf("%s must be wrk, go or auto", fs.Setting("load"))}
+		return s, config.UsageError{Err: fmt.Errorf("%s must be wrk, go or auto", fs.Setting("load"))}
 	}
 	u, err := url.Parse(s.databaseURL)
 	if err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") || u.Host == "" {
-		return s, usageError{fmt.Errorf("%s must be a URL like %s", fs.Setting("database-url"), defaultDatabaseURL)}
+		return s, config.UsageError{Err: fmt.Errorf("%s must be a URL like %s", fs.Setting("database-url"), defaultDatabaseURL)}
 	}
 	if _, err := pgx.ParseConfig(s.databaseURL); err != nil {
-		return s, usageError{fmt.Errorf("%s is not a valid Postgres URL: %v", fs.Setting("database-url"), err)}
+		return s, config.UsageError{Err: fmt.Errorf("%s is not a valid Postgres URL: %v", fs.Setting("database-url"), err)}
 	}
 	return s, nil
 }
@@ -132,7 +132,7 @@ func parseSettings(args []string, getenv func(string) string, out io.Writer) (se
 func run(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
 	const usage = "usage: bench writer|projector [flags] (run 'bench writer -h' or 'bench projector -h' for the flags)"
 	if len(args) == 0 {
-		return usageError{errors.New(usage)}
+		return config.UsageError{Err: errors.New(usage)}
 	}
 	var bench func(context.Context) error
 	var cpuProfile string
@@ -152,12 +152,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		cpuProfile = s.cpuProfile
 		bench = func(ctx context.Context) error { return benchProjector(ctx, s, stdout) }
 	default:
-		return usageError{errors.New(usage)}
+		return config.UsageError{Err: errors.New(usage)}
 	}
 	if cpuProfile != "" {
 		f, err := os.Create(cpuProfile)
 		if err != nil {
-			return usageError{fmt.Errorf("--cpuprofile: %w", err)}
+			return config.UsageError{Err: fmt.Errorf("--cpuprofile: %w", err)}
 		}
 		defer f.Close()
 		if err := pprof.StartCPUProfile(f); err != nil {
@@ -185,7 +185,7 @@ func benchWriter(ctx context.Context, s settings, stdout io.Writer) (err error) 
 		return err
 	}
 	if need := slices.Max(s.clients) + 2; need > server.maxConnections {
-		return usageError{fmt.Errorf("--clients %d needs %d Postgres connections for the raw insert ceiling, but max_connections is %d",
+		return config.UsageError{Err: fmt.Errorf("--clients %d needs %d Postgres connections for the raw insert ceiling, but max_connections is %d",
 			slices.Max(s.clients), need, server.maxConnections)}
 	}
 	rep := newReport(s, server.version)

@@ -190,7 +190,20 @@ func TestKilledAndRebalancedProjectorsLoseNothingAndApplyNothingTwice(t *testing
 	produce(h.Events[14000:])
 	waitUntil(t, 60*time.Second, "two members make progress", func() bool { return applied() > 15000 })
 	c.terminate(t) // and leaves mid-stream
-	waitUntil(t, 90*time.Second, "all events applied", func() bool { return applied() == int64(len(h.Events)) })
+	// The summary and the history are separate consumer groups: wait for
+	// both before comparing.
+	historyApplied := func() int64 {
+		var n int64
+		for id := range h.ByID {
+			if v, err := q.HistoryVersion(context.Background(), id); err == nil {
+				n += v
+			}
+		}
+		return n
+	}
+	waitUntil(t, 90*time.Second, "all events applied", func() bool {
+		return applied() == int64(len(h.Events)) && historyApplied() == int64(len(h.Events))
+	})
 	b.terminate(t)
 
 	for id, evs := range h.ByID {

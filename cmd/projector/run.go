@@ -17,6 +17,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/tributary-es/tributary/internal/config"
 	"github.com/tributary-es/tributary/internal/domain/account"
 	"github.com/tributary-es/tributary/internal/log"
 	"github.com/tributary-es/tributary/internal/projector"
@@ -62,7 +63,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	if cmd == "dlq" {
 		if len(args) == 0 || (args[0] != "list" && args[0] != "replay") {
-			return usageError{errors.New("dlq needs a subcommand: list or replay\n" + usage)}
+			return config.UsageError{Err: errors.New("dlq needs a subcommand: list or replay\n" + usage)}
 		}
 		cmd, args = args[0], args[1:]
 	}
@@ -70,7 +71,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	var name string
 	if cmd != "run" {
 		if len(args) == 0 || projection(args[0]) == nil {
-			return usageError{fmt.Errorf("%s needs a projection name\n%s", cmd, usage)}
+			return config.UsageError{Err: fmt.Errorf("%s needs a projection name\n%s", cmd, usage)}
 		}
 		name, args = args[0], args[1:]
 	}
@@ -79,7 +80,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return err
 	}
 	if len(s.args) > 0 {
-		return usageError{fmt.Errorf("unexpected argument %q\n%s", s.args[0], usage)}
+		return config.UsageError{Err: fmt.Errorf("unexpected argument %q\n%s", s.args[0], usage)}
 	}
 	logger := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: s.logLevel}))
 	opts, _ := s.redis.Options()

@@ -1,8 +1,6 @@
 package main
 
 import (
-	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -14,17 +12,6 @@ import (
 	"github.com/tributary-es/tributary/internal/config"
 	"github.com/tributary-es/tributary/internal/projector"
 )
-
-// usageError is a bad command line or setting: exit code 2.
-type usageError struct{ error }
-
-func exitCode(err error) int {
-	var u usageError
-	if errors.As(err, &u) || errors.Is(err, flag.ErrHelp) {
-		return 2
-	}
-	return 1
-}
 
 // settings is every setting of the projector, from flags or the environment.
 type settings struct {
@@ -79,7 +66,7 @@ func parseSettings(cmd string, args []string, getenv func(string) string, stderr
 	}
 
 	if err := fs.Parse(args, getenv); err != nil {
-		return s, usageError{err}
+		return s, config.UsageError{Err: err}
 	}
 	s.args = fs.Args()
 	s.projections = nil
@@ -88,35 +75,35 @@ func parseSettings(cmd string, args []string, getenv func(string) string, stderr
 			continue
 		}
 		if !slices.Contains(projectionNames(), n) {
-			return s, usageError{fmt.Errorf("%s: unknown projection %q; known: %s", fs.Setting("projections"), n, strings.Join(projectionNames(), ", "))}
+			return s, config.UsageError{Err: fmt.Errorf("%s: unknown projection %q; known: %s", fs.Setting("projections"), n, strings.Join(projectionNames(), ", "))}
 		}
 		s.projections = append(s.projections, n)
 	}
 	switch {
 	case len(s.projections) == 0:
-		return s, usageError{fmt.Errorf("%s names no projection", fs.Setting("projections"))}
+		return s, config.UsageError{Err: fmt.Errorf("%s names no projection", fs.Setting("projections"))}
 	case p.BatchSize < 1 || p.BatchSize > 10_000:
-		return s, usageError{fmt.Errorf("%s must be from 1 to 10000", fs.Setting("batch-size"))}
+		return s, config.UsageError{Err: fmt.Errorf("%s must be from 1 to 10000", fs.Setting("batch-size"))}
 	case p.Retries < 0 || p.Retries > 20:
-		return s, usageError{fmt.Errorf("%s must be from 0 to 20", fs.Setting("retries"))}
+		return s, config.UsageError{Err: fmt.Errorf("%s must be from 0 to 20", fs.Setting("retries"))}
 	case p.RetryBackoff <= 0 || p.Poll <= 0 || p.DropGrace < 0:
-		return s, usageError{fmt.Errorf("%s, %s and %s must be positive", fs.Setting("retry-backoff"), fs.Setting("poll"), fs.Setting("drop-grace"))}
+		return s, config.UsageError{Err: fmt.Errorf("%s, %s and %s must be positive", fs.Setting("retry-backoff"), fs.Setting("poll"), fs.Setting("drop-grace"))}
 	case p.SessionTimeout < 6*time.Second:
-		return s, usageError{fmt.Errorf("%s must be at least 6s (Kafka's group.min.session.timeout.ms)", fs.Setting("session-timeout"))}
+		return s, config.UsageError{Err: fmt.Errorf("%s must be at least 6s (Kafka's group.min.session.timeout.ms)", fs.Setting("session-timeout"))}
 	case s.kafka.Brokers == "":
-		return s, usageError{fmt.Errorf("%s is required", fs.Setting("kafka-brokers"))}
+		return s, config.UsageError{Err: fmt.Errorf("%s is required", fs.Setting("kafka-brokers"))}
 	}
 	if err := s.kafka.Check(fs); err != nil {
-		return s, usageError{err}
+		return s, config.UsageError{Err: err}
 	}
 	if _, err := s.kafka.Client("tributary-projector").Options(); err != nil {
-		return s, usageError{err}
+		return s, config.UsageError{Err: err}
 	}
 	if err := s.redis.Check(fs); err != nil {
-		return s, usageError{err}
+		return s, config.UsageError{Err: err}
 	}
 	if _, _, err := net.SplitHostPort(s.httpAddr); err != nil {
-		return s, usageError{fmt.Errorf("%s: %v", fs.Setting("http-addr"), err)}
+		return s, config.UsageError{Err: fmt.Errorf("%s: %v", fs.Setting("http-addr"), err)}
 	}
 	p.Topics = s.kafka.Topics()
 	p.RedisPrefix = s.redis.Prefix

@@ -9,6 +9,8 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+
+	"github.com/tributary-es/tributary/internal/config"
 )
 
 func main() {
@@ -16,6 +18,6 @@ func main() {
 	defer stop()
 	if err := run(ctx, os.Args[1:], os.Getenv, os.Stderr); err != nil {
 		fmt.Fprintln(os.Stderr, "reader:", err)
-		os.Exit(exitCode(err))
+		os.Exit(config.ExitCode(err))
 	}
 }

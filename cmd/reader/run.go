@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -20,17 +19,6 @@ import (
 	"github.com/tributary-es/tributary/internal/config"
 	"github.com/tributary-es/tributary/internal/reader"
 )
-
-// usageError is a bad command line or setting: exit code 2.
-type usageError struct{ error }
-
-func exitCode(err error) int {
-	var u usageError
-	if errors.As(err, &u) || errors.Is(err, flag.ErrHelp) {
-		return 2
-	}
-	return 1
-}
 
 // settings is every setting of the reader, from flags or the environment.
 type settings struct {
@@ -63,28 +51,28 @@ func parseSettings(args []string, getenv func(string) string, stderr io.Writer) 
 	fs.TextVar(&s.logLevel, "log-level", slog.LevelInfo, "log level: debug, info, warn, error")
 	fs.Env("log-level", "LOG_LEVEL")
 	if err := fs.Parse(args, getenv); err != nil {
-		return s, usageError{err}
+		return s, config.UsageError{Err: err}
 	}
 	if fs.NArg() > 0 {
-		return s, usageError{fmt.Errorf("unexpected argument %q (the reader takes flags only; -h lists them)", fs.Arg(0))}
+		return s, config.UsageError{Err: fmt.Errorf("unexpected argument %q (the reader takes flags only; -h lists them)", fs.Arg(0))}
 	}
 	if err := s.redis.Check(fs); err != nil {
-		return s, usageError{err}
+		return s, config.UsageError{Err: err}
 	}
 	switch {
 	case s.api.MaxWait < 0 || s.api.MaxWait > time.Minute:
-		return s, usageError{fmt.Errorf("%s must be from 0s to 1m", fs.Setting("max-wait"))}
+		return s, config.UsageError{Err: fmt.Errorf("%s must be from 0s to 1m", fs.Setting("max-wait"))}
 	case s.api.ViewCache < 0 || s.api.ViewCache > 10*time.Second:
-		return s, usageError{fmt.Errorf("%s must be from 0s to 10s (the projector's drop grace must stay longer)", fs.Setting("view-cache"))}
+		return s, config.UsageError{Err: fmt.Errorf("%s must be from 0s to 10s (the projector's drop grace must stay longer)", fs.Setting("view-cache"))}
 	case s.api.MaxPage < 1 || s.api.MaxPage > 10_000:
-		return s, usageError{fmt.Errorf("%s must be from 1 to 10000", fs.Setting("max-page"))}
+		return s, config.UsageError{Err: fmt.Errorf("%s must be from 1 to 10000", fs.Setting("max-page"))}
 	case s.api.DefaultPage < 1 || s.api.DefaultPage > s.api.MaxPage:
-		return s, usageError{fmt.Errorf("%s must be from 1 to %s", fs.Setting("default-page"), fs.Setting("max-page"))}
+		return s, config.UsageError{Err: fmt.Errorf("%s must be from 1 to %s", fs.Setting("default-page"), fs.Setting("max-page"))}
 	case s.shutdownTimeout <= 0 || s.startTimeout <= 0:
-		return s, usageError{fmt.Errorf("%s and %s must be positive", fs.Setting("shutdown-timeout"), fs.Setting("start-timeout"))}
+		return s, config.UsageError{Err: fmt.Errorf("%s and %s must be positive", fs.Setting("shutdown-timeout"), fs.Setting("start-timeout"))}
 	}
 	if _, _, err := net.SplitHostPort(s.httpAddr); err != nil {
-		return s, usageError{fmt.Errorf("%s: %v", fs.Setting("http-addr"), err)}
+		return s, config.UsageError{Err: fmt.Errorf("%s: %v", fs.Setting("http-addr"), err)}
 	}
 	return s, nil
 }

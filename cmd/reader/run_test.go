@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tributary-es/tributary/internal/config"
 	"github.com/tributary-es/tributary/internal/testenv"
 )
 
@@ -48,7 +49,7 @@ func TestBadConfigurationNamesTheSetting(t *testing.T) {
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("got %v, want an error containing %q", err, tc.want)
 			}
-			if code := exitCode(err); code != 2 {
+			if code := config.ExitCode(err); code != 2 {
 				t.Fatalf("exit code %d, want 2", code)
 			}
 		})
@@ -63,8 +64,8 @@ func TestUnreachableRedisIsNamed(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "REDIS_URL=redis://:xxxxx@127.0.0.1:1/0") || strings.Contains(err.Error(), "s3cret") {
 		t.Fatalf("got %v, want the unreachable REDIS_URL named, password masked", err)
 	}
-	if exitCode(err) != 1 {
-		t.Fatalf("exit code %d, want 1", exitCode(err))
+	if config.ExitCode(err) != 1 {
+		t.Fatalf("exit code %d, want 1", config.ExitCode(err))
 	}
 }
 

@@ -12,6 +12,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/tributary-es/tributary/internal/config"
 	"github.com/tributary-es/tributary/internal/domain/account"
 	"github.com/tributary-es/tributary/internal/log/kafka"
 	"github.com/tributary-es/tributary/internal/log/relay"
@@ -66,7 +67,7 @@ func newRelay(ctx context.Context, s settings, pool *pgxpool.Pool, reg prometheu
 	opts, err := cfg.Options()
 	if err != nil {
 		closeAll()
-		return nil, usageError{err}
+		return nil, config.UsageError{Err: err}
 	}
 	client, err := kgo.NewClient(append(opts, relay.ProducerOptions(relay.DefaultConfig().AckTimeout)...)...)
 	if err != nil {

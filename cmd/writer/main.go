@@ -11,6 +11,8 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+
+	"github.com/tributary-es/tributary/internal/config"
 )
 
 func main() {
@@ -18,6 +20,6 @@ func main() {
 	defer stop()
 	if err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr); err != nil {
 		fmt.Fprintln(os.Stderr, "writer:", err)
-		os.Exit(exitCode(err))
+		os.Exit(config.ExitCode(err))
 	}
 }

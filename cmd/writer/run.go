@@ -9,6 +9,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/tributary-es/tributary/internal/config"
 	"github.com/tributary-es/tributary/internal/log/postgres"
 )
 
@@ -42,7 +43,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 func openPool(ctx context.Context, s settings) (*pgxpool.Pool, error) {
 	cfg, err := pgxpool.ParseConfig(s.databaseURL)
 	if err != nil {
-		return nil, usageError{fmt.Errorf("DATABASE_URL: %w", err)}
+		return nil, config.UsageError{Err: fmt.Errorf("DATABASE_URL: %w", err)}
 	}
 	cfg.MaxConns = int32(s.dbMaxConns)
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tributary-es/tributary/internal/config"
 	"github.com/tributary-es/tributary/internal/testenv"
 )
 
@@ -51,7 +52,7 @@ func TestBadConfigurationNamesTheSetting(t *testing.T) {
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("got %v, want an error containing %q", err, tc.want)
 			}
-			if code := exitCode(err); code != 2 {
+			if code := config.ExitCode(err); code != 2 {
 				t.Fatalf("exit code %d, want 2", code)
 			}
 		})

@@ -15,6 +15,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/tributary-es/tributary/internal/aggregate"
+	"github.com/tributary-es/tributary/internal/config"
 	"github.com/tributary-es/tributary/internal/log/postgres"
 	"github.com/tributary-es/tributary/internal/writer"
 )
@@ -64,13 +65,13 @@ func serve(ctx context.Context, s settings, logger *slog.Logger, api bool) error
 	if s.pprofAddr != "" {
 		stop, err := servePprof(s.pprofAddr, logger)
 		if err != nil {
-			return usageError{fmt.Errorf("PPROF_ADDR: %w", err)}
+			return config.UsageError{Err: fmt.Errorf("PPROF_ADDR: %w", err)}
 		}
 		defer stop()
 	}
 	ln, err := net.Listen("tcp", s.httpAddr)
 	if err != nil {
-		return usageError{fmt.Errorf("WRITER_HTTP_ADDR: listen on %s: %w", s.httpAddr, err)}
+		return config.UsageError{Err: fmt.Errorf("WRITER_HTTP_ADDR: listen on %s: %w", s.httpAddr, err)}
 	}
 	srv := &http.Server{
 		Handler:           handler,

@@ -1,8 +1,6 @@
 package main
 
 import (
-	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -13,17 +11,6 @@ import (
 
 	"github.com/tributary-es/tributary/internal/config"
 )
-
-// usageError is a bad command line or setting: exit code 2.
-type usageError struct{ error }
-
-func exitCode(err error) int {
-	var u usageError
-	if errors.As(err, &u) || errors.Is(err, flag.ErrHelp) {
-		return 2
-	}
-	return 1
-}
 
 // settings is every setting of the writer, from flags or the environment.
 type settings struct {
@@ -90,41 +77,41 @@ func parseSettings(cmd string, args []string, getenv func(string) string, stderr
 	fs.Env("kafka-embedded-port", "KAFKA_EMBEDDED_PORT")
 
 	if err := fs.Parse(args, getenv); err != nil {
-		return s, usageError{err}
+		return s, config.UsageError{Err: err}
 	}
 	if fs.NArg() > 0 {
-		return s, usageError{fmt.Errorf("unexpected argument %q", fs.Arg(0))}
+		return s, config.UsageError{Err: fmt.Errorf("unexpected argument %q", fs.Arg(0))}
 	}
 	relayRuns := cmd == "relay" || (cmd == "serve" && s.relay)
 	switch {
 	case s.databaseURL == "":
-		return s, usageError{fmt.Errorf("%s is required, e.g. postgres://postgres@127.0.0.1:5432/tributary", fs.Setting("database-url"))}
+		return s, config.UsageError{Err: fmt.Errorf("%s is required, e.g. postgres://postgres@127.0.0.1:5432/tributary", fs.Setting("database-url"))}
 	case s.dbMaxConns < 1:
-		return s, usageError{fmt.Errorf("%s must be at least 1", fs.Setting("db-max-conns"))}
+		return s, config.UsageError{Err: fmt.Errorf("%s must be at least 1", fs.Setting("db-max-conns"))}
 	case s.snapshotEvery < 1:
-		return s, usageError{fmt.Errorf("%s must be at least 1", fs.Setting("snapshot-every"))}
+		return s, config.UsageError{Err: fmt.Errorf("%s must be at least 1", fs.Setting("snapshot-every"))}
 	case s.idempotencyTTL < time.Minute:
-		return s, usageError{fmt.Errorf("%s must be at least 1m", fs.Setting("idempotency-key-ttl"))}
+		return s, config.UsageError{Err: fmt.Errorf("%s must be at least 1m", fs.Setting("idempotency-key-ttl"))}
 	case s.maxBodyBytes < 1024:
-		return s, usageError{fmt.Errorf("%s must be at least 1024", fs.Setting("max-body-bytes"))}
+		return s, config.UsageError{Err: fmt.Errorf("%s must be at least 1024", fs.Setting("max-body-bytes"))}
 	case relayRuns && k.Brokers == "" && !k.embedded:
-		return s, usageError{fmt.Errorf("%s is required for the relay (or set %s for development, or %s=false to run the relay elsewhere)",
+		return s, config.UsageError{Err: fmt.Errorf("%s is required for the relay (or set %s for development, or %s=false to run the relay elsewhere)",
 			fs.Setting("kafka-brokers"), fs.Setting("kafka-embedded"), fs.Setting("relay"))}
 	case k.Brokers != "" && k.embedded:
-		return s, usageError{fmt.Errorf("%s and %s exclude each other", fs.Setting("kafka-brokers"), fs.Setting("kafka-embedded"))}
+		return s, config.UsageError{Err: fmt.Errorf("%s and %s exclude each other", fs.Setting("kafka-brokers"), fs.Setting("kafka-embedded"))}
 	}
 	if err := k.Check(fs); err != nil {
-		return s, usageError{err}
+		return s, config.UsageError{Err: err}
 	}
 	if _, _, err := net.SplitHostPort(s.httpAddr); err != nil {
-		return s, usageError{fmt.Errorf("%s: %v", fs.Setting("http-addr"), err)}
+		return s, config.UsageError{Err: fmt.Errorf("%s: %v", fs.Setting("http-addr"), err)}
 	}
 	if _, err := pgxpool.ParseConfig(s.databaseURL); err != nil {
-		return s, usageError{fmt.Errorf("%s is not a valid Postgres URL: %v", fs.Setting("database-url"), err)}
+		return s, config.UsageError{Err: fmt.Errorf("%s is not a valid Postgres URL: %v", fs.Setting("database-url"), err)}
 	}
 	if relayRuns && !k.embedded {
 		if _, err := k.Client("tributary-relay").Options(); err != nil {
-			return s, usageError{err}
+			return s, config.UsageError{Err: err}
 		}
 	}
 	return s, nil

@@ -64,7 +64,10 @@ type Options struct {
 	// since the last usable one. 0 means 100.
 	SnapshotEvery int
 	// ConflictRetries bounds the retries of a command without an expected
-	// version that lost a race. 0 means 10.
+	// version that lost a race to another process. 0 means 32: with the
+	// jittered backoff (up to 16 ms) a loser keeps trying for a few hundred
+	// milliseconds, long enough for a busy peer's queue on the same
+	// aggregate to drain, so 409 means real, lasting contention.
 	ConflictRetries int
 	// CacheSize is how many aggregates' current state the handler keeps in
 	// memory (least recently used go first). 0 means 10,000; negative
@@ -102,7 +105,7 @@ func NewHandler[S any, C any, E Event](typ Type[S, C, E], store *postgres.Store,
 		opts.SnapshotEvery = 100
 	}
 	if opts.ConflictRetries <= 0 {
-		opts.ConflictRetries = 10
+		opts.ConflictRetries = 32
 	}
 	h := &Handler[S, C, E]{typ: typ, store: store, schemas: schemas, opts: opts, locks: newKeyedMutex()}
 	if opts.CacheSize == 0 {
@@ -167,7 +170,7 @@ func (h *Handler[S, C, E]) Handle(ctx context.Context, req Request[C]) (Result[S
 			return Result[S]{}, fmt.Errorf("%s/%s: %w", h.typ.Name, req.AggregateID, ErrConflict)
 		}
 		// Another process won the race; back off a little, with jitter, and retry.
-		backoff := time.Duration(rand.Int64N(int64(time.Millisecond) << min(attempt, 6)))
+		backoff := time.Duration(rand.Int64N(int64(time.Millisecond) << min(attempt, 4)))
 		select {
 		case <-ctx.Done():
 			return Result[S]{}, ctx.Err()

@@ -67,3 +67,22 @@ func (s *Set) Setting(name string) string {
 	}
 	return "--" + name
 }
+
+// UsageError is a bad command line or setting: the process should exit with
+// code 2 (see ExitCode).
+type UsageError struct{ Err error }
+
+func (u UsageError) Error() string { return u.Err.Error() }
+
+// Unwrap returns the underlying error.
+func (u UsageError) Unwrap() error { return u.Err }
+
+// ExitCode is the process exit code for err: 2 for a UsageError or a help
+// request, 1 for any other failure.
+func ExitCode(err error) int {
+	var u UsageError
+	if errors.As(err, &u) || errors.Is(err, flag.ErrHelp) {
+		return 2
+	}
+	return 1
+}

@@ -3,14 +3,13 @@ package reader
 import (
 	"context"
 	"encoding/base64"
-	"encoding/json"
 	"net/http"
 	"regexp"
 	"strconv"
 	"strings"
 	"time"
 
-	"github.com/tributary-es/tributary/internal/params"
+	"github.com/tributary-es/tributary/internal/httpapi"
 	"github.com/tributary-es/tributary/internal/problem"
 	"github.com/tributary-es/tributary/internal/readmodels/accounts"
 )
@@ -43,7 +42,7 @@ var currencyPattern = regexp.MustCompile(`^[A-Z]{3}$`)
 
 func (s *Server) getAccount(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
-	if p := params.ID(id); p != nil {
+	if p := httpapi.ID(id); p != nil {
 		problem.Write(w, r, p)
 		return
 	}
@@ -77,16 +76,16 @@ func (s *Server) getAccount(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusNotModified)
 		return
 	}
-	writeJSON(w, http.StatusOK, sum)
+	httpapi.WriteJSON(w, http.StatusOK, sum)
 }
 
 func (s *Server) getTransactions(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
-	if p := params.ID(id); p != nil {
+	if p := httpapi.ID(id); p != nil {
 		problem.Write(w, r, p)
 		return
 	}
-	limit, p := params.QueryInt(r, "limit", int64(s.cfg.DefaultPage), 1, int64(s.cfg.MaxPage))
+	limit, p := httpapi.QueryInt(r, "limit", int64(s.cfg.DefaultPage), 1, int64(s.cfg.MaxPage))
 	if p != nil {
 		problem.Write(w, r, p)
 		return
@@ -122,12 +121,12 @@ func (s *Server) getTransactions(w http.ResponseWriter, r *http.Request) {
 	if page.Next > 0 {
 		out.Next = encodeCursor("h1:" + strconv.FormatInt(page.Next, 10))
 	}
-	writeJSON(w, http.StatusOK, out)
+	httpapi.WriteJSON(w, http.StatusOK, out)
 }
 
 func (s *Server) listAccounts(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
-	limit, p := params.QueryInt(r, "limit", int64(s.cfg.DefaultPage), 1, int64(s.cfg.MaxPage))
+	limit, p := httpapi.QueryInt(r, "limit", int64(s.cfg.DefaultPage), 1, int64(s.cfg.MaxPage))
 	if p != nil {
 		problem.Write(w, r, p)
 		return
@@ -193,7 +192,7 @@ func (s *Server) listAccounts(w http.ResponseWriter, r *http.Request) {
 	if page.Next != nil {
 		out.Next = encodeCursor("d1:" + kind + ":" + key + ":" + strconv.FormatInt(page.Next.Score, 10) + ":" + page.Next.ID)
 	}
-	writeJSON(w, http.StatusOK, out)
+	httpapi.WriteJSON(w, http.StatusOK, out)
 }
 
 // Cursors are opaque to clients: base64url of a versioned position.
@@ -235,7 +234,7 @@ func decodeDirectoryCursor(c, kind, key string) (*accounts.Ranked, bool) {
 	}
 	score, id, _ := strings.Cut(rest, ":")
 	n, err := strconv.ParseInt(score, 10, 64)
-	if err != nil || params.ID(id) != nil {
+	if err != nil || httpapi.ID(id) != nil {
 		return nil, false
 	}
 	return &accounts.Ranked{ID: id, Score: n}, true
@@ -264,15 +263,4 @@ func badCursor() *problem.Problem {
 
 func invalidQuery(detail string) *problem.Problem {
 	return problem.New(http.StatusBadRequest, "invalid-query", "Invalid query parameter", detail)
-}
-
-func writeJSON(w http.ResponseWriter, status int, v any) {
-	body, err := json.Marshal(v)
-	if err != nil {
-		http.Error(w, http.StatusText(http.StatusInternalServerError), http.StatusInternalServerError)
-		return
-	}
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	_, _ = w.Write(append(body, '\n'))
 }

@@ -9,7 +9,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/tributary-es/tributary/internal/params"
+	"github.com/tributary-es/tributary/internal/httpapi"
 	"github.com/tributary-es/tributary/internal/problem"
 	"github.com/tributary-es/tributary/internal/readmodels"
 )
@@ -21,7 +21,7 @@ const MinVersionHeader = "Min-Version"
 // minVersion reads the version the request must see, from the min_version
 // query parameter or the Min-Version header; 0 when it names none.
 func minVersion(r *http.Request) (int64, *problem.Problem) {
-	v, p := params.QueryInt(r, "min_version", 0, 1, math.MaxInt64)
+	v, p := httpapi.QueryInt(r, "min_version", 0, 1, math.MaxInt64)
 	if p != nil || v > 0 {
 		return v, p
 	}

@@ -5,7 +5,7 @@ import (
 	"math"
 	"net/http"
 
-	"github.com/tributary-es/tributary/internal/params"
+	"github.com/tributary-es/tributary/internal/httpapi"
 	"github.com/tributary-es/tributary/internal/problem"
 	"github.com/tributary-es/tributary/internal/readmodels/correlation"
 )
@@ -63,12 +63,12 @@ func above(n, m *Node, parentOf map[*Node]*Node) bool {
 
 func (s *Server) getCorrelation(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
-	if !params.IsToken(id) {
+	if !httpapi.IsToken(id) {
 		problem.Write(w, r, problem.New(http.StatusBadRequest, "invalid-id", "Invalid correlation id",
 			"a correlation id is 1 to 128 printable ASCII characters without spaces"))
 		return
 	}
-	want, p := params.QueryInt(r, "min_position", 0, 1, math.MaxInt64)
+	want, p := httpapi.QueryInt(r, "min_position", 0, 1, math.MaxInt64)
 	if p != nil {
 		problem.Write(w, r, p)
 		return
@@ -94,5 +94,5 @@ func (s *Server) getCorrelation(w http.ResponseWriter, r *http.Request) {
 			"no event of correlation "+id+" in the read model"))
 		return
 	}
-	writeJSON(w, http.StatusOK, buildTree(id, links))
+	httpapi.WriteJSON(w, http.StatusOK, buildTree(id, links))
 }

@@ -9,17 +9,15 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
-	"strconv"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/redis/go-redis/v9"
-	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
-	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
 	"go.opentelemetry.io/otel/trace/noop"
 
+	"github.com/tributary-es/tributary/internal/httpapi"
 	"github.com/tributary-es/tributary/internal/problem"
 	"github.com/tributary-es/tributary/internal/readmodels"
 	"github.com/tributary-es/tributary/internal/readmodels/accounts"
@@ -76,7 +74,7 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /v1/accounts/{id}/transactions", s.getTransactions)
 	mux.HandleFunc("GET /v1/correlations/{id}", s.getCorrelation)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+		httpapi.WriteJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
 	mux.HandleFunc("GET /readyz", s.ready)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.gatherer, promhttp.HandlerOpts{}))
@@ -84,15 +82,7 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		problem.Write(w, r, problem.New(http.StatusNotFound, "not-found", "Not found", "no such resource: "+r.Method+" "+r.URL.Path))
 	})
-	return otelhttp.NewHandler(s.instrument(rejectMalformedQueries(mux)), "reader",
-		otelhttp.WithTracerProvider(s.cfg.TracerProvider),
-		otelhttp.WithPropagators(propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{})),
-		otelhttp.WithSpanNameFormatter(func(op string, r *http.Request) string {
-			if r.Pattern == "" {
-				return op + " " + r.Method
-			}
-			return r.Pattern
-		}))
+	return httpapi.Trace("reader", s.cfg.TracerProvider, httpapi.Instrument(s.metrics.httpSeconds, rejectMalformedQueries(mux)))
 }
 
 // rejectMalformedQueries answers 400 to a query string that does not parse,
@@ -107,32 +97,6 @@ func rejectMalformedQueries(next http.Handler) http.Handler {
 	})
 }
 
-// instrument records every request's latency by route and status.
-func (s *Server) instrument(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		started := time.Now()
-		rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
-		next.ServeHTTP(rec, r)
-		route := r.Pattern
-		if route == "" || route == "/" {
-			route = "unmatched"
-		}
-		s.metrics.httpSeconds.WithLabelValues(route, r.Method, strconv.Itoa(rec.status)).Observe(time.Since(started).Seconds())
-	})
-}
-
-type statusRecorder struct {
-	http.ResponseWriter
-	status int
-}
-
-func (r *statusRecorder) WriteHeader(code int) {
-	r.status = code
-	r.ResponseWriter.WriteHeader(code)
-}
-
-func (r *statusRecorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
-
 func (s *Server) ready(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 	defer cancel()
@@ -140,7 +104,7 @@ func (s *Server) ready(w http.ResponseWriter, r *http.Request) {
 		problem.Write(w, r, problem.New(http.StatusServiceUnavailable, "not-ready", "Not ready", "Redis is unreachable: "+err.Error()))
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+	httpapi.WriteJSON(w, http.StatusOK, map[string]string{"status": "ready"})
 }
 
 // fail answers with the problem err stands for, logging what is not the

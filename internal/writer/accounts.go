@@ -13,6 +13,7 @@ import (
 	"github.com/tributary-es/tributary/internal/aggregate"
 	"github.com/tributary-es/tributary/internal/apispec"
 	"github.com/tributary-es/tributary/internal/domain/account"
+	"github.com/tributary-es/tributary/internal/httpapi"
 	"github.com/tributary-es/tributary/internal/log"
 	"github.com/tributary-es/tributary/internal/log/postgres"
 	"github.com/tributary-es/tributary/internal/problem"
@@ -94,7 +95,7 @@ func (s *Server) openAccount(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		body.ID = id.String()
-	} else if p := validID(body.ID); p != nil {
+	} else if p := httpapi.ID(body.ID); p != nil {
 		problem.Write(w, r, p)
 		return
 	}
@@ -112,7 +113,7 @@ func (s *Server) openAccount(w http.ResponseWriter, r *http.Request) {
 func accountAction[B any](s *Server, name string, allowEmpty bool, toCommand func(B) account.Command) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		id := r.PathValue("id")
-		if p := validID(id); p != nil {
+		if p := httpapi.ID(id); p != nil {
 			problem.Write(w, r, p)
 			return
 		}

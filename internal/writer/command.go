@@ -13,6 +13,7 @@ import (
 	"go.opentelemetry.io/otel/propagation"
 
 	"github.com/tributary-es/tributary/internal/aggregate"
+	"github.com/tributary-es/tributary/internal/httpapi"
 	"github.com/tributary-es/tributary/internal/log"
 	"github.com/tributary-es/tributary/internal/log/postgres"
 	"github.com/tributary-es/tributary/internal/problem"
@@ -218,7 +219,7 @@ func writeCommandResponse(w http.ResponseWriter, resp CommandResponse, status in
 	if replayed {
 		w.Header().Set("Idempotent-Replayed", "true")
 	}
-	writeJSON(w, status, resp)
+	httpapi.WriteJSON(w, status, resp)
 }
 
 // replay answers a retried request with the response of its first run.
@@ -280,17 +281,6 @@ func (s *Server) internalError(w http.ResponseWriter, r *http.Request, err error
 	s.logger.ErrorContext(r.Context(), "request failed", "path", r.URL.Path, "err", err)
 	problem.Write(w, r, problem.New(http.StatusInternalServerError, "internal", "Internal error",
 		"the request could not be completed; retry it"))
-}
-
-func writeJSON(w http.ResponseWriter, status int, v any) {
-	body, err := json.Marshal(v)
-	if err != nil {
-		http.Error(w, http.StatusText(http.StatusInternalServerError), http.StatusInternalServerError)
-		return
-	}
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	_, _ = w.Write(body)
 }
 
 // cleanPath reports whether a request path has no dot segments or empty

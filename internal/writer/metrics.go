@@ -1,6 +1,10 @@
 package writer
 
-import "github.com/prometheus/client_golang/prometheus"
+import (
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/tributary-es/tributary/internal/httpapi"
+)
 
 type metrics struct {
 	commands       *prometheus.CounterVec
@@ -24,11 +28,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "tributary_events_appended_total",
 			Help: "Events appended to the event store, by aggregate type and event type.",
 		}, []string{"aggregate_type", "event_type"}),
-		httpSeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{
-			Name:    "tributary_http_request_duration_seconds",
-			Help:    "HTTP request latency by route, method and status code.",
-			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14),
-		}, []string{"route", "method", "code"}),
+		httpSeconds: httpapi.NewLatencyHistogram("writer"),
 	}
 	reg.MustRegister(m.commands, m.commandSeconds, m.eventsAppended, m.httpSeconds)
 	return m

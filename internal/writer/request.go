@@ -9,28 +9,12 @@ import (
 	"mime"
 	"net/http"
 	"reflect"
-	"regexp"
 	"strconv"
 	"strings"
 
+	"github.com/tributary-es/tributary/internal/httpapi"
 	"github.com/tributary-es/tributary/internal/problem"
 )
-
-// idPattern is what an aggregate id may look like: short, ASCII, no path or
-// key separators. Everything else is refused before it reaches the store.
-var idPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$`)
-
-// tokenPattern bounds header values we store (correlation ids, idempotency
-// keys, principals): printable ASCII without spaces, at most 128 characters.
-var tokenPattern = regexp.MustCompile(`^[\x21-\x7e]{1,128}$`)
-
-func validID(id string) *problem.Problem {
-	if !idPattern.MatchString(id) {
-		return problem.New(http.StatusBadRequest, "invalid-id", "Invalid aggregate id",
-			"an id is 1 to 64 characters of A-Z, a-z, 0-9, '-' and '_', starting with a letter or digit")
-	}
-	return nil
-}
 
 // readJSON decodes the request body strictly into dst: JSON content type,
 // at most maxBytes, one object, no unknown fields, right types. An empty body
@@ -145,7 +129,7 @@ func optionalToken(r *http.Request, header string) (string, *problem.Problem) {
 	if v == "" {
 		return "", nil
 	}
-	if !tokenPattern.MatchString(v) {
+	if !httpapi.IsToken(v) {
 		return "", problem.New(http.StatusBadRequest, "invalid-header", "Invalid "+header,
 			header+" must be 1 to 128 printable ASCII characters without spaces")
 	}

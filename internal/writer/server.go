@@ -7,16 +7,14 @@ import (
 	"context"
 	"log/slog"
 	"net/http"
-	"strconv"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
-	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
-	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
 	"go.opentelemetry.io/otel/trace/noop"
 
+	"github.com/tributary-es/tributary/internal/httpapi"
 	"github.com/tributary-es/tributary/internal/log/postgres"
 	"github.com/tributary-es/tributary/internal/problem"
 )
@@ -85,7 +83,7 @@ func (s *Server) routes() []route {
 		route{"GET /v1/streams/{type}/{id}", http.HandlerFunc(s.readStream)},
 		route{"GET /v1/streams/{type}/{id}/state", http.HandlerFunc(s.readState)},
 		route{"GET /healthz", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+			httpapi.WriteJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 		})},
 		route{"GET /readyz", http.HandlerFunc(s.ready)},
 		route{"GET /metrics", promhttp.HandlerFor(s.gatherer, promhttp.HandlerOpts{})},
@@ -102,15 +100,7 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		problem.Write(w, r, problem.New(http.StatusNotFound, "not-found", "Not found", "no such resource: "+r.Method+" "+r.URL.Path))
 	})
-	return otelhttp.NewHandler(s.instrument(s.rejectUncleanPaths(mux)), "writer",
-		otelhttp.WithTracerProvider(s.cfg.TracerProvider),
-		otelhttp.WithPropagators(propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{})),
-		otelhttp.WithSpanNameFormatter(func(op string, r *http.Request) string {
-			if r.Pattern == "" {
-				return op + " " + r.Method
-			}
-			return r.Pattern
-		}))
+	return httpapi.Trace("writer", s.cfg.TracerProvider, httpapi.Instrument(s.metrics.httpSeconds, s.rejectUncleanPaths(mux)))
 }
 
 func (s *Server) rejectUncleanPaths(next http.Handler) http.Handler {
@@ -124,32 +114,6 @@ func (s *Server) rejectUncleanPaths(next http.Handler) http.Handler {
 	})
 }
 
-// instrument records every request's latency by route and status.
-func (s *Server) instrument(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		started := time.Now()
-		rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
-		next.ServeHTTP(rec, r)
-		route := r.Pattern
-		if route == "" || route == "/" {
-			route = "unmatched"
-		}
-		s.metrics.httpSeconds.WithLabelValues(route, r.Method, strconv.Itoa(rec.status)).Observe(time.Since(started).Seconds())
-	})
-}
-
-type statusRecorder struct {
-	http.ResponseWriter
-	status int
-}
-
-func (r *statusRecorder) WriteHeader(code int) {
-	r.status = code
-	r.ResponseWriter.WriteHeader(code)
-}
-
-func (r *statusRecorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
-
 func (s *Server) ready(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 	defer cancel()
@@ -157,5 +121,5 @@ func (s *Server) ready(w http.ResponseWriter, r *http.Request) {
 		problem.Write(w, r, problem.New(http.StatusServiceUnavailable, "not-ready", "Not ready", "Postgres is unreachable: "+err.Error()))
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+	httpapi.WriteJSON(w, http.StatusOK, map[string]string{"status": "ready"})
 }

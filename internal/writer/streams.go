@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/tributary-es/tributary/internal/httpapi"
 	"github.com/tributary-es/tributary/internal/log"
 	"github.com/tributary-es/tributary/internal/log/postgres"
 	"github.com/tributary-es/tributary/internal/problem"
@@ -38,24 +39,11 @@ func (s *Server) streamTarget(w http.ResponseWriter, r *http.Request) (typ, id s
 			"there is no aggregate type "+strconv.Quote(typ)))
 		return "", "", false
 	}
-	if p := validID(id); p != nil {
+	if p := httpapi.ID(id); p != nil {
 		problem.Write(w, r, p)
 		return "", "", false
 	}
 	return typ, id, true
-}
-
-func queryInt(r *http.Request, name string, def, lo, hi int64) (int64, *problem.Problem) {
-	raw := r.URL.Query().Get(name)
-	if raw == "" {
-		return def, nil
-	}
-	v, err := strconv.ParseInt(raw, 10, 64)
-	if err != nil || v < lo || v > hi {
-		return 0, problem.New(http.StatusBadRequest, "invalid-query", "Invalid query parameter",
-			name+" must be an integer from "+strconv.FormatInt(lo, 10)+" to "+strconv.FormatInt(hi, 10))
-	}
-	return v, nil
 }
 
 // readStream serves a stream's events for audit, a page at a time.
@@ -64,12 +52,12 @@ func (s *Server) readStream(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	after, p := queryInt(r, "after", 0, 0, 1<<62)
+	after, p := httpapi.QueryInt(r, "after", 0, 0, 1<<62)
 	if p != nil {
 		problem.Write(w, r, p)
 		return
 	}
-	limit, p := queryInt(r, "limit", 100, 1, int64(s.cfg.MaxStreamPage))
+	limit, p := httpapi.QueryInt(r, "limit", 100, 1, int64(s.cfg.MaxStreamPage))
 	if p != nil {
 		problem.Write(w, r, p)
 		return
@@ -94,7 +82,7 @@ func (s *Server) readStream(w http.ResponseWriter, r *http.Request) {
 	if page.Events == nil {
 		page.Events = []log.Event{}
 	}
-	writeJSON(w, http.StatusOK, page)
+	httpapi.WriteJSON(w, http.StatusOK, page)
 }
 
 // readState answers a temporal query: ?version=N and/or ?at=<RFC 3339 time>.
@@ -103,7 +91,7 @@ func (s *Server) readState(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	version, p := queryInt(r, "version", 0, 1, 1<<62)
+	version, p := httpapi.QueryInt(r, "version", 0, 1, 1<<62)
 	if p != nil {
 		problem.Write(w, r, p)
 		return
@@ -128,5 +116,5 @@ func (s *Server) readState(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.Header().Set("ETag", etag(v))
-	writeJSON(w, http.StatusOK, StateAt{AggregateType: typ, AggregateID: id, Version: v, State: state})
+	httpapi.WriteJSON(w, http.StatusOK, StateAt{AggregateType: typ, AggregateID: id, Version: v, State: state})
 }

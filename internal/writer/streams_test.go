@@ -107,7 +107,7 @@ func TestHealthReadinessAndMetrics(t *testing.T) {
 	for _, want := range []string{
 		`tributary_commands_total{aggregate_type="account",command="OpenAccount",outcome="accepted"} 1`,
 		`tributary_events_appended_total{aggregate_type="account",event_type="FundsDeposited"} 1`,
-		`tributary_http_request_duration_seconds_count{code="201",method="POST",route="POST /v1/accounts"} 1`,
+		`tributary_writer_http_request_duration_seconds_count{code="201",method="POST",route="POST /v1/accounts"} 1`,
 	} {
 		if !strings.Contains(string(r.body), want) {
 			t.Errorf("metrics lack %s", want)

@@ -1,7 +1,4 @@
-// Package params checks the parts of HTTP requests that Tributary's APIs
-// share — aggregate ids, opaque tokens, bounded integers — and turns what
-// is wrong into the RFC 9457 problem to answer with.
-package params
+package httpapi
 
 import (
 	"net/http"
