@@ -76,7 +76,7 @@ func (s *Server) getCorrelation(w http.ResponseWriter, r *http.Request) {
 	var links []correlation.Link
 	have, err := s.await(r, want, func(ctx context.Context) (int64, error) {
 		var err error
-		links, err = correlation.Events(ctx, s.rdb, s.root, id)
+		links, err = correlation.Events(ctx, s.reads, s.root, id)
 		if len(links) == 0 {
 			return 0, err
 		}

@@ -33,6 +33,11 @@ type Config struct {
 	ViewCache time.Duration
 	// DefaultPage and MaxPage are the default and largest page sizes.
 	DefaultPage, MaxPage int
+	// AutoPipeline sends the reads of concurrent queries to Redis together,
+	// in pipelines (go-redis' automatic pipelining), instead of one round
+	// trip each: fewer system calls on both sides under load, no added
+	// latency when idle.
+	AutoPipeline bool
 	// TracerProvider makes the HTTP server spans.
 	TracerProvider trace.TracerProvider
 }
@@ -40,13 +45,14 @@ type Config struct {
 // DefaultConfig is a sensible Config.
 func DefaultConfig() Config {
 	return Config{MaxWait: 2 * time.Second, ViewCache: 250 * time.Millisecond, DefaultPage: 50, MaxPage: 500,
-		TracerProvider: noop.NewTracerProvider()}
+		AutoPipeline: true, TracerProvider: noop.NewTracerProvider()}
 }
 
 // Server serves the reader's HTTP API.
 type Server struct {
 	cfg      Config
 	rdb      redis.UniversalClient
+	reads    redis.Cmdable // rdb, or its automatic pipeliner
 	root     string
 	accounts *accounts.Queries
 	metrics  *metrics
@@ -59,9 +65,17 @@ type Server struct {
 // the key prefix root. Its metrics are registered in reg; spec serves the
 // OpenAPI document.
 func NewServer(cfg Config, rdb redis.UniversalClient, root string, reg *prometheus.Registry, spec http.Handler, logger *slog.Logger) *Server {
+	var reads redis.Cmdable = rdb
+	if cfg.AutoPipeline {
+		if ap, err := rdb.AutoPipeline(); err != nil {
+			logger.Warn("Redis reads are not pipelined automatically: the client does not support it", "err", err)
+		} else {
+			reads = ap
+		}
+	}
 	return &Server{
-		cfg: cfg, rdb: rdb, root: root,
-		accounts: accounts.NewQueriesWithViews(rdb, root, readmodels.NewViews(rdb, cfg.ViewCache)),
+		cfg: cfg, rdb: rdb, reads: reads, root: root,
+		accounts: accounts.NewQueriesWithViews(reads, root, readmodels.NewViews(reads, cfg.ViewCache)),
 		metrics:  newMetrics(reg), gatherer: reg, logger: logger, spec: spec,
 	}
 }

@@ -27,7 +27,7 @@ func (v View) Prefix(id string) string {
 // ActiveView reads the active generation of the projection laid out by
 // layout. It returns ErrNotReady when none is active: readers must not see a
 // generation before it has caught up.
-func ActiveView(ctx context.Context, rdb redis.UniversalClient, layout Layout) (View, error) {
+func ActiveView(ctx context.Context, rdb redis.Cmdable, layout Layout) (View, error) {
 	vals, err := rdb.HMGet(ctx, layout.Meta(), "active", "partitions").Result()
 	if err != nil {
 		return View{}, fmt.Errorf("%s: read active generation: %w", layout.Name(), err)
@@ -50,7 +50,7 @@ func ActiveView(ctx context.Context, rdb redis.UniversalClient, layout Layout) (
 
 // Version is the last version of a stream that view's generation applied; 0
 // when it has applied none.
-func Version(ctx context.Context, rdb redis.UniversalClient, v View, aggregateType, id string) (int64, error) {
+func Version(ctx context.Context, rdb redis.Cmdable, v View, aggregateType, id string) (int64, error) {
 	s, err := rdb.HGet(ctx, v.Layout.Versions(v.Generation, PartitionOf(id, v.Partitions)), StreamKey(aggregateType, id)).Result()
 	if errors.Is(err, redis.Nil) {
 		return 0, nil
@@ -72,7 +72,7 @@ func Version(ctx context.Context, rdb redis.UniversalClient, v View, aggregateTy
 // projector's drop grace), so a cached view never points at a partial model.
 // It is safe for concurrent use.
 type Views struct {
-	rdb    redis.UniversalClient
+	rdb    redis.Cmdable
 	maxAge time.Duration
 	now    func() time.Time
 	cached sync.Map // meta key → cachedView
@@ -85,7 +85,7 @@ type cachedView struct {
 
 // NewViews returns views read through rdb and kept for maxAge (0: read
 // every time).
-func NewViews(rdb redis.UniversalClient, maxAge time.Duration) *Views {
+func NewViews(rdb redis.Cmdable, maxAge time.Duration) *Views {
 	return &Views{rdb: rdb, maxAge: maxAge, now: time.Now}
 }
 

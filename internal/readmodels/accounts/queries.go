@@ -17,20 +17,20 @@ import (
 
 // Queries read the account read models through their active generations.
 type Queries struct {
-	rdb                         redis.UniversalClient
+	rdb                         redis.Cmdable
 	views                       *readmodels.Views
 	summary, history, directory readmodels.Layout
 }
 
 // NewQueries reads the projections kept under root, looking up the active
 // generation on every query.
-func NewQueries(rdb redis.UniversalClient, root string) *Queries {
+func NewQueries(rdb redis.Cmdable, root string) *Queries {
 	return NewQueriesWithViews(rdb, root, readmodels.NewViews(rdb, 0))
 }
 
 // NewQueriesWithViews reads the projections kept under root through views,
 // which may keep the active generations for a while.
-func NewQueriesWithViews(rdb redis.UniversalClient, root string, views *readmodels.Views) *Queries {
+func NewQueriesWithViews(rdb redis.Cmdable, root string, views *readmodels.Views) *Queries {
 	return &Queries{
 		rdb:       rdb,
 		views:     views,
@@ -70,7 +70,7 @@ func (q *Queries) Summary(ctx context.Context, id string) (s Summary, found bool
 	return readSummary(ctx, q.rdb, v, id)
 }
 
-func readSummary(ctx context.Context, rdb redis.UniversalClient, v readmodels.View, id string) (Summary, bool, error) {
+func readSummary(ctx context.Context, rdb redis.Cmdable, v readmodels.View, id string) (Summary, bool, error) {
 	f, err := rdb.HGetAll(ctx, v.Prefix(id)+"summary:"+id).Result()
 	if err != nil {
 		return Summary{}, false, fmt.Errorf("read summary of %s: %w", id, err)

@@ -71,7 +71,7 @@ func (Projection) Args(e log.Event) ([]string, error) {
 
 // Events returns the events of a correlation id in global order, gathered
 // from every partition of the active generation.
-func Events(ctx context.Context, rdb redis.UniversalClient, root, correlationID string) ([]Link, error) {
+func Events(ctx context.Context, rdb redis.Cmdable, root, correlationID string) ([]Link, error) {
 	v, err := readmodels.ActiveView(ctx, rdb, readmodels.NewLayout(root, Name))
 	if err != nil {
 		return nil, err
