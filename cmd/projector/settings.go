@@ -53,6 +53,8 @@ func parseSettings(cmd string, args []string, getenv func(string) string, stderr
 	fs.Env("session-timeout", "PROJECTOR_SESSION_TIMEOUT")
 	fs.DurationVar(&p.DropGrace, "drop-grace", p.DropGrace, "how long a replaced generation's keys stay for readers that resolved it")
 	fs.Env("drop-grace", "PROJECTOR_DROP_GRACE")
+	fs.DurationVar(&p.FetchMaxWait, "fetch-max-wait", p.FetchMaxWait, "longest Kafka may hold a fetch for partitions with nothing new (also how soon paused partitions are fetched again)")
+	fs.Env("fetch-max-wait", "PROJECTOR_FETCH_MAX_WAIT")
 	fs.DurationVar(&p.Poll, "poll", p.Poll, "how often generations are checked and the lag measured")
 	fs.Env("poll", "PROJECTOR_POLL")
 	s.kafka.Register(fs)
@@ -86,6 +88,8 @@ func parseSettings(cmd string, args []string, getenv func(string) string, stderr
 		return s, config.UsageError{Err: fmt.Errorf("%s must be from 1 to 10000", fs.Setting("batch-size"))}
 	case p.Retries < 0 || p.Retries > 20:
 		return s, config.UsageError{Err: fmt.Errorf("%s must be from 0 to 20", fs.Setting("retries"))}
+	case p.FetchMaxWait < 10*time.Millisecond || p.FetchMaxWait > 30*time.Second:
+		return s, config.UsageError{Err: fmt.Errorf("%s must be from 10ms to 30s", fs.Setting("fetch-max-wait"))}
 	case p.RetryBackoff <= 0 || p.Poll <= 0 || p.DropGrace < 0:
 		return s, config.UsageError{Err: fmt.Errorf("%s, %s and %s must be positive", fs.Setting("retry-backoff"), fs.Setting("poll"), fs.Setting("drop-grace"))}
 	case p.SessionTimeout < 6*time.Second:

@@ -53,6 +53,13 @@ type Config struct {
 	// QueueLimit is the number of fetched records per partition above which
 	// fetching that partition pauses.
 	QueueLimit int
+	// FetchMaxWait is how long Kafka may hold a fetch for partitions that
+	// have nothing new. A fetch in flight is not redone when paused
+	// partitions resume, so this also bounds how long a projector that
+	// paused its busy partitions (full queues) and kept fetching the idle
+	// ones can sit idle before it fetches the resumed ones (franz-go's
+	// default is 5s; Kafka's Java consumer uses 500ms).
+	FetchMaxWait time.Duration
 }
 
 // DefaultConfig returns the settings for production.
@@ -68,6 +75,7 @@ func DefaultConfig() Config {
 		DropGrace:      30 * time.Second,
 		SessionTimeout: 45 * time.Second,
 		QueueLimit:     5000,
+		FetchMaxWait:   250 * time.Millisecond,
 	}
 }
 

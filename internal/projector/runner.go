@@ -77,6 +77,7 @@ func (r *runner) run(ctx context.Context) error {
 		// A partition without a stored position starts at the beginning,
 		// never "one minute ago".
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		kgo.FetchMaxWait(cfg.FetchMaxWait),
 		// Positions live in Redis, written with the read model.
 		kgo.DisableAutoCommit(),
 		kgo.SessionTimeout(cfg.SessionTimeout),

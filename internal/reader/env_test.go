@@ -93,7 +93,8 @@ func newHookedPipeline(t testing.TB, cfg reader.Config, summaryHooks projector.H
 		t.Fatal(err)
 	}
 	pcfg := projector.DefaultConfig()
-	pcfg.Client = []kgo.Opt{kgo.SeedBrokers(cluster.ListenAddrs()...), kgo.FetchMaxWait(50 * time.Millisecond)}
+	pcfg.Client = []kgo.Opt{kgo.SeedBrokers(cluster.ListenAddrs()...)}
+	pcfg.FetchMaxWait = 50 * time.Millisecond
 	pcfg.Topics = topics
 	pcfg.GroupPrefix = prefix
 	pcfg.RedisPrefix = prefix

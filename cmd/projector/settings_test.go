@@ -1,0 +1,56 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"strings"
+	"testing"
+
+	"github.com/tributary-es/tributary/internal/config"
+)
+
+func env(kv ...string) func(string) string {
+	m := make(map[string]string)
+	for i := 0; i+1 < len(kv); i += 2 {
+		m[kv[i]] = kv[i+1]
+	}
+	return func(k string) string { return m[k] }
+}
+
+// Bad configuration stops the projector with a message naming the setting
+// and exit code 2, before it connects to anything.
+func TestBadConfigurationNamesTheSetting(t *testing.T) {
+	tests := []struct {
+		name   string
+		args   []string
+		getenv func(string) string
+		want   string
+	}{
+		{"unknown projection", nil, env("PROJECTIONS", "account-summary,nope"), `--projections / PROJECTIONS: unknown projection "nope"`},
+		{"no projection", []string{"--projections", " , "}, env(), "--projections / PROJECTIONS names no projection"},
+		{"batch too large", nil, env("PROJECTOR_BATCH_SIZE", "20000"), "--batch-size / PROJECTOR_BATCH_SIZE must be from 1 to 10000"},
+		{"too many retries", []string{"--retries", "50"}, env(), "--retries / PROJECTOR_RETRIES must be from 0 to 20"},
+		{"short session", nil, env("PROJECTOR_SESSION_TIMEOUT", "1s"), "--session-timeout / PROJECTOR_SESSION_TIMEOUT must be at least 6s"},
+		{"fetch wait too short", nil, env("PROJECTOR_FETCH_MAX_WAIT", "1ms"), "--fetch-max-wait / PROJECTOR_FETCH_MAX_WAIT must be from 10ms to 30s"},
+		{"zero poll", []string{"--poll", "0s"}, env(), "must be positive"},
+		{"bad redis url", nil, env("REDIS_URL", "http://x"), "--redis-url / REDIS_URL"},
+		{"prefix with a space", nil, env("REDIS_PREFIX", "a b"), "--redis-prefix / REDIS_PREFIX must be non-empty"},
+		{"broker without port", nil, env("KAFKA_BROKERS", "kafka"), `KAFKA_BROKERS: "kafka" is not host:port`},
+		{"bad listen address", nil, env("PROJECTOR_HTTP_ADDR", "nowhere"), "--http-addr / PROJECTOR_HTTP_ADDR"},
+		{"rebuild without a name", []string{"rebuild"}, env(), "rebuild needs a projection name"},
+		{"dlq without a subcommand", []string{"dlq"}, env(), "dlq needs a subcommand: list or replay"},
+		{"stray argument", []string{"run", "extra"}, env(), `unexpected argument "extra"`},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var out bytes.Buffer
+			err := run(context.Background(), tc.args, tc.getenv, &out, &out)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("got %v, want an error containing %q", err, tc.want)
+			}
+			if code := config.ExitCode(err); code != 2 {
+				t.Fatalf("exit code %d, want 2", code)
+			}
+		})
+	}
+}
