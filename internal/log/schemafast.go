@@ -9,7 +9,7 @@ import (
 
 // fastSchema recognises, without building a generic JSON tree, payloads that
 // plainly match a flat object schema: string and integer properties with
-// length, pattern and range limits. Event schemas are like that, and the
+// length, pattern and range limits, and booleans. Event schemas are like that, and the
 // projector validates every event it applies.
 //
 // It only ever says "valid": a payload it does not accept — invalid, or
@@ -24,8 +24,9 @@ type fastSchema struct {
 
 type fastProp struct {
 	name             string
-	integer          bool // else a string
-	minLen, maxLen   int  // in code points; maxLen < 0: none
+	integer          bool // else a string, or a boolean
+	boolean          bool
+	minLen, maxLen   int // in code points; maxLen < 0: none
 	pattern          *regexp.Regexp
 	hasMin, hasMax   bool
 	minimum, maximum int64
@@ -109,6 +110,13 @@ func compileFastProp(name string, raw any) (fastProp, bool) {
 	case "integer":
 		p.integer = true
 		for _, k := range []string{"minLength", "maxLength", "pattern"} {
+			if _, ok := s[k]; ok {
+				return p, false
+			}
+		}
+	case "boolean":
+		p.boolean = true
+		for _, k := range []string{"minLength", "maxLength", "pattern", "minimum", "maximum"} {
 			if _, ok := s[k]; ok {
 				return p, false
 			}
@@ -205,7 +213,16 @@ func (f *fastSchema) accepts(payload []byte) bool {
 			}
 			d = skipSpace(d[1:])
 			p := &f.props[i]
-			if p.integer {
+			if p.boolean {
+				switch {
+				case len(d) >= 4 && string(d[:4]) == "true":
+					d = d[4:]
+				case len(d) >= 5 && string(d[:5]) == "false":
+					d = d[5:]
+				default:
+					return false
+				}
+			} else if p.integer {
 				var n int64
 				if n, d, ok = plainInteger(d); !ok || p.hasMin && n < p.minimum || p.hasMax && n > p.maximum {
 					return false

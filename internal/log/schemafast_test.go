@@ -41,20 +41,25 @@ func TestFastPathCoversTheEventSchemas(t *testing.T) {
 		}
 	}
 	for _, tt := range []struct {
-		eventType string
-		version   int
-		payload   string
+		aggregateType string
+		eventType     string
+		version       int
+		payload       string
 	}{
-		{"AccountOpened", 1, `{"owner":"Ada Lovelace","currency":"EUR"}`},
-		{"AccountOpened", 1, `{"owner":"` + strings.Repeat("é", 200) + `","currency":"JPY"}`},
-		{"AccountActivated", 1, `{}`},
-		{"FundsDeposited", 1, `{"amount":1250,"currency":"EUR"}`},
-		{"FundsDeposited", 2, ` { "amount" : 1 , "currency":"KRW","source":"initial-deposit"}` + "\n"},
-		{"FundsWithdrawn", 1, `{"reason":"rent","amount":9223372036854775807,"currency":"EUR"}`},
-		{"AccountClosed", 1, `{}`},
-		{"AccountClosed", 1, `{"reason":"moving abroad"}`},
+		{"transfer", "TransferRequested", 1, `{"from":"a-1","to":"b_2","amount":5,"currency":"EUR","reference":"rent"}`},
+		{"transfer", "TransferFailed", 1, `{"reason":"target closed","refunded":true}`},
+		{"transfer", "TransferFailed", 1, `{"refunded":false, "reason":"no funds"}`},
+		{"transfer", "TransferCompleted", 1, `{}`},
+		{"account", "AccountOpened", 1, `{"owner":"Ada Lovelace","currency":"EUR"}`},
+		{"account", "AccountOpened", 1, `{"owner":"` + strings.Repeat("é", 200) + `","currency":"JPY"}`},
+		{"account", "AccountActivated", 1, `{}`},
+		{"account", "FundsDeposited", 1, `{"amount":1250,"currency":"EUR"}`},
+		{"account", "FundsDeposited", 2, ` { "amount" : 1 , "currency":"KRW","source":"initial-deposit"}` + "\n"},
+		{"account", "FundsWithdrawn", 1, `{"reason":"rent","amount":9223372036854775807,"currency":"EUR"}`},
+		{"account", "AccountClosed", 1, `{}`},
+		{"account", "AccountClosed", 1, `{"reason":"moving abroad"}`},
 	} {
-		if !s.byKey[schemaKey{"account", tt.eventType, tt.version}].fast.accepts([]byte(tt.payload)) {
+		if !s.byKey[schemaKey{tt.aggregateType, tt.eventType, tt.version}].fast.accepts([]byte(tt.payload)) {
 			t.Errorf("fast path refuses %s v%d %s", tt.eventType, tt.version, tt.payload)
 		}
 	}
@@ -69,6 +74,9 @@ var payloadsToCompare = []string{
 	`{"owner":"Ada","currency":"EUR"}`,
 	`{"reason":"moving"}`,
 	`{}`,
+	`{"reason":"target closed","refunded":true}`,
+	`{"reason":"no funds","refunded":false}`,
+	`{"from":"a","to":"b","amount":5,"currency":"EUR","reference":"rent"}`,
 	// Invalid.
 	`{"amount":0,"currency":"EUR","source":"salary"}`,
 	`{"amount":-1,"currency":"EUR","source":"salary"}`,
@@ -100,6 +108,14 @@ var payloadsToCompare = []string{
 	"\xef\xbb\xbf{}",
 	`{"reason":42}`,
 	`{"reason":true}`,
+	`{"reason":"x","refunded":"true"}`,
+	`{"reason":"x","refunded":1}`,
+	`{"reason":"x","refunded":null}`,
+	`{"reason":"x","refunded":tru}`,
+	`{"reason":"x","refunded":truex}`,
+	`{"reason":"x","refunded":True}`,
+	`{"reason":"x"}`,
+	`{"from":"a","to":"../b","amount":5,"currency":"EUR","reference":"rent"}`,
 	`[]`, `null`, `""`, `1`, ``, `{`, `}`, `{"":1}`,
 	// Valid, but spelled in ways the fast path leaves to the validator.
 	`{"amount":1.0,"currency":"EUR","source":"salary"}`,
@@ -137,6 +153,7 @@ func TestFastPathOnlyForItsSubset(t *testing.T) {
 		"fractional minimum": strings.Replace(prop, "%s", `{"type":"integer","minimum":0.5}`, 1),
 		"exclusiveMinimum":   strings.Replace(prop, "%s", `{"type":"integer","exclusiveMinimum":0}`, 1),
 		"boolean schema":     strings.Replace(prop, "%s", `true`, 1),
+		"boolean with const": strings.Replace(prop, "%s", `{"type":"boolean","const":true}`, 1),
 		"draft 7":            `{"$schema":"http://json-schema.org/draft-07/schema#","type":"object","additionalProperties":false}`,
 		"allOf":              `{"type":"object","additionalProperties":false,"allOf":[{"required":["x"]}]}`,
 		"required unknown":   `{"type":"object","additionalProperties":false,"required":["y"],"properties":{}}`,
