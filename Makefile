@@ -4,13 +4,20 @@
 DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/tributary?sslmode=disable
 export DATABASE_URL
 
-.PHONY: run test services bench fuzz
+.PHONY: run test services bench fuzz demo
 
 ## run: the platform on its embedded default: the writer on local Postgres (migrated on start)
 ## with an in-process Kafka (kfake on 127.0.0.1:9092, data in .dev/kafka), and the projector
 ## keeping the read models in the local Redis
 run: services
 	scripts/run-dev
+
+## demo: a tour against a running `make run` (started and stopped by the demo itself when
+## nothing answers on :8080): accounts opened under one correlation id, deposits, withdrawals,
+## then the summaries (read-your-writes), a history page, the directory and the causation tree
+demo:
+	@curl -fs -o /dev/null --max-time 2 $${WRITER_URL:-http://127.0.0.1:8080}/healthz || scripts/services-up
+	scripts/demo
 
 ## test: vet and the whole test suite with the race detector, against the real servers
 test: services

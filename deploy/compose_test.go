@@ -1,0 +1,624 @@
+package deploy
+
+import (
+	"context"
+	"go/ast"
+	"go/parser"
+	"go/token"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/compose-spec/compose-go/v2/cli"
+	"github.com/compose-spec/compose-go/v2/types"
+	"go.yaml.in/yaml/v4"
+)
+
+// repoRoot is the repository's root, where docker-compose.yml lives.
+func repoRoot(t *testing.T) string {
+	t.Helper()
+	root, err := filepath.Abs("..")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return root
+}
+
+// loadCompose loads docker-compose.yml the way `docker compose config` does.
+func loadCompose(t *testing.T) *types.Project {
+	t.Helper()
+	root := repoRoot(t)
+	opts, err := cli.NewProjectOptions([]string{filepath.Join(root, "docker-compose.yml")},
+		cli.WithOsEnv, cli.WithWorkingDirectory(root))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := opts.LoadProject(context.Background())
+	if err != nil {
+		t.Fatalf("docker-compose.yml does not load: %v", err)
+	}
+	return p
+}
+
+func service(t *testing.T, p *types.Project, name string) types.ServiceConfig {
+	t.Helper()
+	s, ok := p.Services[name]
+	if !ok {
+		t.Fatalf("docker-compose.yml has no service %q", name)
+	}
+	return s
+}
+
+// apps are the services that run Tributary's own binaries, with the binary
+// and the port of its HTTP server (/healthz, /readyz, /metrics).
+var apps = map[string]struct {
+	binary string
+	port   uint32
+}{
+	"writer":    {"writer", 8080},
+	"projector": {"projector", 8081},
+	"reader":    {"reader", 8082},
+}
+
+var infrastructure = []string{"postgres", "redis", "kafka"}
+
+func TestComposeHasEveryServiceWithAnImage(t *testing.T) {
+	p := loadCompose(t)
+	if p.Name != "tributary" {
+		t.Errorf("project name %q, want tributary (top-level name:)", p.Name)
+	}
+	want := []string{"grafana", "jaeger", "kafka", "migrate", "otel-collector", "postgres", "projector", "prometheus", "reader", "redis", "writer"}
+	if got := p.ServiceNames(); !slices.Equal(got, want) {
+		t.Errorf("services %v, want %v", got, want)
+	}
+	for name, s := range p.Services {
+		if s.Image == "" && s.Build == nil {
+			t.Errorf("service %s has neither image nor build", name)
+		}
+		if s.Image != "" && !strings.Contains(s.Image, ":") {
+			t.Errorf("service %s: image %q has no tag", name, s.Image)
+		}
+	}
+	// The app services (and migrate) share one image built from the Dockerfile.
+	for _, name := range []string{"migrate", "writer", "projector", "reader"} {
+		s := service(t, p, name)
+		if s.Build == nil {
+			t.Errorf("service %s is not built from the repository", name)
+			continue
+		}
+		if s.Build.Context != repoRoot(t) {
+			t.Errorf("service %s builds from %s, want the repository root", name, s.Build.Context)
+		}
+		if df := filepath.Join(s.Build.Context, s.Build.Dockerfile); !fileExists(df) {
+			t.Errorf("service %s: Dockerfile %s does not exist", name, df)
+		}
+		if s.Image != service(t, p, "writer").Image {
+			t.Errorf("service %s: image %q, want the writer's %q (one image)", name, s.Image, service(t, p, "writer").Image)
+		}
+	}
+	for name, app := range apps {
+		if got, want := []string(service(t, p, name).Entrypoint), []string{"/usr/local/bin/" + app.binary}; !slices.Equal(got, want) {
+			t.Errorf("service %s: entrypoint %q, want %q", name, got, want)
+		}
+	}
+	if got := append([]string(service(t, p, "migrate").Entrypoint), service(t, p, "migrate").Command...); !slices.Equal(got, []string{"/usr/local/bin/writer", "migrate"}) {
+		t.Errorf("service migrate runs %q, want writer migrate", got)
+	}
+	if r := service(t, p, "redis"); !strings.Contains(strings.Join(r.Command, " "), "--maxmemory-policy noeviction") {
+		t.Errorf("redis runs %q, want --maxmemory-policy noeviction (an evicted read-model key corrupts a model)", r.Command)
+	}
+}
+
+func TestComposeStartOrder(t *testing.T) {
+	p := loadCompose(t)
+	tests := []struct {
+		service, dependency, condition string
+	}{
+		{"migrate", "postgres", types.ServiceConditionHealthy},
+		{"writer", "migrate", types.ServiceConditionCompletedSuccessfully},
+		{"writer", "postgres", types.ServiceConditionHealthy},
+		{"writer", "kafka", types.ServiceConditionHealthy},
+		{"projector", "kafka", types.ServiceConditionHealthy},
+		{"projector", "redis", types.ServiceConditionHealthy},
+		{"projector", "writer", types.ServiceConditionHealthy},
+		{"reader", "redis", types.ServiceConditionHealthy},
+		{"reader", "projector", types.ServiceConditionHealthy},
+		{"writer", "otel-collector", types.ServiceConditionStarted},
+		{"projector", "otel-collector", types.ServiceConditionStarted},
+		{"reader", "otel-collector", types.ServiceConditionStarted},
+		{"otel-collector", "jaeger", types.ServiceConditionStarted},
+		{"grafana", "prometheus", types.ServiceConditionHealthy},
+	}
+	for _, tt := range tests {
+		dep, ok := service(t, p, tt.service).DependsOn[tt.dependency]
+		switch {
+		case !ok:
+			t.Errorf("%s does not depend on %s", tt.service, tt.dependency)
+		case dep.Condition != tt.condition:
+			t.Errorf("%s depends on %s with condition %s, want %s", tt.service, tt.dependency, dep.Condition, tt.condition)
+		}
+	}
+	// A service_healthy condition needs a healthcheck on the dependency.
+	for name, s := range p.Services {
+		for depName, dep := range s.DependsOn {
+			if dep.Condition != types.ServiceConditionHealthy {
+				continue
+			}
+			if hc := service(t, p, depName).HealthCheck; hc == nil || hc.Disable || len(hc.Test) == 0 {
+				t.Errorf("%s waits for %s to be healthy, but %s has no healthcheck", name, depName, depName)
+			}
+		}
+	}
+}
+
+func TestComposeHealthchecks(t *testing.T) {
+	p := loadCompose(t)
+	for _, name := range append(slices.Clone(infrastructure), "prometheus") {
+		hc := service(t, p, name).HealthCheck
+		if hc == nil || hc.Disable || len(hc.Test) < 2 {
+			t.Errorf("%s has no healthcheck", name)
+		}
+	}
+	// The images are distroless (no shell, no curl): the apps are probed with
+	// the image's own healthcheck binary on their /readyz.
+	for name, app := range apps {
+		hc := service(t, p, name).HealthCheck
+		if hc == nil || hc.Disable {
+			t.Errorf("%s has no healthcheck", name)
+			continue
+		}
+		want := []string{"CMD", "/usr/local/bin/healthcheck", "http://127.0.0.1:" + strconv.Itoa(int(app.port)) + "/readyz"}
+		if !slices.Equal([]string(hc.Test), want) {
+			t.Errorf("%s healthcheck %q, want %q", name, hc.Test, want)
+		}
+	}
+}
+
+func TestComposePublishesThePorts(t *testing.T) {
+	p := loadCompose(t)
+	tests := []struct {
+		service string
+		target  uint32
+	}{
+		{"writer", 8080}, {"projector", 8081}, {"reader", 8082},
+		{"prometheus", 9090}, {"grafana", 3000}, {"jaeger", 16686}, {"kafka", 9094},
+	}
+	for _, tt := range tests {
+		found := false
+		for _, port := range service(t, p, tt.service).Ports {
+			if port.Target == tt.target && port.Published != "" {
+				found = true
+			}
+		}
+		if !found {
+			t.Errorf("%s does not publish port %d", tt.service, tt.target)
+		}
+	}
+}
+
+func TestComposeEnvironmentIsWhatTheBinariesRead(t *testing.T) {
+	p := loadCompose(t)
+	root := repoRoot(t)
+	required := map[string][]string{
+		"migrate":   {"DATABASE_URL"},
+		"writer":    {"DATABASE_URL", "KAFKA_BROKERS", "OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_SERVICE_NAME"},
+		"projector": {"KAFKA_BROKERS", "REDIS_URL", "OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_SERVICE_NAME"},
+		"reader":    {"REDIS_URL", "OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_SERVICE_NAME"},
+	}
+	for name, names := range required {
+		s := service(t, p, name)
+		binary := strings.TrimPrefix(s.Entrypoint[0], "/usr/local/bin/")
+		known := envNames(t, root, binary)
+		if len(known) == 0 {
+			t.Fatalf("found no settings of %s in its sources", binary)
+		}
+		for _, env := range names {
+			if v := s.Environment[env]; v == nil || *v == "" {
+				t.Errorf("%s: %s is not set", name, env)
+			}
+		}
+		for env := range s.Environment {
+			// OTEL_* are OpenTelemetry's standard variables (internal/telemetry).
+			if !known[env] && !strings.HasPrefix(env, "OTEL_") {
+				t.Errorf("%s sets %s, which %s does not read", name, env, binary)
+			}
+		}
+		// Addresses name services of this file, on the ports they listen on.
+		for env, v := range s.Environment {
+			if v == nil {
+				continue
+			}
+			switch env {
+			case "DATABASE_URL":
+				checkURLHost(t, p, name, env, *v, "postgres", "5432")
+			case "REDIS_URL":
+				checkURLHost(t, p, name, env, *v, "redis", "6379")
+			case "OTEL_EXPORTER_OTLP_ENDPOINT":
+				checkURLHost(t, p, name, env, *v, "otel-collector", "4318")
+			case "KAFKA_BROKERS":
+				for _, b := range strings.Split(*v, ",") {
+					checkURLHost(t, p, name, env, "kafka://"+b, "kafka", "9092")
+				}
+			}
+		}
+	}
+	names := map[string]string{}
+	for name := range apps {
+		s := service(t, p, name)
+		svc := *s.Environment["OTEL_SERVICE_NAME"]
+		if other, dup := names[svc]; dup {
+			t.Errorf("%s and %s share OTEL_SERVICE_NAME %s", name, other, svc)
+		}
+		names[svc] = name
+	}
+}
+
+func checkURLHost(t *testing.T, p *types.Project, svc, env, raw, wantHost, wantPort string) {
+	t.Helper()
+	u, err := url.Parse(raw)
+	if err != nil {
+		t.Errorf("%s: %s=%q does not parse: %v", svc, env, raw, err)
+		return
+	}
+	if u.Hostname() != wantHost || u.Port() != wantPort {
+		t.Errorf("%s: %s=%q, want host %s:%s", svc, env, raw, wantHost, wantPort)
+	}
+	if _, ok := p.Services[u.Hostname()]; !ok {
+		t.Errorf("%s: %s names %s, which is no service", svc, env, u.Hostname())
+	}
+}
+
+// envNames returns the environment variables a binary reads: the second
+// argument of every config.Set.Env call in cmd/<binary>, and in
+// internal/config's Kafka and Redis settings when the binary uses them.
+func envNames(t *testing.T, root, binary string) map[string]bool {
+	t.Helper()
+	names := map[string]bool{}
+	src := envCalls(t, filepath.Join(root, "cmd", binary), names)
+	if strings.Contains(src, "config.Kafka") {
+		envCalls(t, filepath.Join(root, "internal", "config", "kafka.go"), names)
+	}
+	if strings.Contains(src, "config.Redis") {
+		envCalls(t, filepath.Join(root, "internal", "config", "redis.go"), names)
+	}
+	return names
+}
+
+// envCalls adds the variables named by .Env("flag", "VAR") calls in the
+// non-test Go files at path (a file or a directory) and returns their source.
+func envCalls(t *testing.T, path string, names map[string]bool) string {
+	t.Helper()
+	files := []string{path}
+	if st, err := os.Stat(path); err != nil {
+		t.Fatal(err)
+	} else if st.IsDir() {
+		files, _ = filepath.Glob(filepath.Join(path, "*.go"))
+	}
+	var all strings.Builder
+	fset := token.NewFileSet()
+	for _, f := range files {
+		if strings.HasSuffix(f, "_test.go") {
+			continue
+		}
+		src, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		all.Write(src)
+		file, err := parser.ParseFile(fset, f, src, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ast.Inspect(file, func(n ast.Node) bool {
+			call, ok := n.(*ast.CallExpr)
+			if !ok || len(call.Args) != 2 {
+				return true
+			}
+			if sel, ok := call.Fun.(*ast.SelectorExpr); !ok || sel.Sel.Name != "Env" {
+				return true
+			}
+			if lit, ok := call.Args[1].(*ast.BasicLit); ok && lit.Kind == token.STRING {
+				if v, err := strconv.Unquote(lit.Value); err == nil {
+					names[v] = true
+				}
+			}
+			return true
+		})
+	}
+	return all.String()
+}
+
+func TestComposeMountsExist(t *testing.T) {
+	p := loadCompose(t)
+	root := repoRoot(t)
+	// Written beside this file by another part of the work: inside the
+	// repository is enough, they may not exist yet.
+	helmFiles := filepath.Join(root, "deploy", "helm", "tributary", "files")
+	for name, s := range p.Services {
+		for _, v := range s.Volumes {
+			if v.Type != types.VolumeTypeBind {
+				continue
+			}
+			src := v.Source
+			if !filepath.IsAbs(src) {
+				src = filepath.Join(root, src)
+			}
+			rel, err := filepath.Rel(root, src)
+			if err != nil || strings.HasPrefix(rel, "..") {
+				t.Errorf("%s mounts %s, outside the repository", name, v.Source)
+				continue
+			}
+			if !v.ReadOnly {
+				t.Errorf("%s mounts %s read-write; the repository's files are mounted :ro", name, rel)
+			}
+			if strings.HasPrefix(src, helmFiles+string(filepath.Separator)) {
+				continue
+			}
+			if !fileExists(src) {
+				t.Errorf("%s mounts %s, which does not exist", name, rel)
+			}
+		}
+	}
+}
+
+// mountSource returns the repository path mounted at target in a service.
+func mountSource(t *testing.T, p *types.Project, svc, target string) string {
+	t.Helper()
+	for _, v := range service(t, p, svc).Volumes {
+		if v.Target == target {
+			if filepath.IsAbs(v.Source) {
+				return v.Source
+			}
+			return filepath.Join(repoRoot(t), v.Source)
+		}
+	}
+	t.Fatalf("%s mounts nothing at %s", svc, target)
+	return ""
+}
+
+func readYAML(t *testing.T, path string, into any) {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := yaml.Unmarshal(b, into); err != nil {
+		t.Fatalf("%s does not parse: %v", path, err)
+	}
+}
+
+func TestPrometheusScrapesTheThreeProcessesAndLoadsTheRules(t *testing.T) {
+	p := loadCompose(t)
+	cfgPath := mountSource(t, p, "prometheus", "/etc/prometheus/prometheus.yml")
+	var cfg struct {
+		RuleFiles     []string `yaml:"rule_files"`
+		ScrapeConfigs []struct {
+			JobName       string `yaml:"job_name"`
+			MetricsPath   string `yaml:"metrics_path"`
+			StaticConfigs []struct {
+				Targets []string `yaml:"targets"`
+			} `yaml:"static_configs"`
+		} `yaml:"scrape_configs"`
+	}
+	readYAML(t, cfgPath, &cfg)
+	targets := map[string]bool{}
+	for _, sc := range cfg.ScrapeConfigs {
+		if sc.MetricsPath != "" && sc.MetricsPath != "/metrics" {
+			continue
+		}
+		for _, st := range sc.StaticConfigs {
+			for _, tg := range st.Targets {
+				targets[tg] = true
+			}
+		}
+	}
+	for name, app := range apps {
+		if tg := name + ":" + strconv.Itoa(int(app.port)); !targets[tg] {
+			t.Errorf("Prometheus does not scrape %s/metrics", tg)
+		}
+	}
+	// The rule files come from the chart, mounted into the container.
+	rulesDir := mountSource(t, p, "prometheus", "/etc/prometheus/rules")
+	if want := filepath.Join(repoRoot(t), "deploy", "helm", "tributary", "files", "prometheus"); rulesDir != want {
+		t.Errorf("Prometheus rules are mounted from %s, want %s", rulesDir, want)
+	}
+	if !slices.ContainsFunc(cfg.RuleFiles, func(f string) bool { return strings.HasPrefix(f, "/etc/prometheus/rules/") }) {
+		t.Errorf("rule_files %q load nothing from /etc/prometheus/rules", cfg.RuleFiles)
+	}
+
+	promtool, err := exec.LookPath("promtool")
+	if err != nil {
+		t.Log("promtool not installed: config and rules checked as YAML only")
+		return
+	}
+	if out, err := exec.Command(promtool, "check", "config", "--syntax-only", cfgPath).CombinedOutput(); err != nil {
+		t.Errorf("promtool check config: %v\n%s", err, out)
+	}
+	rules, _ := filepath.Glob(filepath.Join(rulesDir, "*.yml"))
+	if len(rules) == 0 {
+		t.Logf("no rule files in %s yet", rulesDir)
+		return
+	}
+	if out, err := exec.Command(promtool, append([]string{"check", "rules"}, rules...)...).CombinedOutput(); err != nil {
+		t.Errorf("the chart's rule files do not load as Prometheus rule files: %v\n%s", err, out)
+	}
+}
+
+func TestOtelCollectorForwardsTracesToTheTraceUI(t *testing.T) {
+	p := loadCompose(t)
+	s := service(t, p, "otel-collector")
+	var cfgTarget string
+	for _, arg := range s.Command {
+		if v, ok := strings.CutPrefix(arg, "--config="); ok {
+			cfgTarget = v
+		}
+	}
+	if cfgTarget == "" {
+		t.Fatalf("otel-collector command %q has no --config=", s.Command)
+	}
+	var cfg struct {
+		Receivers  map[string]map[string]any `yaml:"receivers"`
+		Processors map[string]any            `yaml:"processors"`
+		Exporters  map[string]struct {
+			Endpoint string `yaml:"endpoint"`
+		} `yaml:"exporters"`
+		Extensions map[string]any `yaml:"extensions"`
+		Service    struct {
+			Extensions []string `yaml:"extensions"`
+			Pipelines  map[string]struct {
+				Receivers  []string `yaml:"receivers"`
+				Processors []string `yaml:"processors"`
+				Exporters  []string `yaml:"exporters"`
+			} `yaml:"pipelines"`
+		} `yaml:"service"`
+	}
+	readYAML(t, mountSource(t, p, "otel-collector", cfgTarget), &cfg)
+
+	var otlp struct {
+		Protocols struct {
+			GRPC struct{ Endpoint string } `yaml:"grpc"`
+			HTTP struct{ Endpoint string } `yaml:"http"`
+		} `yaml:"protocols"`
+	}
+	b, _ := yaml.Marshal(cfg.Receivers["otlp"])
+	if err := yaml.Unmarshal(b, &otlp); err != nil {
+		t.Fatal(err)
+	}
+	// The collector listens on localhost unless told otherwise.
+	if otlp.Protocols.HTTP.Endpoint != "0.0.0.0:4318" || otlp.Protocols.GRPC.Endpoint != "0.0.0.0:4317" {
+		t.Errorf("otlp receiver listens on http %q, grpc %q; want 0.0.0.0:4318 and 0.0.0.0:4317",
+			otlp.Protocols.HTTP.Endpoint, otlp.Protocols.GRPC.Endpoint)
+	}
+
+	traces, ok := cfg.Service.Pipelines["traces"]
+	if !ok {
+		t.Fatal("the collector has no traces pipeline")
+	}
+	if !slices.Contains(traces.Receivers, "otlp") {
+		t.Errorf("traces pipeline receives from %q, want otlp", traces.Receivers)
+	}
+	for _, r := range traces.Receivers {
+		if _, ok := cfg.Receivers[r]; !ok {
+			t.Errorf("traces pipeline names receiver %s, which is not configured", r)
+		}
+	}
+	for _, pr := range traces.Processors {
+		if _, ok := cfg.Processors[pr]; !ok {
+			t.Errorf("traces pipeline names processor %s, which is not configured", pr)
+		}
+	}
+	for _, e := range cfg.Service.Extensions {
+		if _, ok := cfg.Extensions[e]; !ok {
+			t.Errorf("service names extension %s, which is not configured", e)
+		}
+	}
+	toUI := false
+	for _, e := range traces.Exporters {
+		exp, ok := cfg.Exporters[e]
+		if !ok {
+			t.Errorf("traces pipeline names exporter %s, which is not configured", e)
+			continue
+		}
+		host := exp.Endpoint
+		if u, err := url.Parse(exp.Endpoint); err == nil && u.Host != "" {
+			host = u.Host
+		}
+		if strings.HasPrefix(host, "jaeger:") {
+			toUI = true
+		}
+	}
+	if !toUI {
+		t.Errorf("no exporter of the traces pipeline sends to jaeger")
+	}
+}
+
+func TestGrafanaProvisionsPrometheusAndTheDashboards(t *testing.T) {
+	p := loadCompose(t)
+	prov := mountSource(t, p, "grafana", "/etc/grafana/provisioning")
+
+	var ds struct {
+		APIVersion  int `yaml:"apiVersion"`
+		Datasources []struct {
+			Name, UID, Type, URL string
+			IsDefault            bool `yaml:"isDefault"`
+		} `yaml:"datasources"`
+	}
+	readYAML(t, filepath.Join(prov, "datasources", "datasources.yml"), &ds)
+	if ds.APIVersion != 1 {
+		t.Errorf("datasources apiVersion %d, want 1", ds.APIVersion)
+	}
+	prom := false
+	for _, d := range ds.Datasources {
+		if d.Type == "prometheus" {
+			prom = true
+			if d.UID == "" || !d.IsDefault || d.URL != "http://prometheus:9090" {
+				t.Errorf("Prometheus datasource %+v: want a uid, isDefault and url http://prometheus:9090", d)
+			}
+		}
+	}
+	if !prom {
+		t.Error("no Prometheus datasource is provisioned")
+	}
+
+	var dash struct {
+		APIVersion int `yaml:"apiVersion"`
+		Providers  []struct {
+			Type    string
+			Options struct{ Path string }
+		} `yaml:"providers"`
+	}
+	readYAML(t, filepath.Join(prov, "dashboards", "dashboards.yml"), &dash)
+	if dash.APIVersion != 1 || len(dash.Providers) == 0 {
+		t.Fatalf("dashboards provisioning: apiVersion %d with %d providers, want 1 with one or more", dash.APIVersion, len(dash.Providers))
+	}
+	src := mountSource(t, p, "grafana", dash.Providers[0].Options.Path)
+	if want := filepath.Join(repoRoot(t), "deploy", "helm", "tributary", "files", "dashboards"); src != want {
+		t.Errorf("Grafana loads dashboards from %s, want the chart's %s", src, want)
+	}
+}
+
+func TestDockerfileBuildsStaticNonRootImage(t *testing.T) {
+	root := repoRoot(t)
+	b, err := os.ReadFile(filepath.Join(root, "Dockerfile"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	df := string(b)
+	for _, want := range []string{"CGO_ENABLED=0", "-trimpath", "./cmd/writer", "./cmd/projector", "./cmd/reader", "./cmd/healthcheck"} {
+		if !strings.Contains(df, want) {
+			t.Errorf("Dockerfile does not contain %q", want)
+		}
+	}
+	stages := strings.Count(df, "\nFROM ")
+	if stages < 2 {
+		t.Errorf("Dockerfile has %d stages, want a build stage and a small final one", stages)
+	}
+	final := df[strings.LastIndex(df, "\nFROM "):]
+	var user string
+	for _, line := range strings.Split(final, "\n") {
+		if f := strings.Fields(line); len(f) == 2 && f[0] == "USER" {
+			user = f[1]
+		}
+	}
+	if user == "" || user == "root" || strings.HasPrefix(user, "0:") || user == "0" {
+		t.Errorf("the final stage runs as %q, want a non-root USER", user)
+	}
+	if !fileExists(filepath.Join(root, ".dockerignore")) {
+		t.Error("no .dockerignore")
+	}
+	for _, dir := range []string{"writer", "projector", "reader", "healthcheck"} {
+		if !fileExists(filepath.Join(root, "cmd", dir)) {
+			t.Errorf("the Dockerfile builds ./cmd/%s, which does not exist", dir)
+		}
+	}
+}
+
+func fileExists(path string) bool {
+	_, err := os.Stat(path)
+	return err == nil
+}
