@@ -51,7 +51,7 @@ func parseSettings(cmd string, args []string, getenv func(string) string, stderr
 	fs.Env("retry-backoff", "PROJECTOR_RETRY_BACKOFF")
 	fs.DurationVar(&p.SessionTimeout, "session-timeout", p.SessionTimeout, "consumer-group session timeout: how soon a dead member's partitions move")
 	fs.Env("session-timeout", "PROJECTOR_SESSION_TIMEOUT")
-	fs.DurationVar(&p.DropGrace, "drop-grace", p.DropGrace, "how long a replaced generation's keys stay for readers that resolved it")
+	fs.DurationVar(&p.DropGrace, "drop-grace", p.DropGrace, "how long a replaced generation's keys stay for readers that resolved it (at least 15s: readers keep the served generation up to READER_VIEW_CACHE, at most 10s)")
 	fs.Env("drop-grace", "PROJECTOR_DROP_GRACE")
 	fs.DurationVar(&p.FetchMaxWait, "fetch-max-wait", p.FetchMaxWait, "longest Kafka may hold a fetch for partitions with nothing new (also how soon paused partitions are fetched again)")
 	fs.Env("fetch-max-wait", "PROJECTOR_FETCH_MAX_WAIT")
@@ -97,8 +97,10 @@ func parseSettings(cmd string, args []string, getenv func(string) string, stderr
 		return s, config.UsageError{Err: fmt.Errorf("%s must be from 64 KiB to 256 MiB, and %s from 16 KiB to that", fs.Setting("fetch-max-bytes"), fs.Setting("fetch-max-partition-bytes"))}
 	case p.FetchMaxWait < 10*time.Millisecond || p.FetchMaxWait > 30*time.Second:
 		return s, config.UsageError{Err: fmt.Errorf("%s must be from 10ms to 30s", fs.Setting("fetch-max-wait"))}
-	case p.RetryBackoff <= 0 || p.Poll <= 0 || p.DropGrace < 0:
-		return s, config.UsageError{Err: fmt.Errorf("%s, %s and %s must be positive", fs.Setting("retry-backoff"), fs.Setting("poll"), fs.Setting("drop-grace"))}
+	case p.RetryBackoff <= 0 || p.Poll <= 0:
+		return s, config.UsageError{Err: fmt.Errorf("%s and %s must be positive", fs.Setting("retry-backoff"), fs.Setting("poll"))}
+	case p.DropGrace < 15*time.Second:
+		return s, config.UsageError{Err: fmt.Errorf("%s must be at least 15s: readers may read a replaced generation for up to their view cache (READER_VIEW_CACHE, at most 10s)", fs.Setting("drop-grace"))}
 	case p.SessionTimeout < 6*time.Second:
 		return s, config.UsageError{Err: fmt.Errorf("%s must be at least 6s (Kafka's group.min.session.timeout.ms)", fs.Setting("session-timeout"))}
 	case s.kafka.Brokers == "":

@@ -35,6 +35,7 @@ func TestBadConfigurationNamesTheSetting(t *testing.T) {
 		{"fetch bytes too small", nil, env("PROJECTOR_FETCH_MAX_BYTES", "1000"), "--fetch-max-bytes / PROJECTOR_FETCH_MAX_BYTES must be from 64 KiB to 256 MiB"},
 		{"partition share above the fetch", []string{"--fetch-max-partition-bytes", "2000000"}, env(), "--fetch-max-partition-bytes / PROJECTOR_FETCH_MAX_PARTITION_BYTES from 16 KiB"},
 		{"zero poll", []string{"--poll", "0s"}, env(), "must be positive"},
+		{"no drop grace", nil, env("PROJECTOR_DROP_GRACE", "0s"), "--drop-grace / PROJECTOR_DROP_GRACE must be at least 15s"},
 		{"bad redis url", nil, env("REDIS_URL", "http://x"), "--redis-url / REDIS_URL"},
 		{"prefix with a space", nil, env("REDIS_PREFIX", "a b"), "--redis-prefix / REDIS_PREFIX must be non-empty"},
 		{"broker without port", nil, env("KAFKA_BROKERS", "kafka"), `KAFKA_BROKERS: "kafka" is not host:port`},

@@ -8,9 +8,11 @@ import (
 	"encoding/json"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/tributary-es/tributary/internal/problem"
 	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
@@ -78,4 +80,27 @@ func Trace(operation string, tp trace.TracerProvider, next http.Handler) http.Ha
 			}
 			return r.Pattern
 		}))
+}
+
+// Unmatched answers a request that no route of mux matched: 405 with an
+// Allow header when the path is served for other methods (of methods), else
+// 404, both as problem documents. Register it as mux's "/" route.
+func Unmatched(mux *http.ServeMux, methods ...string) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		var allow []string
+		for _, m := range methods {
+			probe := *r
+			probe.Method = m
+			if _, pattern := mux.Handler(&probe); pattern != "" && pattern != "/" {
+				allow = append(allow, m)
+			}
+		}
+		if len(allow) > 0 {
+			w.Header().Set("Allow", strings.Join(allow, ", "))
+			problem.Write(w, r, problem.New(http.StatusMethodNotAllowed, "method-not-allowed", "Method not allowed",
+				r.Method+" is not served on "+r.URL.Path+"; it takes "+strings.Join(allow, ", ")))
+			return
+		}
+		problem.Write(w, r, problem.New(http.StatusNotFound, "not-found", "Not found", "no such resource: "+r.Method+" "+r.URL.Path))
+	}
 }

@@ -50,3 +50,29 @@ func TestQueryIntBounds(t *testing.T) {
 		}
 	}
 }
+
+// A path served for other methods answers 405 with Allow; an unknown path
+// 404; both as problem documents.
+func TestUnmatchedSays405Or404(t *testing.T) {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /v1/things/{id}", func(w http.ResponseWriter, r *http.Request) {})
+	mux.HandleFunc("POST /v1/things/{id}/poke", func(w http.ResponseWriter, r *http.Request) {})
+	mux.HandleFunc("/", Unmatched(mux, http.MethodGet, http.MethodPost))
+	for _, tc := range []struct {
+		method, path string
+		status       int
+		allow        string
+	}{
+		{http.MethodDelete, "/v1/things/a", http.StatusMethodNotAllowed, "GET"},
+		{http.MethodGet, "/v1/things/a/poke", http.StatusMethodNotAllowed, "POST"},
+		{http.MethodGet, "/v1/nothing", http.StatusNotFound, ""},
+		{http.MethodPost, "/v1/things", http.StatusNotFound, ""},
+	} {
+		rec := httptest.NewRecorder()
+		mux.ServeHTTP(rec, httptest.NewRequest(tc.method, tc.path, nil))
+		if rec.Code != tc.status || rec.Header().Get("Allow") != tc.allow || rec.Header().Get("Content-Type") != "application/problem+json" {
+			t.Errorf("%s %s: %d Allow %q %s; want %d Allow %q", tc.method, tc.path, rec.Code, rec.Header().Get("Allow"),
+				rec.Header().Get("Content-Type"), tc.status, tc.allow)
+		}
+	}
+}

@@ -63,7 +63,7 @@ func (s *Server) getAccount(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	case have < want:
-		writeStale(w, r, stale("version", want, have))
+		writeStale(w, r, stale(want, have))
 		return
 	case !found:
 		problem.Write(w, r, unknownAccount(id))
@@ -90,7 +90,7 @@ func (s *Server) getTransactions(w http.ResponseWriter, r *http.Request) {
 		problem.Write(w, r, p)
 		return
 	}
-	before, ok := decodeHistoryCursor(r.URL.Query().Get("cursor"))
+	before, ok := decodeHistoryCursor(r.URL.Query().Get("cursor"), id)
 	if !ok {
 		problem.Write(w, r, badCursor())
 		return
@@ -106,7 +106,7 @@ func (s *Server) getTransactions(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	case have < want:
-		writeStale(w, r, stale("version", want, have))
+		writeStale(w, r, stale(want, have))
 		return
 	case have == 0:
 		problem.Write(w, r, unknownAccount(id))
@@ -119,7 +119,7 @@ func (s *Server) getTransactions(w http.ResponseWriter, r *http.Request) {
 	}
 	out := Transactions{AccountID: id, Items: page.Entries}
 	if page.Next > 0 {
-		out.Next = encodeCursor("h1:" + strconv.FormatInt(page.Next, 10))
+		out.Next = encodeCursor("h1:" + id + ":" + strconv.FormatInt(page.Next, 10))
 	}
 	httpapi.WriteJSON(w, http.StatusOK, out)
 }
@@ -206,14 +206,15 @@ func decodeCursor(c string) (string, bool) {
 	return string(b), err == nil
 }
 
-// decodeHistoryCursor returns the version a history page starts below; 0
-// (the newest) without a cursor.
-func decodeHistoryCursor(c string) (int64, bool) {
+// decodeHistoryCursor returns the version a history page of account id
+// starts below; 0 (the newest) without a cursor. A cursor of another
+// account's history is refused.
+func decodeHistoryCursor(c, id string) (int64, bool) {
 	if c == "" {
 		return 0, true
 	}
 	pos, ok := decodeCursor(c)
-	v, found := strings.CutPrefix(pos, "h1:")
+	v, found := strings.CutPrefix(pos, "h1:"+id+":")
 	if !ok || !found {
 		return 0, false
 	}

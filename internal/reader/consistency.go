@@ -29,8 +29,12 @@ func minVersion(r *http.Request) (int64, *problem.Problem) {
 	if h == "" {
 		return 0, nil
 	}
-	n, err := strconv.ParseInt(strings.Trim(strings.TrimPrefix(strings.TrimSpace(h), "W/"), `"`), 10, 64)
-	if err != nil || n < 1 {
+	h = strings.TrimPrefix(strings.TrimSpace(h), "W/")
+	if len(h) >= 2 && h[0] == '"' && h[len(h)-1] == '"' {
+		h = h[1 : len(h)-1]
+	}
+	n, err := strconv.ParseInt(h, 10, 64)
+	if err != nil || n < 1 || h[0] == '+' {
 		return 0, problem.New(http.StatusBadRequest, "invalid-min-version", "Invalid Min-Version",
 			MinVersionHeader+` must be a version of at least 1, bare or as the writer's ETag ("7")`)
 	}
@@ -47,8 +51,10 @@ func (s *Server) waitBound(r *http.Request) time.Duration {
 			if !ok || !strings.EqualFold(strings.TrimSpace(k), "wait") {
 				continue
 			}
-			if secs, err := strconv.ParseFloat(strings.TrimSpace(v), 64); err == nil && secs >= 0 {
-				bound = min(bound, time.Duration(secs*float64(time.Second)))
+			// Compared as seconds before converting: a huge or infinite wait
+			// must not overflow into a negative duration.
+			if secs, err := strconv.ParseFloat(strings.TrimSpace(v), 64); err == nil && secs >= 0 && secs < bound.Seconds() {
+				bound = time.Duration(secs * float64(time.Second))
 			}
 		}
 	}
@@ -95,14 +101,12 @@ func (s *Server) await(r *http.Request, want int64, current func(context.Context
 }
 
 // stale is the answer to a query whose projection did not reach the
-// version (or position) it named within the wait bound.
-func stale(what string, requested, current int64) *problem.Problem {
+// version it named within the wait bound.
+func stale(requested, current int64) *problem.Problem {
 	return problem.New(http.StatusServiceUnavailable, "stale", "Read model is behind",
-		"the read model has not reached the requested "+what+" yet; retry, or read without it to get what it has").
-		With("requested"+upperFirst(what), requested).With("current"+upperFirst(what), current)
+		"the read model has not reached the requested version yet; retry, or read without it to get what it has").
+		With("requestedVersion", requested).With("currentVersion", current)
 }
-
-func upperFirst(s string) string { return strings.ToUpper(s[:1]) + s[1:] }
 
 // writeStale answers with p and a hint to retry in a second.
 func writeStale(w http.ResponseWriter, r *http.Request, p *problem.Problem) {

@@ -73,21 +73,37 @@ func (s *Server) getCorrelation(w http.ResponseWriter, r *http.Request) {
 		problem.Write(w, r, p)
 		return
 	}
-	var links []correlation.Link
-	have, err := s.await(r, want, func(ctx context.Context) (int64, error) {
-		var err error
-		links, err = correlation.Events(ctx, s.reads, s.root, id)
-		if len(links) == 0 {
+	// Read-your-writes waits for the event at exactly that position: the
+	// correlation's events lie on several partitions, projected each at its
+	// own pace, so a later one being there proves nothing of it.
+	if want > 0 {
+		found, err := s.await(r, 1, func(ctx context.Context) (int64, error) {
+			ok, err := correlation.Has(ctx, s.reads, s.root, id, want)
+			if ok {
+				return 1, err
+			}
 			return 0, err
+		})
+		if err != nil {
+			s.fail(w, r, err)
+			return
 		}
-		return links[len(links)-1].GlobalPosition, err
-	})
+		if found == 0 {
+			links, err := correlation.Events(r.Context(), s.reads, s.root, id)
+			if err != nil {
+				s.fail(w, r, err)
+				return
+			}
+			writeStale(w, r, problem.New(http.StatusServiceUnavailable, "stale", "Read model is behind",
+				"the correlation does not hold the event at the requested position yet; retry, or read without it to get what it has").
+				With("requestedPosition", want).With("eventsPresent", len(links)))
+			return
+		}
+	}
+	links, err := correlation.Events(r.Context(), s.reads, s.root, id)
 	switch {
 	case err != nil:
 		s.fail(w, r, err)
-		return
-	case have < want:
-		writeStale(w, r, stale("position", want, have))
 		return
 	case len(links) == 0:
 		problem.Write(w, r, problem.New(http.StatusNotFound, "unknown-correlation", "Unknown correlation",

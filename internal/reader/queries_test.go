@@ -1,6 +1,7 @@
 package reader_test
 
 import (
+	"encoding/base64"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -46,7 +47,10 @@ func TestBadQueriesGetProblems(t *testing.T) {
 		{"/v1/accounts/bad-1/transactions?cursor=%%%", nil, 400, "invalid-query"},
 		{"/v1/accounts/bad-1/transactions?cursor=bm90LWEtY3Vyc29y", nil, 400, "invalid-cursor"},
 		{"/v1/accounts/bad-1/transactions?cursor=" + url.QueryEscape(strings.Repeat("A", 600)), nil, 400, "invalid-cursor"},
-		{"/v1/accounts/bad-1/transactions?cursor=aDE6MQ", nil, 400, "invalid-cursor"}, // h1:1 — nothing is below version 1
+		{"/v1/accounts/bad-1/transactions?cursor=" + cursor("h1:bad-1:1"), nil, 400, "invalid-cursor"}, // nothing is below version 1
+		{"/v1/accounts/bad-1/transactions?cursor=" + cursor("h1:bad-0:2"), nil, 400, "invalid-cursor"}, // another account's history
+		{"/v1/accounts/bad-1", []string{reader.MinVersionHeader, `"7`}, 400, "invalid-min-version"},
+		{"/v1/accounts/bad-1", []string{reader.MinVersionHeader, `+7`}, 400, "invalid-min-version"},
 		{"/v1/accounts", nil, 400, "invalid-query"},
 		{"/v1/accounts?status=frozen", nil, 400, "invalid-query"},
 		{"/v1/accounts?sort=name&status=active", nil, 400, "invalid-query"},
@@ -60,6 +64,15 @@ func TestBadQueriesGetProblems(t *testing.T) {
 		{"/v1/correlations/" + strings.Repeat("c", 129), nil, 400, "invalid-id"},
 		{"/v1/correlations/x?min_position=0", nil, 400, "invalid-query"},
 		{"/v1/nothing", nil, 404, "not-found"},
+	}
+	if r := p.do(p.reader, http.MethodDelete, "/v1/accounts/bad-1", ""); r.status != http.StatusMethodNotAllowed || r.header.Get("Allow") != "GET" {
+		t.Errorf("DELETE an account: %d Allow %q %s", r.status, r.header.Get("Allow"), r.body)
+	}
+	// The next page of bad-1's history is a cursor for bad-1 only.
+	var page reader.Transactions
+	p.read("/v1/accounts/bad-1/transactions?limit=1").json(t, &page)
+	if r := p.read("/v1/accounts/bad-0/transactions?cursor=" + url.QueryEscape(page.Next)); r.status != http.StatusBadRequest || page.Next == "" {
+		t.Errorf("bad-1's cursor on bad-0's history: %d %s", r.status, r.body)
 	}
 	for _, tc := range tests {
 		r := p.read(tc.path, tc.header...)
@@ -137,7 +150,7 @@ func TestDirectoryOverHTTP(t *testing.T) {
 		active = list("status=active")
 		return len(active) == 23
 	})
-	for i, e := range active {
+	for i, e := range active { // every id once, in opening order
 		if e.ID != fmt.Sprintf("dir-%02d", i) || e.OpenedAt == nil || e.Balance != nil {
 			t.Fatalf("active[%d] = %+v", i, e)
 		}
@@ -147,8 +160,10 @@ func TestDirectoryOverHTTP(t *testing.T) {
 		t.Fatalf("%d ranked accounts, want 23", len(ranked))
 	}
 	for i, e := range ranked {
+		// Strictly after the previous one in (balance desc, id desc): a
+		// repeated account, or one out of order, fails here.
 		if e.Balance == nil || e.Currency != "EUR" || (i > 0 && (*e.Balance > *ranked[i-1].Balance ||
-			(*e.Balance == *ranked[i-1].Balance && e.ID > ranked[i-1].ID))) {
+			(*e.Balance == *ranked[i-1].Balance && e.ID >= ranked[i-1].ID))) {
 			t.Fatalf("ranked[%d] = %+v after %+v", i, e, ranked[max(i-1, 0)])
 		}
 	}
@@ -164,3 +179,6 @@ func TestDirectoryOverHTTP(t *testing.T) {
 		t.Fatalf("pending: %+v", pending)
 	}
 }
+
+// cursor encodes a raw cursor position as the reader does.
+func cursor(pos string) string { return base64.RawURLEncoding.EncodeToString([]byte(pos)) }

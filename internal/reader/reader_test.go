@@ -118,6 +118,8 @@ func TestStaleReadIsSaidNotServed(t *testing.T) {
 		{"/v1/accounts/stale-1", []string{reader.MinVersionHeader, fmt.Sprintf(`"%d"`, v.version+5)}},
 		{fmt.Sprintf("/v1/accounts/stale-1/transactions?min_version=%d", v.version+1), []string{"Prefer", "wait=0.05"}},
 		{"/v1/accounts/never-opened?min_version=1", []string{"Prefer", "wait=0"}},
+		// A wait too large to be a duration is the server's bound, not none.
+		{fmt.Sprintf("/v1/accounts/stale-1?min_version=%d", v.version+1), []string{"Prefer", "wait=1e300"}},
 	} {
 		r := p.read(req.path, req.headers...)
 		var prob struct {
@@ -133,6 +135,16 @@ func TestStaleReadIsSaidNotServed(t *testing.T) {
 			prob.CurrentVersion != wantCurrent || prob.RequestedVersion <= wantCurrent || r.header.Get("Retry-After") == "" {
 			t.Errorf("GET %s %v: %d %s; want 503 stale with currentVersion %d", req.path, req.headers, r.status, r.body, wantCurrent)
 		}
+	}
+	// An event of the correlation that is not there is said to be missing.
+	r = p.read(fmt.Sprintf("/v1/correlations/%s?min_position=%d", "open-"+"stale-1", v.position+1000), "Prefer", "wait=0.05")
+	var prob struct {
+		Type              string
+		RequestedPosition int64
+	}
+	r.json(t, &prob)
+	if r.status != http.StatusServiceUnavailable || prob.Type != "https://tributary.dev/problems/stale" || prob.RequestedPosition != v.position+1000 {
+		t.Errorf("a correlation missing the named event: %d %s", r.status, r.body)
 	}
 }
 
@@ -166,10 +178,15 @@ func TestCausationTreeAcrossAggregates(t *testing.T) {
 	fee := appendOne("tree-a", deposited.ID.String(), account.FundsWithdrawn{Amount: 1, Currency: "EUR", Reason: "fee"})
 	audit := appendOne("tree-b", "audit-command", account.FundsDeposited{Amount: 5, Currency: "EUR", Source: "audit"})
 
+	// The four events lie on two partitions projected independently: wait
+	// for each of them, as read-your-writes is per event.
 	var tree reader.CausationTree
-	r := p.read(fmt.Sprintf("/v1/correlations/%s?min_position=%d", corr, audit.GlobalPosition))
-	if r.status != http.StatusOK {
-		t.Fatalf("correlation: %d %s", r.status, r.body)
+	var r response
+	for _, e := range []log.Event{withdrawn, deposited, fee, audit} {
+		r = p.read(fmt.Sprintf("/v1/correlations/%s?min_position=%d", corr, e.GlobalPosition))
+		if r.status != http.StatusOK {
+			t.Fatalf("correlation at position %d: %d %s", e.GlobalPosition, r.status, r.body)
+		}
 	}
 	r.json(t, &tree)
 	type edge struct{ parent, child string }

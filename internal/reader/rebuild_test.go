@@ -137,8 +137,7 @@ func TestRebuildNeverShowsAHalfBuiltModel(t *testing.T) {
 	if err != nil || after.Generation <= before.Generation {
 		t.Fatalf("served generation %d before, %d after (%v)", before.Generation, after.Generation, err)
 	}
-	// After the switch (the reader's view cache turns over within 250 ms)
-	// every account is still complete.
+	// After the switch every account is still complete.
 	for _, id := range ids {
 		if err := check(id, p.read("/v1/accounts/"+id)); err != nil {
 			t.Fatal("after the switch:", err)

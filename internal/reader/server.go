@@ -93,9 +93,7 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /readyz", s.ready)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.gatherer, promhttp.HandlerOpts{}))
 	mux.Handle("GET /openapi.json", s.spec)
-	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		problem.Write(w, r, problem.New(http.StatusNotFound, "not-found", "Not found", "no such resource: "+r.Method+" "+r.URL.Path))
-	})
+	mux.HandleFunc("/", httpapi.Unmatched(mux, http.MethodGet))
 	return httpapi.Trace("reader", s.cfg.TracerProvider, httpapi.Instrument(s.metrics.httpSeconds, rejectMalformedQueries(mux)))
 }
 

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"math"
 	"slices"
 	"strconv"
 	"time"
@@ -256,7 +257,7 @@ func (q *Queries) directoryPage(ctx context.Context, set string, desc bool, afte
 			if err != nil {
 				return DirectoryPage{}, fmt.Errorf("read %s: score %q of %s: %w", v.Layout.Name(), flat[i+1], flat[i], err)
 			}
-			all = append(all, Ranked{ID: flat[i], Score: int64(score)})
+			all = append(all, Ranked{ID: flat[i], Score: scoreToInt(score)})
 		}
 	}
 	slices.SortFunc(all, func(a, b Ranked) int {
@@ -271,4 +272,18 @@ func (q *Queries) directoryPage(ctx context.Context, set string, desc bool, afte
 		page.Next = &last
 	}
 	return page, nil
+}
+
+// scoreToInt converts a sorted-set score, which Redis keeps as a float64,
+// back to the integer it was written as, clamped to the int64 range (a
+// float64 at 2^63 would otherwise wrap to the smallest int64 and break the
+// order and the cursor). Scores are exact up to 2^53.
+func scoreToInt(f float64) int64 {
+	switch {
+	case f >= math.MaxInt64:
+		return math.MaxInt64
+	case f <= math.MinInt64:
+		return math.MinInt64
+	}
+	return int64(f)
 }

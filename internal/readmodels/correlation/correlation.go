@@ -97,3 +97,30 @@ func Events(ctx context.Context, rdb redis.Cmdable, root, correlationID string) 
 	slices.SortFunc(links, func(a, b Link) int { return cmp.Compare(a.GlobalPosition, b.GlobalPosition) })
 	return links, nil
 }
+
+// Has tells whether the correlation holds the event at global position
+// position, in the active generation. Events of one correlation are spread
+// over partitions projected independently, so a later position being there
+// says nothing of an earlier one: read-your-writes must ask for the exact
+// event.
+func Has(ctx context.Context, rdb redis.Cmdable, root, correlationID string, position int64) (bool, error) {
+	v, err := readmodels.ActiveView(ctx, rdb, readmodels.NewLayout(root, Name))
+	if err != nil {
+		return false, err
+	}
+	pipe := rdb.Pipeline()
+	pos := strconv.FormatInt(position, 10)
+	cmds := make([]*redis.IntCmd, v.Partitions)
+	for p := range v.Partitions {
+		cmds[p] = pipe.ZCount(ctx, v.Layout.Prefix(v.Generation, p)+"corr:"+correlationID, pos, pos)
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		return false, fmt.Errorf("read correlation %s: %w", correlationID, err)
+	}
+	for _, c := range cmds {
+		if c.Val() > 0 {
+			return true, nil
+		}
+	}
+	return false, nil
+}
