@@ -97,9 +97,7 @@ func (s *Server) Handler() http.Handler {
 	for _, rt := range s.routes() {
 		mux.Handle(rt.pattern, rt.handler)
 	}
-	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		problem.Write(w, r, problem.New(http.StatusNotFound, "not-found", "Not found", "no such resource: "+r.Method+" "+r.URL.Path))
-	})
+	mux.HandleFunc("/", httpapi.Unmatched(mux, http.MethodGet, http.MethodPost))
 	return httpapi.Trace("writer", s.cfg.TracerProvider, httpapi.Instrument(s.metrics.httpSeconds, s.rejectUncleanPaths(mux)))
 }
 
