@@ -71,11 +71,22 @@ type CloseAccount struct {
 	Reason string
 }
 
+// RefundFunds gives back money that left the account for something that
+// then failed (a transfer whose target refused the deposit). Unlike a
+// deposit it is accepted whatever the account's status and above the
+// deposit limit: the money was this account's, and must not be lost.
+type RefundFunds struct {
+	Amount   int64 // minor units, > 0
+	Currency string
+	Source   string // what is refunded, e.g. "refund:transfer:<id>"
+}
+
 func (OpenAccount) commandName() string     { return "OpenAccount" }
 func (ActivateAccount) commandName() string { return "ActivateAccount" }
 func (DepositFunds) commandName() string    { return "DepositFunds" }
 func (WithdrawFunds) commandName() string   { return "WithdrawFunds" }
 func (CloseAccount) commandName() string    { return "CloseAccount" }
+func (RefundFunds) commandName() string     { return "RefundFunds" }
 
 // CommandName returns the name of a command, for metrics and traces.
 func CommandName(c Command) string { return c.commandName() }
@@ -203,6 +214,14 @@ func Decide(s State, c Command) ([]Event, error) {
 			return nil, violated("insufficient-funds", "balance %d is less than the %d requested", s.Balance, c.Amount)
 		}
 		return []Event{FundsWithdrawn{Amount: c.Amount, Currency: c.Currency, Reason: c.Reason}}, nil
+	case RefundFunds:
+		if err := checkText("source", c.Source, true); err != nil {
+			return nil, err
+		}
+		if err := checkAmount(s, c.Amount, c.Currency); err != nil {
+			return nil, err
+		}
+		return []Event{FundsDeposited{Amount: c.Amount, Currency: c.Currency, Source: c.Source}}, nil
 	case CloseAccount:
 		if err := checkText("reason", c.Reason, false); err != nil {
 			return nil, err

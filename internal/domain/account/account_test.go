@@ -49,6 +49,32 @@ func TestDecide(t *testing.T) {
 		err   error  // kind the error must wrap; nil when the command succeeds
 		code  string // RuleError.Code when err is set
 	}{
+		// RefundFunds
+		{
+			name:  "a refund reaches a closed account, above the deposit limit",
+			given: closed, when: account.RefundFunds{Amount: maxEUR * 2, Currency: "EUR", Source: "refund:transfer:t1"},
+			then: []Event{account.FundsDeposited{Amount: maxEUR * 2, Currency: "EUR", Source: "refund:transfer:t1"}},
+		},
+		{
+			name:  "a refund reaches a pending account",
+			given: pending, when: account.RefundFunds{Amount: 5, Currency: "EUR", Source: "refund:transfer:t1"},
+			then: []Event{account.FundsDeposited{Amount: 5, Currency: "EUR", Source: "refund:transfer:t1"}},
+		},
+		{
+			name:  "a refund in another currency is refused",
+			given: active, when: account.RefundFunds{Amount: 5, Currency: "USD", Source: "refund:transfer:t1"},
+			err: account.ErrRuleViolated, code: "currency-mismatch",
+		},
+		{
+			name:  "a refund of nothing is invalid",
+			given: active, when: account.RefundFunds{Amount: 0, Currency: "EUR", Source: "refund:transfer:t1"},
+			err: account.ErrInvalidCommand, code: "invalid-amount",
+		},
+		{
+			name: "a refund to an account never opened is refused",
+			when: account.RefundFunds{Amount: 5, Currency: "EUR", Source: "refund:transfer:t1"},
+			err:  account.ErrNotFound, code: "account-not-found",
+		},
 		// OpenAccount
 		{
 			name: "open without initial deposit emits only AccountOpened",
