@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/redis/go-redis/extra/redisotel/v9"
 	"github.com/redis/go-redis/v9"
 	"golang.org/x/sync/errgroup"
 
@@ -24,6 +25,7 @@ import (
 	"github.com/tributary-es/tributary/internal/readmodels"
 	"github.com/tributary-es/tributary/internal/readmodels/accounts"
 	"github.com/tributary-es/tributary/internal/readmodels/correlation"
+	"github.com/tributary-es/tributary/internal/telemetry"
 	"github.com/tributary-es/tributary/internal/writer"
 	"github.com/tributary-es/tributary/schemas"
 )
@@ -83,9 +85,19 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return config.UsageError{Err: fmt.Errorf("unexpected argument %q\n%s", s.args[0], usage)}
 	}
 	logger := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: s.logLevel}))
+	tracing, err := telemetry.Setup(ctx, "tributary-projector", getenv)
+	if err != nil {
+		return config.UsageError{Err: err}
+	}
+	defer shutdownTracing(tracing, logger)
 	opts, _ := s.redis.Options()
 	rdb := redis.NewUniversalClient(opts)
 	defer rdb.Close()
+	if tracing.Exporting {
+		if err := redisotel.InstrumentTracing(rdb, redisotel.WithTracerProvider(tracing.TracerProvider)); err != nil {
+			return fmt.Errorf("trace Redis: %w", err)
+		}
+	}
 	pingCtx, cancel := context.WithTimeout(ctx, s.kafka.StartTimeout)
 	defer cancel()
 	if err := rdb.Ping(pingCtx).Err(); err != nil {
@@ -100,7 +112,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	deps := projector.Deps{Redis: rdb, Schemas: eventSchemas, Upcasters: writer.Upcasters(), Metrics: projector.NewMetrics(reg), Logger: logger}
+	deps := projector.Deps{Redis: rdb, Schemas: eventSchemas, Upcasters: writer.Upcasters(), Metrics: projector.NewMetrics(reg), Logger: logger,
+		KafkaMetrics: reg}
+	if tracing.Exporting {
+		deps.TracerProvider = tracing.TracerProvider
+	}
 	newProjector := func(n string) *projector.Projector { return projector.New(projection(n), s.projector, deps) }
 
 	switch cmd {
@@ -270,4 +286,13 @@ func replayDeadLetters(ctx context.Context, p *projector.Projector, stdout io.Wr
 		return fmt.Errorf("%d event(s) could not be applied; fix the cause and replay again", failed)
 	}
 	return nil
+}
+
+// shutdownTracing flushes the spans not exported yet, waiting at most 5s.
+func shutdownTracing(t *telemetry.Tracing, logger *slog.Logger) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := t.Shutdown(ctx); err != nil {
+		logger.Warn("flush spans", "err", err)
+	}
 }

@@ -12,12 +12,14 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/redis/go-redis/extra/redisotel/v9"
 	"github.com/redis/go-redis/v9"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/tributary-es/tributary/internal/apispec"
 	"github.com/tributary-es/tributary/internal/config"
 	"github.com/tributary-es/tributary/internal/reader"
+	"github.com/tributary-es/tributary/internal/telemetry"
 )
 
 // settings is every setting of the reader, from flags or the environment.
@@ -85,9 +87,19 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		return err
 	}
 	logger := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: s.logLevel}))
+	tracing, err := telemetry.Setup(ctx, "tributary-reader", getenv)
+	if err != nil {
+		return config.UsageError{Err: err}
+	}
+	defer shutdownTracing(tracing, logger)
 	opts, _ := s.redis.Options()
 	rdb := redis.NewUniversalClient(opts)
 	defer rdb.Close()
+	if tracing.Exporting {
+		if err := redisotel.InstrumentTracing(rdb, redisotel.WithTracerProvider(tracing.TracerProvider)); err != nil {
+			return fmt.Errorf("trace Redis: %w", err)
+		}
+	}
 	pingCtx, cancel := context.WithTimeout(ctx, s.startTimeout)
 	defer cancel()
 	if err := rdb.Ping(pingCtx).Err(); err != nil {
@@ -99,6 +111,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	s.api.TracerProvider = tracing.TracerProvider
 	api := reader.NewServer(s.api, rdb, s.redis.Prefix, reg, spec, logger)
 
 	ln, err := net.Listen("tcp", s.httpAddr)
@@ -123,4 +136,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	err = g.Wait()
 	logger.Info("reader stopped")
 	return err
+}
+
+// shutdownTracing flushes the spans not exported yet, waiting at most 5s.
+func shutdownTracing(t *telemetry.Tracing, logger *slog.Logger) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := t.Shutdown(ctx); err != nil {
+		logger.Warn("flush spans", "err", err)
+	}
 }

@@ -69,6 +69,7 @@ func newRelay(ctx context.Context, s settings, pool *pgxpool.Pool, reg prometheu
 		closeAll()
 		return nil, config.UsageError{Err: err}
 	}
+	opts = append(opts, kafka.ClientMetrics(reg, nil))
 	client, err := kgo.NewClient(append(opts, relay.ProducerOptions(relay.DefaultConfig().AckTimeout)...)...)
 	if err != nil {
 		closeAll()
@@ -79,6 +80,7 @@ func newRelay(ctx context.Context, s settings, pool *pgxpool.Pool, reg prometheu
 	rcfg := relay.DefaultConfig()
 	rcfg.Topics = k.Topics()
 	rcfg.AggregateTypes = []string{account.AggregateType}
+	rcfg.TracerProvider = s.tracerProvider
 	r := relay.New(rcfg, s.databaseURL, pool, writer.Upcasters(), client, relay.NewMetrics(reg), logger, relay.Hooks{})
 
 	startCtx, cancel := context.WithTimeout(ctx, k.StartTimeout)

@@ -7,10 +7,12 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/exaring/otelpgx"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/tributary-es/tributary/internal/config"
 	"github.com/tributary-es/tributary/internal/log/postgres"
+	"github.com/tributary-es/tributary/internal/telemetry"
 )
 
 // run dispatches the subcommands: serve (the default), relay and migrate.
@@ -24,6 +26,16 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return err
 	}
 	logger := slog.New(slog.NewJSONHandler(stdout, &slog.HandlerOptions{Level: s.logLevel}))
+	if cmd != "migrate" {
+		tracing, err := telemetry.Setup(ctx, "tributary-writer", getenv)
+		if err != nil {
+			return config.UsageError{Err: err}
+		}
+		defer shutdownTracing(tracing, logger)
+		if tracing.Exporting {
+			s.tracerProvider = tracing.TracerProvider
+		}
+	}
 	switch cmd {
 	case "migrate":
 		if err := postgres.Migrate(ctx, s.databaseURL); err != nil {
@@ -46,6 +58,9 @@ func openPool(ctx context.Context, s settings) (*pgxpool.Pool, error) {
 		return nil, config.UsageError{Err: fmt.Errorf("DATABASE_URL: %w", err)}
 	}
 	cfg.MaxConns = int32(s.dbMaxConns)
+	if s.tracerProvider != nil {
+		cfg.ConnConfig.Tracer = otelpgx.NewTracer(otelpgx.WithTracerProvider(s.tracerProvider))
+	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("DATABASE_URL: %w", err)
@@ -57,4 +72,13 @@ func openPool(ctx context.Context, s settings) (*pgxpool.Pool, error) {
 		return nil, fmt.Errorf("cannot reach Postgres at DATABASE_URL (host %s, port %d): %w", cfg.ConnConfig.Host, cfg.ConnConfig.Port, err)
 	}
 	return pool, nil
+}
+
+// shutdownTracing flushes the spans not exported yet, waiting at most 5s.
+func shutdownTracing(t *telemetry.Tracing, logger *slog.Logger) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := t.Shutdown(ctx); err != nil {
+		logger.Warn("flush spans", "err", err)
+	}
 }

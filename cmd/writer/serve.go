@@ -44,6 +44,9 @@ func serve(ctx context.Context, s settings, logger *slog.Logger, api bool) error
 	if api {
 		cfg := writer.DefaultConfig()
 		cfg.MaxBodyBytes, cfg.PrincipalHeader = s.maxBodyBytes, s.principalHeader
+		if s.tracerProvider != nil {
+			cfg.TracerProvider = s.tracerProvider
+		}
 		api, err := writer.New(pool, cfg, aggregate.Options{SnapshotEvery: s.snapshotEvery}, reg, logger)
 		if err != nil {
 			return err

@@ -8,12 +8,15 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/tributary-es/tributary/internal/config"
 )
 
 // settings is every setting of the writer, from flags or the environment.
 type settings struct {
+	// tracerProvider makes the spans (set from OTEL_* by run, not a flag).
+	tracerProvider  trace.TracerProvider
 	databaseURL     string
 	dbMaxConns      int
 	httpAddr        string

@@ -15,8 +15,10 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/tributary-es/tributary/internal/log"
 	"github.com/tributary-es/tributary/internal/log/kafka"
@@ -97,6 +99,13 @@ type Deps struct {
 	Upcasters *log.Upcasters
 	Metrics   *Metrics
 	Logger    *slog.Logger
+	// TracerProvider makes a "process <topic>" span of every event and a
+	// "write <projection>" span of every atomic step; nil makes none.
+	TracerProvider trace.TracerProvider
+	// KafkaMetrics, if set, gets franz-go's client metrics (kprom) of every
+	// consumer-group member, labelled with its consumer group, under
+	// tributary_kafka_*.
+	KafkaMetrics prometheus.Registerer
 }
 
 // Projector keeps one projection up to date.
@@ -111,6 +120,7 @@ type Projector struct {
 	log    *slog.Logger
 	hooks  Hooks
 	ready  atomic.Bool
+	tracer trace.Tracer // nil: no spans
 }
 
 // Hooks let tests stop a projector at chosen points. Nil hooks do nothing.
@@ -130,7 +140,7 @@ func New(p readmodels.Projection, cfg Config, deps Deps) *Projector {
 	if deps.Logger == nil {
 		deps.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Projector{
+	pr := &Projector{
 		proj: p, cfg: cfg, deps: deps,
 		steps:  readmodels.NewSteps(deps.Redis, layout, p),
 		gens:   readmodels.NewGenerations(deps.Redis, layout),
@@ -138,6 +148,10 @@ func New(p readmodels.Projection, cfg Config, deps Deps) *Projector {
 		dlq:    DeadLetterTopic(cfg.Topics.Prefix, p.Name()),
 		log:    deps.Logger.With("projection", p.Name()),
 	}
+	if deps.TracerProvider != nil {
+		pr.tracer = deps.TracerProvider.Tracer("github.com/tributary-es/tributary/internal/projector")
+	}
+	return pr
 }
 
 // WithHooks sets test hooks; call it before Run.

@@ -10,9 +10,11 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/tributary-es/tributary/internal/log/kafka"
 	"github.com/tributary-es/tributary/internal/readmodels"
 )
 
@@ -87,6 +89,9 @@ func (r *runner) run(ctx context.Context) error {
 		kgo.OnPartitionsRevoked(r.revoked),
 		kgo.OnPartitionsLost(r.revoked),
 	)
+	if reg := r.p.deps.KafkaMetrics; reg != nil {
+		opts = append(opts, kafka.ClientMetrics(reg, prometheus.Labels{"consumergroup": r.group}))
+	}
 	cl, err := kgo.NewClient(opts...)
 	if err != nil {
 		return err

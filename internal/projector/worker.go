@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
+	"go.opentelemetry.io/otel/codes"
 
 	"github.com/tributary-es/tributary/internal/log/kafka"
 	"github.com/tributary-es/tributary/internal/readmodels"
@@ -170,9 +171,11 @@ func (w *worker) fenced(ctx context.Context) {
 // process applies a batch: prepares every event (parking what cannot be
 // applied), then runs the atomic step, parking events that arrive after a
 // version gap.
-func (w *worker) process(ctx context.Context, batch []*kgo.Record) error {
+func (w *worker) process(ctx context.Context, batch []*kgo.Record) (err error) {
 	p := w.r.p
 	next := w.next.Load()
+	var spans processSpans
+	defer func() { spans.end(err) }()
 	items := make([]readmodels.Item, 0, len(batch))
 	recs := make([]*kgo.Record, 0, len(batch))
 	types := make([]string, 0, len(batch))
@@ -180,6 +183,7 @@ func (w *worker) process(ctx context.Context, batch []*kgo.Record) error {
 		if rec.Offset < next {
 			continue // fetched again after a restart of the fetch: applied already
 		}
+		w.startProcessSpan(ctx, &spans, rec)
 		item, typ, err := p.prepare(rec)
 		for attempt := 1; err != nil && attempt <= p.cfg.Retries; attempt++ {
 			if err := w.pause(attempt); err != nil {
@@ -191,6 +195,7 @@ func (w *worker) process(ctx context.Context, batch []*kgo.Record) error {
 			if err := w.park(ctx, rec, err.Error(), p.cfg.Retries+1); err != nil {
 				return err
 			}
+			spans.parked(len(items), err.Error())
 			item = readmodels.Item{Offset: rec.Offset}
 		}
 		items = append(items, item)
@@ -207,12 +212,18 @@ func (w *worker) process(ctx context.Context, batch []*kgo.Record) error {
 			Items: items[start:],
 		}
 		b.CaughtUp = !w.caught.Load() && w.atEnd(items[len(items)-1].Offset+1)
-		res, err := w.apply(ctx, b)
+		wctx, write := w.startWriteSpan(&spans, start, b)
+		res, err := w.apply(wctx, b)
 		if err != nil {
+			write.RecordError(err)
+			write.SetStatus(codes.Error, err.Error())
+			write.End()
 			return err
 		}
+		write.End()
 		w.count(types[start:start+len(res.Outcomes)], res.Outcomes)
 		for i, o := range res.Outcomes {
+			spans.outcome(start+i, o)
 			if o == readmodels.Applied && len(w.parked) > 0 {
 				delete(w.parked, items[start+i].Stream) // replayed meanwhile: no gap any more
 			}
@@ -248,6 +259,7 @@ func (w *worker) process(ctx context.Context, batch []*kgo.Record) error {
 		if err := w.park(ctx, recs[at], reason, attempts); err != nil {
 			return err
 		}
+		spans.parked(at, reason)
 		w.parked[items[at].Stream] = true
 		items[at] = readmodels.Item{Offset: items[at].Offset}
 		start = at

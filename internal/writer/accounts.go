@@ -41,7 +41,7 @@ func New(pool *pgxpool.Pool, cfg Config, opts aggregate.Options, reg *prometheus
 	if err != nil {
 		return nil, err
 	}
-	store := postgres.NewStore(pool, Upcasters())
+	store := postgres.NewStore(pool, Upcasters(), postgres.WithTracerProvider(cfg.TracerProvider))
 	accounts := aggregate.NewHandler(AccountType(), store, eventSchemas, opts)
 	return NewServer(cfg, store, accounts, reg, spec, logger), nil
 }

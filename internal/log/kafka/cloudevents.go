@@ -87,6 +87,58 @@ func NewRecord(e log.Event, topic, source string) *kgo.Record {
 	return &kgo.Record{Topic: topic, Key: []byte(e.AggregateID), Value: e.Payload, Headers: h}
 }
 
+// SetTraceContext replaces the record's traceparent and tracestate headers
+// (an empty value removes the header).
+func SetTraceContext(rec *kgo.Record, traceParent, traceState string) {
+	h := rec.Headers[:0]
+	for _, kv := range rec.Headers {
+		if kv.Key != HeaderTraceParent && kv.Key != HeaderTraceState {
+			h = append(h, kv)
+		}
+	}
+	if traceParent != "" {
+		h = append(h, kgo.RecordHeader{Key: HeaderTraceParent, Value: []byte(traceParent)})
+	}
+	if traceState != "" {
+		h = append(h, kgo.RecordHeader{Key: HeaderTraceState, Value: []byte(traceState)})
+	}
+	rec.Headers = h
+}
+
+// HeaderCarrier reads and writes trace context in a record's headers, as
+// OpenTelemetry's propagators want (propagation.TextMapCarrier).
+type HeaderCarrier struct{ Record *kgo.Record }
+
+// Get returns the value of the header key, "" when there is none.
+func (c HeaderCarrier) Get(key string) string {
+	for _, h := range c.Record.Headers {
+		if h.Key == key {
+			return string(h.Value)
+		}
+	}
+	return ""
+}
+
+// Set replaces the header key with value.
+func (c HeaderCarrier) Set(key, value string) {
+	for i, h := range c.Record.Headers {
+		if h.Key == key {
+			c.Record.Headers[i].Value = []byte(value)
+			return
+		}
+	}
+	c.Record.Headers = append(c.Record.Headers, kgo.RecordHeader{Key: key, Value: []byte(value)})
+}
+
+// Keys lists the record's header names.
+func (c HeaderCarrier) Keys() []string {
+	keys := make([]string, len(c.Record.Headers))
+	for i, h := range c.Record.Headers {
+		keys[i] = h.Key
+	}
+	return keys
+}
+
 // The headers DecodeRecord reads, as indexes into its table.
 const (
 	hContentType = iota

@@ -13,8 +13,14 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
+	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
 
 	"github.com/tributary-es/tributary/internal/log"
+	"github.com/tributary-es/tributary/internal/telemetry"
 )
 
 // ErrConcurrency means the stream is not at the expected version: another
@@ -41,6 +47,7 @@ type Store struct {
 	pool      *pgxpool.Pool
 	upcasters *log.Upcasters
 	group     *groupCommit
+	tracer    trace.Tracer
 }
 
 // StoreOption tunes a Store.
@@ -56,10 +63,16 @@ func WithGroupCommit(maxInFlight, maxBatch int) StoreOption {
 	return func(s *Store) { s.group.maxInFlight, s.group.maxBatch = max(1, maxInFlight), max(1, maxBatch) }
 }
 
+// WithTracerProvider makes an "append" span of every Append with tp
+// (none by default); the pool's own tracer (otelpgx) shows the statements.
+func WithTracerProvider(tp trace.TracerProvider) StoreOption {
+	return func(s *Store) { s.tracer = tp.Tracer("github.com/tributary-es/tributary/internal/log/postgres") }
+}
+
 // NewStore returns a store over pool that upcasts every event it reads.
 // upcasters may be nil when no event type has an old schema version.
 func NewStore(pool *pgxpool.Pool, upcasters *log.Upcasters, opts ...StoreOption) *Store {
-	s := &Store{pool: pool, upcasters: upcasters}
+	s := &Store{pool: pool, upcasters: upcasters, tracer: noop.NewTracerProvider().Tracer("")}
 	s.group = newGroupCommit(s, 1, 128)
 	for _, opt := range opts {
 		opt(s)
@@ -141,7 +154,27 @@ WHERE k.principal = $1 AND k.key = $2 AND appended.last IS NOT NULL`
 // its id, so the transaction id that the relay orders by keeps per-stream
 // order. AnyVersion appends go alone, as the first write of their own
 // transaction, for the same reason.
-func (s *Store) Append(ctx context.Context, req AppendRequest) ([]log.Event, error) {
+func (s *Store) Append(ctx context.Context, req AppendRequest) (events []log.Event, err error) {
+	ctx, span := s.tracer.Start(ctx, "append "+req.AggregateType, trace.WithSpanKind(trace.SpanKindClient),
+		trace.WithAttributes(
+			semconv.DBSystemNamePostgreSQL,
+			semconv.DBOperationName("append"),
+			attribute.String("tributary.aggregate.type", req.AggregateType),
+			attribute.String("tributary.aggregate.id", req.AggregateID),
+			attribute.Int64("tributary.expected_version", int64(req.Expected)),
+			attribute.Int("tributary.events", len(req.Events)),
+		),
+		trace.WithAttributes(telemetry.EventAttributes(req.Metadata.CorrelationID, req.Metadata.CausationID)...))
+	defer func() {
+		if err != nil {
+			span.RecordError(err)
+			span.SetStatus(codes.Error, err.Error())
+		} else if len(events) > 0 {
+			span.SetAttributes(attribute.Int64("tributary.version", events[len(events)-1].Version),
+				attribute.Int64("tributary.global_position", events[len(events)-1].GlobalPosition))
+		}
+		span.End()
+	}()
 	if len(req.Events) == 0 {
 		return nil, errors.New("append: no events")
 	}

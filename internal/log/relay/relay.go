@@ -9,16 +9,22 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/propagation"
+	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
+	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
 
 	"github.com/tributary-es/tributary/internal/log"
 	"github.com/tributary-es/tributary/internal/log/kafka"
 	"github.com/tributary-es/tributary/internal/log/postgres"
+	"github.com/tributary-es/tributary/internal/telemetry"
 )
 
 // Config tunes a relay.
@@ -46,6 +52,11 @@ type Config struct {
 	// before it counts as failed (it keeps waiting, and is retried if Kafka
 	// answers with an error).
 	AckTimeout time.Duration
+	// TracerProvider makes a "send <topic>" span of every record produced,
+	// a child of the command's stored trace context; its context goes in
+	// the record's traceparent header. Nil makes none, and the header
+	// carries the stored context unchanged.
+	TracerProvider trace.TracerProvider
 }
 
 // DefaultConfig is a sensible Config.
@@ -86,6 +97,7 @@ type Relay struct {
 	logger      *slog.Logger
 	metrics     *Metrics
 	hooks       Hooks
+	tracer      trace.Tracer
 
 	topicsMu sync.Mutex
 	ensured  map[string]bool // topic → checked or created
@@ -95,9 +107,14 @@ type Relay struct {
 // backlog gauge) that produces with client. It does not start it.
 func New(cfg Config, databaseURL string, pool *pgxpool.Pool, upcasters *log.Upcasters, client *kgo.Client,
 	metrics *Metrics, logger *slog.Logger, hooks Hooks) *Relay {
+	tp := cfg.TracerProvider
+	if tp == nil {
+		tp = noop.NewTracerProvider()
+	}
 	return &Relay{
 		cfg: cfg, databaseURL: databaseURL, pool: pool, upcasters: upcasters,
 		client: client, logger: logger, metrics: metrics, hooks: hooks,
+		tracer:  tp.Tracer("github.com/tributary-es/tributary/internal/log/relay"),
 		ensured: make(map[string]bool),
 	}
 }
@@ -236,9 +253,7 @@ func (r *Relay) publishUntilAcked(ctx context.Context, batch []postgres.FeedEven
 		if err := r.ensureTopic(ctx, topic); err != nil {
 			return fmt.Errorf("topic for %s: %w", e.AggregateType, err)
 		}
-		rec := kafka.NewRecord(e.Event, topic, r.cfg.Source)
-		rec.Context = storedTraceContext(ctx, e.Event)
-		records[i] = rec
+		records[i] = kafka.NewRecord(e.Event, topic, r.cfg.Source)
 	}
 	stalled := time.NewTicker(r.cfg.AckTimeout)
 	defer stalled.Stop()
@@ -247,8 +262,13 @@ func (r *Relay) publishUntilAcked(ctx context.Context, batch []postgres.FeedEven
 		// that stopped answering (idempotent writes must not be abandoned
 		// mid-flight), so it runs aside; it ends at the latest when the
 		// caller closes the client after Run returns.
+		r.startSendSpans(ctx, batch, records)
 		done := make(chan kgo.ProduceResults, 1)
-		go func() { done <- r.client.ProduceSync(ctx, records...) }()
+		go func() {
+			results := r.client.ProduceSync(ctx, records...)
+			endSendSpans(results)
+			done <- results
+		}()
 	wait:
 		for {
 			select {
@@ -293,6 +313,46 @@ func storedTraceContext(ctx context.Context, e log.Event) context.Context {
 	}
 	carrier := propagation.MapCarrier{"traceparent": e.TraceParent, "tracestate": e.TraceState}
 	return propagation.TraceContext{}.Extract(ctx, carrier)
+}
+
+// startSendSpans starts a PRODUCER span "send <topic>" of every record (one
+// per attempt), continuing the command's stored trace context, keeps it in
+// the record's context and puts its context in the traceparent header, so
+// the projector's process span follows it.
+func (r *Relay) startSendSpans(ctx context.Context, batch []postgres.FeedEvent, records []*kgo.Record) {
+	for i, rec := range records {
+		e := batch[i].Event
+		sctx, _ := r.tracer.Start(storedTraceContext(ctx, e), "send "+rec.Topic,
+			trace.WithSpanKind(trace.SpanKindProducer),
+			trace.WithAttributes(
+				semconv.MessagingSystemKafka,
+				semconv.MessagingOperationTypeSend,
+				semconv.MessagingOperationName("send"),
+				semconv.MessagingDestinationName(rec.Topic),
+				semconv.MessagingKafkaMessageKey(e.AggregateID),
+				semconv.MessagingMessageID(e.ID.String()),
+			),
+			trace.WithAttributes(telemetry.EventAttributes(e.CorrelationID, e.CausationID)...))
+		rec.Context = sctx
+		carrier := propagation.MapCarrier{}
+		propagation.TraceContext{}.Inject(sctx, carrier)
+		kafka.SetTraceContext(rec, carrier.Get(kafka.HeaderTraceParent), carrier.Get(kafka.HeaderTraceState))
+	}
+}
+
+// endSendSpans ends the send spans of a produce with what Kafka answered.
+func endSendSpans(results kgo.ProduceResults) {
+	for _, res := range results {
+		span := trace.SpanFromContext(res.Record.Context)
+		if res.Err != nil {
+			span.RecordError(res.Err)
+			span.SetStatus(codes.Error, res.Err.Error())
+		} else {
+			span.SetAttributes(semconv.MessagingDestinationPartitionID(strconv.Itoa(int(res.Record.Partition))),
+				semconv.MessagingKafkaOffset(int(res.Record.Offset)))
+		}
+		span.End()
+	}
 }
 
 // reportBacklog keeps the backlog gauge current until ctx is done.
