@@ -64,9 +64,12 @@ func makeTools() toolset {
 	toolsDir := filepath.Join(root, "tools")
 	cache, err := os.UserCacheDir()
 	if err != nil {
-		return toolset{err: fmt.Errorf("no cache directory for the tools: %w", err)}
+		cache = os.TempDir() // no HOME nor XDG_CACHE_HOME
 	}
 	cache = filepath.Join(cache, "tributary-tools")
+	if err := os.MkdirAll(cache, 0o755); err != nil {
+		return toolset{err: fmt.Errorf("tools cache: %w", err)}
+	}
 
 	key, err := fileKey(runtime.Version(), filepath.Join(toolsDir, "go.mod"), filepath.Join(toolsDir, "go.sum"))
 	if err != nil {
@@ -75,8 +78,11 @@ func makeTools() toolset {
 	bin := filepath.Join(cache, "bin-"+key)
 	ts := toolset{helm: filepath.Join(bin, "helm"), kubeconform: filepath.Join(bin, "kubeconform")}
 	if !exists(ts.helm) || !exists(ts.kubeconform) {
-		tmp := bin + ".tmp"
-		os.RemoveAll(tmp)
+		tmp, err := os.MkdirTemp(cache, "building-")
+		if err != nil {
+			return toolset{err: err}
+		}
+		defer os.RemoveAll(tmp)
 		cmd := exec.Command("go", "build", "-trimpath", "-ldflags=-s -w", "-o", tmp+string(filepath.Separator),
 			"helm.sh/helm/v3/cmd/helm", "github.com/yannh/kubeconform/cmd/kubeconform")
 		cmd.Dir = toolsDir
@@ -84,8 +90,7 @@ func makeTools() toolset {
 		if out, err := cmd.CombinedOutput(); err != nil {
 			return toolset{err: fmt.Errorf("go build of helm and kubeconform in %s: %v\n%s", toolsDir, err, out)}
 		}
-		os.RemoveAll(bin)
-		if err := os.Rename(tmp, bin); err != nil {
+		if err := publish(tmp, bin); err != nil {
 			return toolset{err: err}
 		}
 	}
@@ -123,11 +128,11 @@ func generateSchemas(dir string) error {
 		mods[m.Path+"@"+m.Version] = struct{ Zip, Dir, Error string }{m.Zip, m.Dir, m.Error}
 	}
 
-	tmp := dir + ".tmp"
-	os.RemoveAll(tmp)
-	if err := os.MkdirAll(tmp, 0o755); err != nil {
+	tmp, err := os.MkdirTemp(filepath.Dir(dir), "generating-")
+	if err != nil {
 		return err
 	}
+	defer os.RemoveAll(tmp)
 	swagger, err := readModuleFile(mods[kubernetesModule].Zip, kubernetesModule, "api/openapi-spec/swagger.json")
 	if err != nil {
 		return err
@@ -148,8 +153,16 @@ func generateSchemas(dir string) error {
 			return fmt.Errorf("%s: %w", f, err)
 		}
 	}
-	os.RemoveAll(dir)
-	return os.Rename(tmp, dir)
+	return publish(tmp, dir)
+}
+
+// publish renames the finished directory tmp to dir. When another test
+// process got there first, its copy, made from the same sources, is kept.
+func publish(tmp, dir string) error {
+	if err := os.Rename(tmp, dir); err != nil && !exists(dir) {
+		return err
+	}
+	return nil
 }
 
 // readModuleFile reads one file out of a module zip.

@@ -72,8 +72,10 @@ spec:
               valueFrom:
                 fieldRef:
                   fieldPath: metadata.name
-            {{- with .secretEnv }}
-            {{- . | trim | nindent 12 }}
+            {{- range $line := splitList "\n" .secretEnv }}
+            {{- if trim $line }}
+            {{ $line }}
+            {{- end }}
             {{- end }}
             {{- with $v.extraEnv }}
             {{- toYaml . | nindent 12 }}
