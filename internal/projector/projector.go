@@ -148,6 +148,11 @@ func New(p readmodels.Projection, cfg Config, deps Deps) *Projector {
 		dlq:    DeadLetterTopic(cfg.Topics.Prefix, p.Name()),
 		log:    deps.Logger.With("projection", p.Name()),
 	}
+	// The dead-letter counters start at 0, so that the first parked event
+	// is an increase that rules and panels see.
+	for _, t := range topics {
+		deps.Metrics.deadLetters.WithLabelValues(p.Name(), t)
+	}
 	if deps.TracerProvider != nil {
 		pr.tracer = deps.TracerProvider.Tracer("github.com/tributary-es/tributary/internal/projector")
 	}
