@@ -495,6 +495,29 @@ func checkCommon(t *testing.T, objs []object) {
 	}
 }
 
+// TestDevSecrets renders the development-only Secret: created by the chart
+// only when asked, as a hook before the migrations, and referenced by key.
+func TestDevSecrets(t *testing.T) {
+	_, objs := render(t, "--set", "devSecrets.create=true,devSecrets.databaseURL=postgres://u:p@pg/db,devSecrets.redisURL=redis://r:6379/0,postgres.existingSecret=,redis.existingSecret=")
+	checkCommon(t, objs)
+	s := find(objs, "Secret", release+"-dev")
+	if s == nil {
+		t.Fatal("no development Secret")
+	}
+	if str(s, "metadata", "annotations", "helm.sh/hook") != "pre-install,pre-upgrade" {
+		t.Errorf("development Secret is not a pre-install hook: %v", get(s, "metadata", "annotations"))
+	}
+	if str(s, "stringData", "DATABASE_URL") != "postgres://u:p@pg/db" {
+		t.Errorf("development Secret data %v", get(s, "stringData"))
+	}
+	if env := containerEnv(find(objs, "Deployment", release+"-writer")); env["DATABASE_URL"] != "secret:"+release+"-dev/DATABASE_URL" {
+		t.Errorf("writer DATABASE_URL %q", env["DATABASE_URL"])
+	}
+	if env := containerEnv(find(objs, "Job", release+"-migrate")); env["DATABASE_URL"] != "secret:"+release+"-dev/DATABASE_URL" {
+		t.Errorf("migrations DATABASE_URL %q", env["DATABASE_URL"])
+	}
+}
+
 // TestBadValues checks that a bad configuration fails helm template with a
 // message naming the setting.
 func TestBadValues(t *testing.T) {
@@ -525,6 +548,9 @@ func TestBadValues(t *testing.T) {
 		{"wrong type", []string{"--set-string", "writer.replicaCount=three"}, "replicaCount"},
 		{"unknown projection", []string{"--set", "projector.projections={account-balance}"}, "projections"},
 		{"bad SASL mechanism", []string{"--set", "kafka.sasl.mechanism=GSSAPI"}, "mechanism"},
+		{"a secret as plain env", []string{"--set", "writer.env.DATABASE_URL=postgres://u:p@h/db"}, "DATABASE_URL"},
+		{"mutual TLS half set", []string{"--set", "kafka.tls.enabled=true,kafka.tls.existingSecret=k,kafka.tls.certKey=tls.crt"},
+			"kafka.tls.certKey and kafka.tls.keyKey go together"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			out, err := helmCmd(t, append([]string{"template", release, chartDir}, tc.args...)...)
