@@ -280,6 +280,12 @@ func checkCommon(t *testing.T, objs []object) {
 				t.Errorf("%s: %s_HTTP_ADDR %q, container port %d", d, strings.ToUpper(c), addr, port)
 			}
 		}
+		if got := str(cm, "data", "OTEL_SERVICE_NAME"); got != "tributary-"+c {
+			t.Errorf("%s: OTEL_SERVICE_NAME %q", cm, got)
+		}
+		if !strings.Contains(containerEnv(d)["OTEL_RESOURCE_ATTRIBUTES"], "k8s.pod.name=$(POD_NAME)") {
+			t.Errorf("%s: OTEL_RESOURCE_ATTRIBUTES %q", d, containerEnv(d)["OTEL_RESOURCE_ATTRIBUTES"])
+		}
 		if str(d, "spec", "template", "spec", "containers", "0", "envFrom", "0", "configMapRef", "name") != cm.name() {
 			t.Errorf("%s does not take its settings from ConfigMap %s", d, cm.name())
 		}

@@ -204,6 +204,18 @@ OTEL_EXPORTER_OTLP_ENDPOINT: {{ . | quote }}
 {{- end }}
 
 {{/*
+OTEL_RESOURCE_ATTRIBUTES: the pod, namespace and version, then any given in
+otel.env.
+*/}}
+{{- define "tributary.otelResource" -}}
+{{- $attrs := list "k8s.pod.name=$(POD_NAME)" (printf "k8s.namespace.name=%s" .Release.Namespace) (printf "service.version=%s" (include "tributary.version" .)) }}
+{{- with .Values.otel.env.OTEL_RESOURCE_ATTRIBUTES }}
+{{- $attrs = append $attrs (toString .) }}
+{{- end }}
+{{- join "," $attrs }}
+{{- end }}
+
+{{/*
 A component's HTTP probes: (dict "port" "http" "startup" true).
 */}}
 {{- define "tributary.probes" -}}

@@ -72,6 +72,8 @@ spec:
               valueFrom:
                 fieldRef:
                   fieldPath: metadata.name
+            - name: OTEL_RESOURCE_ATTRIBUTES
+              value: {{ include "tributary.otelResource" $ctx | quote }}
             {{- range $line := splitList "\n" .secretEnv }}
             {{- if trim $line }}
             {{ $line }}
