@@ -1,0 +1,143 @@
+package transfers
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"slices"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/tributary-es/tributary/internal/domain/account"
+	"github.com/tributary-es/tributary/internal/domain/transfer"
+	"github.com/tributary-es/tributary/internal/log"
+	"github.com/tributary-es/tributary/internal/log/kafka"
+)
+
+// Config tunes the manager's consumer.
+type Config struct {
+	// Client holds the connection options (brokers, TLS, SASL).
+	Client []kgo.Opt
+	// Topics names the event topics.
+	Topics kafka.Topics
+	// Group is the consumer group; the managers of one cluster share it,
+	// and Kafka's partitions spread the transfers over them.
+	Group string
+	// RetryBackoff is the first pause before an event is handled again
+	// after a failure (doubled each time, up to MaxBackoff).
+	RetryBackoff, MaxBackoff time.Duration
+}
+
+// DefaultConfig is a sensible Config.
+func DefaultConfig() Config {
+	return Config{
+		Topics:       kafka.Topics{Prefix: "tributary", Partitions: 12, ReplicationFactor: -1},
+		Group:        "tributary.transfers",
+		RetryBackoff: 50 * time.Millisecond,
+		MaxBackoff:   5 * time.Second,
+	}
+}
+
+// Manager runs the steps of transfers from the account and transfer topics.
+type Manager struct {
+	cfg       Config
+	steps     *Steps
+	upcasters *log.Upcasters
+	logger    *slog.Logger
+}
+
+// NewManager returns a manager of steps; events are upcast with upcasters
+// before they are handled.
+func NewManager(cfg Config, steps *Steps, upcasters *log.Upcasters, logger *slog.Logger) *Manager {
+	return &Manager{cfg: cfg, steps: steps, upcasters: upcasters, logger: logger}
+}
+
+// Run consumes until ctx ends. Offsets are committed to Kafka after every
+// event of a poll was handled, so a crash redoes events, never skips them;
+// the steps make a redone event a no-op.
+func (m *Manager) Run(ctx context.Context) error {
+	opts := append(slices.Clone(m.cfg.Client),
+		kgo.ConsumerGroup(m.cfg.Group),
+		kgo.ConsumeTopics(m.cfg.Topics.For(transfer.AggregateType), m.cfg.Topics.For(account.AggregateType)),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		kgo.DisableAutoCommit(),
+		kgo.BlockRebalanceOnPoll(),
+		kgo.FetchMaxWait(250*time.Millisecond),
+	)
+	cl, err := kgo.NewClient(opts...)
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	// A poll blocks rebalances until allowed: allow them before leaving, or
+	// Close would wait for itself.
+	defer cl.AllowRebalance()
+	for {
+		fetches := cl.PollFetches(ctx)
+		if ctx.Err() != nil || fetches.IsClientClosed() {
+			return nil
+		}
+		fetches.EachError(func(topic string, partition int32, err error) {
+			if !errors.Is(err, context.Canceled) {
+				m.logger.Warn("fetch", "topic", topic, "partition", partition, "err", err)
+			}
+		})
+		// Partitions in parallel, each in order: one transfer's events are
+		// on one partition of each topic.
+		var g errgroup.Group
+		fetches.EachPartition(func(p kgo.FetchTopicPartition) {
+			g.Go(func() error {
+				for _, r := range p.Records {
+					if err := m.handle(ctx, r); err != nil {
+						return err
+					}
+				}
+				return nil
+			})
+		})
+		if err := g.Wait(); err != nil {
+			cl.AllowRebalance()
+			if ctx.Err() != nil {
+				return nil
+			}
+			return err
+		}
+		if err := cl.CommitUncommittedOffsets(ctx); err != nil && ctx.Err() == nil {
+			m.logger.Warn("commit offsets; the events will be handled again", "err", err)
+		}
+		cl.AllowRebalance()
+	}
+}
+
+// handle handles one record until it succeeds or ctx ends.
+func (m *Manager) handle(ctx context.Context, r *kgo.Record) error {
+	e, err := kafka.DecodeRecord(r)
+	if err == nil {
+		e, err = m.upcasters.Upcast(e)
+	}
+	if err != nil {
+		// Not an event the manager could act on: projections dead-letter
+		// such records; the manager has nothing to do with it.
+		m.logger.Warn("undecodable record ignored", "topic", r.Topic, "partition", r.Partition, "offset", r.Offset, "err", err)
+		return nil
+	}
+	pause := m.cfg.RetryBackoff
+	for {
+		err := m.steps.Handle(ctx, e)
+		if err == nil {
+			return nil
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		m.logger.Warn("transfer step failed; retrying", "event", e.ID, "type", e.Type, "aggregate", e.AggregateID, "err", err)
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(pause):
+		}
+		pause = min(2*pause, m.cfg.MaxBackoff)
+	}
+}

@@ -1,0 +1,276 @@
+// Package transfers is the process manager that moves the money of a
+// transfer. A transfer touches two accounts, so it cannot be one
+// transaction: the manager reacts to events from Kafka and issues one
+// command per step, each caused by the event before it and sharing the
+// transfer's correlation id:
+//
+//	TransferRequested ─▶ WithdrawFunds(from)      ─▶ FundsWithdrawn
+//	FundsWithdrawn    ─▶ DepositFunds(to)         ─▶ FundsDeposited
+//	FundsDeposited    ─▶ CompleteTransfer         ─▶ TransferCompleted
+//
+// A refused withdrawal fails the transfer (nothing moved); a refused deposit
+// refunds the source (RefundFunds) and then fails the transfer, caused by
+// the refund.
+//
+// Effectively once: a step is claimed under an idempotency key of its own
+// ("transfer:<id>:<step>", principal "process-manager") that is completed in
+// the same transaction as the step's events, or with the refusal. A step
+// seen again — a redelivered event, a restart between steps, a second
+// manager — replays what the first run did instead of doing it twice. A
+// transfer that has ended is left alone, whatever event arrives.
+package transfers
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/tributary-es/tributary/internal/aggregate"
+	"github.com/tributary-es/tributary/internal/domain/account"
+	"github.com/tributary-es/tributary/internal/domain/transfer"
+	"github.com/tributary-es/tributary/internal/log"
+	"github.com/tributary-es/tributary/internal/log/postgres"
+)
+
+// Principal is who the manager's commands are recorded as.
+const Principal = "process-manager"
+
+// TransferType is the transfer as an aggregate type of the platform.
+func TransferType() aggregate.Type[transfer.State, transfer.Command, transfer.Event] {
+	return aggregate.Type[transfer.State, transfer.Command, transfer.Event]{
+		Name:               transfer.AggregateType,
+		Initial:            transfer.Initial,
+		Decide:             transfer.Decide,
+		Evolve:             transfer.Evolve,
+		DecodeEvent:        transfer.DecodeEvent,
+		StateSchemaVersion: transfer.StateSchemaVersion,
+	}
+}
+
+// Accounts and Transfers run the commands of the two aggregate types.
+type (
+	Accounts  = aggregate.Handler[account.State, account.Command, account.Event]
+	Transfers = aggregate.Handler[transfer.State, transfer.Command, transfer.Event]
+)
+
+// Steps does the steps of transfers: given an event, the next command.
+type Steps struct {
+	store     *postgres.Store
+	accounts  *Accounts
+	transfers *Transfers
+	claimFor  time.Duration
+	logger    *slog.Logger
+	// afterStep, if set, runs after each step's command (tests: a crash
+	// between steps).
+	afterStep func(transferID, step string) error
+}
+
+// NewSteps returns the steps over the event store and the two handlers.
+// claimFor is how long a step's claim lasts before another manager may take
+// it over from one that died holding it.
+func NewSteps(store *postgres.Store, accounts *Accounts, transfers *Transfers, claimFor time.Duration, logger *slog.Logger) *Steps {
+	return &Steps{store: store, accounts: accounts, transfers: transfers, claimFor: claimFor, logger: logger}
+}
+
+// ErrStepInProgress: another manager holds the step's claim right now; try
+// the event again later.
+var ErrStepInProgress = errors.New("the step is being run by another process manager")
+
+// TransferOf returns the transfer an account event belongs to, from the
+// reason of a withdrawal or the source of a deposit ("transfer:<id>").
+func TransferOf(e log.Event) (id string, ok bool) {
+	var p struct{ Reason, Source string }
+	if e.AggregateType != account.AggregateType || json.Unmarshal(e.Payload, &p) != nil {
+		return "", false
+	}
+	switch e.Type {
+	case "FundsWithdrawn":
+		return strings.CutPrefix(p.Reason, "transfer:")
+	case "FundsDeposited":
+		return strings.CutPrefix(p.Source, "transfer:")
+	}
+	return "", false
+}
+
+// Handle does what e asks of its transfer, if anything. An error means the
+// event must be handled again (it is safe to).
+func (s *Steps) Handle(ctx context.Context, e log.Event) error {
+	switch {
+	case e.AggregateType == transfer.AggregateType && e.Type == "TransferRequested":
+		return s.onRequested(ctx, e.AggregateID, e)
+	case e.AggregateType == account.AggregateType && e.Type == "FundsWithdrawn":
+		if id, ok := TransferOf(e); ok {
+			return s.onWithdrawn(ctx, id, e)
+		}
+	case e.AggregateType == account.AggregateType && e.Type == "FundsDeposited":
+		if id, ok := TransferOf(e); ok {
+			return s.onDeposited(ctx, id, e)
+		}
+	}
+	return nil
+}
+
+// inProgress loads transfer id; ok is false when it has ended (or never
+// began), and nothing is to be done.
+func (s *Steps) inProgress(ctx context.Context, id string) (transfer.State, bool, error) {
+	st, _, err := s.transfers.Load(ctx, id)
+	if err != nil {
+		return st, false, fmt.Errorf("load transfer %s: %w", id, err)
+	}
+	return st, st.Status == transfer.StatusRequested, nil
+}
+
+func (s *Steps) onRequested(ctx context.Context, id string, requested log.Event) error {
+	st, ok, err := s.inProgress(ctx, id)
+	if err != nil || !ok {
+		return err
+	}
+	_, refusal, err := step(ctx, s, id, "withdraw", requested, s.accounts, st.From,
+		account.Command(account.WithdrawFunds{Amount: st.Amount, Currency: st.Currency, Reason: "transfer:" + id}))
+	if err != nil || refusal == "" {
+		return err
+	}
+	return s.fail(ctx, id, requested, "withdrawal refused: "+refusal, false)
+}
+
+func (s *Steps) onWithdrawn(ctx context.Context, id string, withdrawn log.Event) error {
+	st, ok, err := s.inProgress(ctx, id)
+	if err != nil || !ok {
+		return err
+	}
+	if withdrawn.AggregateID != st.From {
+		s.logger.Warn("a withdrawal names a transfer from another account; ignored", "transfer", id, "account", withdrawn.AggregateID)
+		return nil
+	}
+	_, refusal, err := step(ctx, s, id, "deposit", withdrawn, s.accounts, st.To,
+		account.Command(account.DepositFunds{Amount: st.Amount, Currency: st.Currency, Source: "transfer:" + id}))
+	if err != nil || refusal == "" {
+		return err
+	}
+	// The target refused: give the money back to the source, then fail the
+	// transfer as caused by the refund.
+	refunded, refundRefusal, err := step(ctx, s, id, "refund", withdrawn, s.accounts, st.From,
+		account.Command(account.RefundFunds{Amount: st.Amount, Currency: st.Currency, Source: "refund:transfer:" + id}))
+	if err != nil {
+		return err
+	}
+	if refundRefusal != "" {
+		// Only a source that vanished or changed currency could refuse: keep
+		// retrying and say so loudly rather than lose the money.
+		return fmt.Errorf("transfer %s: the refund to %s was refused (%s); the money is withdrawn and not yet returned", id, st.From, refundRefusal)
+	}
+	return s.fail(ctx, id, refunded, "deposit refused: "+refusal, true)
+}
+
+func (s *Steps) onDeposited(ctx context.Context, id string, deposited log.Event) error {
+	st, ok, err := s.inProgress(ctx, id)
+	if err != nil || !ok {
+		return err
+	}
+	if deposited.AggregateID != st.To {
+		s.logger.Warn("a deposit names a transfer to another account; ignored", "transfer", id, "account", deposited.AggregateID)
+		return nil
+	}
+	_, _, err = step(ctx, s, id, "complete", deposited, s.transfers, id, transfer.Command(transfer.CompleteTransfer{}))
+	return err
+}
+
+func (s *Steps) fail(ctx context.Context, id string, cause log.Event, reason string, refunded bool) error {
+	if len(reason) > 200 {
+		reason = reason[:200]
+	}
+	_, refusal, err := step(ctx, s, id, "fail", cause, s.transfers, id, transfer.Command(transfer.FailTransfer{Reason: reason, Refunded: refunded}))
+	if err == nil && refusal != "" {
+		s.logger.Info("transfer already ended", "transfer", id, "refusal", refusal)
+	}
+	return err
+}
+
+// refusal is what a step's idempotency key keeps of a refused command.
+type refusal struct {
+	Code   string `json:"code"`
+	Detail string `json:"detail"`
+}
+
+// step runs command on aggregate aggregateID once, under the step's key: it
+// returns the event it appended (now, or the first time), or the refusal's
+// detail. cause is the event that caused the step.
+func step[S any, C any, E aggregate.Event](ctx context.Context, s *Steps, transferID, name string, cause log.Event,
+	h *aggregate.Handler[S, C, E], aggregateID string, command C,
+) (log.Event, string, error) {
+	key := "transfer:" + transferID + ":" + name
+	hash := sha256.Sum256([]byte(key))
+	outcome, stored, err := s.store.ClaimIdempotencyKey(ctx, Principal, key, hash[:], s.claimFor)
+	if err != nil {
+		return log.Event{}, "", err
+	}
+	switch outcome {
+	case postgres.InProgress:
+		return log.Event{}, "", fmt.Errorf("transfer %s, step %s: %w", transferID, name, ErrStepInProgress)
+	case postgres.Mismatch:
+		return log.Event{}, "", fmt.Errorf("transfer %s, step %s: its key was used for something else", transferID, name)
+	case postgres.Replay:
+		if !stored.AppendedEvents() {
+			var r refusal
+			if err := json.Unmarshal(stored.Body, &r); err != nil {
+				return log.Event{}, "", fmt.Errorf("transfer %s, step %s: stored outcome: %w", transferID, name, err)
+			}
+			return log.Event{}, r.Detail, nil
+		}
+		evs, err := s.store.ReadStream(ctx, postgres.StreamQuery{AggregateType: stored.AggregateType, AggregateID: stored.AggregateID,
+			AfterVersion: stored.FirstVersion - 1, UntilVersion: stored.FirstVersion})
+		if err != nil || len(evs) == 0 {
+			return log.Event{}, "", fmt.Errorf("transfer %s, step %s: read the event it appended: %v", transferID, name, err)
+		}
+		return evs[0], "", nil
+	}
+	res, err := h.Handle(ctx, aggregate.Request[C]{
+		AggregateID: aggregateID,
+		Command:     command,
+		Metadata: log.Metadata{
+			CorrelationID: cause.CorrelationID, CausationID: cause.ID.String(), Principal: Principal,
+			TraceParent: cause.TraceParent, TraceState: cause.TraceState,
+		},
+		Idempotency: &postgres.IdempotencyCompletion{Principal: Principal, Key: key, Status: http.StatusOK},
+	})
+	var ruleAccount *account.RuleError
+	var ruleTransfer *transfer.RuleError
+	switch {
+	case errors.As(err, &ruleAccount):
+		return s.refused(ctx, key, refusal{Code: ruleAccount.Code, Detail: ruleAccount.Detail})
+	case errors.As(err, &ruleTransfer):
+		return s.refused(ctx, key, refusal{Code: ruleTransfer.Code, Detail: ruleTransfer.Detail})
+	case err != nil:
+		if rerr := s.store.ReleaseIdempotencyKey(context.WithoutCancel(ctx), Principal, key); rerr != nil {
+			err = errors.Join(err, rerr) // the claim expires after claimFor anyway
+		}
+		return log.Event{}, "", fmt.Errorf("transfer %s, step %s: %w", transferID, name, err)
+	case len(res.Events) == 0:
+		return log.Event{}, "", fmt.Errorf("transfer %s, step %s: the command decided no event", transferID, name)
+	}
+	if s.afterStep != nil {
+		if err := s.afterStep(transferID, name); err != nil {
+			return log.Event{}, "", err
+		}
+	}
+	return res.Events[0], "", nil
+}
+
+func (s *Steps) refused(ctx context.Context, key string, r refusal) (log.Event, string, error) {
+	body, _ := json.Marshal(r)
+	if err := s.store.CompleteIdempotencyKey(ctx, Principal, key, http.StatusUnprocessableEntity, body); err != nil {
+		return log.Event{}, "", err
+	}
+	return log.Event{}, r.Detail, nil
+}
+
+// NewTransferID returns a fresh transfer id.
+func NewTransferID() string { return uuid.Must(uuid.NewV7()).String() }
