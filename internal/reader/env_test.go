@@ -18,6 +18,7 @@ import (
 
 	"github.com/tributary-es/tributary/internal/aggregate"
 	"github.com/tributary-es/tributary/internal/domain/account"
+	"github.com/tributary-es/tributary/internal/domain/transfer"
 	"github.com/tributary-es/tributary/internal/log"
 	"github.com/tributary-es/tributary/internal/log/kafka"
 	"github.com/tributary-es/tributary/internal/log/postgres"
@@ -27,6 +28,7 @@ import (
 	"github.com/tributary-es/tributary/internal/readmodels"
 	"github.com/tributary-es/tributary/internal/readmodels/accounts"
 	"github.com/tributary-es/tributary/internal/readmodels/correlation"
+	"github.com/tributary-es/tributary/internal/readmodels/transfers"
 	"github.com/tributary-es/tributary/internal/testenv"
 	"github.com/tributary-es/tributary/internal/writer"
 	"github.com/tributary-es/tributary/schemas"
@@ -79,7 +81,7 @@ func newHookedPipeline(t testing.TB, cfg reader.Config, summaryHooks projector.H
 
 	rcfg := relay.DefaultConfig()
 	rcfg.Topics = topics
-	rcfg.AggregateTypes = []string{account.AggregateType}
+	rcfg.AggregateTypes = []string{account.AggregateType, transfer.AggregateType}
 	rcfg.PollInterval = 2 * time.Millisecond
 	client := testenv.KafkaClient(t, cluster.ListenAddrs(), relay.ProducerOptions(5*time.Second)...)
 	rl := relay.New(rcfg, dbURL, pool, writer.Upcasters(), client, relay.NewMetrics(prometheus.NewRegistry()), logger, relay.Hooks{})
@@ -111,7 +113,8 @@ func newHookedPipeline(t testing.TB, cfg reader.Config, summaryHooks projector.H
 	}
 	for _, proj := range []readmodels.Projection{
 		accounts.SummaryProjection{}, accounts.HistoryProjection{}, accounts.DirectoryProjection{},
-		correlation.Projection{Types: []string{account.AggregateType}},
+		correlation.Projection{Types: []string{account.AggregateType, transfer.AggregateType}},
+		transfers.Projection{},
 	} {
 		pr := p.newProjector(proj)
 		wg.Go(func() { _ = pr.Run(ctx) })

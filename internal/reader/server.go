@@ -21,6 +21,7 @@ import (
 	"github.com/tributary-es/tributary/internal/problem"
 	"github.com/tributary-es/tributary/internal/readmodels"
 	"github.com/tributary-es/tributary/internal/readmodels/accounts"
+	"github.com/tributary-es/tributary/internal/readmodels/transfers"
 )
 
 // Config tunes the query API.
@@ -54,7 +55,8 @@ type Server struct {
 	rdb      redis.UniversalClient
 	reads    redis.Cmdable // rdb, or its automatic pipeliner
 	root     string
-	accounts *accounts.Queries
+	accounts  *accounts.Queries
+	transfers *transfers.Queries
 	metrics  *metrics
 	gatherer prometheus.Gatherer
 	logger   *slog.Logger
@@ -73,10 +75,12 @@ func NewServer(cfg Config, rdb redis.UniversalClient, root string, reg *promethe
 			reads = ap
 		}
 	}
+	views := readmodels.NewViews(reads, cfg.ViewCache)
 	return &Server{
 		cfg: cfg, rdb: rdb, reads: reads, root: root,
-		accounts: accounts.NewQueriesWithViews(reads, root, readmodels.NewViews(reads, cfg.ViewCache)),
-		metrics:  newMetrics(reg), gatherer: reg, logger: logger, spec: spec,
+		accounts:  accounts.NewQueriesWithViews(reads, root, views),
+		transfers: transfers.NewQueries(reads, root, views),
+		metrics:   newMetrics(reg), gatherer: reg, logger: logger, spec: spec,
 	}
 }
 
@@ -86,6 +90,7 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /v1/accounts", s.listAccounts)
 	mux.HandleFunc("GET /v1/accounts/{id}", s.getAccount)
 	mux.HandleFunc("GET /v1/accounts/{id}/transactions", s.getTransactions)
+	mux.HandleFunc("GET /v1/transfers/{id}", s.getTransfer)
 	mux.HandleFunc("GET /v1/correlations/{id}", s.getCorrelation)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		httpapi.WriteJSON(w, http.StatusOK, map[string]string{"status": "ok"})

@@ -50,7 +50,7 @@ func TestOpenAPIDocumentIsServedAndComplete(t *testing.T) {
 	}
 	slices.Sort(paths)
 	want := []string{"/healthz", "/metrics", "/openapi.json", "/readyz", "/v1/accounts", "/v1/accounts/{id}",
-		"/v1/accounts/{id}/transactions", "/v1/correlations/{id}"}
+		"/v1/accounts/{id}/transactions", "/v1/correlations/{id}", "/v1/transfers/{id}"}
 	if !slices.Equal(paths, want) {
 		t.Fatalf("documented paths %v, want the reader's routes %v", paths, want)
 	}
