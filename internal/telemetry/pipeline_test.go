@@ -43,12 +43,13 @@ const partitions = 4
 // otelpgx, redisotel), each part on its own listener with its own
 // registry and /metrics: a fresh database, kfake, a Redis prefix of its own.
 type pipeline struct {
-	t      testing.TB
-	writer string // base URLs
-	relay  string
-	proj   string
-	reader string
-	prefix string
+	t       testing.TB
+	writer  string // base URLs
+	relay   string
+	proj    string
+	reader  string
+	prefix  string
+	brokers []string
 }
 
 // pipelineOptions tune a pipeline.
@@ -85,7 +86,7 @@ func newPipeline(t testing.TB, o pipelineOptions) *pipeline {
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	t.Cleanup(func() { cancel(); wg.Wait() })
-	p := &pipeline{t: t, prefix: prefix}
+	p := &pipeline{t: t, prefix: prefix, brokers: cluster.ListenAddrs()}
 
 	// The writer.
 	wreg := processRegistry()
@@ -129,6 +130,7 @@ func newPipeline(t testing.TB, o pipelineOptions) *pipeline {
 	prcfg.RedisPrefix = prefix
 	prcfg.Poll = 100 * time.Millisecond
 	prcfg.SessionTimeout = 6 * time.Second
+	prcfg.Retries, prcfg.RetryBackoff = 1, 10*time.Millisecond
 	deps := projector.Deps{Redis: rdb, Schemas: eventSchemas, Upcasters: writer.Upcasters(),
 		Metrics: projector.NewMetrics(preg), Logger: logger, TracerProvider: tp, KafkaMetrics: preg}
 	for _, proj := range []readmodels.Projection{
