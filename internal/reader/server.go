@@ -51,16 +51,16 @@ func DefaultConfig() Config {
 
 // Server serves the reader's HTTP API.
 type Server struct {
-	cfg      Config
-	rdb      redis.UniversalClient
-	reads    redis.Cmdable // rdb, or its automatic pipeliner
-	root     string
+	cfg       Config
+	rdb       redis.UniversalClient
+	reads     redis.Cmdable // rdb, or its automatic pipeliner
+	root      string
 	accounts  *accounts.Queries
 	transfers *transfers.Queries
-	metrics  *metrics
-	gatherer prometheus.Gatherer
-	logger   *slog.Logger
-	spec     http.Handler
+	metrics   *metrics
+	gatherer  prometheus.Gatherer
+	logger    *slog.Logger
+	spec      http.Handler
 }
 
 // NewServer returns the query API over the read models kept in rdb under

@@ -43,18 +43,6 @@ import (
 // Principal is who the manager's commands are recorded as.
 const Principal = "process-manager"
 
-// TransferType is the transfer as an aggregate type of the platform.
-func TransferType() aggregate.Type[transfer.State, transfer.Command, transfer.Event] {
-	return aggregate.Type[transfer.State, transfer.Command, transfer.Event]{
-		Name:               transfer.AggregateType,
-		Initial:            transfer.Initial,
-		Decide:             transfer.Decide,
-		Evolve:             transfer.Evolve,
-		DecodeEvent:        transfer.DecodeEvent,
-		StateSchemaVersion: transfer.StateSchemaVersion,
-	}
-}
-
 // Accounts and Transfers run the commands of the two aggregate types.
 type (
 	Accounts  = aggregate.Handler[account.State, account.Command, account.Event]

@@ -51,7 +51,7 @@ func newEnv(t *testing.T) *env {
 	e := &env{
 		t: t, store: store, brokers: cluster.ListenAddrs(),
 		accounts:  aggregate.NewHandler(writer.AccountType(), store, sch, aggregate.Options{}),
-		transfers: aggregate.NewHandler(TransferType(), store, sch, aggregate.Options{}),
+		transfers: aggregate.NewHandler(writer.TransferType(), store, sch, aggregate.Options{}),
 		topics:    kafka.Topics{Prefix: "tributary", Partitions: 8, ReplicationFactor: -1},
 	}
 	rcfg := relay.DefaultConfig()

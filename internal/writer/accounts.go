@@ -29,7 +29,7 @@ func Upcasters() *log.Upcasters {
 		Register(account.AggregateType, "FundsDeposited", 1, account.UpcastFundsDepositedV1)
 }
 
-// New wires the writer's API for the account domain over pool: the event
+// New wires the writer's API for the account and transfer domains over pool: the event
 // store (with the upcasters), the event schemas, the command handler and
 // the OpenAPI document (schemas/openapi/writer.yaml).
 func New(pool *pgxpool.Pool, cfg Config, opts aggregate.Options, reg *prometheus.Registry, logger *slog.Logger) (*Server, error) {
@@ -43,7 +43,8 @@ func New(pool *pgxpool.Pool, cfg Config, opts aggregate.Options, reg *prometheus
 	}
 	store := postgres.NewStore(pool, Upcasters(), postgres.WithTracerProvider(cfg.TracerProvider))
 	accounts := aggregate.NewHandler(AccountType(), store, eventSchemas, opts)
-	return NewServer(cfg, store, accounts, reg, spec, logger), nil
+	transferHandler := aggregate.NewHandler(TransferType(), store, eventSchemas, opts)
+	return NewServer(cfg, store, accounts, reg, spec, logger).WithTransfers(transferHandler), nil
 }
 
 // AccountType is the bank account as an aggregate type of the platform.

@@ -47,10 +47,12 @@ type Server struct {
 	cfg      Config
 	store    *postgres.Store
 	accounts *AccountHandler
-	logger   *slog.Logger
-	metrics  *metrics
-	gatherer prometheus.Gatherer
-	spec     http.Handler
+	// transfers is nil unless WithTransfers was called.
+	transfers *TransferHandler
+	logger    *slog.Logger
+	metrics   *metrics
+	gatherer  prometheus.Gatherer
+	spec      http.Handler
 	// stateAt answers temporal queries per aggregate type.
 	stateAt map[string]stateFunc
 }
@@ -79,7 +81,7 @@ type route struct {
 
 // routes are the API's routes; schemas/openapi/writer.yaml documents each.
 func (s *Server) routes() []route {
-	return append(s.accountRoutes(),
+	return append(append(s.accountRoutes(), s.transferRoutes()...),
 		route{"GET /v1/streams/{type}/{id}", http.HandlerFunc(s.readStream)},
 		route{"GET /v1/streams/{type}/{id}/state", http.HandlerFunc(s.readState)},
 		route{"GET /healthz", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

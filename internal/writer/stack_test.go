@@ -55,7 +55,9 @@ func newStack(t testing.TB, processes int) *stack {
 	st := &stack{t: t, pool: pool, store: postgres.NewStore(pool, writer.Upcasters()), spec: apispec.NewValidator(t, "writer")}
 	for range processes {
 		accounts := aggregate.NewHandler(writer.AccountType(), st.store, eventSchemas, aggregate.Options{})
-		api := writer.NewServer(writer.DefaultConfig(), st.store, accounts, prometheus.NewRegistry(), spec, slog.New(slog.DiscardHandler))
+		transfers := aggregate.NewHandler(writer.TransferType(), st.store, eventSchemas, aggregate.Options{})
+		api := writer.NewServer(writer.DefaultConfig(), st.store, accounts, prometheus.NewRegistry(), spec, slog.New(slog.DiscardHandler)).
+			WithTransfers(transfers)
 		h := api.Handler()
 		srv := httptest.NewServer(h)
 		client := srv.Client()
