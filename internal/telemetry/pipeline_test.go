@@ -50,6 +50,8 @@ type pipeline struct {
 	reader  string
 	prefix  string
 	brokers []string
+	// registries are each part's metrics, by job name.
+	registries map[string]*prometheus.Registry
 }
 
 // pipelineOptions tune a pipeline.
@@ -154,7 +156,9 @@ func newPipeline(t testing.TB, o pipelineOptions) *pipeline {
 	if tp != nil {
 		rdcfg.TracerProvider = tp
 	}
-	p.reader = serve(t, reader.NewServer(rdcfg, rdb, prefix, processRegistry(), spec, logger).Handler())
+	rdreg := processRegistry()
+	p.reader = serve(t, reader.NewServer(rdcfg, rdb, prefix, rdreg, spec, logger).Handler())
+	p.registries = map[string]*prometheus.Registry{"writer": wreg, "relay": rreg, "projector": preg, "reader": rdreg}
 	return p
 }
 
