@@ -20,11 +20,13 @@ import (
 
 	"github.com/tributary-es/tributary/internal/config"
 	"github.com/tributary-es/tributary/internal/domain/account"
+	"github.com/tributary-es/tributary/internal/domain/transfer"
 	"github.com/tributary-es/tributary/internal/log"
 	"github.com/tributary-es/tributary/internal/projector"
 	"github.com/tributary-es/tributary/internal/readmodels"
 	"github.com/tributary-es/tributary/internal/readmodels/accounts"
 	"github.com/tributary-es/tributary/internal/readmodels/correlation"
+	"github.com/tributary-es/tributary/internal/readmodels/transfers"
 	"github.com/tributary-es/tributary/internal/telemetry"
 	"github.com/tributary-es/tributary/internal/writer"
 	"github.com/tributary-es/tributary/schemas"
@@ -32,7 +34,7 @@ import (
 
 // projectionNames are the projections this build knows, in start order.
 func projectionNames() []string {
-	return []string{accounts.SummaryName, accounts.HistoryName, accounts.DirectoryName, correlation.Name}
+	return []string{accounts.SummaryName, accounts.HistoryName, accounts.DirectoryName, correlation.Name, transfers.Name}
 }
 
 // projection returns the projection called name.
@@ -45,7 +47,9 @@ func projection(name string) readmodels.Projection {
 	case accounts.DirectoryName:
 		return accounts.DirectoryProjection{}
 	case correlation.Name:
-		return correlation.Projection{Types: []string{account.AggregateType}}
+		return correlation.Projection{Types: []string{account.AggregateType, transfer.AggregateType}}
+	case transfers.Name:
+		return transfers.Projection{}
 	}
 	return nil
 }
@@ -55,7 +59,7 @@ const usage = `usage:
   projector rebuild <projection> [flags]      build a new generation from offset 0 beside the served one, then switch
   projector dlq list <projection> [flags]     show the events parked on the projection's dead-letter topic
   projector dlq replay <projection> [flags]   apply the parked events again, oldest first
-projections: account-summary, account-history, account-directory, correlation
+projections: account-summary, account-history, account-directory, correlation, transfers
 'projector <command> -h' lists the flags.`
 
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {

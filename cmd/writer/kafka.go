@@ -6,17 +6,24 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/tributary-es/tributary/internal/aggregate"
 	"github.com/tributary-es/tributary/internal/config"
 	"github.com/tributary-es/tributary/internal/domain/account"
+	"github.com/tributary-es/tributary/internal/domain/transfer"
+	"github.com/tributary-es/tributary/internal/log"
 	"github.com/tributary-es/tributary/internal/log/kafka"
+	"github.com/tributary-es/tributary/internal/log/postgres"
 	"github.com/tributary-es/tributary/internal/log/relay"
+	"github.com/tributary-es/tributary/internal/transfers"
 	"github.com/tributary-es/tributary/internal/writer"
+	"github.com/tributary-es/tributary/schemas"
 )
 
 // startEmbeddedKafka starts an in-process Kafka (kfake) on 127.0.0.1:port
@@ -79,7 +86,7 @@ func newRelay(ctx context.Context, s settings, pool *pgxpool.Pool, reg prometheu
 
 	rcfg := relay.DefaultConfig()
 	rcfg.Topics = k.Topics()
-	rcfg.AggregateTypes = []string{account.AggregateType}
+	rcfg.AggregateTypes = []string{account.AggregateType, transfer.AggregateType}
 	rcfg.TracerProvider = s.tracerProvider
 	r := relay.New(rcfg, s.databaseURL, pool, writer.Upcasters(), client, relay.NewMetrics(reg), logger, relay.Hooks{})
 
@@ -93,4 +100,37 @@ func newRelay(ctx context.Context, s settings, pool *pgxpool.Pool, reg prometheu
 		return nil, fmt.Errorf("cannot reach Kafka at KAFKA_BROKERS=%s (waited up to KAFKA_START_TIMEOUT=%s): %w", strings.Join(cfg.Brokers, ","), k.StartTimeout, err)
 	}
 	return &startedRelay{relay: r, close: closeAll, broker: strings.Join(cfg.Brokers, ",")}, nil
+}
+
+// newTransfers returns the transfers process manager of this process. It
+// reaches Kafka like the relay (brokers is the embedded cluster's, when the
+// relay started one) and runs its commands on pool.
+func newTransfers(s settings, pool *pgxpool.Pool, brokers string, logger *slog.Logger) (*transfers.Manager, error) {
+	cfg := s.kafka.Client("tributary-transfers")
+	if brokers != "" {
+		cfg.Brokers = strings.Split(brokers, ",")
+	}
+	opts, err := cfg.Options()
+	if err != nil {
+		return nil, config.UsageError{Err: err}
+	}
+	eventSchemas, err := log.LoadSchemas(schemas.Events)
+	if err != nil {
+		return nil, err
+	}
+	var storeOpts []postgres.StoreOption
+	if s.tracerProvider != nil {
+		storeOpts = append(storeOpts, postgres.WithTracerProvider(s.tracerProvider))
+	}
+	store := postgres.NewStore(pool, writer.Upcasters(), storeOpts...)
+	aggOpts := aggregate.Options{SnapshotEvery: s.snapshotEvery}
+	steps := transfers.NewSteps(store,
+		aggregate.NewHandler(writer.AccountType(), store, eventSchemas, aggOpts),
+		aggregate.NewHandler(writer.TransferType(), store, eventSchemas, aggOpts),
+		30*time.Second, logger)
+	mcfg := transfers.DefaultConfig()
+	mcfg.Client = opts
+	mcfg.Topics = s.kafka.Topics()
+	mcfg.Group = mcfg.Topics.Prefix + ".transfers"
+	return transfers.NewManager(mcfg, steps, writer.Upcasters(), logger), nil
 }

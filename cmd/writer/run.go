@@ -15,10 +15,11 @@ import (
 	"github.com/tributary-es/tributary/internal/telemetry"
 )
 
-// run dispatches the subcommands: serve (the default), relay and migrate.
+// run dispatches the subcommands: serve (the default), relay, transfers and
+// migrate.
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	cmd := "serve"
-	if len(args) > 0 && (args[0] == "serve" || args[0] == "migrate" || args[0] == "relay") {
+	if len(args) > 0 && (args[0] == "serve" || args[0] == "migrate" || args[0] == "relay" || args[0] == "transfers") {
 		cmd, args = args[0], args[1:]
 	}
 	s, err := parseSettings(cmd, args, getenv, stderr)
@@ -44,7 +45,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		logger.Info("database schema is up to date")
 		return nil
 	case "relay":
-		s.relay = true
+		s.relay, s.transfers = true, false
+		return serve(ctx, s, logger, false)
+	case "transfers":
+		s.relay, s.transfers = false, true
 		return serve(ctx, s, logger, false)
 	}
 	return serve(ctx, s, logger, true)

@@ -17,11 +17,13 @@ import (
 	"github.com/tributary-es/tributary/internal/aggregate"
 	"github.com/tributary-es/tributary/internal/config"
 	"github.com/tributary-es/tributary/internal/log/postgres"
+	"github.com/tributary-es/tributary/internal/transfers"
 	"github.com/tributary-es/tributary/internal/writer"
 )
 
-// serve runs the command API (when api is set) and the relay (when
-// s.relay is set) until ctx is done, then drains: stop accepting requests,
+// serve runs the command API (when api is set), the relay (when s.relay is
+// set) and the transfers process manager (when s.transfers is set) until ctx
+// is done, then drains: stop accepting requests,
 // finish those in flight, stop the relay, close the Kafka client and pool.
 func serve(ctx context.Context, s settings, logger *slog.Logger, api bool) error {
 	if s.migrate {
@@ -65,6 +67,17 @@ func serve(ctx context.Context, s settings, logger *slog.Logger, api bool) error
 		logger.Info("relay ready", "brokers", rl.broker)
 	}
 
+	var manager *transfers.Manager
+	if s.transfers {
+		brokers := ""
+		if rl != nil && s.kafka.embedded {
+			brokers = rl.broker
+		}
+		if manager, err = newTransfers(s, pool, brokers, logger); err != nil {
+			return err
+		}
+	}
+
 	if s.pprofAddr != "" {
 		stop, err := servePprof(s.pprofAddr, logger)
 		if err != nil {
@@ -84,7 +97,7 @@ func serve(ctx context.Context, s settings, logger *slog.Logger, api bool) error
 		IdleTimeout:       2 * time.Minute,
 		BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
 	}
-	logger.Info("writer listening", "addr", ln.Addr().String(), "api", api, "relay", s.relay)
+	logger.Info("writer listening", "addr", ln.Addr().String(), "api", api, "relay", s.relay, "transfers", s.transfers)
 
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
@@ -95,6 +108,9 @@ func serve(ctx context.Context, s settings, logger *slog.Logger, api bool) error
 	})
 	if rl != nil {
 		g.Go(func() error { return rl.relay.Run(gctx) })
+	}
+	if manager != nil {
+		g.Go(func() error { return manager.Run(gctx) })
 	}
 	if api {
 		g.Go(func() error {

@@ -29,8 +29,9 @@ type settings struct {
 	pprofAddr       string
 	idempotencyTTL  time.Duration
 
-	relay bool // run the relay in this process
-	kafka kafkaSettings
+	relay     bool // run the relay in this process
+	transfers bool // run the transfers process manager in this process
+	kafka     kafkaSettings
 }
 
 // kafkaSettings say how the relay reaches Kafka and names its topics.
@@ -69,6 +70,8 @@ func parseSettings(cmd string, args []string, getenv func(string) string, stderr
 
 	fs.BoolVar(&s.relay, "relay", true, "run the relay to Kafka in this process (one leads per database; the others stand by)")
 	fs.Env("relay", "WRITER_RELAY")
+	fs.BoolVar(&s.transfers, "transfers", true, "run the transfers process manager in this process (the managers of a cluster share a consumer group)")
+	fs.Env("transfers", "WRITER_TRANSFERS")
 	k := &s.kafka
 	k.Register(fs)
 	fs.Lookup("kafka-brokers").Usage = "comma-separated Kafka brokers, host:port (required for the relay unless --kafka-embedded) ($KAFKA_BROKERS)"
@@ -86,6 +89,7 @@ func parseSettings(cmd string, args []string, getenv func(string) string, stderr
 		return s, config.UsageError{Err: fmt.Errorf("unexpected argument %q", fs.Arg(0))}
 	}
 	relayRuns := cmd == "relay" || (cmd == "serve" && s.relay)
+	transfersRun := cmd == "transfers" || (cmd == "serve" && s.transfers)
 	switch {
 	case s.databaseURL == "":
 		return s, config.UsageError{Err: fmt.Errorf("%s is required, e.g. postgres://postgres@127.0.0.1:5432/tributary", fs.Setting("database-url"))}
@@ -100,6 +104,11 @@ func parseSettings(cmd string, args []string, getenv func(string) string, stderr
 	case relayRuns && k.Brokers == "" && !k.embedded:
 		return s, config.UsageError{Err: fmt.Errorf("%s is required for the relay (or set %s for development, or %s=false to run the relay elsewhere)",
 			fs.Setting("kafka-brokers"), fs.Setting("kafka-embedded"), fs.Setting("relay"))}
+	case transfersRun && k.Brokers == "" && !k.embedded:
+		return s, config.UsageError{Err: fmt.Errorf("%s is required for the transfers process manager (or %s=false to run it elsewhere)",
+			fs.Setting("kafka-brokers"), fs.Setting("transfers"))}
+	case cmd == "transfers" && k.embedded:
+		return s, config.UsageError{Err: fmt.Errorf("%s belongs to the process that runs the relay; 'writer transfers' needs %s", fs.Setting("kafka-embedded"), fs.Setting("kafka-brokers"))}
 	case k.Brokers != "" && k.embedded:
 		return s, config.UsageError{Err: fmt.Errorf("%s and %s exclude each other", fs.Setting("kafka-brokers"), fs.Setting("kafka-embedded"))}
 	}
@@ -112,7 +121,7 @@ func parseSettings(cmd string, args []string, getenv func(string) string, stderr
 	if _, err := pgxpool.ParseConfig(s.databaseURL); err != nil {
 		return s, config.UsageError{Err: fmt.Errorf("%s is not a valid Postgres URL: %v", fs.Setting("database-url"), err)}
 	}
-	if relayRuns && !k.embedded {
+	if (relayRuns || transfersRun) && !k.embedded {
 		if _, err := k.Client("tributary-relay").Options(); err != nil {
 			return s, config.UsageError{Err: err}
 		}
