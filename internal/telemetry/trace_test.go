@@ -105,6 +105,7 @@ func TestOneTracePerCommand(t *testing.T) {
 		}
 	}
 
+	ids(root)
 	appends := named("append account")
 	if len(appends) != 1 || parentOf(appends[0]).SpanContext.SpanID() != root.SpanContext.SpanID() {
 		t.Fatalf("append spans %d, want one under the HTTP span; trace:\n%s", len(appends), describe(inTrace))

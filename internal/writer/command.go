@@ -11,12 +11,14 @@ import (
 
 	"github.com/google/uuid"
 	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/tributary-es/tributary/internal/aggregate"
 	"github.com/tributary-es/tributary/internal/httpapi"
 	"github.com/tributary-es/tributary/internal/log"
 	"github.com/tributary-es/tributary/internal/log/postgres"
 	"github.com/tributary-es/tributary/internal/problem"
+	"github.com/tributary-es/tributary/internal/telemetry"
 )
 
 // CommandResponse is the body of a successful command: what the writer
@@ -88,6 +90,7 @@ func (s *Server) parseCommandContext(r *http.Request, body []byte) (commandConte
 	if correlationID == "" {
 		correlationID = commandID.String()
 	}
+	trace.SpanFromContext(r.Context()).SetAttributes(telemetry.EventAttributes(correlationID, commandID.String())...)
 	carrier := propagation.MapCarrier{}
 	propagation.TraceContext{}.Inject(r.Context(), carrier)
 	cc.metadata = log.Metadata{
