@@ -28,8 +28,9 @@ import (
 	"github.com/tributary-es/tributary/internal/readmodels"
 	"github.com/tributary-es/tributary/internal/readmodels/accounts"
 	"github.com/tributary-es/tributary/internal/readmodels/correlation"
-	"github.com/tributary-es/tributary/internal/readmodels/transfers"
+	transferview "github.com/tributary-es/tributary/internal/readmodels/transfers"
 	"github.com/tributary-es/tributary/internal/testenv"
+	"github.com/tributary-es/tributary/internal/transfers"
 	"github.com/tributary-es/tributary/internal/writer"
 	"github.com/tributary-es/tributary/schemas"
 )
@@ -94,6 +95,15 @@ func newHookedPipeline(t testing.TB, cfg reader.Config, summaryHooks projector.H
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The transfers process manager, as the writer process runs it.
+	pmStore := postgres.NewStore(pool, writer.Upcasters())
+	steps := transfers.NewSteps(pmStore, aggregate.NewHandler(writer.AccountType(), pmStore, eventSchemas, aggregate.Options{}),
+		aggregate.NewHandler(writer.TransferType(), pmStore, eventSchemas, aggregate.Options{}), 5*time.Second, logger)
+	mcfg := transfers.DefaultConfig()
+	mcfg.Client = []kgo.Opt{kgo.SeedBrokers(cluster.ListenAddrs()...)}
+	mcfg.Topics = topics
+	pm := transfers.NewManager(mcfg, steps, writer.Upcasters(), logger)
+	wg.Go(func() { _ = pm.Run(ctx) })
 	pcfg := projector.DefaultConfig()
 	pcfg.Client = []kgo.Opt{kgo.SeedBrokers(cluster.ListenAddrs()...)}
 	pcfg.FetchMaxWait = 50 * time.Millisecond
@@ -114,7 +124,7 @@ func newHookedPipeline(t testing.TB, cfg reader.Config, summaryHooks projector.H
 	for _, proj := range []readmodels.Projection{
 		accounts.SummaryProjection{}, accounts.HistoryProjection{}, accounts.DirectoryProjection{},
 		correlation.Projection{Types: []string{account.AggregateType, transfer.AggregateType}},
-		transfers.Projection{},
+		transferview.Projection{},
 	} {
 		pr := p.newProjector(proj)
 		wg.Go(func() { _ = pr.Run(ctx) })

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"testing"
+	"time"
 
 	"github.com/google/uuid"
 
@@ -13,6 +14,7 @@ import (
 	"github.com/tributary-es/tributary/internal/log"
 	"github.com/tributary-es/tributary/internal/log/postgres"
 	"github.com/tributary-es/tributary/internal/reader"
+	"github.com/tributary-es/tributary/internal/readmodels/accounts"
 	"github.com/tributary-es/tributary/internal/readmodels/transfers"
 )
 
@@ -54,5 +56,58 @@ func TestTransferIsServed(t *testing.T) {
 		if r := p.read(path); r.status != status {
 			t.Errorf("GET %s: %d %s, want %d", path, r.status, r.body, status)
 		}
+	}
+}
+
+// Issue 8, acceptance 2, end to end over HTTP: a transfer requested at the
+// writer is carried out by the process manager, and the reader shows it
+// completed and its correlation as one causation chain, TransferRequested →
+// FundsWithdrawn → FundsDeposited → TransferCompleted.
+func TestTransferThroughThePlatform(t *testing.T) {
+	p := newPipeline(t, reader.DefaultConfig())
+	p.openActive("pay-a", 1000)
+	p.openActive("pay-b", 0)
+	c := p.command(http.StatusCreated, "/v1/transfers", `{"id":"pay-1","from":"pay-a","to":"pay-b","amount":400,"currency":"EUR","reference":"rent"}`,
+		"X-Correlation-ID", "pay-1-corr")
+	if c.CorrelationID != "pay-1-corr" {
+		t.Fatalf("correlation %s", c.CorrelationID)
+	}
+	var r response
+	waitFor(t, 30*time.Second, "the transfer completes", func() bool {
+		r = p.read("/v1/transfers/pay-1?min_version=2")
+		return r.status == http.StatusOK
+	})
+	var got transfers.Summary
+	r.json(t, &got)
+	if got.Status != "completed" || got.CorrelationID != "pay-1-corr" {
+		t.Fatalf("transfer %+v", got)
+	}
+	var tree reader.CausationTree
+	waitFor(t, 30*time.Second, "the four events in the correlation", func() bool {
+		r = p.read("/v1/correlations/pay-1-corr")
+		tree = reader.CausationTree{}
+		if r.status == http.StatusOK {
+			r.json(t, &tree)
+		}
+		return tree.Events == 4
+	})
+	var chain []string
+	for n := tree.Roots; len(n) > 0; n = n[0].Children {
+		if len(n) != 1 {
+			t.Fatalf("a branch in the chain: %s", r.body)
+		}
+		chain = append(chain, n[0].Type+"@"+n[0].AggregateID)
+	}
+	if want := "[TransferRequested@pay-1 FundsWithdrawn@pay-a FundsDeposited@pay-b TransferCompleted@pay-1]"; fmt.Sprint(chain) != want {
+		t.Fatalf("chain %v, want %s", chain, want)
+	}
+	if len(tree.Roots) != 1 || tree.Roots[0].CausationID != c.CausationID {
+		t.Fatalf("the root is caused by %s, want the command %s", tree.Roots[0].CausationID, c.CausationID)
+	}
+	var a, b accounts.Summary
+	p.read("/v1/accounts/pay-a?min_version=4").json(t, &a)
+	p.read("/v1/accounts/pay-b?min_version=3").json(t, &b)
+	if a.Balance != 600 || b.Balance != 400 {
+		t.Fatalf("balances %d and %d, want 600 and 400", a.Balance, b.Balance)
 	}
 }
