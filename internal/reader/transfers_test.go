@@ -67,8 +67,9 @@ func TestTransferThroughThePlatform(t *testing.T) {
 	p := newPipeline(t, reader.DefaultConfig())
 	p.openActive("pay-a", 1000)
 	p.openActive("pay-b", 0)
+	const traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
 	c := p.command(http.StatusCreated, "/v1/transfers", `{"id":"pay-1","from":"pay-a","to":"pay-b","amount":400,"currency":"EUR","reference":"rent"}`,
-		"X-Correlation-ID", "pay-1-corr")
+		"X-Correlation-ID", "pay-1-corr", "traceparent", traceparent)
 	if c.CorrelationID != "pay-1-corr" {
 		t.Fatalf("correlation %s", c.CorrelationID)
 	}
@@ -103,6 +104,14 @@ func TestTransferThroughThePlatform(t *testing.T) {
 	}
 	if len(tree.Roots) != 1 || tree.Roots[0].CausationID != c.CausationID {
 		t.Fatalf("the root is caused by %s, want the command %s", tree.Roots[0].CausationID, c.CausationID)
+	}
+	// One trace: every step of the transfer carries the trace of the request.
+	for _, n := range []*reader.Node{tree.Roots[0], tree.Roots[0].Children[0], tree.Roots[0].Children[0].Children[0]} {
+		stored, err := p.store.ReadStream(context.Background(), postgres.StreamQuery{AggregateType: n.AggregateType, AggregateID: n.AggregateID,
+			AfterVersion: n.Version - 1, UntilVersion: n.Version})
+		if err != nil || len(stored) != 1 || stored[0].TraceParent[:35] != traceparent[:35] {
+			t.Fatalf("%s of %s: trace context %+v (%v), want the request's trace %s", n.Type, n.AggregateID, stored, err, traceparent[3:35])
+		}
 	}
 	var a, b accounts.Summary
 	p.read("/v1/accounts/pay-a?min_version=4").json(t, &a)
