@@ -22,6 +22,10 @@ import (
 	"github.com/tributary-es/tributary/internal/log/kafka"
 	"github.com/tributary-es/tributary/internal/log/postgres"
 	"github.com/tributary-es/tributary/internal/log/relay"
+	"github.com/tributary-es/tributary/internal/projector"
+	"github.com/tributary-es/tributary/internal/readmodels"
+	"github.com/tributary-es/tributary/internal/readmodels/accounts"
+	transferview "github.com/tributary-es/tributary/internal/readmodels/transfers"
 	"github.com/tributary-es/tributary/internal/testenv"
 	"github.com/tributary-es/tributary/internal/writer"
 	"github.com/tributary-es/tributary/schemas"
@@ -65,6 +69,33 @@ func newEnv(t *testing.T) *env {
 	go func() { defer close(done); _ = rl.Run(ctx) }()
 	t.Cleanup(func() { cancel(); <-done })
 	return e
+}
+
+// project runs the account summary and the transfers projections into a
+// Redis prefix of the test's own, and returns their queries.
+func (e *env) project() (*accounts.Queries, *transferview.Queries) {
+	e.t.Helper()
+	rdb, prefix := testenv.Redis(e.t)
+	sch, err := log.LoadSchemas(schemas.Events)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	cfg := projector.DefaultConfig()
+	cfg.Client = []kgo.Opt{kgo.SeedBrokers(e.brokers...)}
+	cfg.Topics = e.topics
+	cfg.GroupPrefix, cfg.RedisPrefix = prefix, prefix
+	cfg.Poll = 50 * time.Millisecond
+	deps := projector.Deps{Redis: rdb, Schemas: sch, Upcasters: writer.Upcasters(),
+		Metrics: projector.NewMetrics(prometheus.NewRegistry()), Logger: slog.New(slog.DiscardHandler)}
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	for _, p := range []readmodels.Projection{accounts.SummaryProjection{}, transferview.Projection{}} {
+		pr := projector.New(p, cfg, deps)
+		wg.Go(func() { _ = pr.Run(ctx) })
+	}
+	e.t.Cleanup(func() { cancel(); wg.Wait() })
+	views := readmodels.NewViews(rdb, 0)
+	return accounts.NewQueriesWithViews(rdb, prefix, views), transferview.NewQueries(rdb, prefix, views)
 }
 
 // manager starts a process manager; stop ends it as a crash would, in the
@@ -187,6 +218,7 @@ func TestTransfersConserveMoneyThroughCrashes(t *testing.T) {
 		}
 		return nil
 	}
+	summaries, views := e.project()
 	stop := e.manager(crashy)
 	var transfers []string
 	requested := make(map[string]log.Event)
@@ -206,6 +238,7 @@ func TestTransfersConserveMoneyThroughCrashes(t *testing.T) {
 	states := e.waitEnded(transfers, 3*time.Minute)
 
 	var sum int64
+	folded := make(map[string]account.State)
 	withdrawn := make(map[string]int)
 	deposited := make(map[string]int)
 	refunds := make(map[string]int)
@@ -234,6 +267,7 @@ func TestTransfersConserveMoneyThroughCrashes(t *testing.T) {
 			}
 		}
 		sum += s.Balance
+		folded[id] = s
 	}
 	if sum != total {
 		t.Fatalf("the balances sum to %d, %d went in: money was created or lost", sum, total)
@@ -251,6 +285,37 @@ func TestTransfersConserveMoneyThroughCrashes(t *testing.T) {
 			failedUntouched++
 		default:
 			t.Errorf("transfer %s %s (%s): withdrawn %d, deposited %d, refunded %d times", id, st.Status, st.Reason, w, d, r)
+		}
+	}
+	// The read models equal the fold of the event store.
+	ctx := context.Background()
+	waitFor(t, time.Minute, "the read models catch up", func() bool {
+		for _, id := range ids {
+			got, found, err := summaries.Summary(ctx, id)
+			if err != nil || !found || got.Version != int64(len(e.stream(account.AggregateType, id))) {
+				return false
+			}
+		}
+		for _, id := range transfers {
+			got, found, err := views.Get(ctx, id)
+			if err != nil || !found || got.Status == string(transfer.StatusRequested) {
+				return false
+			}
+		}
+		return true
+	})
+	for _, id := range ids {
+		got, _, _ := summaries.Summary(ctx, id)
+		if w := folded[id]; got.Balance != w.Balance || got.Status != string(w.Status) || got.Currency != w.Currency {
+			t.Errorf("summary of %s: %+v, the fold: %+v", id, got, w)
+		}
+	}
+	for _, id := range transfers {
+		got, _, _ := views.Get(ctx, id)
+		w := states[id]
+		if got.Status != string(w.Status) || got.Reason != w.Reason || got.Amount != w.Amount || got.From != w.From || got.To != w.To ||
+			got.Refunded != (refunds[id] == 1) {
+			t.Errorf("transfer %s read as %+v, the fold: %+v (refunded %d)", id, got, w, refunds[id])
 		}
 	}
 	t.Logf("%d completed, %d failed and refunded, %d failed before any money moved; %d step crashes, 5 manager restarts",
@@ -322,4 +387,16 @@ func decodeAll(t *testing.T, evs []log.Event) []account.Event {
 		out[i] = a
 	}
 	return out
+}
+
+// waitFor polls cond until it holds or d passes.
+func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within %v", what, d)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
