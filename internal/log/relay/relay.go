@@ -19,7 +19,6 @@ import (
 	"go.opentelemetry.io/otel/propagation"
 	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
 	"go.opentelemetry.io/otel/trace"
-	"go.opentelemetry.io/otel/trace/noop"
 
 	"github.com/tributary-es/tributary/internal/log"
 	"github.com/tributary-es/tributary/internal/log/kafka"
@@ -97,7 +96,7 @@ type Relay struct {
 	logger      *slog.Logger
 	metrics     *Metrics
 	hooks       Hooks
-	tracer      trace.Tracer
+	tracer      trace.Tracer // nil: no spans
 
 	topicsMu sync.Mutex
 	ensured  map[string]bool // topic → checked or created
@@ -107,16 +106,15 @@ type Relay struct {
 // backlog gauge) that produces with client. It does not start it.
 func New(cfg Config, databaseURL string, pool *pgxpool.Pool, upcasters *log.Upcasters, client *kgo.Client,
 	metrics *Metrics, logger *slog.Logger, hooks Hooks) *Relay {
-	tp := cfg.TracerProvider
-	if tp == nil {
-		tp = noop.NewTracerProvider()
-	}
-	return &Relay{
+	r := &Relay{
 		cfg: cfg, databaseURL: databaseURL, pool: pool, upcasters: upcasters,
 		client: client, logger: logger, metrics: metrics, hooks: hooks,
-		tracer:  tp.Tracer("github.com/tributary-es/tributary/internal/log/relay"),
 		ensured: make(map[string]bool),
 	}
+	if cfg.TracerProvider != nil {
+		r.tracer = cfg.TracerProvider.Tracer("github.com/tributary-es/tributary/internal/log/relay")
+	}
+	return r
 }
 
 // ProducerOptions are the franz-go options a relay's client needs beside the
@@ -320,6 +318,12 @@ func storedTraceContext(ctx context.Context, e log.Event) context.Context {
 // the record's context and puts its context in the traceparent header, so
 // the projector's process span follows it.
 func (r *Relay) startSendSpans(ctx context.Context, batch []postgres.FeedEvent, records []*kgo.Record) {
+	if r.tracer == nil {
+		for i, rec := range records {
+			rec.Context = storedTraceContext(ctx, batch[i].Event)
+		}
+		return
+	}
 	for i, rec := range records {
 		e := batch[i].Event
 		sctx, _ := r.tracer.Start(storedTraceContext(ctx, e), "send "+rec.Topic,
