@@ -111,6 +111,11 @@ func TestOneTracePerCommand(t *testing.T) {
 		t.Fatalf("append spans %d, want one under the HTTP span; trace:\n%s", len(appends), describe(inTrace))
 	}
 	ids(appends[0])
+	if !slices.ContainsFunc(inTrace, func(s tracetest.SpanStub) bool {
+		return s.Parent.SpanID() == appends[0].SpanContext.SpanID() && s.SpanKind == trace.SpanKindClient
+	}) {
+		t.Errorf("no Postgres statement (otelpgx) under the append span; trace:\n%s", describe(inTrace))
+	}
 
 	sends := named("send tributary.account.events")
 	if len(sends) != events {
