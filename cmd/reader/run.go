@@ -96,7 +96,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	rdb := redis.NewUniversalClient(opts)
 	defer rdb.Close()
 	if tracing.Exporting {
-		if err := redisotel.InstrumentTracing(rdb, redisotel.WithTracerProvider(tracing.TracerProvider)); err != nil {
+		if err := redisotel.InstrumentTracing(rdb, redisotel.WithTracerProvider(telemetry.ChildrenOnly(tracing.TracerProvider))); err != nil {
 			return fmt.Errorf("trace Redis: %w", err)
 		}
 	}

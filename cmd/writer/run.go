@@ -63,7 +63,7 @@ func openPool(ctx context.Context, s settings) (*pgxpool.Pool, error) {
 	}
 	cfg.MaxConns = int32(s.dbMaxConns)
 	if s.tracerProvider != nil {
-		cfg.ConnConfig.Tracer = otelpgx.NewTracer(otelpgx.WithTracerProvider(s.tracerProvider))
+		cfg.ConnConfig.Tracer = otelpgx.NewTracer(otelpgx.WithTracerProvider(telemetry.ChildrenOnly(s.tracerProvider)))
 	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {

@@ -31,6 +31,7 @@ import (
 	"github.com/tributary-es/tributary/internal/readmodels"
 	"github.com/tributary-es/tributary/internal/readmodels/accounts"
 	"github.com/tributary-es/tributary/internal/readmodels/correlation"
+	"github.com/tributary-es/tributary/internal/telemetry"
 	"github.com/tributary-es/tributary/internal/testenv"
 	"github.com/tributary-es/tributary/internal/writer"
 	"github.com/tributary-es/tributary/schemas"
@@ -69,7 +70,7 @@ func newPipeline(t testing.TB, o pipelineOptions) *pipeline {
 		t.Fatal(err)
 	}
 	if tp != nil {
-		pcfg.ConnConfig.Tracer = otelpgx.NewTracer(otelpgx.WithTracerProvider(tp))
+		pcfg.ConnConfig.Tracer = otelpgx.NewTracer(otelpgx.WithTracerProvider(telemetry.ChildrenOnly(tp)))
 	}
 	pool, err := pgxpool.NewWithConfig(context.Background(), pcfg)
 	if err != nil {
@@ -79,7 +80,7 @@ func newPipeline(t testing.TB, o pipelineOptions) *pipeline {
 	cluster := testenv.Kafka(t)
 	rdb, prefix := testenv.Redis(t)
 	if tp != nil {
-		if err := redisotel.InstrumentTracing(rdb, redisotel.WithTracerProvider(tp)); err != nil {
+		if err := redisotel.InstrumentTracing(rdb, redisotel.WithTracerProvider(telemetry.ChildrenOnly(tp))); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -79,3 +79,30 @@ func Setup(ctx context.Context, service string, getenv func(string) string) (*Tr
 
 // Shutdown flushes the spans not exported yet and stops exporting.
 func (t *Tracing) Shutdown(ctx context.Context) error { return t.shutdown(ctx) }
+
+// ChildrenOnly wraps tp so that its tracers make spans only inside a trace
+// that is already going: with no span in the context they start none. For
+// instrumentation of shared clients (otelpgx on a pool also used by
+// background loops) whose spans matter only as part of a request's trace.
+func ChildrenOnly(tp trace.TracerProvider) trace.TracerProvider {
+	return childrenOnlyProvider{TracerProvider: tp}
+}
+
+type childrenOnlyProvider struct {
+	trace.TracerProvider
+}
+
+func (p childrenOnlyProvider) Tracer(name string, opts ...trace.TracerOption) trace.Tracer {
+	return childrenOnlyTracer{Tracer: p.TracerProvider.Tracer(name, opts...)}
+}
+
+type childrenOnlyTracer struct {
+	trace.Tracer
+}
+
+func (t childrenOnlyTracer) Start(ctx context.Context, name string, opts ...trace.SpanStartOption) (context.Context, trace.Span) {
+	if !trace.SpanContextFromContext(ctx).IsValid() {
+		return ctx, trace.SpanFromContext(ctx)
+	}
+	return t.Tracer.Start(ctx, name, opts...)
+}

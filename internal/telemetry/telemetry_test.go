@@ -2,9 +2,12 @@ package telemetry_test
 
 import (
 	"context"
+	"strings"
 	"testing"
 
 	"github.com/tributary-es/tributary/internal/telemetry"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 )
 
 // Spans are exported only when the OTEL_* environment asks for it: an OTLP
@@ -52,5 +55,25 @@ func TestSetupFromEnvironment(t *testing.T) {
 			}
 			span.End()
 		})
+	}
+}
+
+// ChildrenOnly starts spans inside a trace and none outside one.
+func TestChildrenOnly(t *testing.T) {
+	exporter := tracetest.NewInMemoryExporter()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSyncer(exporter))
+	tr := telemetry.ChildrenOnly(tp).Tracer("test")
+	_, orphan := tr.Start(context.Background(), "orphan")
+	orphan.End()
+	ctx, parent := tp.Tracer("test").Start(context.Background(), "parent")
+	_, child := tr.Start(ctx, "child")
+	child.End()
+	parent.End()
+	var names []string
+	for _, s := range exporter.GetSpans() {
+		names = append(names, s.Name)
+	}
+	if strings.Join(names, ",") != "child,parent" {
+		t.Errorf("spans %v, want child and parent only", names)
 	}
 }
