@@ -2,6 +2,8 @@ package telemetry_test
 
 import (
 	"context"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 
@@ -13,6 +15,10 @@ import (
 // Spans are exported only when the OTEL_* environment asks for it: an OTLP
 // endpoint or an explicit exporter, unless the SDK is disabled.
 func TestSetupFromEnvironment(t *testing.T) {
+	// A collector that takes every export.
+	collector := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	defer collector.Close()
+	endpoint := collector.URL
 	tests := []struct {
 		name      string
 		env       map[string]string
@@ -20,11 +26,11 @@ func TestSetupFromEnvironment(t *testing.T) {
 		fails     bool
 	}{
 		{name: "nothing set: nothing exported", env: map[string]string{}},
-		{name: "an OTLP endpoint: OTLP", env: map[string]string{"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4318"}, exporting: true},
-		{name: "a traces endpoint: OTLP", env: map[string]string{"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "http://127.0.0.1:4318/v1/traces"}, exporting: true},
-		{name: "console", env: map[string]string{"OTEL_TRACES_EXPORTER": "console"}, exporting: true},
-		{name: "none beats an endpoint", env: map[string]string{"OTEL_TRACES_EXPORTER": "none", "OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4318"}},
-		{name: "SDK disabled", env: map[string]string{"OTEL_SDK_DISABLED": "true", "OTEL_TRACES_EXPORTER": "console"}},
+		{name: "an OTLP endpoint: OTLP", env: map[string]string{"OTEL_EXPORTER_OTLP_ENDPOINT": endpoint}, exporting: true},
+		{name: "a traces endpoint: OTLP", env: map[string]string{"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": endpoint + "/v1/traces"}, exporting: true},
+		{name: "an exporter named", env: map[string]string{"OTEL_TRACES_EXPORTER": "otlp", "OTEL_EXPORTER_OTLP_ENDPOINT": endpoint}, exporting: true},
+		{name: "none beats an endpoint", env: map[string]string{"OTEL_TRACES_EXPORTER": "none", "OTEL_EXPORTER_OTLP_ENDPOINT": endpoint}},
+		{name: "SDK disabled", env: map[string]string{"OTEL_SDK_DISABLED": "true", "OTEL_TRACES_EXPORTER": "otlp", "OTEL_EXPORTER_OTLP_ENDPOINT": endpoint}},
 		{name: "an unknown exporter is an error", env: map[string]string{"OTEL_TRACES_EXPORTER": "carrier-pigeon"}, fails: true},
 	}
 	for _, tt := range tests {

@@ -182,9 +182,10 @@ func TestOneTracePerCommand(t *testing.T) {
 	}
 
 	// Queries make their own server spans in the reader.
-	if status, body := do(t, http.MethodGet, p.reader+"/v1/accounts/acc-traced", ""); status != http.StatusOK {
-		t.Fatalf("read: %d %s", status, body)
-	}
+	waitFor(t, 10*time.Second, "the summary served", func() bool {
+		status, _ := do(t, http.MethodGet, p.reader+"/v1/accounts/acc-traced", "")
+		return status == http.StatusOK
+	})
 	waitFor(t, 5*time.Second, "the reader's span", func() bool {
 		return slices.ContainsFunc(exporter.GetSpans(), func(s tracetest.SpanStub) bool {
 			return s.Name == "GET /v1/accounts/{id}" && s.SpanKind == trace.SpanKindServer
