@@ -127,10 +127,11 @@ func newTransfers(s settings, pool *pgxpool.Pool, brokers string, logger *slog.L
 	steps := transfers.NewSteps(store,
 		aggregate.NewHandler(writer.AccountType(), store, eventSchemas, aggOpts),
 		aggregate.NewHandler(writer.TransferType(), store, eventSchemas, aggOpts),
-		30*time.Second, logger)
+		10*time.Second, logger)
 	mcfg := transfers.DefaultConfig()
 	mcfg.Client = opts
 	mcfg.Topics = s.kafka.Topics()
 	mcfg.Group = mcfg.Topics.Prefix + ".transfers"
+	mcfg.SessionTimeout = s.transfersSession
 	return transfers.NewManager(mcfg, steps, writer.Upcasters(), logger), nil
 }

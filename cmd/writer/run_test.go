@@ -37,6 +37,7 @@ func TestBadConfigurationNamesTheSetting(t *testing.T) {
 		{"broker without port", nil, env("DATABASE_URL", "postgres://x/y", "KAFKA_BROKERS", "kafka"), `KAFKA_BROKERS: "kafka" is not host:port`},
 		{"bad sasl mechanism", nil, env("DATABASE_URL", "postgres://x/y", "KAFKA_BROKERS", "k:9092", "KAFKA_SASL_MECHANISM", "MD5"), `KAFKA_SASL_MECHANISM "MD5"`},
 		{"zero partitions", nil, env("DATABASE_URL", "postgres://x/y", "KAFKA_BROKERS", "k:9092", "KAFKA_PARTITIONS", "0"), "--kafka-partitions / KAFKA_PARTITIONS must be from 1 to 10000"},
+		{"short transfers session", []string{"--transfers-session-timeout", "1s"}, env("DATABASE_URL", "postgres://x/y", "KAFKA_BROKERS", "k:9092"), "--transfers-session-timeout / WRITER_TRANSFERS_SESSION_TIMEOUT must be at least 6s"},
 		{"transfers need brokers", []string{"--relay=false"}, env("DATABASE_URL", "postgres://x/y"), "--kafka-brokers / KAFKA_BROKERS is required for the transfers process manager"},
 		{"transfers alone need real brokers", []string{"transfers", "--kafka-embedded"}, env("DATABASE_URL", "postgres://x/y"), "'writer transfers' needs --kafka-brokers"},
 		{"relay alone needs brokers", []string{"relay"}, env("DATABASE_URL", "postgres://x/y", "WRITER_RELAY", "false"), "KAFKA_BROKERS is required for the relay"},

@@ -31,6 +31,9 @@ type settings struct {
 
 	relay     bool // run the relay in this process
 	transfers bool // run the transfers process manager in this process
+	// transfersSession is the process manager's consumer-group session
+	// timeout: how long transfers on a dead manager's partitions wait.
+	transfersSession time.Duration
 	kafka     kafkaSettings
 }
 
@@ -72,6 +75,8 @@ func parseSettings(cmd string, args []string, getenv func(string) string, stderr
 	fs.Env("relay", "WRITER_RELAY")
 	fs.BoolVar(&s.transfers, "transfers", true, "run the transfers process manager in this process (the managers of a cluster share a consumer group)")
 	fs.Env("transfers", "WRITER_TRANSFERS")
+	fs.DurationVar(&s.transfersSession, "transfers-session-timeout", 10*time.Second, "how soon a dead process manager's partitions move to the others (Kafka allows 6s to 30m by default)")
+	fs.Env("transfers-session-timeout", "WRITER_TRANSFERS_SESSION_TIMEOUT")
 	k := &s.kafka
 	k.Register(fs)
 	fs.Lookup("kafka-brokers").Usage = "comma-separated Kafka brokers, host:port (required for the relay unless --kafka-embedded) ($KAFKA_BROKERS)"
@@ -109,6 +114,8 @@ func parseSettings(cmd string, args []string, getenv func(string) string, stderr
 			fs.Setting("kafka-brokers"), fs.Setting("transfers"))}
 	case cmd == "transfers" && k.embedded:
 		return s, config.UsageError{Err: fmt.Errorf("%s belongs to the process that runs the relay; 'writer transfers' needs %s", fs.Setting("kafka-embedded"), fs.Setting("kafka-brokers"))}
+	case s.transfersSession < 6*time.Second:
+		return s, config.UsageError{Err: fmt.Errorf("%s must be at least 6s (Kafka's group.min.session.timeout.ms)", fs.Setting("transfers-session-timeout"))}
 	case k.Brokers != "" && k.embedded:
 		return s, config.UsageError{Err: fmt.Errorf("%s and %s exclude each other", fs.Setting("kafka-brokers"), fs.Setting("kafka-embedded"))}
 	}

@@ -130,6 +130,17 @@ func newHookedPipeline(t testing.TB, cfg reader.Config, summaryHooks projector.H
 		wg.Go(func() { _ = pr.Run(ctx) })
 	}
 
+	// The first generation of every projection is served once it has caught
+	// up with the (empty) topics: tests start from there, so that a busy
+	// machine's slow start does not read as a stale answer.
+	waitFor(t, time.Minute, "every read model served", func() bool {
+		for _, name := range []string{accounts.SummaryName, accounts.HistoryName, accounts.DirectoryName, correlation.Name, transferview.Name} {
+			if _, err := readmodels.ActiveView(context.Background(), rdb, readmodels.NewLayout(prefix, name)); err != nil {
+				return false
+			}
+		}
+		return true
+	})
 	p.reader = httptest.NewServer(reader.NewServer(cfg, rdb, prefix, prometheus.NewRegistry(), specHandler(t), logger).Handler())
 	t.Cleanup(p.reader.Close)
 	p.check = responseChecker(t)

@@ -28,15 +28,19 @@ type Config struct {
 	// RetryBackoff is the first pause before an event is handled again
 	// after a failure (doubled each time, up to MaxBackoff).
 	RetryBackoff, MaxBackoff time.Duration
+	// SessionTimeout is how soon the partitions of a manager that died move
+	// to the others: the transfers on them wait that long.
+	SessionTimeout time.Duration
 }
 
 // DefaultConfig is a sensible Config.
 func DefaultConfig() Config {
 	return Config{
-		Topics:       kafka.Topics{Prefix: "tributary", Partitions: 12, ReplicationFactor: -1},
-		Group:        "tributary.transfers",
-		RetryBackoff: 50 * time.Millisecond,
-		MaxBackoff:   5 * time.Second,
+		Topics:         kafka.Topics{Prefix: "tributary", Partitions: 12, ReplicationFactor: -1},
+		Group:          "tributary.transfers",
+		RetryBackoff:   50 * time.Millisecond,
+		MaxBackoff:     5 * time.Second,
+		SessionTimeout: 10 * time.Second,
 	}
 }
 
@@ -65,6 +69,7 @@ func (m *Manager) Run(ctx context.Context) error {
 		kgo.DisableAutoCommit(),
 		kgo.BlockRebalanceOnPoll(),
 		kgo.FetchMaxWait(250*time.Millisecond),
+		kgo.SessionTimeout(m.cfg.SessionTimeout),
 	)
 	cl, err := kgo.NewClient(opts...)
 	if err != nil {
