@@ -34,7 +34,7 @@ type settings struct {
 	// transfersSession is the process manager's consumer-group session
 	// timeout: how long transfers on a dead manager's partitions wait.
 	transfersSession time.Duration
-	kafka     kafkaSettings
+	kafka            kafkaSettings
 }
 
 // kafkaSettings say how the relay reaches Kafka and names its topics.
