@@ -22,6 +22,7 @@ import (
 	"github.com/tributary-es/tributary/internal/projector"
 	"github.com/tributary-es/tributary/internal/readmodels"
 	"github.com/tributary-es/tributary/internal/readmodels/accounts"
+	"github.com/tributary-es/tributary/internal/testenv"
 )
 
 // Acceptance (G5): a rebuild runs while queries keep returning the old
@@ -701,5 +702,49 @@ func (o *observers) snapshotReader(looked func()) {
 		o.mu.Unlock()
 		looked()
 		time.Sleep(readerPace)
+	}
+}
+
+// A read model built from one log, met by a projector on another (the topic
+// recreated, or another Kafka cluster, with the same Redis): its stored
+// positions lie beyond the new partitions' ends. It is rebuilt from the new
+// log instead of waiting for offsets that will hold other events.
+func TestPositionsBeyondTheEndRebuildFromTheNewLog(t *testing.T) {
+	e := newEnv(t)
+	old := generate(100, 2000, 71)
+	e.produce(old.events)
+	stop := e.run(e.projector(accounts.SummaryProjection{}, nil))
+	q := accounts.NewQueries(e.rdb, e.prefix)
+	waitFor(t, 60*time.Second, "built from the first log", e.caughtUp(q, old))
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+
+	// A new, shorter log under the same topic names.
+	cluster := testenv.Kafka(t)
+	e.client = testenv.KafkaClient(t, cluster.ListenAddrs())
+	e.cfg.Client = []kgo.Opt{kgo.SeedBrokers(cluster.ListenAddrs()...)}
+	if err := e.cfg.Topics.Ensure(context.Background(), e.client, e.cfg.Topics.For(account.AggregateType)); err != nil {
+		t.Fatal(err)
+	}
+	fresh := generate(40, 300, 72)
+	e.produce(fresh.events)
+	e.run(e.projector(accounts.SummaryProjection{}, nil))
+	layout := readmodels.NewLayout(e.prefix, accounts.SummaryName)
+	waitFor(t, 60*time.Second, "a new generation built from the new log", func() (bool, error) {
+		v, err := readmodels.ActiveView(context.Background(), e.rdb, layout)
+		if errors.Is(err, readmodels.ErrNotReady) || (err == nil && v.Generation == 1) {
+			return false, nil
+		}
+		if err != nil {
+			return false, err
+		}
+		return e.caughtUp(q, fresh)()
+	})
+	e.checkSummaries(q, fresh)
+	for id := range old.byID {
+		if _, found, err := q.Summary(context.Background(), id); err != nil || found {
+			t.Fatalf("%s of the old log is still served (%v)", id, err)
+		}
 	}
 }

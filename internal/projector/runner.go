@@ -3,6 +3,7 @@ package projector
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"strconv"
 	"sync"
@@ -141,9 +142,22 @@ func (r *runner) worker(topic string, partition int32) *worker {
 // previous owners — and starts each at its stored position.
 func (r *runner) assigned(ctx context.Context, offsets map[string]map[int32]kgo.Offset) (map[string]map[int32]kgo.Offset, error) {
 	for topic, parts := range offsets {
+		// A stored position beyond the end of its partition means the topic
+		// is not the log the read model was built from (recreated, or
+		// another cluster): the model no longer matches, and is rebuilt.
+		ends, err := kadm.NewClient(r.cl).ListEndOffsets(ctx, topic)
+		if err != nil {
+			return nil, err
+		}
 		for partition := range parts {
 			token := uuid.NewString()
 			next, err := r.p.steps.Claim(ctx, r.gen, topic, partition, token, r.served.Load())
+			if err == nil {
+				if end, ok := ends.Lookup(topic, partition); ok && end.Err == nil && next > end.Offset {
+					err = fmt.Errorf("%s partition %d: the stored position %d is beyond the end of the partition (%d): the topic is not the one the read model was built from: %w",
+						topic, partition, next, end.Offset, readmodels.ErrPositionLost)
+				}
+			}
 			if err != nil {
 				if errors.Is(err, readmodels.ErrPositionLost) {
 					r.failWith(err)
