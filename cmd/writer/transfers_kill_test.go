@@ -93,7 +93,15 @@ func TestTransfersSurviveAKilledProcessManager(t *testing.T) {
 			started = append(started, id)
 		}
 		if round < 3 {
-			time.Sleep(time.Duration(50+rng.IntN(200)) * time.Millisecond) // let it get somewhere, then kill it mid-work
+			// Let it get somewhere — a third of the transfers so far ended —
+			// then kill it mid-work.
+			deadline := time.Now().Add(2 * time.Minute)
+			for ended(t, transferHandler, started) < len(started)/3 {
+				if time.Now().After(deadline) {
+					t.Fatalf("round %d: the manager made no progress", round)
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
 			if err := child.Process.Signal(syscall.SIGKILL); err != nil {
 				t.Fatal(err)
 			}
@@ -148,6 +156,21 @@ func TestTransfersSurviveAKilledProcessManager(t *testing.T) {
 		}
 	}
 	t.Logf("%d transfers through 3 SIGKILLs of the process manager; %d money movements, each once", len(started), len(moved))
+}
+
+// ended counts the transfers that completed or failed.
+func ended(t *testing.T, h *writer.TransferHandler, ids []string) int {
+	n := 0
+	for _, id := range ids {
+		st, _, err := h.Load(context.Background(), id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.Status != transfer.StatusRequested {
+			n++
+		}
+	}
+	return n
 }
 
 // startManager starts 'writer transfers' as a child process.

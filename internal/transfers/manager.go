@@ -70,6 +70,9 @@ func (m *Manager) Run(ctx context.Context) error {
 		kgo.BlockRebalanceOnPoll(),
 		kgo.FetchMaxWait(250*time.Millisecond),
 		kgo.SessionTimeout(m.cfg.SessionTimeout),
+		// A member that does not rejoin within this is left out of the new
+		// generation: a killed manager must not hold the others' join.
+		kgo.RebalanceTimeout(m.cfg.SessionTimeout),
 	)
 	cl, err := kgo.NewClient(opts...)
 	if err != nil {
