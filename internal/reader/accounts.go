@@ -41,6 +41,15 @@ type Directory struct {
 var currencyPattern = regexp.MustCompile(`^[A-Z]{3}$`)
 
 func (s *Server) getAccount(w http.ResponseWriter, r *http.Request) {
+	serveVersioned(s, w, r, s.accounts.Summary, func(sum accounts.Summary) int64 { return sum.Version }, unknownAccount)
+}
+
+// serveVersioned answers GET of one aggregate's read model: the id
+// checked, read at least at the version the request names (or stale), 404
+// when unknown, the version as ETag and 304 for If-None-Match.
+func serveVersioned[T any](s *Server, w http.ResponseWriter, r *http.Request,
+	read func(context.Context, string) (T, bool, error), version func(T) int64, unknown func(id string) *problem.Problem,
+) {
 	id := r.PathValue("id")
 	if p := httpapi.ID(id); p != nil {
 		problem.Write(w, r, p)
@@ -51,12 +60,12 @@ func (s *Server) getAccount(w http.ResponseWriter, r *http.Request) {
 		problem.Write(w, r, p)
 		return
 	}
-	var sum accounts.Summary
+	var model T
 	var found bool
 	have, err := s.await(r, want, func(ctx context.Context) (int64, error) {
 		var err error
-		sum, found, err = s.accounts.Summary(ctx, id)
-		return sum.Version, err
+		model, found, err = read(ctx, id)
+		return version(model), err
 	})
 	switch {
 	case err != nil:
@@ -66,17 +75,17 @@ func (s *Server) getAccount(w http.ResponseWriter, r *http.Request) {
 		writeStale(w, r, stale(want, have))
 		return
 	case !found:
-		problem.Write(w, r, unknownAccount(id))
+		problem.Write(w, r, unknown(id))
 		return
 	}
-	tag := `"` + strconv.FormatInt(sum.Version, 10) + `"`
+	tag := `"` + strconv.FormatInt(version(model), 10) + `"`
 	w.Header().Set("ETag", tag)
 	w.Header().Set("Cache-Control", "no-cache")
 	if etagMatches(r.Header.Get("If-None-Match"), tag) {
 		w.WriteHeader(http.StatusNotModified)
 		return
 	}
-	httpapi.WriteJSON(w, http.StatusOK, sum)
+	httpapi.WriteJSON(w, http.StatusOK, model)
 }
 
 func (s *Server) getTransactions(w http.ResponseWriter, r *http.Request) {
