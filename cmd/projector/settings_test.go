@@ -7,15 +7,8 @@ import (
 	"testing"
 
 	"github.com/tributary-es/tributary/internal/config"
+	"github.com/tributary-es/tributary/internal/testenv"
 )
-
-func env(kv ...string) func(string) string {
-	m := make(map[string]string)
-	for i := 0; i+1 < len(kv); i += 2 {
-		m[kv[i]] = kv[i+1]
-	}
-	return func(k string) string { return m[k] }
-}
 
 // Bad configuration stops the projector with a message naming the setting
 // and exit code 2, before it connects to anything.
@@ -26,23 +19,23 @@ func TestBadConfigurationNamesTheSetting(t *testing.T) {
 		getenv func(string) string
 		want   string
 	}{
-		{"unknown projection", nil, env("PROJECTIONS", "account-summary,nope"), `--projections / PROJECTIONS: unknown projection "nope"`},
-		{"no projection", []string{"--projections", " , "}, env(), "--projections / PROJECTIONS names no projection"},
-		{"batch too large", nil, env("PROJECTOR_BATCH_SIZE", "20000"), "--batch-size / PROJECTOR_BATCH_SIZE must be from 1 to 10000"},
-		{"too many retries", []string{"--retries", "50"}, env(), "--retries / PROJECTOR_RETRIES must be from 0 to 20"},
-		{"short session", nil, env("PROJECTOR_SESSION_TIMEOUT", "1s"), "--session-timeout / PROJECTOR_SESSION_TIMEOUT must be at least 6s"},
-		{"fetch wait too short", nil, env("PROJECTOR_FETCH_MAX_WAIT", "1ms"), "--fetch-max-wait / PROJECTOR_FETCH_MAX_WAIT must be from 10ms to 30s"},
-		{"fetch bytes too small", nil, env("PROJECTOR_FETCH_MAX_BYTES", "1000"), "--fetch-max-bytes / PROJECTOR_FETCH_MAX_BYTES must be from 64 KiB to 256 MiB"},
-		{"partition share above the fetch", []string{"--fetch-max-partition-bytes", "2000000"}, env(), "--fetch-max-partition-bytes / PROJECTOR_FETCH_MAX_PARTITION_BYTES from 16 KiB"},
-		{"zero poll", []string{"--poll", "0s"}, env(), "must be positive"},
-		{"no drop grace", nil, env("PROJECTOR_DROP_GRACE", "0s"), "--drop-grace / PROJECTOR_DROP_GRACE must be at least 15s"},
-		{"bad redis url", nil, env("REDIS_URL", "http://x"), "--redis-url / REDIS_URL"},
-		{"prefix with a space", nil, env("REDIS_PREFIX", "a b"), "--redis-prefix / REDIS_PREFIX must be non-empty"},
-		{"broker without port", nil, env("KAFKA_BROKERS", "kafka"), `KAFKA_BROKERS: "kafka" is not host:port`},
-		{"bad listen address", nil, env("PROJECTOR_HTTP_ADDR", "nowhere"), "--http-addr / PROJECTOR_HTTP_ADDR"},
-		{"rebuild without a name", []string{"rebuild"}, env(), "rebuild needs a projection name"},
-		{"dlq without a subcommand", []string{"dlq"}, env(), "dlq needs a subcommand: list or replay"},
-		{"stray argument", []string{"run", "extra"}, env(), `unexpected argument "extra"`},
+		{"unknown projection", nil, testenv.Getenv("PROJECTIONS", "account-summary,nope"), `--projections / PROJECTIONS: unknown projection "nope"`},
+		{"no projection", []string{"--projections", " , "}, testenv.Getenv(), "--projections / PROJECTIONS names no projection"},
+		{"batch too large", nil, testenv.Getenv("PROJECTOR_BATCH_SIZE", "20000"), "--batch-size / PROJECTOR_BATCH_SIZE must be from 1 to 10000"},
+		{"too many retries", []string{"--retries", "50"}, testenv.Getenv(), "--retries / PROJECTOR_RETRIES must be from 0 to 20"},
+		{"short session", nil, testenv.Getenv("PROJECTOR_SESSION_TIMEOUT", "1s"), "--session-timeout / PROJECTOR_SESSION_TIMEOUT must be at least 6s"},
+		{"fetch wait too short", nil, testenv.Getenv("PROJECTOR_FETCH_MAX_WAIT", "1ms"), "--fetch-max-wait / PROJECTOR_FETCH_MAX_WAIT must be from 10ms to 30s"},
+		{"fetch bytes too small", nil, testenv.Getenv("PROJECTOR_FETCH_MAX_BYTES", "1000"), "--fetch-max-bytes / PROJECTOR_FETCH_MAX_BYTES must be from 64 KiB to 256 MiB"},
+		{"partition share above the fetch", []string{"--fetch-max-partition-bytes", "2000000"}, testenv.Getenv(), "--fetch-max-partition-bytes / PROJECTOR_FETCH_MAX_PARTITION_BYTES from 16 KiB"},
+		{"zero poll", []string{"--poll", "0s"}, testenv.Getenv(), "must be positive"},
+		{"no drop grace", nil, testenv.Getenv("PROJECTOR_DROP_GRACE", "0s"), "--drop-grace / PROJECTOR_DROP_GRACE must be at least 15s"},
+		{"bad redis url", nil, testenv.Getenv("REDIS_URL", "http://x"), "--redis-url / REDIS_URL"},
+		{"prefix with a space", nil, testenv.Getenv("REDIS_PREFIX", "a b"), "--redis-prefix / REDIS_PREFIX must be non-empty"},
+		{"broker without port", nil, testenv.Getenv("KAFKA_BROKERS", "kafka"), `KAFKA_BROKERS: "kafka" is not host:port`},
+		{"bad listen address", nil, testenv.Getenv("PROJECTOR_HTTP_ADDR", "nowhere"), "--http-addr / PROJECTOR_HTTP_ADDR"},
+		{"rebuild without a name", []string{"rebuild"}, testenv.Getenv(), "rebuild needs a projection name"},
+		{"dlq without a subcommand", []string{"dlq"}, testenv.Getenv(), "dlq needs a subcommand: list or replay"},
+		{"stray argument", []string{"run", "extra"}, testenv.Getenv(), `unexpected argument "extra"`},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

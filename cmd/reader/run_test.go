@@ -14,14 +14,6 @@ import (
 	"github.com/tributary-es/tributary/internal/testenv"
 )
 
-func env(kv ...string) func(string) string {
-	m := make(map[string]string)
-	for i := 0; i+1 < len(kv); i += 2 {
-		m[kv[i]] = kv[i+1]
-	}
-	return func(k string) string { return m[k] }
-}
-
 // Bad configuration stops the reader with a message naming the setting and
 // exit code 2.
 func TestBadConfigurationNamesTheSetting(t *testing.T) {
@@ -31,16 +23,16 @@ func TestBadConfigurationNamesTheSetting(t *testing.T) {
 		getenv func(string) string
 		want   string
 	}{
-		{"bad redis url", nil, env("REDIS_URL", "mysql://x"), "--redis-url / REDIS_URL"},
-		{"prefix with a brace", []string{"--redis-prefix", "a{b"}, env(), "--redis-prefix / REDIS_PREFIX must be non-empty, without braces or spaces"},
-		{"negative wait", nil, env("READER_MAX_WAIT", "-1s"), "--max-wait / READER_MAX_WAIT must be from 0s to 1m"},
-		{"wait not a duration", nil, env("READER_MAX_WAIT", "2"), `invalid READER_MAX_WAIT="2" (flag --max-wait)`},
-		{"view cache too long", []string{"--view-cache", "1m"}, env(), "--view-cache / READER_VIEW_CACHE must be from 0s to 10s"},
-		{"page too large", []string{"--max-page", "100000"}, env(), "--max-page / READER_MAX_PAGE must be from 1 to 10000"},
-		{"default above max", []string{"--default-page", "600"}, env(), "--default-page / READER_DEFAULT_PAGE must be from 1 to --max-page"},
-		{"bad listen address", nil, env("READER_HTTP_ADDR", "nowhere"), "--http-addr / READER_HTTP_ADDR"},
-		{"unknown flag", []string{"--frobnicate"}, env(), "flag provided but not defined: -frobnicate"},
-		{"stray argument", []string{"serve"}, env(), `unexpected argument "serve"`},
+		{"bad redis url", nil, testenv.Getenv("REDIS_URL", "mysql://x"), "--redis-url / REDIS_URL"},
+		{"prefix with a brace", []string{"--redis-prefix", "a{b"}, testenv.Getenv(), "--redis-prefix / REDIS_PREFIX must be non-empty, without braces or spaces"},
+		{"negative wait", nil, testenv.Getenv("READER_MAX_WAIT", "-1s"), "--max-wait / READER_MAX_WAIT must be from 0s to 1m"},
+		{"wait not a duration", nil, testenv.Getenv("READER_MAX_WAIT", "2"), `invalid READER_MAX_WAIT="2" (flag --max-wait)`},
+		{"view cache too long", []string{"--view-cache", "1m"}, testenv.Getenv(), "--view-cache / READER_VIEW_CACHE must be from 0s to 10s"},
+		{"page too large", []string{"--max-page", "100000"}, testenv.Getenv(), "--max-page / READER_MAX_PAGE must be from 1 to 10000"},
+		{"default above max", []string{"--default-page", "600"}, testenv.Getenv(), "--default-page / READER_DEFAULT_PAGE must be from 1 to --max-page"},
+		{"bad listen address", nil, testenv.Getenv("READER_HTTP_ADDR", "nowhere"), "--http-addr / READER_HTTP_ADDR"},
+		{"unknown flag", []string{"--frobnicate"}, testenv.Getenv(), "flag provided but not defined: -frobnicate"},
+		{"stray argument", []string{"serve"}, testenv.Getenv(), `unexpected argument "serve"`},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -60,7 +52,7 @@ func TestBadConfigurationNamesTheSetting(t *testing.T) {
 // password.
 func TestUnreachableRedisIsNamed(t *testing.T) {
 	var out bytes.Buffer
-	err := run(context.Background(), []string{"--start-timeout", "500ms"}, env("REDIS_URL", "redis://:s3cret@127.0.0.1:1/0"), &out)
+	err := run(context.Background(), []string{"--start-timeout", "500ms"}, testenv.Getenv("REDIS_URL", "redis://:s3cret@127.0.0.1:1/0"), &out)
 	if err == nil || !strings.Contains(err.Error(), "REDIS_URL=redis://:xxxxx@127.0.0.1:1/0") || strings.Contains(err.Error(), "s3cret") {
 		t.Fatalf("got %v, want the unreachable REDIS_URL named, password masked", err)
 	}
@@ -81,7 +73,7 @@ func TestServeAndShutDownGracefully(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	stopped := make(chan error, 1)
 	go func() {
-		stopped <- run(ctx, nil, env("REDIS_URL", "redis://"+testenv.RedisAddr()+"/0", "REDIS_PREFIX", prefix, "READER_HTTP_ADDR", addr), io.Discard)
+		stopped <- run(ctx, nil, testenv.Getenv("REDIS_URL", "redis://"+testenv.RedisAddr()+"/0", "REDIS_PREFIX", prefix, "READER_HTTP_ADDR", addr), io.Discard)
 	}()
 	deadline := time.Now().Add(10 * time.Second)
 	for {

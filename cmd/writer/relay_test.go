@@ -122,7 +122,7 @@ func consumeN(t *testing.T, brokers []string, topic string, n int, opts ...kgo.O
 func TestWriterRelaysItsEventsToKafka(t *testing.T) {
 	cluster := testenv.Kafka(t)
 	brokers := cluster.ListenAddrs()
-	base, _ := startWriter(t, []string{"--migrate"}, env("DATABASE_URL", testenv.PostgresURL(t), "KAFKA_BROKERS", strings.Join(brokers, ","), "KAFKA_PARTITIONS", "4"))
+	base, _ := startWriter(t, []string{"--migrate"}, testenv.Getenv("DATABASE_URL", testenv.PostgresURL(t), "KAFKA_BROKERS", strings.Join(brokers, ","), "KAFKA_PARTITIONS", "4"))
 	const traceparent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
 	if s := post(t, base+"/v1/accounts", `{"id":"a1","owner":"Ada","currency":"EUR","initialDeposit":100}`, "traceparent", traceparent); s != http.StatusCreated {
 		t.Fatalf("open: %d", s)
@@ -150,11 +150,11 @@ func TestRelaySubcommand(t *testing.T) {
 	cluster := testenv.Kafka(t)
 	brokers := cluster.ListenAddrs()
 	dbURL := testenv.PostgresURL(t)
-	api, _ := startWriter(t, []string{"--relay=false", "--transfers=false"}, env("DATABASE_URL", dbURL))
+	api, _ := startWriter(t, []string{"--relay=false", "--transfers=false"}, testenv.Getenv("DATABASE_URL", dbURL))
 	if s := post(t, api+"/v1/accounts", `{"id":"a1","owner":"Ada","currency":"EUR"}`); s != http.StatusCreated {
 		t.Fatalf("open: %d", s)
 	}
-	relayBase, _ := startWriter(t, []string{"relay"}, env("DATABASE_URL", dbURL, "KAFKA_BROKERS", strings.Join(brokers, ",")))
+	relayBase, _ := startWriter(t, []string{"relay"}, testenv.Getenv("DATABASE_URL", dbURL, "KAFKA_BROKERS", strings.Join(brokers, ",")))
 	consumeN(t, brokers, "tributary.account.events", 1)
 	res, err := http.Get(relayBase + "/metrics")
 	if err != nil {
@@ -180,14 +180,14 @@ func TestBadKafkaSettingsFailFast(t *testing.T) {
 		return run(ctx, []string{"--http-addr", "127.0.0.1:0"}, getenv, &out, &out)
 	}
 	t.Run("unreachable broker", func(t *testing.T) {
-		err := run1(env("DATABASE_URL", dbURL, "KAFKA_BROKERS", freeAddr(t), "KAFKA_START_TIMEOUT", "2s"))
+		err := run1(testenv.Getenv("DATABASE_URL", dbURL, "KAFKA_BROKERS", freeAddr(t), "KAFKA_START_TIMEOUT", "2s"))
 		if err == nil || !strings.Contains(err.Error(), "cannot reach Kafka at KAFKA_BROKERS=") {
 			t.Fatalf("got %v", err)
 		}
 	})
 	t.Run("partition count mismatch", func(t *testing.T) {
 		cluster := testenv.Kafka(t, kfake.SeedTopics(3, "tributary.account.events"))
-		err := run1(env("DATABASE_URL", dbURL, "KAFKA_BROKERS", strings.Join(cluster.ListenAddrs(), ","), "KAFKA_PARTITIONS", "12"))
+		err := run1(testenv.Getenv("DATABASE_URL", dbURL, "KAFKA_BROKERS", strings.Join(cluster.ListenAddrs(), ","), "KAFKA_PARTITIONS", "12"))
 		if err == nil || !strings.Contains(err.Error(), "has 3 partitions but KAFKA_PARTITIONS is 12") {
 			t.Fatalf("got %v", err)
 		}
@@ -198,7 +198,7 @@ func TestBadKafkaSettingsFailFast(t *testing.T) {
 func TestCommandsSucceedWhileKafkaIsDown(t *testing.T) {
 	cluster := testenv.Kafka(t)
 	brokers := cluster.ListenAddrs()
-	base, _ := startWriter(t, []string{"--migrate"}, env("DATABASE_URL", testenv.PostgresURL(t), "KAFKA_BROKERS", strings.Join(brokers, ",")))
+	base, _ := startWriter(t, []string{"--migrate"}, testenv.Getenv("DATABASE_URL", testenv.PostgresURL(t), "KAFKA_BROKERS", strings.Join(brokers, ",")))
 	testenv.CloseKafka(cluster)
 	if s := post(t, base+"/v1/accounts", `{"id":"a1","owner":"Ada","currency":"EUR"}`); s != http.StatusCreated {
 		t.Fatalf("open while Kafka is down: %d", s)
@@ -218,13 +218,13 @@ func TestRelayWithSASL(t *testing.T) {
 	var out bytes.Buffer
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	err := run(ctx, []string{"--http-addr", "127.0.0.1:0"}, env("DATABASE_URL", dbURL, "KAFKA_BROKERS", brokers,
+	err := run(ctx, []string{"--http-addr", "127.0.0.1:0"}, testenv.Getenv("DATABASE_URL", dbURL, "KAFKA_BROKERS", brokers,
 		"KAFKA_SASL_MECHANISM", "SCRAM-SHA-256", "KAFKA_SASL_USERNAME", "relay", "KAFKA_SASL_PASSWORD", "wrong", "KAFKA_START_TIMEOUT", "3s"), &out, &out)
 	if err == nil || !strings.Contains(err.Error(), "cannot reach Kafka at KAFKA_BROKERS=") {
 		t.Fatalf("wrong password: got %v", err)
 	}
 
-	base, _ := startWriter(t, nil, env("DATABASE_URL", dbURL, "KAFKA_BROKERS", brokers,
+	base, _ := startWriter(t, nil, testenv.Getenv("DATABASE_URL", dbURL, "KAFKA_BROKERS", brokers,
 		"KAFKA_SASL_MECHANISM", "SCRAM-SHA-256", "KAFKA_SASL_USERNAME", "relay", "KAFKA_SASL_PASSWORD", "s3cret"))
 	if s := post(t, base+"/v1/accounts", `{"id":"a1","owner":"Ada","currency":"EUR"}`); s != http.StatusCreated {
 		t.Fatalf("open: %d", s)
@@ -251,13 +251,13 @@ func TestRelayWithTLS(t *testing.T) {
 	var out bytes.Buffer
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	err := run(ctx, []string{"--http-addr", "127.0.0.1:0"}, env("DATABASE_URL", dbURL, "KAFKA_BROKERS", brokers,
+	err := run(ctx, []string{"--http-addr", "127.0.0.1:0"}, testenv.Getenv("DATABASE_URL", dbURL, "KAFKA_BROKERS", brokers,
 		"KAFKA_TLS", "true", "KAFKA_START_TIMEOUT", "3s"), &out, &out)
 	if err == nil || !strings.Contains(err.Error(), "cannot reach Kafka at KAFKA_BROKERS=") {
 		t.Fatalf("untrusted broker certificate: got %v", err)
 	}
 
-	base, _ := startWriter(t, nil, env("DATABASE_URL", dbURL, "KAFKA_BROKERS", brokers, "KAFKA_TLS", "true", "KAFKA_TLS_CA_FILE", caFile))
+	base, _ := startWriter(t, nil, testenv.Getenv("DATABASE_URL", dbURL, "KAFKA_BROKERS", brokers, "KAFKA_TLS", "true", "KAFKA_TLS_CA_FILE", caFile))
 	if s := post(t, base+"/v1/accounts", `{"id":"a1","owner":"Ada","currency":"EUR"}`); s != http.StatusCreated {
 		t.Fatalf("open: %d", s)
 	}

@@ -14,14 +14,6 @@ import (
 	"github.com/tributary-es/tributary/internal/testenv"
 )
 
-func env(kv ...string) func(string) string {
-	m := make(map[string]string)
-	for i := 0; i+1 < len(kv); i += 2 {
-		m[kv[i]] = kv[i+1]
-	}
-	return func(k string) string { return m[k] }
-}
-
 // Bad configuration stops the writer with a message naming the setting and
 // exit code 2.
 func TestBadConfigurationNamesTheSetting(t *testing.T) {
@@ -31,22 +23,22 @@ func TestBadConfigurationNamesTheSetting(t *testing.T) {
 		getenv func(string) string
 		want   string
 	}{
-		{"missing database url", nil, env(), "--database-url / DATABASE_URL is required"},
-		{"missing kafka brokers", nil, env("DATABASE_URL", "postgres://x/y"), "--kafka-brokers / KAFKA_BROKERS is required for the relay"},
-		{"brokers and embedded", []string{"--kafka-embedded"}, env("DATABASE_URL", "postgres://x/y", "KAFKA_BROKERS", "k:9092"), "exclude each other"},
-		{"broker without port", nil, env("DATABASE_URL", "postgres://x/y", "KAFKA_BROKERS", "kafka"), `KAFKA_BROKERS: "kafka" is not host:port`},
-		{"bad sasl mechanism", nil, env("DATABASE_URL", "postgres://x/y", "KAFKA_BROKERS", "k:9092", "KAFKA_SASL_MECHANISM", "MD5"), `KAFKA_SASL_MECHANISM "MD5"`},
-		{"zero partitions", nil, env("DATABASE_URL", "postgres://x/y", "KAFKA_BROKERS", "k:9092", "KAFKA_PARTITIONS", "0"), "--kafka-partitions / KAFKA_PARTITIONS must be from 1 to 10000"},
-		{"short transfers session", []string{"--transfers-session-timeout", "1s"}, env("DATABASE_URL", "postgres://x/y", "KAFKA_BROKERS", "k:9092"), "--transfers-session-timeout / WRITER_TRANSFERS_SESSION_TIMEOUT must be at least 6s"},
-		{"transfers need brokers", []string{"--relay=false"}, env("DATABASE_URL", "postgres://x/y"), "--kafka-brokers / KAFKA_BROKERS is required for the transfers process manager"},
-		{"transfers alone need real brokers", []string{"transfers", "--kafka-embedded"}, env("DATABASE_URL", "postgres://x/y"), "'writer transfers' needs --kafka-brokers"},
-		{"relay alone needs brokers", []string{"relay"}, env("DATABASE_URL", "postgres://x/y", "WRITER_RELAY", "false"), "KAFKA_BROKERS is required for the relay"},
-		{"bad database url", []string{"--relay=false", "--transfers=false"}, env("DATABASE_URL", "postgres://%zz"), "--database-url / DATABASE_URL is not a valid Postgres URL"},
-		{"bad snapshot interval from env", nil, env("DATABASE_URL", "postgres://x/y", "SNAPSHOT_EVERY", "often", "WRITER_RELAY", "false"), `invalid SNAPSHOT_EVERY="often" (flag --snapshot-every)`},
-		{"zero snapshot interval", []string{"--snapshot-every", "0", "--relay=false", "--transfers=false"}, env("DATABASE_URL", "postgres://x/y"), "--snapshot-every / SNAPSHOT_EVERY must be at least 1"},
-		{"bad listen address", []string{"--http-addr", "nowhere", "--relay=false", "--transfers=false"}, env("DATABASE_URL", "postgres://x/y"), "--http-addr / WRITER_HTTP_ADDR"},
-		{"unknown flag", []string{"--frobnicate"}, env(), "flag provided but not defined: -frobnicate"},
-		{"stray argument", []string{"serve", "--relay=false", "--transfers=false", "extra"}, env("DATABASE_URL", "postgres://x/y"), `unexpected argument "extra"`},
+		{"missing database url", nil, testenv.Getenv(), "--database-url / DATABASE_URL is required"},
+		{"missing kafka brokers", nil, testenv.Getenv("DATABASE_URL", "postgres://x/y"), "--kafka-brokers / KAFKA_BROKERS is required for the relay"},
+		{"brokers and embedded", []string{"--kafka-embedded"}, testenv.Getenv("DATABASE_URL", "postgres://x/y", "KAFKA_BROKERS", "k:9092"), "exclude each other"},
+		{"broker without port", nil, testenv.Getenv("DATABASE_URL", "postgres://x/y", "KAFKA_BROKERS", "kafka"), `KAFKA_BROKERS: "kafka" is not host:port`},
+		{"bad sasl mechanism", nil, testenv.Getenv("DATABASE_URL", "postgres://x/y", "KAFKA_BROKERS", "k:9092", "KAFKA_SASL_MECHANISM", "MD5"), `KAFKA_SASL_MECHANISM "MD5"`},
+		{"zero partitions", nil, testenv.Getenv("DATABASE_URL", "postgres://x/y", "KAFKA_BROKERS", "k:9092", "KAFKA_PARTITIONS", "0"), "--kafka-partitions / KAFKA_PARTITIONS must be from 1 to 10000"},
+		{"short transfers session", []string{"--transfers-session-timeout", "1s"}, testenv.Getenv("DATABASE_URL", "postgres://x/y", "KAFKA_BROKERS", "k:9092"), "--transfers-session-timeout / WRITER_TRANSFERS_SESSION_TIMEOUT must be at least 6s"},
+		{"transfers need brokers", []string{"--relay=false"}, testenv.Getenv("DATABASE_URL", "postgres://x/y"), "--kafka-brokers / KAFKA_BROKERS is required for the transfers process manager"},
+		{"transfers alone need real brokers", []string{"transfers", "--kafka-embedded"}, testenv.Getenv("DATABASE_URL", "postgres://x/y"), "'writer transfers' needs --kafka-brokers"},
+		{"relay alone needs brokers", []string{"relay"}, testenv.Getenv("DATABASE_URL", "postgres://x/y", "WRITER_RELAY", "false"), "KAFKA_BROKERS is required for the relay"},
+		{"bad database url", []string{"--relay=false", "--transfers=false"}, testenv.Getenv("DATABASE_URL", "postgres://%zz"), "--database-url / DATABASE_URL is not a valid Postgres URL"},
+		{"bad snapshot interval from env", nil, testenv.Getenv("DATABASE_URL", "postgres://x/y", "SNAPSHOT_EVERY", "often", "WRITER_RELAY", "false"), `invalid SNAPSHOT_EVERY="often" (flag --snapshot-every)`},
+		{"zero snapshot interval", []string{"--snapshot-every", "0", "--relay=false", "--transfers=false"}, testenv.Getenv("DATABASE_URL", "postgres://x/y"), "--snapshot-every / SNAPSHOT_EVERY must be at least 1"},
+		{"bad listen address", []string{"--http-addr", "nowhere", "--relay=false", "--transfers=false"}, testenv.Getenv("DATABASE_URL", "postgres://x/y"), "--http-addr / WRITER_HTTP_ADDR"},
+		{"unknown flag", []string{"--frobnicate"}, testenv.Getenv(), "flag provided but not defined: -frobnicate"},
+		{"stray argument", []string{"serve", "--relay=false", "--transfers=false", "extra"}, testenv.Getenv("DATABASE_URL", "postgres://x/y"), `unexpected argument "extra"`},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -72,7 +64,7 @@ func TestUnreachablePostgresIsNamed(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	var out bytes.Buffer
-	err = run(ctx, []string{"--relay=false", "--transfers=false"}, env("DATABASE_URL", "postgres://postgres@"+addr+"/x?connect_timeout=2"), &out, &out)
+	err = run(ctx, []string{"--relay=false", "--transfers=false"}, testenv.Getenv("DATABASE_URL", "postgres://postgres@"+addr+"/x?connect_timeout=2"), &out, &out)
 	if err == nil || !strings.Contains(err.Error(), "cannot reach Postgres at DATABASE_URL") {
 		t.Fatalf("got %v, want a message naming DATABASE_URL", err)
 	}
@@ -82,12 +74,12 @@ func TestRefusesAnUnmigratedDatabase(t *testing.T) {
 	ctx := context.Background()
 	empty := emptyDatabaseURL(t)
 	var out bytes.Buffer
-	err := run(ctx, []string{"--http-addr", "127.0.0.1:0", "--relay=false", "--transfers=false"}, env("DATABASE_URL", empty), &out, &out)
+	err := run(ctx, []string{"--http-addr", "127.0.0.1:0", "--relay=false", "--transfers=false"}, testenv.Getenv("DATABASE_URL", empty), &out, &out)
 	if err == nil || !strings.Contains(err.Error(), "database is at version 0, this binary needs") {
 		t.Fatalf("got %v, want the schema check to refuse", err)
 	}
 	// The migrate command fixes it.
-	if err := run(ctx, []string{"migrate"}, env("DATABASE_URL", empty), &out, &out); err != nil {
+	if err := run(ctx, []string{"migrate"}, testenv.Getenv("DATABASE_URL", empty), &out, &out); err != nil {
 		t.Fatal(err)
 	}
 	if !strings.Contains(out.String(), "database schema is up to date") {
@@ -109,7 +101,7 @@ func TestServeAndShutDownGracefully(t *testing.T) {
 	var out syncBuffer
 	done := make(chan error, 1)
 	go func() {
-		done <- run(ctx, []string{"--migrate", "--http-addr", addr, "--kafka-embedded", "--kafka-embedded-port", "0"}, env("DATABASE_URL", dbURL), &out, &out)
+		done <- run(ctx, []string{"--migrate", "--http-addr", addr, "--kafka-embedded", "--kafka-embedded-port", "0"}, testenv.Getenv("DATABASE_URL", dbURL), &out, &out)
 	}()
 	base := "http://" + addr
 	deadline := time.Now().Add(20 * time.Second)

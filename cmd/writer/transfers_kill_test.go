@@ -46,7 +46,7 @@ func TestTransfersSurviveAKilledProcessManager(t *testing.T) {
 	cluster := testenv.Kafka(t)
 	brokers := strings.Join(cluster.ListenAddrs(), ",")
 	// The API and the relay run here; the process manager in children.
-	startWriter(t, []string{"--transfers=false", "--kafka-partitions", "8"}, env("DATABASE_URL", dbURL, "KAFKA_BROKERS", brokers))
+	startWriter(t, []string{"--transfers=false", "--kafka-partitions", "8"}, testenv.Getenv("DATABASE_URL", dbURL, "KAFKA_BROKERS", brokers))
 	pool := testenv.PostgresPool(t, dbURL)
 	sch, err := log.LoadSchemas(schemas.Events)
 	if err != nil {
