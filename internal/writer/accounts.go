@@ -157,13 +157,19 @@ func accountProblem(err error) *problem.Problem {
 	if !errors.As(err, &rule) {
 		return nil
 	}
+	return refusal(err, "Account", rule.Code, rule.Detail, account.ErrNotFound, account.ErrAlreadyExists, account.ErrInvalidCommand)
+}
+
+// refusal maps a domain's refusal of a command to a problem by its kind:
+// not found 404, already exists 409, invalid 400, any other rule 422.
+func refusal(err error, noun, code, detail string, notFound, exists, invalid error) *problem.Problem {
 	switch {
-	case errors.Is(err, account.ErrNotFound):
-		return problem.New(http.StatusNotFound, rule.Code, "Account not found", rule.Detail)
-	case errors.Is(err, account.ErrAlreadyExists):
-		return problem.New(http.StatusConflict, rule.Code, "Account already exists", rule.Detail)
-	case errors.Is(err, account.ErrInvalidCommand):
-		return problem.New(http.StatusBadRequest, rule.Code, "Invalid command", rule.Detail)
+	case errors.Is(err, notFound):
+		return problem.New(http.StatusNotFound, code, noun+" not found", detail)
+	case errors.Is(err, exists):
+		return problem.New(http.StatusConflict, code, noun+" already exists", detail)
+	case errors.Is(err, invalid):
+		return problem.New(http.StatusBadRequest, code, "Invalid command", detail)
 	}
-	return problem.New(http.StatusUnprocessableEntity, rule.Code, "Business rule violated", rule.Detail)
+	return problem.New(http.StatusUnprocessableEntity, code, "Business rule violated", detail)
 }

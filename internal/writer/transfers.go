@@ -84,13 +84,5 @@ func transferProblem(err error) *problem.Problem {
 	if !errors.As(err, &rule) {
 		return nil
 	}
-	switch {
-	case errors.Is(err, transfer.ErrNotFound):
-		return problem.New(http.StatusNotFound, rule.Code, "Transfer not found", rule.Detail)
-	case errors.Is(err, transfer.ErrAlreadyExists):
-		return problem.New(http.StatusConflict, rule.Code, "Transfer already exists", rule.Detail)
-	case errors.Is(err, transfer.ErrInvalidCommand):
-		return problem.New(http.StatusBadRequest, rule.Code, "Invalid command", rule.Detail)
-	}
-	return problem.New(http.StatusUnprocessableEntity, rule.Code, "Business rule violated", rule.Detail)
+	return refusal(err, "Transfer", rule.Code, rule.Detail, transfer.ErrNotFound, transfer.ErrAlreadyExists, transfer.ErrInvalidCommand)
 }
