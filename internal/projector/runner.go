@@ -29,6 +29,9 @@ type runner struct {
 	served atomic.Bool // readers use this generation: a missing position is a loss
 
 	cl *kgo.Client
+	// clSet is closed once cl is set: the group may assign partitions (and
+	// call assigned) before kgo.NewClient has returned.
+	clSet chan struct{}
 
 	mu      sync.Mutex
 	workers map[topicPartition]*worker
@@ -59,7 +62,7 @@ func (h *runnerHandle) stop() {
 // start runs a member of gen's consumer group until the handle is stopped.
 func (p *Projector) start(ctx context.Context, gen int64, served bool) *runnerHandle {
 	ctx, cancel := context.WithCancel(ctx)
-	r := &runner{p: p, gen: gen, group: p.Group(gen), workers: make(map[topicPartition]*worker)}
+	r := &runner{p: p, gen: gen, group: p.Group(gen), workers: make(map[topicPartition]*worker), clSet: make(chan struct{})}
 	r.served.Store(served)
 	h := &runnerHandle{r: r, cancel: cancel, done: make(chan struct{})}
 	go func() {
@@ -98,6 +101,7 @@ func (r *runner) run(ctx context.Context) error {
 		return err
 	}
 	r.cl = cl
+	close(r.clSet)
 	var lag sync.WaitGroup
 	lag.Go(func() { r.measureLag(pollCtx) })
 	for {
@@ -141,6 +145,11 @@ func (r *runner) worker(topic string, partition int32) *worker {
 // assigned claims the newly assigned partitions in Redis — fencing out their
 // previous owners — and starts each at its stored position.
 func (r *runner) assigned(ctx context.Context, offsets map[string]map[int32]kgo.Offset) (map[string]map[int32]kgo.Offset, error) {
+	select {
+	case <-r.clSet:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
 	for topic, parts := range offsets {
 		// A stored position beyond the end of its partition means the topic
 		// is not the log the read model was built from (recreated, or
