@@ -7,11 +7,21 @@
 //	                       pre-filled topic (in-process kfake), next to
 //	                       redis-benchmark's pipelined EVALSHA rate on the
 //	                       same Redis, measured in the same run
+//	bench pipeline [flags] the whole platform in this process (writer API,
+//	                       relay, transfers process manager, every
+//	                       projection, reader API; Kafka in-process) under
+//	                       a mix of deposits, withdrawals, transfers and
+//	                       read-your-writes queries: commands/s, command
+//	                       and end-to-end latency (writer's answer to
+//	                       visible in the reader), relay, projector and
+//	                       reader rates, each beside a ceiling of the
+//	                       machine measured in the same run (raw INSERTs,
+//	                       pipelined Redis, a bare HTTP handler)
 //
-// The writer benchmark works in a fresh database that it creates on the
-// Postgres server and drops when it ends, also on error or Ctrl-C; the
-// projector benchmark writes under a Redis key prefix of its own and
-// deletes its keys (SCAN and UNLINK) after each measurement and at the end.
+// The writer and pipeline benchmarks work in a fresh database that they
+// create on the Postgres server and drop when they end, also on error or
+// Ctrl-C; the projector and pipeline benchmarks write under a Redis key
+// prefix of their own and delete its keys (SCAN and UNLINK) at the end.
 // Exit codes: 0 success, 1 failure (including a benchmark in which requests
 // failed or events were not applied), 2 bad flags.
 package main

@@ -130,7 +130,7 @@ func parseSettings(args []string, getenv func(string) string, out io.Writer) (se
 }
 
 func run(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
-	const usage = "usage: bench writer|projector [flags] (run 'bench writer -h' or 'bench projector -h' for the flags)"
+	const usage = "usage: bench writer|projector|pipeline [flags] (run 'bench <subcommand> -h' for the flags)"
 	if len(args) == 0 {
 		return config.UsageError{Err: errors.New(usage)}
 	}
@@ -151,6 +151,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		}
 		cpuProfile = s.cpuProfile
 		bench = func(ctx context.Context) error { return benchProjector(ctx, s, stdout) }
+	case "pipeline":
+		s, err := parsePipelineSettings(args[1:], getenv, stdout)
+		if err != nil {
+			return err
+		}
+		cpuProfile = s.cpuProfile
+		bench = func(ctx context.Context) error { return benchPipeline(ctx, s, stdout) }
 	default:
 		return config.UsageError{Err: errors.New(usage)}
 	}

@@ -23,6 +23,7 @@ const writerMaxConns = 64
 // writerServer is the writer's HTTP API served from this process on a real
 // TCP listener, wired as cmd/writer's serve() wires it.
 type writerServer struct {
+	// pool is closed with the server when the server owns it.
 	pool    *pgxpool.Pool
 	srv     *http.Server
 	served  chan error
@@ -30,8 +31,24 @@ type writerServer struct {
 }
 
 // startWriter serves the writer API over the database at databaseURL on
-// 127.0.0.1 and an ephemeral port.
+// 127.0.0.1 and an ephemeral port, with a pool of its own.
 func startWriter(ctx context.Context, databaseURL string) (*writerServer, error) {
+	pool, err := openWriterPool(ctx, databaseURL)
+	if err != nil {
+		return nil, err
+	}
+	w, err := serveWriter(ctx, pool, prometheus.NewRegistry(), slog.New(slog.DiscardHandler))
+	if err != nil {
+		pool.Close()
+		return nil, err
+	}
+	w.pool = pool
+	return w, nil
+}
+
+// openWriterPool opens the writer's Postgres pool (writerMaxConns) and
+// checks the schema, as cmd/writer does.
+func openWriterPool(ctx context.Context, databaseURL string) (*pgxpool.Pool, error) {
 	cfg, err := pgxpool.ParseConfig(databaseURL)
 	if err != nil {
 		return nil, err
@@ -45,19 +62,21 @@ func startWriter(ctx context.Context, databaseURL string) (*writerServer, error)
 		pool.Close()
 		return nil, fmt.Errorf("writer: %w", err)
 	}
-	api, err := writer.New(pool, writer.DefaultConfig(), aggregate.Options{SnapshotEvery: 100}, prometheus.NewRegistry(), slog.New(slog.DiscardHandler))
+	return pool, nil
+}
+
+// serveWriter serves the writer API over pool, which stays the caller's,
+// with its metrics in reg.
+func serveWriter(ctx context.Context, pool *pgxpool.Pool, reg *prometheus.Registry, logger *slog.Logger) (*writerServer, error) {
+	api, err := writer.New(pool, writer.DefaultConfig(), aggregate.Options{SnapshotEvery: 100}, reg, logger)
 	if err != nil {
-		pool.Close()
 		return nil, fmt.Errorf("writer: %w", err)
 	}
-
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		pool.Close()
 		return nil, fmt.Errorf("writer: listen: %w", err)
 	}
 	w := &writerServer{
-		pool: pool,
 		srv: &http.Server{
 			Handler:           api.Handler(),
 			ReadHeaderTimeout: 5 * time.Second,
@@ -73,8 +92,8 @@ func startWriter(ctx context.Context, databaseURL string) (*writerServer, error)
 	return w, nil
 }
 
-// close drains the HTTP server and closes the pool, so the next phase starts
-// with none of the writer's connections open.
+// close drains the HTTP server and closes the pool if it owns it, so the
+// next phase starts with none of the writer's connections open.
 func (w *writerServer) close() error {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -82,7 +101,9 @@ func (w *writerServer) close() error {
 	if serveErr := <-w.served; !errors.Is(serveErr, http.ErrServerClosed) {
 		err = errors.Join(err, serveErr)
 	}
-	w.pool.Close()
+	if w.pool != nil {
+		w.pool.Close()
+	}
 	if err != nil {
 		return fmt.Errorf("writer: shutdown: %w", err)
 	}

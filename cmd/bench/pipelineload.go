@@ -1,0 +1,318 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// The commands of the pipeline's mix besides transfers: deposits and
+// withdrawals share the rest 60/40.
+const pipelineDepositShare = 0.6
+
+var (
+	pipelineDeposit  = []byte(`{"amount":100,"currency":"EUR","source":"bench"}`)
+	pipelineWithdraw = []byte(`{"amount":120,"currency":"EUR","reason":"bench"}`)
+)
+
+// maxVisibleWait bounds how long a client waits, over repeated reads, for
+// a command of its own to become visible; past it, the read is an error.
+const maxVisibleWait = 30 * time.Second
+
+// newLoadTransport is a keep-alive HTTP/1.1 transport for clients
+// concurrent clients of one host each.
+func newLoadTransport(clients int) *http.Transport {
+	return &http.Transport{
+		DialContext:         (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		MaxIdleConns:        2 * clients,
+		MaxIdleConnsPerHost: clients,
+		MaxConnsPerHost:     clients,
+		IdleConnTimeout:     time.Minute,
+		DisableCompression:  true,
+	}
+}
+
+// pipelineLoad is the mix one round drives: commands to the writer, each
+// followed with probability readShare by a read-your-writes query to the
+// reader.
+type pipelineLoad struct {
+	http                     *http.Client
+	transport                *http.Transport
+	writerURL, readerURL     string
+	accounts                 int
+	readShare, transferShare float64
+	// transferPrefix makes the round's transfer ids unique.
+	transferPrefix string
+}
+
+// clientTally is what one client did; only what ended inside the measured
+// window counts, except errors, which count from the start.
+type clientTally struct {
+	commands []time.Duration // latencies of accepted commands
+	// visible are the end-to-end latencies: the writer's answer to the
+	// reader's answer at that version.
+	visible []time.Duration
+	// accepted counts the accepted commands by kind.
+	accepted                        [kinds]int
+	refused, queries, stale, errors int
+	firstErr                        error
+}
+
+// pipelineMeasurement is one round of the pipeline under load.
+type pipelineMeasurement struct {
+	clients, errors, refused, stale     int
+	accepted                            [kinds]int
+	queries                             int
+	window                              time.Duration
+	commands, visible                   []time.Duration // sorted
+	firstErr                            error
+	before, after                       pipelineCounters // at the window's edges
+	settled                             pipelineCounters // after the load, once everything was applied
+	settleTime                          time.Duration
+	commandsPerSecond, queriesPerSecond float64
+}
+
+func (m pipelineMeasurement) perSecond(n float64) float64 { return n / m.window.Seconds() }
+
+func (m pipelineMeasurement) relayPerSecond() float64 {
+	return m.perSecond(m.after.published - m.before.published)
+}
+
+func (m pipelineMeasurement) appendedPerSecond() float64 {
+	return m.perSecond(float64(m.after.appendedTotal() - m.before.appendedTotal()))
+}
+
+func (m pipelineMeasurement) projectorPerSecond() float64 {
+	return m.perSecond(m.after.appliedTotal() - m.before.appliedTotal())
+}
+
+// drivePipeline runs clients concurrent loops of the mix for
+// warmup+duration and reads the counters at the edges of the measured
+// window.
+func drivePipeline(ctx context.Context, stack *pipelineStack, l *pipelineLoad, clients int, warmup, duration time.Duration) (pipelineMeasurement, error) {
+	m := pipelineMeasurement{clients: clients, window: duration}
+	tallies := make([]clientTally, clients)
+	start := time.Now()
+	from, until := start.Add(warmup), start.Add(warmup+duration)
+	var wg sync.WaitGroup
+	for c := range clients {
+		wg.Go(func() { l.loop(ctx, c, from, until, &tallies[c]) })
+	}
+	// The counters at the window's edges, read beside the load.
+	var edgeErr error
+	wg.Go(func() {
+		for i, at := range []time.Time{from, until} {
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(time.Until(at)):
+			}
+			c, err := stack.counters(ctx)
+			if err != nil {
+				edgeErr = err
+				return
+			}
+			if i == 0 {
+				m.before = c
+			} else {
+				m.after = c
+			}
+		}
+	})
+	wg.Wait()
+	if err := ctx.Err(); err != nil {
+		return m, err
+	}
+	if edgeErr != nil {
+		return m, edgeErr
+	}
+	if d := m.after.at.Sub(m.before.at); d > 0 {
+		m.window = d // the counters' own window, for the rates made of them
+	}
+	for _, t := range tallies {
+		m.commands = append(m.commands, t.commands...)
+		m.visible = append(m.visible, t.visible...)
+		for k := range kinds {
+			m.accepted[k] += t.accepted[k]
+		}
+		m.refused += t.refused
+		m.queries += t.queries
+		m.stale += t.stale
+		m.errors += t.errors
+		if m.firstErr == nil {
+			m.firstErr = t.firstErr
+		}
+	}
+	slices.Sort(m.commands)
+	slices.Sort(m.visible)
+	m.commandsPerSecond = float64(len(m.commands)) / duration.Seconds()
+	m.queriesPerSecond = float64(m.queries) / duration.Seconds()
+	return m, nil
+}
+
+// loop is one client: a command, and sometimes the read of what it wrote,
+// until the window ends.
+func (l *pipelineLoad) loop(ctx context.Context, client int, from, until time.Time, t *clientTally) {
+	inWindow := func(at time.Time) bool { return !at.Before(from) && at.Before(until) }
+	fail := func(err error) {
+		t.errors++
+		if t.firstErr == nil {
+			t.firstErr = err
+		}
+	}
+	for n := 0; ; n++ {
+		began := time.Now()
+		if !began.Before(until) || ctx.Err() != nil {
+			return
+		}
+		cmd := l.nextCommand(client, n)
+		version, err := l.post(ctx, cmd.path, cmd.body)
+		accepted := time.Now()
+		switch {
+		case ctx.Err() != nil:
+			return
+		case errors.Is(err, errRejected):
+			if inWindow(accepted) {
+				t.refused++
+			}
+			continue
+		case err != nil:
+			fail(err)
+			continue
+		}
+		if inWindow(accepted) {
+			t.commands = append(t.commands, accepted.Sub(began))
+			t.accepted[cmd.kind]++
+		}
+		if rand.Float64() >= l.readShare {
+			continue
+		}
+		// Read your write: the read model of what the command changed, at
+		// least at the version the writer answered.
+		query := l.readerURL + cmd.read + "?min_version=" + strconv.FormatInt(version, 10)
+		for {
+			stale, err := l.get(ctx, query)
+			answered := time.Now()
+			if ctx.Err() != nil {
+				return
+			}
+			if inWindow(answered) {
+				t.queries++
+			}
+			if err != nil {
+				fail(err)
+				break
+			}
+			if !stale {
+				if inWindow(answered) {
+					t.visible = append(t.visible, answered.Sub(accepted))
+				}
+				break
+			}
+			if inWindow(answered) {
+				t.stale++
+			}
+			if answered.Sub(accepted) > maxVisibleWait {
+				fail(fmt.Errorf("GET %s: still stale %s after the command", query, maxVisibleWait))
+				break
+			}
+		}
+	}
+}
+
+// The kinds of command in the mix.
+const (
+	kindDeposit = iota
+	kindWithdrawal
+	kindTransfer
+	kinds
+)
+
+// command is one request of the mix.
+type command struct {
+	kind int
+	path string // the writer's
+	body []byte
+	read string // the reader's path of what it changes
+}
+
+// nextCommand picks the client's next command.
+func (l *pipelineLoad) nextCommand(client, n int) command {
+	i := rand.IntN(l.accounts)
+	r := rand.Float64()
+	switch {
+	case r < l.transferShare:
+		to := (i + 1 + rand.IntN(l.accounts-1)) % l.accounts // another account
+		id := fmt.Sprintf("%s-%d-%d", l.transferPrefix, client, n)
+		body := fmt.Appendf(nil, `{"id":%q,"from":%q,"to":%q,"amount":50,"currency":"EUR","reference":"bench"}`, id, accountID(i), accountID(to))
+		return command{kindTransfer, "/v1/transfers", body, "/v1/transfers/" + id}
+	case r < l.transferShare+(1-l.transferShare)*pipelineDepositShare:
+		return command{kindDeposit, "/v1/accounts/" + accountID(i) + "/deposits", pipelineDeposit, "/v1/accounts/" + accountID(i)}
+	default:
+		return command{kindWithdrawal, "/v1/accounts/" + accountID(i) + "/withdrawals", pipelineWithdraw, "/v1/accounts/" + accountID(i)}
+	}
+}
+
+// post sends one command and returns the stream version of its ETag.
+func (l *pipelineLoad) post(ctx context.Context, path string, body []byte) (int64, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, l.writerURL+path, bytes.NewReader(body))
+	if err != nil {
+		return 0, err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := l.http.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode == http.StatusOK || resp.StatusCode == http.StatusCreated {
+		if _, err := io.Copy(io.Discard, resp.Body); err != nil {
+			return 0, err
+		}
+		v, err := strconv.ParseInt(strings.Trim(resp.Header.Get("ETag"), `"`), 10, 64)
+		if err != nil || v < 1 {
+			return 0, fmt.Errorf("POST %s: %s without a version in ETag (%q)", path, resp.Status, resp.Header.Get("ETag"))
+		}
+		return v, nil
+	}
+	detail, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+	_, _ = io.Copy(io.Discard, resp.Body)
+	if resp.StatusCode == http.StatusUnprocessableEntity && bytes.Contains(detail, []byte("/problems/insufficient-funds")) {
+		return 0, errRejected
+	}
+	return 0, fmt.Errorf("POST %s: %s: %s", path, resp.Status, bytes.TrimSpace(detail))
+}
+
+// get sends one query; stale is set for the reader's 503 "stale" answer
+// (the read model did not reach the version within the reader's wait).
+func (l *pipelineLoad) get(ctx context.Context, url string) (stale bool, err error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return false, err
+	}
+	resp, err := l.http.Do(req)
+	if err != nil {
+		return false, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode == http.StatusOK {
+		_, err := io.Copy(io.Discard, resp.Body)
+		return false, err
+	}
+	detail, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+	_, _ = io.Copy(io.Discard, resp.Body)
+	if resp.StatusCode == http.StatusServiceUnavailable && bytes.Contains(detail, []byte("stale")) {
+		return true, nil
+	}
+	return false, fmt.Errorf("GET %s: %s: %s", req.URL.RequestURI(), resp.Status, bytes.TrimSpace(detail))
+}
