@@ -223,6 +223,12 @@ func (r *Relay) lead(ctx context.Context, feed *postgres.Feed) error {
 				return err
 			}
 		}
+		last := batch[len(batch)-1].Position
+		if checkpointBeforeAck { // only in the deliberately broken build
+			if err := feed.Commit(ctx, last); err != nil {
+				return err
+			}
+		}
 		if err := r.publishUntilAcked(ctx, batch); err != nil {
 			return err
 		}
@@ -231,9 +237,10 @@ func (r *Relay) lead(ctx context.Context, feed *postgres.Feed) error {
 				return err
 			}
 		}
-		last := batch[len(batch)-1].Position
-		if err := feed.Commit(ctx, last); err != nil {
-			return err
+		if !checkpointBeforeAck {
+			if err := feed.Commit(ctx, last); err != nil {
+				return err
+			}
 		}
 		pos = last
 	}
