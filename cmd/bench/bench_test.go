@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"strings"
@@ -85,6 +86,23 @@ func TestBadFlagsExitTwo(t *testing.T) {
 		{"projector", "--projections", "history"},
 		{"projector", "--projections", "summary,summary"},
 		{"projector", "extra"},
+		{"pipeline", "--clients", "0"},
+		{"pipeline", "--clients", "1,16"},
+		{"pipeline", "--accounts", "1"},
+		{"pipeline", "--rounds", "0"},
+		{"pipeline", "--duration", "1ms"},
+		{"pipeline", "--warmup", "-1s"},
+		{"pipeline", "--read-share", "0"},
+		{"pipeline", "--read-share", "1.5"},
+		{"pipeline", "--transfer-share", "1"},
+		{"pipeline", "--transfer-share", "-0.1"},
+		{"pipeline", "--partitions", "0"},
+		{"pipeline", "--settle-timeout", "0s"},
+		{"pipeline", "--redis-ceiling", "lua"},
+		{"pipeline", "--ceiling-requests", "0"},
+		{"pipeline", "--redis-addr", "localhost"},
+		{"pipeline", "--database-url", "host=localhost"},
+		{"pipeline", "extra"},
 	}
 	for _, args := range tests {
 		err := run(context.Background(), args, func(string) string { return "" }, &bytes.Buffer{})
@@ -235,5 +253,114 @@ func TestProjectorBenchmark(t *testing.T) {
 	left, _, err := rdb.Scan(t.Context(), 0, rep.RedisKeyPrefix+"*", 10_000).Result()
 	if err != nil || len(left) > 0 || !strings.HasPrefix(rep.RedisKeyPrefix, "bench-projector-") {
 		t.Errorf("keys left under %q: %v (err %v)", rep.RedisKeyPrefix, left, err)
+	}
+}
+
+// TestPipelineBenchmark runs a tiny pipeline benchmark against the
+// machine's Postgres and Redis and checks that the JSON report has every
+// figure, nonzero, beside a nonzero ceiling, and that no key is left.
+func TestPipelineBenchmark(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs against Postgres and Redis")
+	}
+	args := []string{"pipeline", "--json", "--rounds", "1", "--clients", "4", "--accounts", "20", "--partitions", "4",
+		"--warmup", "300ms", "--duration", "1s", "--read-share", "0.5", "--ceiling-requests", "5000", "--settle-timeout", "1m"}
+	getenv := func(k string) string {
+		switch k {
+		case "BENCH_DATABASE_URL":
+			return os.Getenv("TEST_DATABASE_URL")
+		case "BENCH_REDIS_ADDR":
+			return os.Getenv("TEST_REDIS_ADDR")
+		}
+		return ""
+	}
+	var out bytes.Buffer
+	if err := run(t.Context(), args, getenv, &out); err != nil {
+		t.Fatalf("run: %v\n%s", err, out.String())
+	}
+	var rep jsonPipelineReport
+	if err := json.Unmarshal(out.Bytes(), &rep); err != nil {
+		t.Fatalf("stdout is not one JSON report: %v\n%s", err, out.String())
+	}
+	if rep.Invalid != "" || rep.Errors != 0 || rep.PostgresVersion == "" || rep.RedisVersion == "" || len(rep.Projections) != 5 ||
+		len(rep.PipelineRounds) != 1 || len(rep.CeilingRounds) != 1 || rep.EndToEndSamples == 0 || rep.Transfers == 0 {
+		t.Fatalf("unexpected report: %s", out.String())
+	}
+	want := []string{"commandsPerSecond", "commandP50Seconds", "commandP99Seconds", "commandP999Seconds",
+		"endToEndP50Seconds", "endToEndP99Seconds", "relayEventsPerSecond", "projectorEventsPerSecond", "readerQueriesPerSecond"}
+	if len(rep.Figures) != len(want) {
+		t.Fatalf("%d figures, want %d: %+v", len(rep.Figures), len(want), rep.Figures)
+	}
+	for i, f := range rep.Figures {
+		if f.Name != want[i] || f.Value <= 0 || f.CeilingValue <= 0 || f.Ratio <= 0 || f.Ceiling == "" {
+			t.Errorf("figure %d: %+v, want %s with a nonzero value, ceiling and ratio", i, f, want[i])
+		}
+	}
+	addr := os.Getenv("TEST_REDIS_ADDR")
+	if addr == "" {
+		addr = "127.0.0.1:6379"
+	}
+	rdb := redis.NewClient(&redis.Options{Addr: addr})
+	defer rdb.Close()
+	left, _, err := rdb.Scan(t.Context(), 0, rep.RedisKeyPrefix+"*", 10_000).Result()
+	if err != nil || len(left) > 0 || !strings.HasPrefix(rep.RedisKeyPrefix, "bench-pipeline-") {
+		t.Errorf("keys left under %q: %v (err %v)", rep.RedisKeyPrefix, left, err)
+	}
+}
+
+// TestPipelineTable checks the text form: one row per figure with its
+// ceiling and ratio, and failures said loudly.
+func TestPipelineTable(t *testing.T) {
+	lat := []time.Duration{time.Millisecond, 2 * time.Millisecond, 40 * time.Millisecond}
+	m := pipelineMeasurement{
+		clients: 4, window: time.Second, commands: lat, visible: lat, queries: 50, commandsPerSecond: 3, queriesPerSecond: 50,
+		before: pipelineCounters{appended: map[string]int64{"account": 10}, applied: map[string]float64{"account-summary": 10}},
+		after: pipelineCounters{appended: map[string]int64{"account": 110}, published: 100,
+			applied: map[string]float64{"account-summary": 110}},
+		errors: 2, firstErr: errors.New("POST /v1/transfers: 500"),
+	}
+	m.after.at = m.before.at.Add(time.Second)
+	c := pipelineCeilings{
+		raw:   measurement{window: time.Second, latencies: lat},
+		bare:  measurement{window: time.Second, latencies: lat},
+		redis: ceilingResult{eventsPerSecond: 1000},
+	}
+	r := &pipelineReport{settings: pipelineSettings{clients: 4, rounds: 1}, pipeline: []pipelineMeasurement{m}, ceilings: []pipelineCeilings{c}}
+	var out bytes.Buffer
+	if err := r.writeTable(&out); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"commands/s", "command latency p50", "command latency p99", "command latency p999",
+		"end-to-end p50", "end-to-end p99", "relay events/s", "projector events/s", "reader queries/s",
+		"raw single-row INSERT/s", "redis-benchmark", "bare net/http handler", "NOT VALID", "2 requests failed", "0.10"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("table lacks %q:\n%s", want, out.String())
+		}
+	}
+}
+
+// TestRedisCeilingWithoutRedisBenchmark measures the go-redis fallback of
+// the Redis ceiling and checks that it cleans up.
+func TestRedisCeilingWithoutRedisBenchmark(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs against Redis")
+	}
+	addr := os.Getenv("TEST_REDIS_ADDR")
+	if addr == "" {
+		addr = "127.0.0.1:6379"
+	}
+	prefix := fmt.Sprintf("bench-ceiling-test-%d", time.Now().UnixNano())
+	s := projectorSettings{accounts: 50, ceilingRequests: 2000, ceilingPipeline: 32, ceilingClients: 4}
+	res, err := measureCeilingGoRedis(t.Context(), addr, s, prefix)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.eventsPerSecond <= 0 || res.callsPerSecond != res.eventsPerSecond {
+		t.Errorf("implausible ceiling %+v", res)
+	}
+	rdb := redis.NewClient(&redis.Options{Addr: addr})
+	defer rdb.Close()
+	if left, _, err := rdb.Scan(t.Context(), 0, prefix+"*", 1000).Result(); err != nil || len(left) > 0 {
+		t.Errorf("keys left under %q: %v (err %v)", prefix, left, err)
 	}
 }
