@@ -62,6 +62,8 @@ type clientTally struct {
 	// visible are the end-to-end latencies: the writer's answer to the
 	// reader's answer at that version.
 	visible []time.Duration
+	// visibleTransfers are those of transfer requests alone.
+	visibleTransfers []time.Duration
 	// accepted counts the accepted commands by kind.
 	accepted                        [kinds]int
 	refused, queries, stale, errors int
@@ -75,6 +77,7 @@ type pipelineMeasurement struct {
 	queries                             int
 	window                              time.Duration
 	commands, visible                   []time.Duration // sorted
+	visibleTransfers                    []time.Duration // sorted; transfer requests alone
 	firstErr                            error
 	before, after                       pipelineCounters // at the window's edges
 	settled                             pipelineCounters // after the load, once everything was applied
@@ -142,6 +145,7 @@ func drivePipeline(ctx context.Context, stack *pipelineStack, l *pipelineLoad, c
 	for _, t := range tallies {
 		m.commands = append(m.commands, t.commands...)
 		m.visible = append(m.visible, t.visible...)
+		m.visibleTransfers = append(m.visibleTransfers, t.visibleTransfers...)
 		for k := range kinds {
 			m.accepted[k] += t.accepted[k]
 		}
@@ -155,6 +159,7 @@ func drivePipeline(ctx context.Context, stack *pipelineStack, l *pipelineLoad, c
 	}
 	slices.Sort(m.commands)
 	slices.Sort(m.visible)
+	slices.Sort(m.visibleTransfers)
 	m.commandsPerSecond = float64(len(m.commands)) / duration.Seconds()
 	m.queriesPerSecond = float64(m.queries) / duration.Seconds()
 	return m, nil
@@ -216,6 +221,9 @@ func (l *pipelineLoad) loop(ctx context.Context, client int, from, until time.Ti
 			if !stale {
 				if inWindow(answered) {
 					t.visible = append(t.visible, answered.Sub(accepted))
+					if cmd.kind == kindTransfer {
+						t.visibleTransfers = append(t.visibleTransfers, answered.Sub(accepted))
+					}
 				}
 				break
 			}
@@ -315,4 +323,26 @@ func (l *pipelineLoad) get(ctx context.Context, url string) (stale bool, err err
 		return true, nil
 	}
 	return false, fmt.Errorf("GET %s: %s: %s", req.URL.RequestURI(), resp.Status, bytes.TrimSpace(detail))
+}
+
+// prime requests one transfer and reads it back at its version, and
+// returns how long that took.
+func (l *pipelineLoad) prime(ctx context.Context) (time.Duration, error) {
+	body := fmt.Appendf(nil, `{"id":"bench-prime","from":%q,"to":%q,"amount":1,"currency":"EUR","reference":"bench"}`, accountID(0), accountID(1))
+	version, err := l.post(ctx, "/v1/transfers", body)
+	if err != nil {
+		return 0, err
+	}
+	query := l.readerURL + "/v1/transfers/bench-prime?min_version=" + strconv.FormatInt(version, 10)
+	for began := time.Now(); ; {
+		stale, err := l.get(ctx, query)
+		switch {
+		case err != nil:
+			return 0, err
+		case !stale:
+			return time.Since(began), nil
+		case time.Since(began) > maxVisibleWait:
+			return 0, fmt.Errorf("GET %s: still stale %s after the command", query, maxVisibleWait)
+		}
+	}
 }

@@ -267,21 +267,25 @@ type jsonFigure struct {
 }
 
 type jsonPipelineRound struct {
-	CommandsPerSecond        float64 `json:"commandsPerSecond"`
-	CommandP50Seconds        float64 `json:"commandP50Seconds"`
-	CommandP99Seconds        float64 `json:"commandP99Seconds"`
-	CommandP999Seconds       float64 `json:"commandP999Seconds"`
-	EndToEndP50Seconds       float64 `json:"endToEndP50Seconds"`
-	EndToEndP99Seconds       float64 `json:"endToEndP99Seconds"`
-	RelayEventsPerSecond     float64 `json:"relayEventsPerSecond"`
-	AppendedEventsPerSecond  float64 `json:"appendedEventsPerSecond"`
-	ProjectorEventsPerSecond float64 `json:"projectorEventsPerSecond"`
-	ReaderQueriesPerSecond   float64 `json:"readerQueriesPerSecond"`
-	SettleSeconds            float64 `json:"settleSeconds"`
-	Refused                  int     `json:"refused"`
-	Stale                    int     `json:"stale"`
-	Errors                   int     `json:"errors"`
-	FirstError               string  `json:"firstError,omitempty"`
+	CommandsPerSecond  float64 `json:"commandsPerSecond"`
+	CommandP50Seconds  float64 `json:"commandP50Seconds"`
+	CommandP99Seconds  float64 `json:"commandP99Seconds"`
+	CommandP999Seconds float64 `json:"commandP999Seconds"`
+	EndToEndP50Seconds float64 `json:"endToEndP50Seconds"`
+	EndToEndP99Seconds float64 `json:"endToEndP99Seconds"`
+	// The end-to-end latency of transfer requests alone (TransferRequested
+	// visible at /v1/transfers/{id}).
+	TransferEndToEndP50Seconds float64 `json:"transferEndToEndP50Seconds"`
+	TransferEndToEndP99Seconds float64 `json:"transferEndToEndP99Seconds"`
+	RelayEventsPerSecond       float64 `json:"relayEventsPerSecond"`
+	AppendedEventsPerSecond    float64 `json:"appendedEventsPerSecond"`
+	ProjectorEventsPerSecond   float64 `json:"projectorEventsPerSecond"`
+	ReaderQueriesPerSecond     float64 `json:"readerQueriesPerSecond"`
+	SettleSeconds              float64 `json:"settleSeconds"`
+	Refused                    int     `json:"refused"`
+	Stale                      int     `json:"stale"`
+	Errors                     int     `json:"errors"`
+	FirstError                 string  `json:"firstError,omitempty"`
 }
 
 type jsonPipelineCeilingRound struct {
@@ -324,6 +328,7 @@ func (r *pipelineReport) writeJSON(w io.Writer) error {
 			CommandP50Seconds: quantile(m.commands, 0.5).Seconds(), CommandP99Seconds: quantile(m.commands, 0.99).Seconds(),
 			CommandP999Seconds: quantile(m.commands, 0.999).Seconds(),
 			EndToEndP50Seconds: quantile(m.visible, 0.5).Seconds(), EndToEndP99Seconds: quantile(m.visible, 0.99).Seconds(),
+			TransferEndToEndP50Seconds: quantile(m.visibleTransfers, 0.5).Seconds(), TransferEndToEndP99Seconds: quantile(m.visibleTransfers, 0.99).Seconds(),
 			RelayEventsPerSecond: m.relayPerSecond(), AppendedEventsPerSecond: m.appendedPerSecond(),
 			ProjectorEventsPerSecond: m.projectorPerSecond(), ReaderQueriesPerSecond: m.queriesPerSecond,
 			SettleSeconds: m.settleTime.Seconds(), Refused: m.refused, Stale: m.stale, Errors: m.errors,
