@@ -19,9 +19,20 @@ const (
 	restartRedis  = "restart Redis (data lost)"
 	pausePostgres = "pause Postgres connections"
 	restartKafka  = "stop and start Kafka"
+	// killRelayInOutage kills the relay while Kafka is down and it waits for
+	// the acknowledgement of a batch: the moment a relay that moved its
+	// checkpoint too early loses events.
+	killRelayInOutage = "kill -9 relay in a Kafka outage"
 )
 
-var faultKinds = []string{killWriter, killRelay, killTransfers, killProjector, restartRedis, pausePostgres, restartKafka}
+var faultKinds = []string{killWriter, killRelay, killTransfers, killProjector, restartRedis, pausePostgres, restartKafka, killRelayInOutage}
+
+// targets are the parts each kind of fault hits; faults that share a part
+// take turns.
+var targets = map[string][]string{
+	killWriter: {"writer"}, killRelay: {"relay"}, killTransfers: {"transfers"}, killProjector: {"projector"},
+	restartRedis: {"redis"}, pausePostgres: {"postgres"}, restartKafka: {"kafka"}, killRelayInOutage: {"kafka", "relay"},
+}
 
 // fault is one planned fault and, once injected, what happened.
 type fault struct {
@@ -36,7 +47,7 @@ type fault struct {
 }
 
 // planFaults spreads n faults over the commands, between 5% and 90% of
-// them: every kind once (when n allows), the rest at random, kills twice
+// them: every kind once (when n allows 8), the rest at random, kills twice
 // as likely as the others.
 func planFaults(seed uint64, n, commands int) []fault {
 	rng := rand.New(rand.NewPCG(seed, 0xfa0175))
@@ -55,8 +66,8 @@ func planFaults(seed uint64, n, commands int) []fault {
 		switch kind {
 		case pausePostgres:
 			d = time.Duration(500+rng.IntN(3500)) * time.Millisecond
-		case restartKafka:
-			d = time.Duration(300+rng.IntN(2700)) * time.Millisecond
+		case restartKafka, killRelayInOutage:
+			d = time.Duration(400+rng.IntN(2600)) * time.Millisecond
 		default:
 			d = time.Duration(100+rng.IntN(1900)) * time.Millisecond
 		}
@@ -71,9 +82,11 @@ func planFaults(seed uint64, n, commands int) []fault {
 // other, faults of different targets may overlap. It returns when all were
 // injected and their targets are back.
 func (h *harness) inject(ctx context.Context, faults []fault, progress func() int, loadDone <-chan struct{}, out io.Writer) {
-	targets := make(map[string]*sync.Mutex)
-	for _, k := range faultKinds {
-		targets[k] = new(sync.Mutex)
+	parts := make(map[string]*sync.Mutex)
+	for _, ps := range targets {
+		for _, p := range ps {
+			parts[p] = new(sync.Mutex)
+		}
 	}
 	var wg sync.WaitGroup
 	for i := range faults {
@@ -87,10 +100,11 @@ func (h *harness) inject(ctx context.Context, faults []fault, progress func() in
 		}
 		f.FiredAt = progress()
 		fmt.Fprintf(out, "chaos: fault %d/%d at %d commands: %s for %s\n", i+1, len(faults), f.FiredAt, f.Kind, f.For.Round(time.Millisecond))
-		mu := targets[f.Kind]
 		wg.Go(func() {
-			mu.Lock()
-			defer mu.Unlock()
+			for _, p := range targets[f.Kind] { // one order for all: no deadlock
+				parts[p].Lock()
+				defer parts[p].Unlock()
+			}
 			if err := h.injectOne(ctx, f.Kind, f.For); err != nil {
 				f.Err = err.Error()
 				fmt.Fprintf(out, "chaos: fault %s failed: %v\n", f.Kind, err)
@@ -128,6 +142,18 @@ func (h *harness) injectOne(ctx context.Context, kind string, d time.Duration) e
 		h.kafka.stop()
 		sleep(context.WithoutCancel(ctx), d)
 		return h.kafka.start()
+	case killRelayInOutage:
+		h.kafka.stop()
+		sleep(context.WithoutCancel(ctx), d/2)
+		err := h.relay.kill()
+		sleep(context.WithoutCancel(ctx), d/2)
+		if kerr := h.kafka.start(); kerr != nil {
+			return kerr
+		}
+		if err != nil {
+			return err
+		}
+		return h.relay.start()
 	}
 	return fmt.Errorf("unknown fault %q", kind)
 }

@@ -212,7 +212,7 @@ func (r report) writeText(w io.Writer) error {
 		if f.Err != "" {
 			status = " — FAILED TO INJECT: " + f.Err
 		}
-		fmt.Fprintf(&b, "  %2d. at %6d commands: %-28s for %s%s\n", i+1, f.FiredAt, f.Kind, f.For.Round(time.Millisecond), status)
+		fmt.Fprintf(&b, "  %2d. at %6d commands: %-32s for %s%s\n", i+1, f.FiredAt, f.Kind, f.For.Round(time.Millisecond), status)
 	}
 	if len(r.Exits) > 0 {
 		fmt.Fprintf(&b, "\nprocesses that exited on their own and were restarted (%d):\n", len(r.Exits))

@@ -40,7 +40,7 @@ func parseSettings(args []string, getenv func(string) string, out io.Writer) (se
 	fs.Env("seed", "CHAOS_SEED")
 	fs.IntVar(&s.commands, "commands", 50_000, "commands sent through the writer's HTTP API, including the accounts' opening")
 	fs.Env("commands", "CHAOS_COMMANDS")
-	fs.IntVar(&s.faults, "faults", 20, "faults injected while the commands run (every kind at least once when there are 7 or more)")
+	fs.IntVar(&s.faults, "faults", 20, "faults injected while the commands run (every kind at least once when there are 8 or more)")
 	fs.Env("faults", "CHAOS_FAULTS")
 	fs.IntVar(&s.clients, "clients", 16, "concurrent HTTP clients")
 	fs.IntVar(&s.accounts, "accounts", 200, "accounts the commands work on")

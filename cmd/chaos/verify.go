@@ -443,7 +443,9 @@ func (v *verifier) directoryIsTheFold(ctx context.Context) (*check, error) {
 		}
 	}
 	for cur, want := range wantBalance {
-		got, err := page(func(after *accounts.Ranked) (accounts.DirectoryPage, error) { return q.ByBalancePage(ctx, cur, after, 500) })
+		got, err := page(func(after *accounts.Ranked) (accounts.DirectoryPage, error) {
+			return q.ByBalancePage(ctx, cur, after, 500)
+		})
 		if err != nil {
 			c.failf("%s balances: %v", cur, err)
 			continue
@@ -453,7 +455,9 @@ func (v *verifier) directoryIsTheFold(ctx context.Context) (*check, error) {
 		}
 	}
 	for status, want := range wantStatus {
-		got, err := page(func(after *accounts.Ranked) (accounts.DirectoryPage, error) { return q.ByStatusPage(ctx, status, after, 500) })
+		got, err := page(func(after *accounts.Ranked) (accounts.DirectoryPage, error) {
+			return q.ByStatusPage(ctx, status, after, 500)
+		})
 		if err != nil {
 			c.failf("status %s: %v", status, err)
 			continue
