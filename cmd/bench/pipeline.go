@@ -224,10 +224,11 @@ func benchPipeline(ctx context.Context, s pipelineSettings, stdout io.Writer) (e
 					return fmt.Errorf("round %d: %w", round, err)
 				}
 				rep.pipeline = append(rep.pipeline, m)
-				fmt.Fprintf(progress, "round %d/%d  pipeline  %7.0f cmd/s  p50 %s  p99 %s  visible p50 %s  p99 %s (transfers %s, %s)  relay %6.0f ev/s  projector %6.0f ev/s  reader %5.0f q/s  (settled in %s)%s\n",
+				goCores, machineCores := m.cores()
+				fmt.Fprintf(progress, "round %d/%d  pipeline  %7.0f cmd/s  p50 %s  p99 %s  visible p50 %s  p99 %s (transfers %s, %s)  relay %6.0f ev/s  projector %6.0f ev/s  reader %5.0f q/s  busy cores: bench %.2f, machine %.2f  (settled in %s)%s\n",
 					round, s.rounds, m.commandsPerSecond, ms(quantile(m.commands, 0.5)), ms(quantile(m.commands, 0.99)),
 					ms(quantile(m.visible, 0.5)), ms(quantile(m.visible, 0.99)), ms(quantile(m.visibleTransfers, 0.5)), ms(quantile(m.visibleTransfers, 0.99)),
-					m.relayPerSecond(), m.projectorPerSecond(), m.queriesPerSecond, m.settleTime.Round(time.Millisecond), m.problems())
+					m.relayPerSecond(), m.projectorPerSecond(), m.queriesPerSecond, goCores, machineCores, m.settleTime.Round(time.Millisecond), m.problems())
 				continue
 			}
 			c, err := measurePipelineCeilings(ctx, stack, rdb, db.url, s, prefix+"-r"+strconv.Itoa(round))

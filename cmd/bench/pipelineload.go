@@ -95,6 +95,13 @@ func (m pipelineMeasurement) appendedPerSecond() float64 {
 	return m.perSecond(float64(m.after.appendedTotal() - m.before.appendedTotal()))
 }
 
+// cores are the CPUs kept busy on average in the window: by this process
+// (load generator and pipeline) and by the whole machine (with Postgres,
+// Redis and whatever else runs).
+func (m pipelineMeasurement) cores() (process, machine float64) {
+	return m.perSecond((m.after.goCPU - m.before.goCPU).Seconds()), m.perSecond((m.after.machineCPU - m.before.machineCPU).Seconds())
+}
+
 func (m pipelineMeasurement) projectorPerSecond() float64 {
 	return m.perSecond(m.after.appliedTotal() - m.before.appliedTotal())
 }

@@ -179,6 +179,9 @@ func (r *pipelineReport) writeTable(w io.Writer) error {
 	t := r.totals()
 	fmt.Fprintf(w, "\nin the measured windows: %d deposits, %d withdrawals, %d transfers accepted; %d refused for insufficient funds;\n",
 		t.accepted[kindDeposit], t.accepted[kindWithdrawal], t.accepted[kindTransfer], t.refused)
+	fmt.Fprintf(w, "busy cores in the windows (median): this process %.2f, the machine %.2f of %d\n",
+		median(r.pipeline, func(m pipelineMeasurement) float64 { p, _ := m.cores(); return p }),
+		median(r.pipeline, func(m pipelineMeasurement) float64 { _, c := m.cores(); return c }), runtime.NumCPU())
 	fmt.Fprintf(w, "%d end-to-end samples; %d stale answers asked again. Whole run: %d of %d transfers failed (insufficient funds), %.0f duplicate deliveries skipped\n",
 		t.samples, t.stale, t.transfersFailed, t.transfersRequested, t.duplicates)
 	if bad := r.invalid(); bad != "" {
@@ -282,10 +285,15 @@ type jsonPipelineRound struct {
 	ProjectorEventsPerSecond   float64 `json:"projectorEventsPerSecond"`
 	ReaderQueriesPerSecond     float64 `json:"readerQueriesPerSecond"`
 	SettleSeconds              float64 `json:"settleSeconds"`
-	Refused                    int     `json:"refused"`
-	Stale                      int     `json:"stale"`
-	Errors                     int     `json:"errors"`
-	FirstError                 string  `json:"firstError,omitempty"`
+	// ProcessBusyCores and MachineBusyCores are the CPUs kept busy on
+	// average in the window by this process (load generator and pipeline)
+	// and by the whole machine.
+	ProcessBusyCores float64 `json:"processBusyCores"`
+	MachineBusyCores float64 `json:"machineBusyCores"`
+	Refused          int     `json:"refused"`
+	Stale            int     `json:"stale"`
+	Errors           int     `json:"errors"`
+	FirstError       string  `json:"firstError,omitempty"`
 }
 
 type jsonPipelineCeilingRound struct {
@@ -333,6 +341,7 @@ func (r *pipelineReport) writeJSON(w io.Writer) error {
 			ProjectorEventsPerSecond: m.projectorPerSecond(), ReaderQueriesPerSecond: m.queriesPerSecond,
 			SettleSeconds: m.settleTime.Seconds(), Refused: m.refused, Stale: m.stale, Errors: m.errors,
 		}
+		jr.ProcessBusyCores, jr.MachineBusyCores = m.cores()
 		if m.firstErr != nil {
 			jr.FirstError = m.firstErr.Error()
 		}

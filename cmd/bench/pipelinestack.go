@@ -244,6 +244,8 @@ func processRegistry() *prometheus.Registry {
 // checks are made of.
 type pipelineCounters struct {
 	at time.Time
+	// goCPU is this process's CPU time, machineCPU every process's.
+	goCPU, machineCPU time.Duration
 	// appended are the events in the event store, by aggregate type.
 	appended map[string]int64
 	// requested and ended count the transfers requested, and those
@@ -274,7 +276,7 @@ func (c pipelineCounters) appliedTotal() float64 {
 
 // counters reads the event store and the relay's and projectors' metrics.
 func (p *pipelineStack) counters(ctx context.Context) (pipelineCounters, error) {
-	c := pipelineCounters{at: time.Now(), appended: make(map[string]int64),
+	c := pipelineCounters{at: time.Now(), goCPU: processCPU(), machineCPU: machineCPU(), appended: make(map[string]int64),
 		applied: make(map[string]float64), duplicates: make(map[string]float64), deadLettered: make(map[string]float64)}
 	rows, err := p.pool.Query(ctx, `SELECT aggregate_type, event_type, count(*) FROM events GROUP BY 1, 2`)
 	if err != nil {
