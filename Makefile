@@ -4,7 +4,7 @@
 DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/tributary?sslmode=disable
 export DATABASE_URL
 
-.PHONY: run test services bench fuzz demo
+.PHONY: run test services bench bench-pipeline chaos fuzz demo
 
 ## run: the platform on its embedded default: the writer on local Postgres (migrated on start)
 ## with an in-process Kafka (kfake on 127.0.0.1:9092, data in .dev/kafka), and the projector
@@ -32,6 +32,18 @@ services:
 bench: services
 	@command -v wrk >/dev/null || apt-get install -y wrk >/dev/null || (apt-get update >/dev/null && apt-get install -y wrk >/dev/null)
 	go run ./cmd/bench writer
+
+## bench-pipeline: the whole pipeline end to end (commands, command→reader latency, relay,
+## projector and reader rates) beside the machine's ceilings, measured in the same run
+bench-pipeline: services
+	go run ./cmd/bench pipeline
+
+## chaos: the release check: 50,000 commands through the platform as separate processes while
+## 20 faults hit it (kill -9, Redis restart, Postgres pause, Kafka restart), then every promise
+## verified; SEED=n replays a run (docs/CHAOS.md)
+SEED ?= 1
+chaos: services
+	go run ./cmd/chaos --seed $(SEED) --commands 50000 --faults 20
 
 ## fuzz: fuzz the writer's HTTP command decoding for a minute
 fuzz: services

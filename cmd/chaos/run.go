@@ -46,6 +46,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err != nil {
 		return err
 	}
+	stderr = &lockedWriter{w: stderr} // progress comes from several goroutines
 	fmt.Fprintf(stderr, "chaos: seed %d: %d commands by %d clients on %d accounts, %d faults; building and starting the platform\n",
 		s.seed, s.commands, s.clients, s.accounts, s.faults)
 	h, err := startHarness(ctx, s, stderr)
@@ -254,4 +255,16 @@ func (r *report) latencies(l *load) {
 	r.LatencyP50, r.LatencyP99, r.LatencyMax = at(0.50), at(0.99), ds[len(ds)-1]
 	c, o := l.commands[slowest], l.outcomes[slowest]
 	r.Slowest = fmt.Sprintf("%s (%s %s), %d attempts, final status %d", c.id, c.kind, c.account, o.attempts, o.status)
+}
+
+// lockedWriter serializes writes to w.
+type lockedWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
 }
