@@ -192,7 +192,7 @@ func benchPipeline(ctx context.Context, s pipelineSettings, stdout io.Writer) (e
 	transport := newLoadTransport(s.clients)
 	defer transport.CloseIdleConnections()
 	load := &pipelineLoad{
-		http: &http.Client{Transport: transport, Timeout: 30 * time.Second}, transport: transport,
+		http:      &http.Client{Transport: transport, Timeout: 30 * time.Second},
 		writerURL: stack.writer.baseURL, readerURL: stack.readerURL,
 		accounts: s.accounts, readShare: s.readShare, transferShare: s.transferShare,
 	}

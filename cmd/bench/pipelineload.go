@@ -47,7 +47,6 @@ func newLoadTransport(clients int) *http.Transport {
 // reader.
 type pipelineLoad struct {
 	http                     *http.Client
-	transport                *http.Transport
 	writerURL, readerURL     string
 	accounts                 int
 	readShare, transferShare float64
