@@ -2,11 +2,12 @@ package main
 
 import (
 	"context"
-	"crypto/rand"
+	crand "crypto/rand"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/url"
@@ -125,7 +126,7 @@ func build(ctx context.Context, bin string, broken bool) error {
 
 func (h *harness) createDatabase(ctx context.Context) error {
 	b := make([]byte, 4)
-	_, _ = rand.Read(b) // never fails since Go 1.24
+	_, _ = crand.Read(b) // never fails since Go 1.24
 	h.dbName = fmt.Sprintf("chaos_%d_%s", h.s.seed, hex.EncodeToString(b))
 	u, _ := url.Parse(h.s.adminURL)
 	u.Path = "/" + h.dbName
@@ -298,13 +299,21 @@ func (k *kafkaCluster) stop() {
 	}
 }
 
+// freePort returns a port of 127.0.0.1 that is free now, below Linux's
+// ephemeral range (32768 on): a part that restarts on its port must find it
+// free again, and no other program's connect or listen on port 0 takes it
+// in between.
 func freePort() (int, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
+	for range 1000 {
+		port := 20_000 + rand.N(12_000)
+		ln, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(port))
+		if err != nil {
+			continue
+		}
+		ln.Close()
+		return port, nil
 	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port, nil
+	return 0, errors.New("no free port found in 20000-31999")
 }
 
 // waitFor polls cond until it holds, ctx ends or within passes.
