@@ -104,8 +104,15 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	pingCtx, cancel := context.WithTimeout(ctx, s.kafka.StartTimeout)
 	defer cancel()
-	if err := rdb.Ping(pingCtx).Err(); err != nil {
-		return fmt.Errorf("cannot reach Redis at REDIS_URL=%s: %w", s.redis.Redacted(), err)
+	for err := rdb.Ping(pingCtx).Err(); err != nil; err = rdb.Ping(pingCtx).Err() {
+		if pingCtx.Err() != nil {
+			return fmt.Errorf("cannot reach Redis at REDIS_URL=%s (waited up to KAFKA_START_TIMEOUT=%s): %w", s.redis.Redacted(), s.kafka.StartTimeout, err)
+		}
+		logger.Warn("start: Redis does not answer yet; trying again", "err", err)
+		select {
+		case <-pingCtx.Done():
+		case <-time.After(500 * time.Millisecond):
+		}
 	}
 	warnIfEvicting(ctx, rdb, logger)
 	kopts, _ := s.kafka.Client("tributary-projector").Options()

@@ -120,6 +120,7 @@ func parseSettings(cmd string, args []string, getenv func(string) string, stderr
 	}
 	p.FetchMaxBytes, p.FetchMaxPartitionBytes = int32(fetchBytes), int32(partitionBytes)
 	p.Topics = s.kafka.Topics()
+	p.StartTimeout = s.kafka.StartTimeout
 	p.RedisPrefix = s.redis.Prefix
 	return s, nil
 }

@@ -52,6 +52,9 @@ type Config struct {
 	// SessionTimeout of the group membership: how soon a killed member's
 	// partitions move to the others.
 	SessionTimeout time.Duration
+	// StartTimeout is how long the start keeps trying when Kafka or Redis
+	// does not answer yet (both may come up after the projector); 0 tries once.
+	StartTimeout time.Duration
 	// QueueLimit is the number of fetched records per partition above which
 	// fetching that partition pauses.
 	QueueLimit int
@@ -84,6 +87,7 @@ func DefaultConfig() Config {
 		Poll:           time.Second,
 		DropGrace:      30 * time.Second,
 		SessionTimeout: 45 * time.Second,
+		StartTimeout:   15 * time.Second,
 		QueueLimit:     5000,
 		FetchMaxWait:   250 * time.Millisecond,
 
@@ -264,8 +268,26 @@ func (p *Projector) run(ctx context.Context, done func(readmodels.Meta) bool) er
 	}
 }
 
-// setUp creates the topics and the bookkeeping.
+// setUp creates the topics and the bookkeeping, trying again with backoff
+// for up to StartTimeout while Kafka or Redis does not answer. A partition
+// count that differs from the configured one fails at once.
 func (p *Projector) setUp(ctx context.Context) error {
+	deadline := time.Now().Add(p.cfg.StartTimeout)
+	for attempt := 1; ; attempt++ {
+		err := p.trySetUp(ctx)
+		if err == nil || ctx.Err() != nil || errors.Is(err, kafka.ErrPartitionMismatch) || time.Now().After(deadline) {
+			return err
+		}
+		p.log.Warn("start: Kafka or Redis not ready; trying again", "attempt", attempt, "err", err)
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(min(100*time.Millisecond<<min(attempt-1, 5), 2*time.Second, time.Until(deadline))):
+		}
+	}
+}
+
+func (p *Projector) trySetUp(ctx context.Context) error {
 	cl, err := kgo.NewClient(p.cfg.Client...)
 	if err != nil {
 		return fmt.Errorf("kafka client: %w", err)
