@@ -153,7 +153,7 @@ func (g *groupCommit) execute(ctx context.Context, batch []*pendingAppend) error
 		cExpected, cSnapVersion                          = make([]int64, c), make([]int64, c)
 		cSnapSchema, cIdemStatus                         = make([]int32, c), make([]int32, c)
 		eCmd, eOrd, eSchema                              []int32
-		eID                                              []uuid.UUID
+		eID                                              [][16]byte // not uuid.UUID: pgx would encode each through its driver.Valuer, as text
 		eType, ePayload                                  []string
 	)
 	for i, p := range batch {
@@ -173,7 +173,7 @@ func (g *groupCommit) execute(ctx context.Context, batch []*pendingAppend) error
 			sent[e.ID] = eventAt{cmd: i, ord: j}
 			eCmd = append(eCmd, int32(i+1))
 			eOrd = append(eOrd, int32(j+1))
-			eID = append(eID, e.ID)
+			eID = append(eID, [16]byte(e.ID))
 			eType = append(eType, e.Type)
 			eSchema = append(eSchema, int32(e.SchemaVersion))
 			ePayload = append(ePayload, string(e.Payload))
@@ -186,7 +186,7 @@ func (g *groupCommit) execute(ctx context.Context, batch []*pendingAppend) error
 	if err == nil {
 		for rows.Next() {
 			var e log.Event
-			if err = rows.Scan(&e.ID, &e.Version, &e.GlobalPosition, &e.RecordedAt); err != nil {
+			if err = rows.Scan((*[16]byte)(&e.ID), &e.Version, &e.GlobalPosition, &e.RecordedAt); err != nil {
 				break
 			}
 			at, ok := sent[e.ID]
