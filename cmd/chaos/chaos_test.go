@@ -18,7 +18,7 @@ import (
 func TestShortChaosFindsNoViolation(t *testing.T) {
 	testenv.PostgresURL(t) // the server must be up; chaos makes its own database
 	var out, progress bytes.Buffer
-	err := run(context.Background(), []string{"--seed", "7", "--commands", "3000", "--accounts", "50", "--faults", "8",
+	err := run(context.Background(), []string{"--seed", "7", "--commands", "3000", "--accounts", "50", "--faults", "9",
 		"--settle", "2m"}, noEnv, &out, &progress)
 	t.Log("\n" + out.String())
 	if err != nil {
@@ -41,7 +41,7 @@ func TestShortChaosFindsNoViolation(t *testing.T) {
 func TestChaosCatchesARelayThatCheckpointsBeforeTheAck(t *testing.T) {
 	testenv.PostgresURL(t)
 	var out, progress bytes.Buffer
-	err := run(context.Background(), []string{"--seed", "7", "--commands", "3000", "--accounts", "50", "--faults", "8",
+	err := run(context.Background(), []string{"--seed", "7", "--commands", "3000", "--accounts", "50", "--faults", "9",
 		"--settle", "20s", "--broken"}, noEnv, &out, &progress)
 	t.Log("\n" + out.String())
 	if !errors.Is(err, errViolations) {
@@ -72,7 +72,7 @@ func TestBadFlagsExitTwo(t *testing.T) {
 }
 
 // TestFaultPlanIsTheSeeds: a seed fixes the plan, every kind comes once in
-// eight faults, and the faults fall within the load.
+// nine faults, and the faults fall within the load.
 func TestFaultPlanIsTheSeeds(t *testing.T) {
 	a, b := planFaults(3, 20, 50_000), planFaults(3, 20, 50_000)
 	for i := range a {
@@ -84,11 +84,11 @@ func TestFaultPlanIsTheSeeds(t *testing.T) {
 		}
 	}
 	kinds := make(map[string]int)
-	for _, f := range planFaults(9, 8, 10_000) {
+	for _, f := range planFaults(9, 9, 10_000) {
 		kinds[f.Kind]++
 	}
 	if len(kinds) != len(faultKinds) {
-		t.Errorf("8 faults cover %d kinds, want all %d: %v", len(kinds), len(faultKinds), kinds)
+		t.Errorf("9 faults cover %d kinds, want all %d: %v", len(kinds), len(faultKinds), kinds)
 	}
 	p := plan{seed: 5, accounts: 10, commands: 1000}
 	if c1, c2 := p.command(500), p.command(500); !bytes.Equal(c1.body, c2.body) || c1.id != c2.id {

@@ -18,6 +18,9 @@ const (
 	killProjector = "kill -9 projector"
 	restartRedis  = "restart Redis (data lost)"
 	pausePostgres = "pause Postgres connections"
+	// stallPostgres pauses longer than a request holds its Idempotency-Key
+	// (30s): retries take the key over while the first attempt still waits.
+	stallPostgres = "stall Postgres 40s"
 	restartKafka  = "stop and start Kafka"
 	// killRelayInOutage kills the relay while Kafka is down and it waits for
 	// the acknowledgement of a batch: the moment a relay that moved its
@@ -25,13 +28,13 @@ const (
 	killRelayInOutage = "kill -9 relay in a Kafka outage"
 )
 
-var faultKinds = []string{killWriter, killRelay, killTransfers, killProjector, restartRedis, pausePostgres, restartKafka, killRelayInOutage}
+var faultKinds = []string{killWriter, killRelay, killTransfers, killProjector, restartRedis, pausePostgres, restartKafka, killRelayInOutage, stallPostgres}
 
 // targets are the parts each kind of fault hits; faults that share a part
 // take turns.
 var targets = map[string][]string{
 	killWriter: {"writer"}, killRelay: {"relay"}, killTransfers: {"transfers"}, killProjector: {"projector"},
-	restartRedis: {"redis"}, pausePostgres: {"postgres"}, restartKafka: {"kafka"}, killRelayInOutage: {"kafka", "relay"},
+	restartRedis: {"redis"}, pausePostgres: {"postgres"}, stallPostgres: {"postgres"}, restartKafka: {"kafka"}, killRelayInOutage: {"kafka", "relay"},
 }
 
 // fault is one planned fault and, once injected, what happened.
@@ -47,11 +50,14 @@ type fault struct {
 }
 
 // planFaults spreads n faults over the commands, between 5% and 90% of
-// them: every kind once (when n allows 8), the rest at random, kills twice
+// them: every kind once (when n allows 9), the rest at random, kills twice
 // as likely as the others.
 func planFaults(seed uint64, n, commands int) []fault {
 	rng := rand.New(rand.NewPCG(seed, 0xfa0175))
-	weighted := append(slices.Clone(faultKinds), killWriter, killRelay, killTransfers, killProjector)
+	// The long stall comes once: the extra faults are the others, kills
+	// twice as likely.
+	weighted := append(slices.DeleteFunc(slices.Clone(faultKinds), func(k string) bool { return k == stallPostgres }),
+		killWriter, killRelay, killTransfers, killProjector)
 	kinds := make([]string, n)
 	for i := range kinds {
 		kinds[i] = weighted[rng.IntN(len(weighted))]
@@ -66,6 +72,8 @@ func planFaults(seed uint64, n, commands int) []fault {
 		switch kind {
 		case pausePostgres:
 			d = time.Duration(500+rng.IntN(3500)) * time.Millisecond
+		case stallPostgres:
+			d = 40 * time.Second
 		case restartKafka, killRelayInOutage:
 			d = time.Duration(400+rng.IntN(2600)) * time.Millisecond
 		default:
@@ -133,7 +141,7 @@ func (h *harness) injectOne(ctx context.Context, kind string, d time.Duration) e
 		return kill(h.projector)
 	case restartRedis:
 		return h.restartRedis(context.WithoutCancel(ctx), d)
-	case pausePostgres:
+	case pausePostgres, stallPostgres:
 		h.proxy.pause()
 		sleep(context.WithoutCancel(ctx), d)
 		h.proxy.resume()

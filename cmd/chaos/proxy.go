@@ -81,6 +81,7 @@ func (p *pausableProxy) pipe(dst, src net.Conn) {
 			}
 		}
 		if err != nil {
+			p.gate() // a close is held too: a stalled network delivers nothing
 			return
 		}
 	}
