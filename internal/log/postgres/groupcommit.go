@@ -15,7 +15,7 @@ import (
 
 // groupCommit gathers appends that arrive while earlier ones are on their
 // way to Postgres, and sends each gathering as one statement in one
-// transaction (appendBatchSQL): one round trip and one WAL flush for many
+// transaction (tributary_append_commands): one round trip and one WAL flush for many
 // commands. Each command still succeeds or conflicts on its own.
 //
 // There is no background goroutine: a caller whose append is still waiting
@@ -208,57 +208,10 @@ func (g *groupCommit) execute(ctx context.Context, batch []*pendingAppend) error
 	return err
 }
 
-// appendBatchSQL appends a batch of commands in one statement. A command
-// whose stream is not at its expected version appends nothing and is missing
-// from the result. A concurrent transaction that takes a version between the
-// check and the insert makes the whole statement fail with unique_violation;
-// the caller then sends the batch's commands one by one, so only the late one
-// conflicts. The snapshot and idempotency completion of a command are written
-// only with its events (any failure fails them all).
-//
-// One statement for the whole batch: a loop in plpgsql (migration 003) paid
-// an executor start-up and a plan per command, ~100 µs each, more than the
-// inserts themselves. The batch holds one command per stream (groupCommit.take),
-// so every version is checked against the stream as it was before the batch.
-//
-// Only exact expected versions come here: the version a command decided on
-// was committed before this transaction took its id, so every inserted
-// version's predecessor has a smaller transaction id, and the relay's commit
-// order keeps per-stream order.
-const appendBatchSQL = `
-WITH cmd AS (
-    SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[],
-                         $9::bigint[], $10::integer[], $11::text[], $12::text[], $13::text[], $14::integer[])
-        WITH ORDINALITY AS c(typ, id, expected, correlation, causation, principal, traceparent, tracestate,
-                             snap_version, snap_schema, snap_state, idem_principal, idem_key, idem_status, i)
-), ok AS (
-    SELECT cmd.* FROM cmd
-    WHERE cmd.expected = (SELECT coalesce(max(ev.version), 0) FROM events ev
-                          WHERE ev.aggregate_type = cmd.typ AND ev.aggregate_id = cmd.id)
-), ins AS (
-    INSERT INTO events (event_id, aggregate_type, aggregate_id, version, event_type, schema_version,
-                        payload, correlation_id, causation_id, principal, traceparent, tracestate)
-    SELECT e.id, ok.typ, ok.id, ok.expected + e.ord, e.typ, e.sv, e.payload::jsonb,
-           ok.correlation, ok.causation, ok.principal, ok.traceparent, ok.tracestate
-    FROM unnest($15::integer[], $16::integer[], $17::uuid[], $18::text[], $19::integer[], $20::text[])
-        AS e(cmd, ord, id, typ, sv, payload)
-    JOIN ok ON ok.i = e.cmd
-    ORDER BY e.cmd, e.ord
-    RETURNING event_id, version, global_position, recorded_at
-), snap AS (
-    INSERT INTO snapshots (aggregate_type, aggregate_id, version, schema_version, state)
-    SELECT ok.typ, ok.id, ok.snap_version, ok.snap_schema, ok.snap_state::jsonb FROM ok WHERE ok.snap_version > 0
-    ON CONFLICT (aggregate_type, aggregate_id) DO UPDATE
-        SET version = excluded.version, schema_version = excluded.schema_version,
-            state = excluded.state, taken_at = now()
-        WHERE snapshots.version < excluded.version OR snapshots.schema_version <> excluded.schema_version
-), idem AS (
-    UPDATE idempotency_keys k
-    SET completed_at = now(), response_status = ok.idem_status,
-        aggregate_type = ok.typ, aggregate_id = ok.id,
-        first_version = ok.expected + 1,
-        last_version = ok.expected + (SELECT count(*) FROM unnest($15::integer[]) AS x(cmd) WHERE x.cmd = ok.i)
-    FROM ok
-    WHERE ok.idem_key <> '' AND k.principal = ok.idem_principal AND k.key = ok.idem_key
-)
-SELECT event_id, version, global_position, recorded_at FROM ins`
+// appendBatchSQL appends a batch of commands in one statement: see
+// migrations/004_append_commands.sql for how each command succeeds or
+// conflicts on its own. A loop in plpgsql (003) paid an executor start-up and
+// a plan per command, ~100 µs each, more than the inserts themselves. The
+// batch holds one command per stream (groupCommit.take).
+const appendBatchSQL = `SELECT o_event_id, o_version, o_global_position, o_recorded_at
+FROM tributary_append_commands($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)`
