@@ -160,6 +160,11 @@ func runCommand[S any, C any, E aggregate.Event](s *Server, w http.ResponseWrite
 	res, err := h.Handle(ctx, aggregate.Request[C]{
 		AggregateID: id, Command: cmd, ExpectedVersion: cc.expected, Metadata: cc.metadata, Idempotency: completion,
 	})
+	if errors.Is(err, postgres.ErrIdempotencyKeyCompleted) {
+		outcome = "replayed"
+		s.answerFromKey(w, r, principal, cc)
+		return
+	}
 	if err != nil {
 		p := s.commandProblem(err, mapErr)
 		if p.Status >= 500 {
@@ -187,7 +192,11 @@ func runCommand[S any, C any, E aggregate.Event](s *Server, w http.ResponseWrite
 			if completion != nil {
 				p.Instance = r.URL.Path
 				body, _ := json.Marshal(p)
-				if cerr := s.store.CompleteIdempotencyKey(ctx, principal, cc.idempotencyKey, p.Status, body); cerr != nil {
+				if cerr := s.store.CompleteIdempotencyKey(ctx, principal, cc.idempotencyKey, p.Status, body); errors.Is(cerr, postgres.ErrIdempotencyKeyCompleted) {
+					// Another run of the request answered first: its answer stands.
+					s.answerFromKey(w, r, principal, cc)
+					return
+				} else if cerr != nil {
 					s.logger.ErrorContext(ctx, "complete idempotency key", "err", cerr)
 				}
 			}
@@ -206,11 +215,36 @@ func runCommand[S any, C any, E aggregate.Event](s *Server, w http.ResponseWrite
 	}
 	if completion != nil && len(res.Events) == 0 {
 		body, _ := json.Marshal(resp)
-		if cerr := s.store.CompleteIdempotencyKey(ctx, principal, cc.idempotencyKey, status, body); cerr != nil {
+		if cerr := s.store.CompleteIdempotencyKey(ctx, principal, cc.idempotencyKey, status, body); errors.Is(cerr, postgres.ErrIdempotencyKeyCompleted) {
+			s.answerFromKey(w, r, principal, cc)
+			return
+		} else if cerr != nil {
 			s.logger.ErrorContext(ctx, "complete idempotency key", "err", cerr)
 		}
 	}
 	writeCommandResponse(w, resp, status, created, false)
+}
+
+// answerFromKey answers a request whose Idempotency-Key another run of it
+// completed while this run's claim had expired: with that run's answer,
+// which stands (this run stored nothing).
+func (s *Server) answerFromKey(w http.ResponseWriter, r *http.Request, principal string, cc commandContext) {
+	ctx := context.WithoutCancel(r.Context())
+	claim, stored, err := s.store.ClaimIdempotencyKey(ctx, principal, cc.idempotencyKey, cc.requestHash, s.cfg.IdempotencyClaim)
+	switch {
+	case err != nil:
+		s.internalError(w, r, err)
+	case claim == postgres.Replay:
+		s.replay(w, r, stored)
+	default:
+		if claim == postgres.Claimed { // the record is gone (expired): let a retry run the command
+			if err := s.store.ReleaseIdempotencyKey(ctx, principal, cc.idempotencyKey); err != nil {
+				s.logger.ErrorContext(ctx, "release idempotency key", "err", err)
+			}
+		}
+		problem.Write(w, r, problem.New(http.StatusConflict, "idempotency-key-in-use", "Request in progress",
+			"another run of a request with this Idempotency-Key is being processed; retry later"))
+	}
 }
 
 func writeCommandResponse(w http.ResponseWriter, resp CommandResponse, status int, created, replayed bool) {

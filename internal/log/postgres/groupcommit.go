@@ -104,10 +104,11 @@ func (g *groupCommit) send(ctx context.Context, batch []*pendingAppend) {
 	ctx, cancel := context.WithTimeout(ctx, batchTimeout)
 	defer cancel()
 	err := g.execute(ctx, batch)
-	if isUniqueViolation(err, "events_stream_version") && len(batch) > 1 {
+	if (isUniqueViolation(err, "events_stream_version") || isKeyCompletedAlready(err)) && len(batch) > 1 {
 		// Another process took a version between a command's check and its
-		// insert, which failed the whole batch. Send the commands one by one:
-		// only the late one conflicts.
+		// insert, or completed a command's Idempotency-Key first, which failed
+		// the whole batch. Send the commands one by one: only the late one
+		// fails.
 		for _, p := range batch {
 			g.settle(p, g.execute(ctx, []*pendingAppend{p}))
 		}
@@ -124,6 +125,8 @@ func (g *groupCommit) settle(p *pendingAppend, err error) {
 	switch {
 	case isUniqueViolation(err, "events_stream_version"):
 		p.events, p.err = nil, fmt.Errorf("append to %s/%s at version %d: %w", r.AggregateType, r.AggregateID, r.Expected, ErrConcurrency)
+	case isKeyCompletedAlready(err):
+		p.events, p.err = nil, fmt.Errorf("append to %s/%s: %w", r.AggregateType, r.AggregateID, ErrIdempotencyKeyCompleted)
 	case err != nil:
 		p.events, p.err = nil, fmt.Errorf("append to %s/%s: %w", r.AggregateType, r.AggregateID, err)
 	case len(p.events) == 0:

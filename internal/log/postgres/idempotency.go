@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 )
 
 // ClaimOutcome is what claiming an idempotency key found.
@@ -95,12 +96,28 @@ func (s *Store) ClaimIdempotencyKey(ctx context.Context, principal, key string, 
 // CompleteIdempotencyKey remembers a response that appended nothing (a
 // refused command, or one that decided no events) for the claimed key.
 func (s *Store) CompleteIdempotencyKey(ctx context.Context, principal, key string, status int, body json.RawMessage) error {
-	_, err := s.pool.Exec(ctx, `UPDATE idempotency_keys SET completed_at = now(), response_status = $3, response_body = $4
+	tag, err := s.pool.Exec(ctx, `UPDATE idempotency_keys SET completed_at = now(), response_status = $3, response_body = $4
         WHERE principal = $1 AND key = $2 AND completed_at IS NULL`, principal, key, status, body)
 	if err != nil {
 		return fmt.Errorf("complete idempotency key: %w", err)
 	}
+	if tag.RowsAffected() == 0 {
+		return fmt.Errorf("complete idempotency key %s: %w", key, ErrIdempotencyKeyCompleted)
+	}
 	return nil
+}
+
+// ErrIdempotencyKeyCompleted means another run of the request completed its
+// Idempotency-Key first (this run's claim had expired, and a retry took it
+// over): this run stored nothing, and the answer is the other run's, which
+// a new claim replays.
+var ErrIdempotencyKeyCompleted = errors.New("the idempotency key was completed by another run of the request")
+
+// isKeyCompletedAlready tells whether err is the database refusing to
+// complete a completed key (migration 005).
+func isKeyCompletedAlready(err error) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && pgErr.Code == "TB001"
 }
 
 // ReleaseIdempotencyKey gives up a claim that did not complete (the command

@@ -228,6 +228,9 @@ func (s *Store) appendOnce(ctx context.Context, req AppendRequest) ([]log.Event,
 	if isUniqueViolation(err, "events_stream_version") {
 		return nil, fmt.Errorf("append to %s/%s: %w", req.AggregateType, req.AggregateID, ErrConcurrency)
 	}
+	if isKeyCompletedAlready(err) {
+		return nil, fmt.Errorf("append to %s/%s: %w", req.AggregateType, req.AggregateID, ErrIdempotencyKeyCompleted)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("append to %s/%s: %w", req.AggregateType, req.AggregateID, err)
 	}
