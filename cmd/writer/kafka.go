@@ -92,7 +92,18 @@ func newRelay(ctx context.Context, s settings, pool *pgxpool.Pool, reg prometheu
 
 	startCtx, cancel := context.WithTimeout(ctx, k.StartTimeout)
 	defer cancel()
-	if err := r.EnsureTopics(startCtx); err != nil {
+	// A refused connection fails at once: try again until the start timeout
+	// (Kafka may come up after the relay, or be restarting).
+	err = r.EnsureTopics(startCtx)
+	for pause := 100 * time.Millisecond; err != nil && !errors.Is(err, kafka.ErrPartitionMismatch) && startCtx.Err() == nil; pause = min(2*pause, 2*time.Second) {
+		logger.Warn("relay: Kafka does not answer yet; trying again", "err", err)
+		select {
+		case <-startCtx.Done():
+		case <-time.After(pause):
+			err = r.EnsureTopics(startCtx)
+		}
+	}
+	if err != nil {
 		closeAll()
 		if errors.Is(err, kafka.ErrPartitionMismatch) {
 			return nil, fmt.Errorf("KAFKA_PARTITIONS / KAFKA_TOPIC_PREFIX: %w", err)

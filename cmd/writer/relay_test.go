@@ -16,6 +16,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -290,4 +291,35 @@ func selfSignedCA(t *testing.T) ([]byte, tls.Certificate) {
 	}
 	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER}),
 		tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
+}
+
+// Kafka that comes up after the writer (within KAFKA_START_TIMEOUT) is
+// waited for: the relay starts and relays, instead of the process exiting
+// at the first refused connection (the chaos suite saw relays restarted in
+// a loop while Kafka was down).
+func TestRelayWaitsForKafkaToComeUp(t *testing.T) {
+	_, portText, _ := net.SplitHostPort(freeAddr(t))
+	port, _ := strconv.Atoi(portText)
+	late := make(chan *kfake.Cluster, 1)
+	go func() {
+		time.Sleep(1500 * time.Millisecond) // the writer is trying to reach nobody
+		c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.Ports(port))
+		if err != nil {
+			c = nil
+		}
+		late <- c
+	}()
+	base, _ := startWriter(t, []string{"--migrate"}, testenv.Getenv("DATABASE_URL", testenv.PostgresURL(t),
+		"KAFKA_BROKERS", "127.0.0.1:"+portText, "KAFKA_PARTITIONS", "4", "KAFKA_START_TIMEOUT", "20s"))
+	cluster := <-late
+	if cluster == nil {
+		t.Fatal("kfake could not start on its port")
+	}
+	t.Cleanup(func() { testenv.CloseKafka(cluster) })
+	if s := post(t, base+"/v1/accounts", `{"id":"late","owner":"Ada","currency":"EUR"}`); s != http.StatusCreated {
+		t.Fatalf("open: %d", s)
+	}
+	if r := consumeN(t, cluster.ListenAddrs(), "tributary.account.events", 1); string(r[0].Key) != "late" {
+		t.Fatalf("relayed %q, want the account late", r[0].Key)
+	}
 }
