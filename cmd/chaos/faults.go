@@ -28,6 +28,10 @@ const (
 	killRelayInOutage = "kill -9 relay in a Kafka outage"
 )
 
+// upBeforeNextKill is how long a restarted process runs before the next
+// fault may hit it.
+const upBeforeNextKill = 3 * time.Second
+
 var faultKinds = []string{killWriter, killRelay, killTransfers, killProjector, restartRedis, pausePostgres, restartKafka, killRelayInOutage, stallPostgres}
 
 // targets are the parts each kind of fault hits; faults that share a part
@@ -128,7 +132,15 @@ func (h *harness) injectOne(ctx context.Context, kind string, d time.Duration) e
 			return err
 		}
 		sleep(context.WithoutCancel(ctx), d)
-		return p.start()
+		if err := p.start(); err != nil {
+			return err
+		}
+		// The next fault of this process waits until it had time to join its
+		// consumer group: kfake never expires a member killed inside its
+		// JoinGroup (real Kafka does, after the session timeout), and its
+		// partitions would stay assigned to the dead member for good.
+		sleep(context.WithoutCancel(ctx), upBeforeNextKill)
+		return nil
 	}
 	switch kind {
 	case killWriter:
@@ -161,7 +173,11 @@ func (h *harness) injectOne(ctx context.Context, kind string, d time.Duration) e
 		if err != nil {
 			return err
 		}
-		return h.relay.start()
+		if err := h.relay.start(); err != nil {
+			return err
+		}
+		sleep(context.WithoutCancel(ctx), upBeforeNextKill)
+		return nil
 	}
 	return fmt.Errorf("unknown fault %q", kind)
 }
