@@ -237,8 +237,12 @@ func step[S any, C any, E aggregate.Event](ctx context.Context, s *Steps, transf
 	case errors.As(err, &ruleTransfer):
 		return s.refused(ctx, key, refusal{Code: ruleTransfer.Code, Detail: ruleTransfer.Detail})
 	case err != nil:
-		if rerr := s.store.ReleaseIdempotencyKey(context.WithoutCancel(ctx), Principal, key); rerr != nil {
-			err = errors.Join(err, rerr) // the claim expires after claimFor anyway
+		// An append whose outcome is unknown may still commit: its claim
+		// runs out instead of being released.
+		if !errors.Is(err, postgres.ErrAppendOutcomeUnknown) {
+			if rerr := s.store.ReleaseIdempotencyKey(context.WithoutCancel(ctx), Principal, key); rerr != nil {
+				err = errors.Join(err, rerr) // the claim expires after claimFor anyway
+			}
 		}
 		return log.Event{}, "", fmt.Errorf("transfer %s, step %s: %w", transferID, name, err)
 	case len(res.Events) == 0:

@@ -175,8 +175,10 @@ func runCommand[S any, C any, E aggregate.Event](s *Server, w http.ResponseWrite
 			} else {
 				s.logger.ErrorContext(ctx, "command failed", "aggregate", h.TypeName(), "id", id, "command", commandName, "err", err)
 			}
-			if completion != nil {
-				// Let a retry run the command again: nothing was appended.
+			if completion != nil && !errors.Is(err, postgres.ErrAppendOutcomeUnknown) {
+				// Let a retry run the command again: nothing was appended. (When
+				// the append's outcome is unknown, the claim must run out
+				// instead: the append may still commit.)
 				if rerr := s.store.ReleaseIdempotencyKey(context.WithoutCancel(ctx), principal, cc.idempotencyKey); rerr != nil {
 					s.logger.ErrorContext(ctx, "release idempotency key", "err", rerr)
 				}

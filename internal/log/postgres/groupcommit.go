@@ -127,6 +127,8 @@ func (g *groupCommit) settle(p *pendingAppend, err error) {
 		p.events, p.err = nil, fmt.Errorf("append to %s/%s at version %d: %w", r.AggregateType, r.AggregateID, r.Expected, ErrConcurrency)
 	case isKeyCompletedAlready(err):
 		p.events, p.err = nil, fmt.Errorf("append to %s/%s: %w", r.AggregateType, r.AggregateID, ErrIdempotencyKeyCompleted)
+	case outcomeUnknown(err):
+		p.events, p.err = nil, fmt.Errorf("append to %s/%s: %w: %w", r.AggregateType, r.AggregateID, ErrAppendOutcomeUnknown, err)
 	case err != nil:
 		p.events, p.err = nil, fmt.Errorf("append to %s/%s: %w", r.AggregateType, r.AggregateID, err)
 	case len(p.events) == 0:

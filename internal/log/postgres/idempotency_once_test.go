@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
+
 	"github.com/tributary-es/tributary/internal/log/postgres"
 	"github.com/tributary-es/tributary/internal/testenv"
 )
@@ -65,5 +67,28 @@ func TestAnIdempotencyKeyIsCompletedOnce(t *testing.T) {
 				t.Fatalf("a retry now: %v %+v %v, want the first run's 201 replayed", out, stored, err)
 			}
 		})
+	}
+}
+
+// An append Postgres did not answer (here: nobody listens) says that its
+// outcome is unknown, so that nobody releases the key claimed for it while
+// its transaction may still commit (chaos, seed 2: a release that ran before
+// a stalled append committed let a retry deposit twice).
+func TestAnUnansweredAppendHasAnUnknownOutcome(t *testing.T) {
+	dead, err := pgxpool.New(context.Background(), "postgres://postgres@127.0.0.1:1/none?connect_timeout=2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dead.Close()
+	_, err = postgres.NewStore(dead, nil).Append(context.Background(), postgres.AppendRequest{AggregateType: "thing", AggregateID: "u1",
+		Expected: 3, Events: newEvents(t, "Made"), Metadata: meta})
+	if !errors.Is(err, postgres.ErrAppendOutcomeUnknown) {
+		t.Fatalf("append without an answer: %v, want ErrAppendOutcomeUnknown", err)
+	}
+	store := postgres.NewStore(testenv.Postgres(t), nil)
+	_, err = store.Append(context.Background(), postgres.AppendRequest{AggregateType: "thing", AggregateID: "u1", Expected: 7,
+		Events: newEvents(t, "Made"), Metadata: meta})
+	if !errors.Is(err, postgres.ErrConcurrency) || errors.Is(err, postgres.ErrAppendOutcomeUnknown) {
+		t.Fatalf("a refused append: %v, want ErrConcurrency, a known outcome", err)
 	}
 }

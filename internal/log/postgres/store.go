@@ -27,6 +27,20 @@ import (
 // command appended first. Nothing was written.
 var ErrConcurrency = errors.New("stream is not at the expected version")
 
+// ErrAppendOutcomeUnknown means Postgres did not answer an append (the
+// connection failed, or the batch timed out): its transaction may still
+// commit. An Idempotency-Key claimed for it must not be released — a retry
+// waits for the claim to expire, and the key's single completion settles
+// which run stands.
+var ErrAppendOutcomeUnknown = errors.New("the append's outcome is unknown")
+
+// outcomeUnknown tells whether err leaves an append's outcome open: any
+// error that is not Postgres' own answer.
+func outcomeUnknown(err error) bool {
+	var pgErr *pgconn.PgError
+	return err != nil && !errors.As(err, &pgErr)
+}
+
 // ExpectedVersion is the version a stream must be at for an append to succeed.
 // Use AnyVersion, NoStream or a positive exact version.
 type ExpectedVersion int64
@@ -230,6 +244,9 @@ func (s *Store) appendOnce(ctx context.Context, req AppendRequest) ([]log.Event,
 	}
 	if isKeyCompletedAlready(err) {
 		return nil, fmt.Errorf("append to %s/%s: %w", req.AggregateType, req.AggregateID, ErrIdempotencyKeyCompleted)
+	}
+	if outcomeUnknown(err) {
+		return nil, fmt.Errorf("append to %s/%s: %w: %w", req.AggregateType, req.AggregateID, ErrAppendOutcomeUnknown, err)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("append to %s/%s: %w", req.AggregateType, req.AggregateID, err)
