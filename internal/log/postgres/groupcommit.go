@@ -18,26 +18,27 @@ import (
 // transaction (tributary_append_commands): one round trip and one WAL flush for many
 // commands. Each command still succeeds or conflicts on its own.
 //
-// There is no background goroutine: a caller whose append is still waiting
-// takes a free slot and sends the oldest waiting appends (its own among
-// them, or before it); it stops leading as soon as its own append is done.
+// A committer goroutine runs while appends wait: it sends the oldest ones,
+// settles them, and takes the next batch at once, so under load batches
+// follow each other without a hand-off between goroutines; it ends when the
+// queue is empty. Callers only wait for their own append to be settled.
 type groupCommit struct {
 	store *Store
-	// maxInFlight bounds the batches on their way at once; maxBatch the
-	// commands in one batch.
+	// maxInFlight bounds the batches on their way at once (one committer
+	// each); maxBatch the commands in one batch.
 	maxInFlight, maxBatch int
 
-	mu       sync.Mutex
-	changed  *sync.Cond // a batch finished: a slot is free, appends are done
-	waiting  []*pendingAppend
-	inFlight int
+	mu         sync.Mutex
+	waiting    []*pendingAppend
+	committers int
 }
 
 type pendingAppend struct {
-	req      AppendRequest
-	finished bool // guarded by groupCommit.mu
-	events   []log.Event
-	err      error
+	ctx    context.Context // the caller's, without its cancellation: the trace of the batch
+	req    AppendRequest
+	done   chan struct{} // closed once events and err are set
+	events []log.Event
+	err    error
 }
 
 // batchTimeout bounds one batch's round trip. A batch runs detached from the
@@ -45,34 +46,36 @@ type pendingAppend struct {
 const batchTimeout = 30 * time.Second
 
 func newGroupCommit(s *Store, maxInFlight, maxBatch int) *groupCommit {
-	g := &groupCommit{store: s, maxInFlight: maxInFlight, maxBatch: maxBatch}
-	g.changed = sync.NewCond(&g.mu)
-	return g
+	return &groupCommit{store: s, maxInFlight: maxInFlight, maxBatch: maxBatch}
 }
 
 func (g *groupCommit) append(ctx context.Context, req AppendRequest) ([]log.Event, error) {
-	p := &pendingAppend{req: req}
-	ctx = context.WithoutCancel(ctx)
+	p := &pendingAppend{ctx: context.WithoutCancel(ctx), req: req, done: make(chan struct{})}
 	g.mu.Lock()
 	g.waiting = append(g.waiting, p)
-	for !p.finished {
-		if g.inFlight >= g.maxInFlight || len(g.waiting) == 0 {
-			g.changed.Wait()
-			continue
-		}
-		batch := g.take()
-		g.inFlight++
-		g.mu.Unlock()
-		g.send(ctx, batch)
-		g.mu.Lock()
-		g.inFlight--
-		for _, q := range batch {
-			q.finished = true
-		}
-		g.changed.Broadcast()
+	if g.committers < g.maxInFlight {
+		g.committers++
+		go g.commit()
 	}
 	g.mu.Unlock()
+	<-p.done
 	return p.events, p.err
+}
+
+// commit sends batches until no append is waiting.
+func (g *groupCommit) commit() {
+	g.mu.Lock()
+	for len(g.waiting) > 0 {
+		batch := g.take()
+		g.mu.Unlock()
+		g.send(batch[0].ctx, batch)
+		for _, p := range batch {
+			close(p.done)
+		}
+		g.mu.Lock()
+	}
+	g.committers--
+	g.mu.Unlock()
 }
 
 // take removes the oldest waiting appends from the queue, at most maxBatch
