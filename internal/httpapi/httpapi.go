@@ -16,6 +16,7 @@ import (
 	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
 )
 
 // WriteJSON answers with v as JSON.
@@ -69,11 +70,20 @@ func (r *statusRecorder) WriteHeader(code int) {
 func (r *statusRecorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
 
 // Trace makes a server span of every request, continuing the caller's W3C
-// trace context, named after the route that matched.
+// trace context, named after the route that matched. With a no-op tp
+// (tracing off) it only continues the caller's trace context, which the
+// writer stores with the events, and skips otelhttp's per-request work
+// (~9 µs a request under the writer benchmark).
 func Trace(operation string, tp trace.TracerProvider, next http.Handler) http.Handler {
+	propagator := propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{})
+	if _, off := tp.(noop.TracerProvider); off {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			next.ServeHTTP(w, r.WithContext(propagator.Extract(r.Context(), propagation.HeaderCarrier(r.Header))))
+		})
+	}
 	return otelhttp.NewHandler(next, operation,
 		otelhttp.WithTracerProvider(tp),
-		otelhttp.WithPropagators(propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{})),
+		otelhttp.WithPropagators(propagator),
 		otelhttp.WithSpanNameFormatter(func(op string, r *http.Request) string {
 			if r.Pattern == "" {
 				return op + " " + r.Method
