@@ -40,17 +40,10 @@ func readJSON(r *http.Request, maxBytes int64, allowEmpty bool, dst any) ([]byte
 		return nil, problem.New(http.StatusUnsupportedMediaType, "unsupported-media-type", "Unsupported media type",
 			"send the command as Content-Type: application/json")
 	}
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(dst); err != nil {
+	// Unmarshal refuses bad syntax, wrong types and data after the value;
+	// exactMemberNames below refuses unknown members.
+	if err := json.Unmarshal(body, dst); err != nil {
 		return nil, malformed(err)
-	}
-	if dec.More() {
-		return nil, problem.New(http.StatusBadRequest, "malformed-json", "Malformed JSON", "the body must hold exactly one JSON object")
-	}
-	if tok, err := dec.Token(); err != io.EOF {
-		return nil, problem.New(http.StatusBadRequest, "malformed-json", "Malformed JSON",
-			fmt.Sprintf("unexpected data after the JSON object: %v", tok))
 	}
 	// Decoding into a struct also accepts null, and member names that match
 	// a field only when case is ignored: neither is the object asked for.
@@ -65,29 +58,80 @@ func readJSON(r *http.Request, maxBytes int64, allowEmpty bool, dst any) ([]byte
 }
 
 // exactMemberNames refuses a member of the JSON object body whose name is
-// not exactly the JSON name of a field of the struct dst points to.
+// not exactly the JSON name of a field of the struct dst points to
+// (encoding/json matches names ignoring case, and ignores unknown ones).
+// body must be valid JSON whose first non-space byte is '{'.
 func exactMemberNames(body []byte, dst any) *problem.Problem {
-	var members map[string]json.RawMessage
-	if err := json.Unmarshal(body, &members); err != nil {
-		return malformed(err)
-	}
-	known := make(map[string]bool)
 	t := reflect.TypeOf(dst).Elem()
-	for i := range t.NumField() {
-		f := t.Field(i)
-		name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
-		if name == "" {
-			name = f.Name
+	var unknown []byte
+	forEachMemberName(body, func(name []byte) bool {
+		if bytes.IndexByte(name, '\\') >= 0 {
+			// An escaped name: compare it decoded.
+			var decoded string
+			if json.Unmarshal(append(append([]byte{'"'}, name...), '"'), &decoded) == nil {
+				name = []byte(decoded)
+			}
 		}
-		known[name] = f.IsExported() && name != "-"
-	}
-	for name := range members {
-		if !known[name] {
-			return problem.New(http.StatusBadRequest, "malformed-json", "Malformed JSON",
-				fmt.Sprintf("json: unknown field %q (member names are case-sensitive)", name))
+		if !isFieldName(t, name) {
+			unknown = name
+			return false
 		}
+		return true
+	})
+	if unknown != nil {
+		return problem.New(http.StatusBadRequest, "malformed-json", "Malformed JSON",
+			fmt.Sprintf("json: unknown field %q (member names are case-sensitive)", unknown))
 	}
 	return nil
+}
+
+// isFieldName tells whether name is the JSON name of an exported field of
+// the struct type t.
+func isFieldName(t reflect.Type, name []byte) bool {
+	for i := range t.NumField() {
+		f := t.Field(i)
+		jsonName, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+		if jsonName == "" {
+			jsonName = f.Name
+		}
+		if f.IsExported() && jsonName != "-" && jsonName == string(name) {
+			return true
+		}
+	}
+	return false
+}
+
+// forEachMemberName calls f with the raw name (between the quotes, escapes
+// kept) of each member of the outermost object of body, in order, until f
+// returns false. body must be valid JSON whose first non-space byte is '{'.
+func forEachMemberName(body []byte, f func(name []byte) bool) {
+	depth, expectName := 0, false
+	for i := 0; i < len(body); i++ {
+		switch body[i] {
+		case '{':
+			depth++
+			expectName = depth == 1
+		case '[':
+			depth++
+		case '}', ']':
+			depth--
+		case ',':
+			expectName = depth == 1
+		case '"':
+			start := i + 1
+			for i++; body[i] != '"'; i++ {
+				if body[i] == '\\' {
+					i++
+				}
+			}
+			if expectName {
+				if !f(body[start:i]) {
+					return
+				}
+				expectName = false
+			}
+		}
+	}
 }
 
 func malformed(err error) *problem.Problem {
