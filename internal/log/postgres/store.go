@@ -68,11 +68,12 @@ type Store struct {
 type StoreOption func(*Store)
 
 // WithGroupCommit sets how many append batches may be on their way to
-// Postgres at once (default 1), and how many commands one batch holds at
-// most (default 128). Appends that arrive while all slots are busy wait and
-// go together in the next batch. One slot measured best here: with 16
-// clients, 1 slot gave 3,600 commands/s, 2 gave 3,100, 4 gave 2,700 and 8
-// gave 2,600 (docs/BENCHMARKS.md).
+// Postgres at once (default 1; each has its own committer goroutine and
+// connection), and how many commands one batch holds at most (default 128).
+// Appends that arrive while all slots are busy wait and go together in the
+// next batch. One slot measured best: with 16 clients on the writer
+// benchmark, two slots made smaller batches and fewer commands/s
+// (docs/BENCHMARKS.md; BenchmarkAppendConcurrent compares them).
 func WithGroupCommit(maxInFlight, maxBatch int) StoreOption {
 	return func(s *Store) { s.group.maxInFlight, s.group.maxBatch = max(1, maxInFlight), max(1, maxBatch) }
 }
