@@ -111,7 +111,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	s.api.TracerProvider = tracing.TracerProvider
+	s.api.TracerProvider, s.api.Propagator = tracing.TracerProvider, tracing.Propagator
 	api := reader.NewServer(s.api, rdb, s.redis.Prefix, reg, spec, logger)
 
 	ln, err := net.Listen("tcp", s.httpAddr)

@@ -33,6 +33,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			return config.UsageError{Err: err}
 		}
 		defer shutdownTracing(tracing, logger)
+		s.propagator = tracing.Propagator
 		if tracing.Exporting {
 			s.tracerProvider = tracing.TracerProvider
 		}

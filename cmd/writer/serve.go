@@ -49,6 +49,9 @@ func serve(ctx context.Context, s settings, logger *slog.Logger, api bool) error
 		if s.tracerProvider != nil {
 			cfg.TracerProvider = s.tracerProvider
 		}
+		if s.propagator != nil {
+			cfg.Propagator = s.propagator
+		}
 		api, err := writer.New(pool, cfg, aggregate.Options{SnapshotEvery: s.snapshotEvery}, reg, logger)
 		if err != nil {
 			return err

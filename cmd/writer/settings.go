@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
+	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/tributary-es/tributary/internal/config"
@@ -16,7 +17,9 @@ import (
 // settings is every setting of the writer, from flags or the environment.
 type settings struct {
 	// tracerProvider makes the spans (set from OTEL_* by run, not a flag).
-	tracerProvider  trace.TracerProvider
+	tracerProvider trace.TracerProvider
+	// propagator reads trace context from requests (OTEL_PROPAGATORS, set by run).
+	propagator      propagation.TextMapPropagator
 	databaseURL     string
 	dbMaxConns      int
 	httpAddr        string

@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/redis/go-redis/v9"
+	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
 	"go.opentelemetry.io/otel/trace/noop"
 
@@ -41,12 +42,15 @@ type Config struct {
 	AutoPipeline bool
 	// TracerProvider makes the HTTP server spans.
 	TracerProvider trace.TracerProvider
+	// Propagator reads the caller's trace context from the request headers
+	// (W3C trace context and baggage by default; OTEL_PROPAGATORS).
+	Propagator propagation.TextMapPropagator
 }
 
 // DefaultConfig is a sensible Config.
 func DefaultConfig() Config {
 	return Config{MaxWait: 2 * time.Second, ViewCache: 250 * time.Millisecond, DefaultPage: 50, MaxPage: 500,
-		AutoPipeline: true, TracerProvider: noop.NewTracerProvider()}
+		AutoPipeline: true, TracerProvider: noop.NewTracerProvider(), Propagator: httpapi.DefaultPropagator()}
 }
 
 // Server serves the reader's HTTP API.
@@ -99,7 +103,7 @@ func (s *Server) Handler() http.Handler {
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.gatherer, promhttp.HandlerOpts{}))
 	mux.Handle("GET /openapi.json", s.spec)
 	mux.HandleFunc("/", httpapi.Unmatched(mux, http.MethodGet))
-	return httpapi.Trace("reader", s.cfg.TracerProvider, httpapi.Instrument(s.metrics.httpSeconds, rejectMalformedQueries(mux)))
+	return httpapi.Trace("reader", s.cfg.TracerProvider, s.cfg.Propagator, httpapi.Instrument(s.metrics.httpSeconds, rejectMalformedQueries(mux)))
 }
 
 // rejectMalformedQueries answers 400 to a query string that does not parse,

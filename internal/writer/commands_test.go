@@ -9,8 +9,10 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"go.opentelemetry.io/contrib/propagators/b3"
 
 	"github.com/tributary-es/tributary/internal/domain/account"
+	"github.com/tributary-es/tributary/internal/writer"
 )
 
 // 64 concurrent deposits into one account and 64 concurrent withdrawals from
@@ -243,6 +245,29 @@ func TestIdempotencyKeyUnderConcurrentRetries(t *testing.T) {
 	}
 	if s, _ := st.fold("a1"); s.Balance != 7 {
 		t.Fatalf("balance %d, want 7", s.Balance)
+	}
+}
+
+// The caller's trace context is read with the configured propagator
+// (OTEL_PROPAGATORS): with B3, a B3 caller's trace is continued and stored
+// as W3C trace context; with the default (W3C), the B3 header means nothing.
+func TestTraceContextIsReadWithTheConfiguredPropagator(t *testing.T) {
+	const b3Header = "4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-1"
+	cfg := writer.DefaultConfig()
+	cfg.Propagator = b3.New()
+	for _, tt := range []struct {
+		name string
+		st   *stack
+		want string
+	}{
+		{"b3", newStackWith(t, 1, cfg), "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"},
+		{"default", newStack(t, 1), ""},
+	} {
+		tt.st.must(http.StatusCreated, "POST", "/v1/accounts", `{"id":"a1","owner":"Ada","currency":"EUR"}`, "b3", b3Header)
+		_, stored := tt.st.fold("a1")
+		if len(stored) != 1 || stored[0].TraceParent != tt.want {
+			t.Errorf("%s: stored %+v, want traceparent %q", tt.name, stored, tt.want)
+		}
 	}
 }
 

@@ -11,6 +11,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
 	"go.opentelemetry.io/otel/trace/noop"
 
@@ -34,12 +35,15 @@ type Config struct {
 	// TracerProvider makes the HTTP server spans; the incoming W3C trace
 	// context is continued and stored with the events either way.
 	TracerProvider trace.TracerProvider
+	// Propagator reads the caller's trace context from the request headers
+	// (W3C trace context and baggage by default; OTEL_PROPAGATORS).
+	Propagator propagation.TextMapPropagator
 }
 
 // DefaultConfig is a sensible Config.
 func DefaultConfig() Config {
 	return Config{MaxBodyBytes: 64 << 10, IdempotencyClaim: 30 * time.Second, PrincipalHeader: "X-Principal", MaxStreamPage: 1000,
-		TracerProvider: noop.NewTracerProvider()}
+		TracerProvider: noop.NewTracerProvider(), Propagator: httpapi.DefaultPropagator()}
 }
 
 // Server serves the writer's HTTP API.
@@ -100,7 +104,7 @@ func (s *Server) Handler() http.Handler {
 		mux.Handle(rt.pattern, rt.handler)
 	}
 	mux.HandleFunc("/", httpapi.Unmatched(mux, http.MethodGet, http.MethodPost))
-	return httpapi.Trace("writer", s.cfg.TracerProvider, httpapi.Instrument(s.metrics.httpSeconds, s.rejectUncleanPaths(mux)))
+	return httpapi.Trace("writer", s.cfg.TracerProvider, s.cfg.Propagator, httpapi.Instrument(s.metrics.httpSeconds, s.rejectUncleanPaths(mux)))
 }
 
 func (s *Server) rejectUncleanPaths(next http.Handler) http.Handler {

@@ -43,6 +43,12 @@ type stack struct {
 
 func newStack(t testing.TB, processes int) *stack {
 	t.Helper()
+	return newStackWith(t, processes, writer.DefaultConfig())
+}
+
+// newStackWith is newStack with the writers' Config.
+func newStackWith(t testing.TB, processes int, cfg writer.Config) *stack {
+	t.Helper()
 	pool := testenv.Postgres(t)
 	eventSchemas, err := log.LoadSchemas(schemas.Events)
 	if err != nil {
@@ -56,7 +62,7 @@ func newStack(t testing.TB, processes int) *stack {
 	for range processes {
 		accounts := aggregate.NewHandler(writer.AccountType(), st.store, eventSchemas, aggregate.Options{})
 		transfers := aggregate.NewHandler(writer.TransferType(), st.store, eventSchemas, aggregate.Options{})
-		api := writer.NewServer(writer.DefaultConfig(), st.store, accounts, prometheus.NewRegistry(), spec, slog.New(slog.DiscardHandler)).
+		api := writer.NewServer(cfg, st.store, accounts, prometheus.NewRegistry(), spec, slog.New(slog.DiscardHandler)).
 			WithTransfers(transfers)
 		h := api.Handler()
 		srv := httptest.NewServer(h)
