@@ -64,11 +64,12 @@ func (g *groupCommit) append(ctx context.Context, req AppendRequest) ([]log.Even
 
 // commit sends batches until no append is waiting.
 func (g *groupCommit) commit() {
+	var args batchArgs
 	g.mu.Lock()
 	for len(g.waiting) > 0 {
 		batch := g.take()
 		g.mu.Unlock()
-		g.send(batch[0].ctx, batch)
+		g.send(batch[0].ctx, batch, &args)
 		for _, p := range batch {
 			close(p.done)
 		}
@@ -103,17 +104,17 @@ func (g *groupCommit) take() []*pendingAppend {
 
 type streamKey struct{ aggregateType, aggregateID string }
 
-func (g *groupCommit) send(ctx context.Context, batch []*pendingAppend) {
+func (g *groupCommit) send(ctx context.Context, batch []*pendingAppend, args *batchArgs) {
 	ctx, cancel := context.WithTimeout(ctx, batchTimeout)
 	defer cancel()
-	err := g.execute(ctx, batch)
+	err := g.execute(ctx, batch, args)
 	if (isUniqueViolation(err, "events_stream_version") || isKeyCompletedAlready(err)) && len(batch) > 1 {
 		// Another process took a version between a command's check and its
 		// insert, or completed a command's Idempotency-Key first, which failed
 		// the whole batch. Send the commands one by one: only the late one
 		// fails.
 		for _, p := range batch {
-			g.settle(p, g.execute(ctx, []*pendingAppend{p}))
+			g.settle(p, g.execute(ctx, []*pendingAppend{p}, args))
 		}
 		return
 	}
@@ -146,58 +147,74 @@ func (g *groupCommit) settle(p *pendingAppend, err error) {
 // eventAt locates a sent event: its command in the batch, its place in the command.
 type eventAt struct{ cmd, ord int }
 
+// batchArgs is a batch laid out as tributary_append_commands' arguments, one
+// array per column. A committer reuses one for all its batches: pgx encodes
+// the arguments before Query returns.
+type batchArgs struct {
+	cType, cID, cCorrelation, cCausation, cPrincipal []string
+	cTraceParent, cTraceState, cSnapState            []string
+	cIdemPrincipal, cIdemKey                         []string
+	cExpected, cSnapVersion                          []int64
+	cSnapSchema, cIdemStatus                         []int32
+	eCmd, eOrd, eSchema                              []int32
+	eID                                              [][16]byte // not uuid.UUID: pgx would encode each through its driver.Valuer, as text
+	eType                                            []string
+	ePayload                                         [][]byte // encoded as text without a copy to a string
+	// sent locates each event of the batch.
+	sent map[uuid.UUID]eventAt
+}
+
+// fill lays batch out, replacing what a held before.
+func (a *batchArgs) fill(batch []*pendingAppend) {
+	if a.sent == nil {
+		a.sent = make(map[uuid.UUID]eventAt, len(batch))
+	}
+	clear(a.sent)
+	a.cType, a.cID, a.cCorrelation, a.cCausation, a.cPrincipal = a.cType[:0], a.cID[:0], a.cCorrelation[:0], a.cCausation[:0], a.cPrincipal[:0]
+	a.cTraceParent, a.cTraceState, a.cSnapState = a.cTraceParent[:0], a.cTraceState[:0], a.cSnapState[:0]
+	a.cIdemPrincipal, a.cIdemKey = a.cIdemPrincipal[:0], a.cIdemKey[:0]
+	a.cExpected, a.cSnapVersion, a.cSnapSchema, a.cIdemStatus = a.cExpected[:0], a.cSnapVersion[:0], a.cSnapSchema[:0], a.cIdemStatus[:0]
+	a.eCmd, a.eOrd, a.eSchema, a.eID, a.eType, a.ePayload = a.eCmd[:0], a.eOrd[:0], a.eSchema[:0], a.eID[:0], a.eType[:0], a.ePayload[:0]
+	for i, p := range batch {
+		r, m := p.req, p.req.Metadata
+		a.cType, a.cID, a.cExpected = append(a.cType, r.AggregateType), append(a.cID, r.AggregateID), append(a.cExpected, int64(r.Expected))
+		a.cCorrelation, a.cCausation, a.cPrincipal = append(a.cCorrelation, m.CorrelationID), append(a.cCausation, m.CausationID), append(a.cPrincipal, m.Principal)
+		a.cTraceParent, a.cTraceState = append(a.cTraceParent, m.TraceParent), append(a.cTraceState, m.TraceState)
+		snapVersion, snapSchema, snapState := int64(0), int32(0), "null"
+		if s := r.Snapshot; s != nil {
+			snapVersion, snapSchema, snapState = s.Version, int32(s.SchemaVersion), string(s.State)
+		}
+		a.cSnapVersion, a.cSnapSchema, a.cSnapState = append(a.cSnapVersion, snapVersion), append(a.cSnapSchema, snapSchema), append(a.cSnapState, snapState)
+		idemPrincipal, idemKey, idemStatus := "", "", int32(0)
+		if k := r.Idempotency; k != nil {
+			idemPrincipal, idemKey, idemStatus = k.Principal, k.Key, int32(k.Status)
+		}
+		a.cIdemPrincipal, a.cIdemKey, a.cIdemStatus = append(a.cIdemPrincipal, idemPrincipal), append(a.cIdemKey, idemKey), append(a.cIdemStatus, idemStatus)
+		for j, e := range r.Events {
+			a.sent[e.ID] = eventAt{cmd: i, ord: j}
+			a.eCmd, a.eOrd, a.eSchema = append(a.eCmd, int32(i+1)), append(a.eOrd, int32(j+1)), append(a.eSchema, int32(e.SchemaVersion))
+			a.eID, a.eType, a.ePayload = append(a.eID, [16]byte(e.ID)), append(a.eType, e.Type), append(a.ePayload, e.Payload)
+		}
+	}
+}
+
 // execute sends one batch and collects each command's returned events.
-func (g *groupCommit) execute(ctx context.Context, batch []*pendingAppend) error {
+func (g *groupCommit) execute(ctx context.Context, batch []*pendingAppend, a *batchArgs) error {
 	for _, p := range batch {
 		p.events = nil
 	}
-
-	c := len(batch)
-	sent := make(map[uuid.UUID]eventAt, c)
-	var (
-		cType, cID, cCorrelation, cCausation, cPrincipal = make([]string, c), make([]string, c), make([]string, c), make([]string, c), make([]string, c)
-		cTraceParent, cTraceState, cSnapState            = make([]string, c), make([]string, c), make([]string, c)
-		cIdemPrincipal, cIdemKey                         = make([]string, c), make([]string, c)
-		cExpected, cSnapVersion                          = make([]int64, c), make([]int64, c)
-		cSnapSchema, cIdemStatus                         = make([]int32, c), make([]int32, c)
-		eCmd, eOrd, eSchema                              []int32
-		eID                                              [][16]byte // not uuid.UUID: pgx would encode each through its driver.Valuer, as text
-		eType, ePayload                                  []string
-	)
-	for i, p := range batch {
-		r := p.req
-		cType[i], cID[i], cExpected[i] = r.AggregateType, r.AggregateID, int64(r.Expected)
-		m := r.Metadata
-		cCorrelation[i], cCausation[i], cPrincipal[i], cTraceParent[i], cTraceState[i] = m.CorrelationID, m.CausationID, m.Principal, m.TraceParent, m.TraceState
-		if s := r.Snapshot; s != nil {
-			cSnapVersion[i], cSnapSchema[i], cSnapState[i] = s.Version, int32(s.SchemaVersion), string(s.State)
-		} else {
-			cSnapState[i] = "null"
-		}
-		if k := r.Idempotency; k != nil {
-			cIdemPrincipal[i], cIdemKey[i], cIdemStatus[i] = k.Principal, k.Key, int32(k.Status)
-		}
-		for j, e := range r.Events {
-			sent[e.ID] = eventAt{cmd: i, ord: j}
-			eCmd = append(eCmd, int32(i+1))
-			eOrd = append(eOrd, int32(j+1))
-			eID = append(eID, [16]byte(e.ID))
-			eType = append(eType, e.Type)
-			eSchema = append(eSchema, int32(e.SchemaVersion))
-			ePayload = append(ePayload, string(e.Payload))
-		}
-	}
+	a.fill(batch)
 	rows, err := g.store.pool.Query(ctx, appendBatchSQL,
-		cType, cID, cExpected, cCorrelation, cCausation, cPrincipal, cTraceParent, cTraceState,
-		cSnapVersion, cSnapSchema, cSnapState, cIdemPrincipal, cIdemKey, cIdemStatus,
-		eCmd, eOrd, eID, eType, eSchema, ePayload)
+		a.cType, a.cID, a.cExpected, a.cCorrelation, a.cCausation, a.cPrincipal, a.cTraceParent, a.cTraceState,
+		a.cSnapVersion, a.cSnapSchema, a.cSnapState, a.cIdemPrincipal, a.cIdemKey, a.cIdemStatus,
+		a.eCmd, a.eOrd, a.eID, a.eType, a.eSchema, a.ePayload)
 	if err == nil {
 		for rows.Next() {
 			var e log.Event
 			if err = rows.Scan((*[16]byte)(&e.ID), &e.Version, &e.GlobalPosition, &e.RecordedAt); err != nil {
 				break
 			}
-			at, ok := sent[e.ID]
+			at, ok := a.sent[e.ID]
 			if !ok {
 				err = fmt.Errorf("batch returned event %s that it did not send", e.ID)
 				break

@@ -62,6 +62,9 @@ type Store struct {
 	upcasters *log.Upcasters
 	group     *groupCommit
 	tracer    trace.Tracer
+	// traced tells whether tracer was given: without it Append makes no
+	// span (and builds no attributes for one).
+	traced bool
 }
 
 // StoreOption tunes a Store.
@@ -81,7 +84,9 @@ func WithGroupCommit(maxInFlight, maxBatch int) StoreOption {
 // WithTracerProvider makes an "append" span of every Append with tp
 // (none by default); the pool's own tracer (otelpgx) shows the statements.
 func WithTracerProvider(tp trace.TracerProvider) StoreOption {
-	return func(s *Store) { s.tracer = tp.Tracer("github.com/tributary-es/tributary/internal/log/postgres") }
+	return func(s *Store) {
+		s.tracer, s.traced = tp.Tracer("github.com/tributary-es/tributary/internal/log/postgres"), true
+	}
 }
 
 // NewStore returns a store over pool that upcasts every event it reads.
@@ -170,6 +175,9 @@ WHERE k.principal = $1 AND k.key = $2 AND appended.last IS NOT NULL`
 // order. AnyVersion appends go alone, as the first write of their own
 // transaction, for the same reason.
 func (s *Store) Append(ctx context.Context, req AppendRequest) (events []log.Event, err error) {
+	if !s.traced {
+		return s.append(ctx, req)
+	}
 	ctx, span := s.tracer.Start(ctx, "append "+req.AggregateType, trace.WithSpanKind(trace.SpanKindClient),
 		trace.WithAttributes(
 			semconv.DBSystemNamePostgreSQL,
@@ -190,6 +198,10 @@ func (s *Store) Append(ctx context.Context, req AppendRequest) (events []log.Eve
 		}
 		span.End()
 	}()
+	return s.append(ctx, req)
+}
+
+func (s *Store) append(ctx context.Context, req AppendRequest) ([]log.Event, error) {
 	if len(req.Events) == 0 {
 		return nil, errors.New("append: no events")
 	}
