@@ -62,8 +62,8 @@ type Store struct {
 	upcasters *log.Upcasters
 	group     *groupCommit
 	tracer    trace.Tracer
-	// traced tells whether tracer was given: without it Append makes no
-	// span (and builds no attributes for one).
+	// traced tells whether a tracer provider other than a no-op one was
+	// given: without it Append makes no span (and builds no attributes).
 	traced bool
 }
 
@@ -85,6 +85,9 @@ func WithGroupCommit(maxInFlight, maxBatch int) StoreOption {
 // (none by default); the pool's own tracer (otelpgx) shows the statements.
 func WithTracerProvider(tp trace.TracerProvider) StoreOption {
 	return func(s *Store) {
+		if _, off := tp.(noop.TracerProvider); off {
+			return
+		}
 		s.tracer, s.traced = tp.Tracer("github.com/tributary-es/tributary/internal/log/postgres"), true
 	}
 }
