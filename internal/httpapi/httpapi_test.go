@@ -43,10 +43,27 @@ func TestInstrumentLabelsByRoute(t *testing.T) {
 }
 
 func TestQueryIntBounds(t *testing.T) {
-	for query, ok := range map[string]bool{"": true, "n=5": true, "n=1": true, "n=10": true, "n=0": false, "n=11": false, "n=x": false, "n=5.0": false} {
+	for query, ok := range map[string]bool{"": true, "m=": true, "n=5": true, "n=1": true, "n=10": true, "n=0": false, "n=11": false, "n=x": false, "n=5.0": false,
+		"n=": false, "n": false, "n=&n=5": false} {
 		_, p := QueryInt(httptest.NewRequest(http.MethodGet, "/?"+query, nil), "n", 3, 1, 10)
 		if (p == nil) != ok {
 			t.Errorf("%q: problem %v, want ok=%v", query, p, ok)
+		}
+	}
+}
+
+// Query tells an absent parameter ("") from an empty one (a problem).
+func TestQueryRefusesAnEmptyValue(t *testing.T) {
+	for query, want := range map[string]string{"": "", "x=1": "", "q=a": "a", "q=a&q=b": "a", "q=%20": " "} {
+		got, p := Query(httptest.NewRequest(http.MethodGet, "/?"+query, nil), "q")
+		if p != nil || got != want {
+			t.Errorf("%q: %q, problem %v; want %q", query, got, p, want)
+		}
+	}
+	for _, query := range []string{"q", "q=", "q=&q=a", "x=1&q"} {
+		got, p := Query(httptest.NewRequest(http.MethodGet, "/?"+query, nil), "q")
+		if p == nil || p.Status != http.StatusBadRequest || got != "" {
+			t.Errorf("%q: %q, problem %v; want a 400", query, got, p)
 		}
 	}
 }

@@ -29,12 +29,29 @@ func ID(id string) *problem.Problem {
 // characters without spaces.
 func IsToken(v string) bool { return tokenPattern.MatchString(v) }
 
+// Query reads the query parameter name: "" when it is absent. A parameter
+// that is present without a value ("?name" or "?name=") is a 400 problem, as
+// the OpenAPI documents have it: none of the APIs' parameters may be empty,
+// and an empty one is more likely a client's bug than a wish for the default.
+func Query(r *http.Request, name string) (string, *problem.Problem) {
+	values, ok := r.URL.Query()[name]
+	if !ok {
+		return "", nil
+	}
+	if values[0] == "" {
+		return "", problem.New(http.StatusBadRequest, "invalid-query", "Invalid query parameter",
+			name+" is given without a value: leave it out or give it one")
+	}
+	return values[0], nil
+}
+
 // QueryInt reads the integer query parameter name, def when it is absent;
-// a value that is not an integer from lo to hi is a 400 problem.
+// a value that is not an integer from lo to hi (an empty one included) is a
+// 400 problem.
 func QueryInt(r *http.Request, name string, def, lo, hi int64) (int64, *problem.Problem) {
-	raw := r.URL.Query().Get(name)
-	if raw == "" {
-		return def, nil
+	raw, p := Query(r, name)
+	if p != nil || raw == "" {
+		return def, p
 	}
 	v, err := strconv.ParseInt(raw, 10, 64)
 	if err != nil || v < lo || v > hi {

@@ -144,9 +144,18 @@ func (s *Server) listAccounts(w http.ResponseWriter, r *http.Request) {
 		problem.Write(w, r, invalidQuery("min_version applies to one account: GET /v1/accounts/{id} or its transactions"))
 		return
 	}
-	status, currency := q.Get("status"), q.Get("currency")
+	var status, currency, sort string
+	for _, param := range []struct {
+		name string
+		to   *string
+	}{{"status", &status}, {"currency", &currency}, {"sort", &sort}} {
+		if *param.to, p = httpapi.Query(r, param.name); p != nil {
+			problem.Write(w, r, p)
+			return
+		}
+	}
 	var kind, key string
-	switch q.Get("sort") {
+	switch sort {
 	case "", "opened":
 		if status != "pending" && status != "active" && status != "closed" {
 			problem.Write(w, r, invalidQuery("status must be pending, active or closed (or use sort=balance&currency=XYZ)"))

@@ -63,6 +63,13 @@ func TestBadQueriesGetProblems(t *testing.T) {
 		{"/v1/accounts?sort=balance&currency=USD&cursor=" + url.QueryEscape(nextOf(t, other)), nil, 400, "invalid-cursor"},
 		{"/v1/correlations/" + strings.Repeat("c", 129), nil, 400, "invalid-id"},
 		{"/v1/correlations/x?min_position=0", nil, 400, "invalid-query"},
+		// A parameter without a value is refused, not read as absent (an
+		// empty cursor is the first page, as its documentation says).
+		{"/v1/accounts?status=active&sort=", nil, 400, "invalid-query"},
+		{"/v1/accounts?status=active&currency", nil, 400, "invalid-query"},
+		{"/v1/accounts?status=active&limit=", nil, 400, "invalid-query"},
+		{"/v1/accounts/bad-1?min_version=", nil, 400, "invalid-query"},
+		{"/v1/correlations/x?min_position", nil, 400, "invalid-query"},
 		{"/v1/nothing", nil, 404, "not-found"},
 	}
 	if r := p.do(p.reader, http.MethodDelete, "/v1/accounts/bad-1", ""); r.status != http.StatusMethodNotAllowed || r.header.Get("Allow") != "GET" {

@@ -96,8 +96,13 @@ func (s *Server) readState(w http.ResponseWriter, r *http.Request) {
 		problem.Write(w, r, p)
 		return
 	}
+	raw, p := httpapi.Query(r, "at")
+	if p != nil {
+		problem.Write(w, r, p)
+		return
+	}
 	var at time.Time
-	if raw := r.URL.Query().Get("at"); raw != "" {
+	if raw != "" {
 		var err error
 		if at, err = time.Parse(time.RFC3339Nano, raw); err != nil {
 			problem.Write(w, r, problem.New(http.StatusBadRequest, "invalid-query", "Invalid query parameter",

@@ -53,6 +53,8 @@ func TestReadStreamPages(t *testing.T) {
 	st.must(http.StatusBadRequest, "GET", "/v1/streams/account/a1?limit=0", "")
 	st.must(http.StatusBadRequest, "GET", "/v1/streams/account/a1?limit=1001", "")
 	st.must(http.StatusBadRequest, "GET", "/v1/streams/account/a1?after=x", "")
+	st.must(http.StatusBadRequest, "GET", "/v1/streams/account/a1?after", "") // found by FuzzCommands: read as absent
+	st.must(http.StatusBadRequest, "GET", "/v1/streams/account/a1?limit=", "")
 }
 
 // The state of an aggregate as of a version or a time (temporal query).
@@ -95,6 +97,8 @@ func TestStateAsOfVersionAndTime(t *testing.T) {
 	}
 	st.must(http.StatusNotFound, "GET", "/v1/streams/account/a1/state?at=2000-01-01T00:00:00Z", "")
 	st.must(http.StatusBadRequest, "GET", "/v1/streams/account/a1/state?at=yesterday", "")
+	st.must(http.StatusBadRequest, "GET", "/v1/streams/account/a1/state?at=", "")
+	st.must(http.StatusBadRequest, "GET", "/v1/streams/account/a1/state?version", "")
 	st.must(http.StatusBadRequest, "GET", "/v1/streams/account/a1/state?version=-1", "")
 }
 
