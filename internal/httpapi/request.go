@@ -4,6 +4,7 @@ import (
 	"net/http"
 	"regexp"
 	"strconv"
+	"strings"
 
 	"github.com/tributary-es/tributary/internal/problem"
 )
@@ -59,4 +60,31 @@ func QueryInt(r *http.Request, name string, def, lo, hi int64) (int64, *problem.
 			name+" must be an integer from "+strconv.FormatInt(lo, 10)+" to "+strconv.FormatInt(hi, 10))
 	}
 	return v, nil
+}
+
+// RejectUncleanPaths answers 400 (invalid-path) to a request whose path,
+// decoded or as sent, has empty, "." or ".." segments, instead of letting
+// the router redirect it to the cleaned path or match it there: such a path
+// is either a client's bug or an attempt to smuggle one path past a check
+// made on another.
+func RejectUncleanPaths(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !cleanPath(r.URL.Path) || !cleanPath(r.URL.EscapedPath()) {
+			problem.Write(w, r, problem.New(http.StatusBadRequest, "invalid-path", "Invalid path",
+				"the path must not contain empty, '.' or '..' segments"))
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// cleanPath reports whether a request path has no dot segments or empty
+// segments that could smuggle another path past the router.
+func cleanPath(p string) bool {
+	for _, seg := range strings.Split(strings.TrimPrefix(p, "/"), "/") {
+		if seg == "." || seg == ".." || (seg == "" && p != "/") {
+			return false
+		}
+	}
+	return true
 }

@@ -103,7 +103,7 @@ func (s *Server) Handler() http.Handler {
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.gatherer, promhttp.HandlerOpts{}))
 	mux.Handle("GET /openapi.json", s.spec)
 	mux.HandleFunc("/", httpapi.Unmatched(mux, http.MethodGet))
-	return httpapi.Trace("reader", s.cfg.TracerProvider, s.cfg.Propagator, httpapi.Instrument(s.metrics.httpSeconds, rejectMalformedQueries(mux)))
+	return httpapi.Trace("reader", s.cfg.TracerProvider, s.cfg.Propagator, httpapi.Instrument(s.metrics.httpSeconds, httpapi.RejectUncleanPaths(rejectMalformedQueries(mux))))
 }
 
 // rejectMalformedQueries answers 400 to a query string that does not parse,

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
-	"strings"
 	"time"
 
 	"github.com/google/uuid"
@@ -320,15 +319,4 @@ func (s *Server) internalError(w http.ResponseWriter, r *http.Request, err error
 	s.logger.ErrorContext(r.Context(), "request failed", "path", r.URL.Path, "err", err)
 	problem.Write(w, r, problem.New(http.StatusInternalServerError, "internal", "Internal error",
 		"the request could not be completed; retry it"))
-}
-
-// cleanPath reports whether a request path has no dot segments or empty
-// segments that could smuggle another path past the router.
-func cleanPath(p string) bool {
-	for _, seg := range strings.Split(strings.TrimPrefix(p, "/"), "/") {
-		if seg == "." || seg == ".." || (seg == "" && p != "/") {
-			return false
-		}
-	}
-	return true
 }

@@ -104,18 +104,7 @@ func (s *Server) Handler() http.Handler {
 		mux.Handle(rt.pattern, rt.handler)
 	}
 	mux.HandleFunc("/", httpapi.Unmatched(mux, http.MethodGet, http.MethodPost))
-	return httpapi.Trace("writer", s.cfg.TracerProvider, s.cfg.Propagator, httpapi.Instrument(s.metrics.httpSeconds, s.rejectUncleanPaths(mux)))
-}
-
-func (s *Server) rejectUncleanPaths(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if !cleanPath(r.URL.Path) || !cleanPath(r.URL.EscapedPath()) {
-			problem.Write(w, r, problem.New(http.StatusBadRequest, "invalid-path", "Invalid path",
-				"the path must not contain empty, '.' or '..' segments"))
-			return
-		}
-		next.ServeHTTP(w, r)
-	})
+	return httpapi.Trace("writer", s.cfg.TracerProvider, s.cfg.Propagator, httpapi.Instrument(s.metrics.httpSeconds, httpapi.RejectUncleanPaths(mux)))
 }
 
 func (s *Server) ready(w http.ResponseWriter, r *http.Request) {
