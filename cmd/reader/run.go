@@ -46,6 +46,8 @@ func parseSettings(args []string, getenv func(string) string, stderr io.Writer) 
 	fs.Env("default-page", "READER_DEFAULT_PAGE")
 	fs.IntVar(&s.api.MaxPage, "max-page", s.api.MaxPage, "largest limit a listing accepts")
 	fs.Env("max-page", "READER_MAX_PAGE")
+	fs.IntVar(&s.api.MaxCorrelationEvents, "max-correlation-events", s.api.MaxCorrelationEvents, "most events of one causation tree; a larger correlation is answered with its earliest, marked truncated")
+	fs.Env("max-correlation-events", "READER_MAX_CORRELATION_EVENTS")
 	fs.BoolVar(&s.api.AutoPipeline, "redis-auto-pipeline", s.api.AutoPipeline, "send the Redis reads of concurrent queries together in pipelines (fewer round trips under load)")
 	fs.Env("redis-auto-pipeline", "READER_REDIS_AUTO_PIPELINE")
 	fs.DurationVar(&s.shutdownTimeout, "shutdown-timeout", 15*time.Second, "how long requests in flight may take to finish on SIGTERM")
@@ -70,6 +72,8 @@ func parseSettings(args []string, getenv func(string) string, stderr io.Writer) 
 		return s, config.UsageError{Err: fmt.Errorf("%s must be from 0s to 10s (the projector's drop grace must stay longer)", fs.Setting("view-cache"))}
 	case s.api.MaxPage < 1 || s.api.MaxPage > 10_000:
 		return s, config.UsageError{Err: fmt.Errorf("%s must be from 1 to 10000", fs.Setting("max-page"))}
+	case s.api.MaxCorrelationEvents < 1 || s.api.MaxCorrelationEvents > 100_000:
+		return s, config.UsageError{Err: fmt.Errorf("%s must be from 1 to 100000", fs.Setting("max-correlation-events"))}
 	case s.api.DefaultPage < 1 || s.api.DefaultPage > s.api.MaxPage:
 		return s, config.UsageError{Err: fmt.Errorf("%s must be from 1 to %s", fs.Setting("default-page"), fs.Setting("max-page"))}
 	case s.shutdownTimeout <= 0 || s.startTimeout <= 0:

@@ -30,6 +30,7 @@ func TestBadConfigurationNamesTheSetting(t *testing.T) {
 		{"view cache too long", []string{"--view-cache", "1m"}, testenv.Getenv(), "--view-cache / READER_VIEW_CACHE must be from 0s to 10s"},
 		{"page too large", []string{"--max-page", "100000"}, testenv.Getenv(), "--max-page / READER_MAX_PAGE must be from 1 to 10000"},
 		{"default above max", []string{"--default-page", "600"}, testenv.Getenv(), "--default-page / READER_DEFAULT_PAGE must be from 1 to --max-page"},
+		{"correlation bound zero", nil, testenv.Getenv("READER_MAX_CORRELATION_EVENTS", "0"), "--max-correlation-events / READER_MAX_CORRELATION_EVENTS must be from 1 to 100000"},
 		{"bad listen address", nil, testenv.Getenv("READER_HTTP_ADDR", "nowhere"), "--http-addr / READER_HTTP_ADDR"},
 		{"unknown flag", []string{"--frobnicate"}, testenv.Getenv(), "flag provided but not defined: -frobnicate"},
 		{"stray argument", []string{"serve"}, testenv.Getenv(), `unexpected argument "serve"`},

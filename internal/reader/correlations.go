@@ -14,10 +14,18 @@ import (
 // what: an event's children are the events it caused. Roots are events
 // caused by something outside the log (a command); events caused by the
 // same command are sibling roots.
+//
+// A correlation's size is the writers' to choose: the tree holds at most
+// the reader's MaxCorrelationEvents, the earliest in global order (an
+// event's cause comes before it), and says when it left the rest out.
 type CausationTree struct {
-	CorrelationID string  `json:"correlationId"`
-	Events        int     `json:"events"`
-	Roots         []*Node `json:"roots"`
+	CorrelationID string `json:"correlationId"`
+	// Events is the number of events in the tree; TotalEvents the number
+	// the correlation holds. Truncated: the tree holds only the earliest.
+	Events      int     `json:"events"`
+	TotalEvents int64   `json:"totalEvents"`
+	Truncated   bool    `json:"truncated"`
+	Roots       []*Node `json:"roots"`
 }
 
 // Node is one event in a causation tree.
@@ -30,14 +38,15 @@ type Node struct {
 // siblings stay in global order. An event whose cause is not among the
 // links is a root; so is one that would close a cycle (which only corrupt
 // data could hold), so that every event appears exactly once.
-func buildTree(correlationID string, links []correlation.Link) CausationTree {
+func buildTree(correlationID string, links []correlation.Link, total int64) CausationTree {
 	nodes := make(map[string]*Node, len(links))
 	ordered := make([]*Node, len(links))
 	for i, l := range links {
 		ordered[i] = &Node{Link: l, Children: []*Node{}}
 		nodes[l.EventID] = ordered[i]
 	}
-	tree := CausationTree{CorrelationID: correlationID, Events: len(links), Roots: []*Node{}}
+	tree := CausationTree{CorrelationID: correlationID, Events: len(links), TotalEvents: total,
+		Truncated: int64(len(links)) < total, Roots: []*Node{}}
 	parentOf := make(map[*Node]*Node, len(links))
 	for _, n := range ordered {
 		parent, ok := nodes[n.CausationID]
@@ -89,18 +98,18 @@ func (s *Server) getCorrelation(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		if found == 0 {
-			links, err := correlation.Events(r.Context(), s.reads, s.root, id)
+			_, present, err := correlation.First(r.Context(), s.reads, s.root, id, 0)
 			if err != nil {
 				s.fail(w, r, err)
 				return
 			}
 			writeStale(w, r, problem.New(http.StatusServiceUnavailable, "stale", "Read model is behind",
 				"the correlation does not hold the event at the requested position yet; retry, or read without it to get what it has").
-				With("requestedPosition", want).With("eventsPresent", len(links)))
+				With("requestedPosition", want).With("eventsPresent", present))
 			return
 		}
 	}
-	links, err := correlation.Events(r.Context(), s.reads, s.root, id)
+	links, total, err := correlation.First(r.Context(), s.reads, s.root, id, s.cfg.MaxCorrelationEvents)
 	switch {
 	case err != nil:
 		s.fail(w, r, err)
@@ -110,5 +119,5 @@ func (s *Server) getCorrelation(w http.ResponseWriter, r *http.Request) {
 			"no event of correlation "+id+" in the read model"))
 		return
 	}
-	httpapi.WriteJSON(w, http.StatusOK, buildTree(id, links))
+	httpapi.WriteJSON(w, http.StatusOK, buildTree(id, links, total))
 }

@@ -211,7 +211,7 @@ func TestCausationTreeAcrossAggregates(t *testing.T) {
 		{"", withdrawn.ID.String()}, {withdrawn.ID.String(), deposited.ID.String()},
 		{deposited.ID.String(), fee.ID.String()}, {"", audit.ID.String()},
 	}
-	if !slices.Equal(edges, want) || tree.Events != 4 || len(seen) != 4 {
+	if !slices.Equal(edges, want) || tree.Events != 4 || tree.TotalEvents != 4 || tree.Truncated || len(seen) != 4 {
 		t.Fatalf("tree edges %v (events %d), want %v", edges, tree.Events, want)
 	}
 	if tree.Roots[0].CausationID != command || tree.Roots[0].AggregateID != "tree-a" || tree.Roots[0].Children[0].AggregateID != "tree-b" {
@@ -229,6 +229,55 @@ func TestCausationTreeAcrossAggregates(t *testing.T) {
 	}
 	if r := p.read("/v1/correlations/nobody-" + uuid.NewString()); r.status != http.StatusNotFound {
 		t.Fatalf("unknown correlation: %d %s", r.status, r.body)
+	}
+}
+
+// A correlation larger than the reader's bound is answered with its
+// earliest events, marked truncated, with the count of all; a stale answer
+// counts them without reading them.
+func TestLargeCorrelationIsTruncated(t *testing.T) {
+	cfg := reader.DefaultConfig()
+	cfg.MaxCorrelationEvents = 3
+	p := newPipeline(t, cfg)
+	corr := []string{"X-Correlation-ID", "big-" + uuid.NewString()}
+	var positions []int64
+	for _, c := range []struct{ path, body string }{
+		{"/v1/accounts", `{"id":"big-1","owner":"Ada","currency":"EUR","initialDeposit":5}`},
+		{"/v1/accounts/big-1/activate", ""},
+		{"/v1/accounts/big-1/deposits", `{"amount":1,"currency":"EUR","source":"a"}`},
+		{"/v1/accounts/big-1/deposits", `{"amount":2,"currency":"EUR","source":"b"}`},
+		{"/v1/accounts/big-1/deposits", `{"amount":3,"currency":"EUR","source":"c"}`},
+	} {
+		want := http.StatusOK
+		if c.path == "/v1/accounts" {
+			want = http.StatusCreated
+		}
+		for _, e := range p.command(want, c.path, c.body, corr...).Events {
+			positions = append(positions, e.GlobalPosition)
+		}
+	}
+	if len(positions) != 6 {
+		t.Fatalf("%d events written, want 6", len(positions))
+	}
+	r := p.read(fmt.Sprintf("/v1/correlations/%s?min_position=%d", corr[1], positions[5]))
+	var tree reader.CausationTree
+	r.json(t, &tree)
+	if r.status != http.StatusOK || tree.Events != 3 || tree.TotalEvents != 6 || !tree.Truncated || len(tree.Roots) != 3 {
+		t.Fatalf("a correlation of 6 events with a bound of 3: %d %s", r.status, r.body)
+	}
+	for i, root := range tree.Roots {
+		if root.GlobalPosition != positions[i] {
+			t.Errorf("root %d is at position %d, want the earliest events %v", i, root.GlobalPosition, positions[:3])
+		}
+	}
+	r = p.read(fmt.Sprintf("/v1/correlations/%s?min_position=%d", corr[1], positions[5]+1000), "Prefer", "wait=0.05")
+	var prob struct {
+		Type          string
+		EventsPresent int64
+	}
+	r.json(t, &prob)
+	if r.status != http.StatusServiceUnavailable || prob.Type != "https://tributary.dev/problems/stale" || prob.EventsPresent != 6 {
+		t.Errorf("a position the correlation does not hold: %d %s; want 503 stale with eventsPresent 6", r.status, r.body)
 	}
 }
 

@@ -35,6 +35,10 @@ type Config struct {
 	ViewCache time.Duration
 	// DefaultPage and MaxPage are the default and largest page sizes.
 	DefaultPage, MaxPage int
+	// MaxCorrelationEvents bounds the events of one causation tree: a
+	// larger correlation is answered with its earliest events, marked
+	// truncated.
+	MaxCorrelationEvents int
 	// AutoPipeline sends the reads of concurrent queries to Redis together,
 	// in pipelines (go-redis' automatic pipelining), instead of one round
 	// trip each: fewer system calls on both sides under load, no added
@@ -49,7 +53,7 @@ type Config struct {
 
 // DefaultConfig is a sensible Config.
 func DefaultConfig() Config {
-	return Config{MaxWait: 2 * time.Second, ViewCache: 250 * time.Millisecond, DefaultPage: 50, MaxPage: 500,
+	return Config{MaxWait: 2 * time.Second, ViewCache: 250 * time.Millisecond, DefaultPage: 50, MaxPage: 500, MaxCorrelationEvents: 1000,
 		AutoPipeline: true, TracerProvider: noop.NewTracerProvider(), Propagator: httpapi.DefaultPropagator()}
 }
 

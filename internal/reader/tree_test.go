@@ -16,7 +16,7 @@ func TestBuildTreeKeepsEveryEventOnce(t *testing.T) {
 		link("a", "cmd", 1), link("b", "a", 2), link("c", "a", 3), link("d", "c", 4),
 		link("orphan", "not-projected-yet", 5),
 		link("x", "y", 6), link("y", "x", 7), // corrupt: a cycle
-	})
+	}, 7)
 	var order []string
 	var walk func(depth int, ns []*Node)
 	walk = func(depth int, ns []*Node) {
@@ -27,7 +27,7 @@ func TestBuildTreeKeepsEveryEventOnce(t *testing.T) {
 	}
 	walk(0, tree.Roots)
 	want := []string{"0a", "1b", "1c", "2d", "0orphan", "0y", "1x"}
-	if len(order) != len(want) || tree.Events != 7 {
+	if len(order) != len(want) || tree.Events != 7 || tree.TotalEvents != 7 || tree.Truncated {
 		t.Fatalf("tree %v, want %v", order, want)
 	}
 	for i := range want {

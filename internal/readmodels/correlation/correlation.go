@@ -69,33 +69,69 @@ func (Projection) Args(e log.Event) ([]string, error) {
 	return []string{e.CorrelationID, strconv.FormatInt(e.GlobalPosition, 10), string(link)}, nil
 }
 
-// Events returns the events of a correlation id in global order, gathered
+// Events returns every event of a correlation id in global order, gathered
 // from every partition of the active generation.
 func Events(ctx context.Context, rdb redis.Cmdable, root, correlationID string) ([]Link, error) {
+	links, _, err := read(ctx, rdb, root, correlationID, -1)
+	return links, err
+}
+
+// First returns the earliest limit events of a correlation id in global
+// order (all of them if it holds fewer), and how many it holds in all. With
+// limit 0 it only counts. A correlation's size is the writers' to choose, so
+// a query that answers with it must bound what it reads.
+func First(ctx context.Context, rdb redis.Cmdable, root, correlationID string, limit int) ([]Link, int64, error) {
+	if limit < 0 {
+		return nil, 0, fmt.Errorf("correlation %s: limit %d is negative", correlationID, limit)
+	}
+	return read(ctx, rdb, root, correlationID, int64(limit))
+}
+
+// read gathers the earliest limit events of a correlation (all if limit is
+// negative) and counts them all. The earliest limit of all partitions are
+// among the earliest limit of each, each partition's set being ordered by
+// global position.
+func read(ctx context.Context, rdb redis.Cmdable, root, correlationID string, limit int64) ([]Link, int64, error) {
 	v, err := readmodels.ActiveView(ctx, rdb, readmodels.NewLayout(root, Name))
 	if err != nil {
-		return nil, err
+		return nil, 0, err
+	}
+	stop := limit - 1
+	if limit < 0 {
+		stop = -1 // to the end
 	}
 	pipe := rdb.Pipeline()
-	cmds := make([]*redis.StringSliceCmd, v.Partitions)
+	ranges := make([]*redis.StringSliceCmd, 0, v.Partitions)
+	counts := make([]*redis.IntCmd, v.Partitions)
 	for p := range v.Partitions {
-		cmds[p] = pipe.ZRange(ctx, v.Layout.Prefix(v.Generation, p)+"corr:"+correlationID, 0, -1)
+		key := v.Layout.Prefix(v.Generation, p) + "corr:" + correlationID
+		counts[p] = pipe.ZCard(ctx, key)
+		if limit != 0 {
+			ranges = append(ranges, pipe.ZRange(ctx, key, 0, stop))
+		}
 	}
 	if _, err := pipe.Exec(ctx); err != nil {
-		return nil, fmt.Errorf("read correlation %s: %w", correlationID, err)
+		return nil, 0, fmt.Errorf("read correlation %s: %w", correlationID, err)
+	}
+	var total int64
+	for _, c := range counts {
+		total += c.Val()
 	}
 	var links []Link
-	for _, c := range cmds {
+	for _, c := range ranges {
 		for _, m := range c.Val() {
 			var l Link
 			if err := json.Unmarshal([]byte(m), &l); err != nil {
-				return nil, fmt.Errorf("correlation %s holds a malformed entry: %w", correlationID, err)
+				return nil, 0, fmt.Errorf("correlation %s holds a malformed entry: %w", correlationID, err)
 			}
 			links = append(links, l)
 		}
 	}
 	slices.SortFunc(links, func(a, b Link) int { return cmp.Compare(a.GlobalPosition, b.GlobalPosition) })
-	return links, nil
+	if limit >= 0 && int64(len(links)) > limit {
+		links = links[:limit]
+	}
+	return links, total, nil
 }
 
 // Has tells whether the correlation holds the event at global position

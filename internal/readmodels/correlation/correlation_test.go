@@ -175,6 +175,28 @@ func TestEventsOfACorrelation(t *testing.T) {
 		if got, err := correlation.Events(ctx, rdb, root, "no-such-request"); err != nil || len(got) != 0 {
 			t.Fatalf("an unknown correlation id gives %v, %v", got, err)
 		}
+		// First: the earliest events in global order, merged across
+		// partitions (req-transfer's second event is on another partition
+		// than its first and third), and the count of all.
+		for corr, evs := range byCorrelation {
+			for _, limit := range []int{0, 1, 2, len(evs) - 1, len(evs), len(evs) + 1} {
+				if limit < 0 {
+					continue
+				}
+				got, total, err := correlation.First(ctx, rdb, root, corr, limit)
+				if err != nil || total != int64(len(evs)) || len(got) != min(limit, len(evs)) {
+					t.Fatalf("First(%s, %d): %d events of %d, err %v; want %d of %d", corr, limit, len(got), total, err, min(limit, len(evs)), len(evs))
+				}
+				for i, l := range got {
+					if l.EventID != evs[i].ID.String() {
+						t.Fatalf("First(%s, %d): event %d is %s at %d, want %s at %d", corr, limit, i, l.EventID, l.GlobalPosition, evs[i].ID, evs[i].GlobalPosition)
+					}
+				}
+			}
+		}
+		if _, _, err := correlation.First(ctx, rdb, root, "req-transfer", -1); err == nil {
+			t.Fatal("First with a negative limit: no error")
+		}
 	}
 	if len(byCorrelation) < 100 {
 		t.Fatalf("only %d correlation ids: too weak a test", len(byCorrelation))
