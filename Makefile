@@ -19,8 +19,10 @@ demo:
 	@curl -fs -o /dev/null --max-time 2 $${WRITER_URL:-http://127.0.0.1:8080}/healthz || scripts/services-up
 	scripts/demo
 
-## test: vet and the whole test suite with the race detector, against the real servers
+## test: vet and the whole test suite with the race detector, against the real servers (installs
+## Debian's prometheus package when missing: the telemetry tests run the real Prometheus and promtool)
 test: services
+	@command -v promtool >/dev/null || apt-get install -y prometheus >/dev/null 2>&1 || (apt-get update >/dev/null 2>&1 && apt-get install -y prometheus >/dev/null 2>&1) || echo "make test: could not install Debian's prometheus package; the tests of internal/telemetry will fail saying so"
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$unformatted" ]; then echo "gofmt would change:"; echo "$$unformatted"; exit 1; fi
 	go vet ./...
 	go test -race -count=1 -timeout 15m ./...
