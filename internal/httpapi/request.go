@@ -31,9 +31,9 @@ func ID(id string) *problem.Problem {
 func IsToken(v string) bool { return tokenPattern.MatchString(v) }
 
 // Query reads the query parameter name: "" when it is absent. A parameter
-// that is present without a value ("?name" or "?name=") is a 400 problem, as
-// the OpenAPI documents have it: none of the APIs' parameters may be empty,
-// and an empty one is more likely a client's bug than a wish for the default.
+// that is present without a value ("?name" or "?name=") is a 400 problem:
+// for a parameter the OpenAPI documents do not allow empty, an empty one is
+// more likely a client's bug than a wish for the default.
 func Query(r *http.Request, name string) (string, *problem.Problem) {
 	values, ok := r.URL.Query()[name]
 	if !ok {

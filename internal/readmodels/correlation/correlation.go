@@ -104,11 +104,13 @@ func read(ctx context.Context, rdb redis.Cmdable, root, correlationID string, li
 	ranges := make([]*redis.StringSliceCmd, 0, v.Partitions)
 	counts := make([]*redis.IntCmd, v.Partitions)
 	for p := range v.Partitions {
+		// The range before the count: events only ever join a set, so the
+		// count is never below what the range returned.
 		key := v.Layout.Prefix(v.Generation, p) + "corr:" + correlationID
-		counts[p] = pipe.ZCard(ctx, key)
 		if limit != 0 {
 			ranges = append(ranges, pipe.ZRange(ctx, key, 0, stop))
 		}
+		counts[p] = pipe.ZCard(ctx, key)
 	}
 	if _, err := pipe.Exec(ctx); err != nil {
 		return nil, 0, fmt.Errorf("read correlation %s: %w", correlationID, err)
