@@ -33,6 +33,9 @@ type Metadata struct {
 	CausationID string `json:"causationId"`
 	// Principal is who acted.
 	Principal string `json:"principal"`
+	// OnBehalfOf is the principal who asked, when Principal acted for
+	// someone else (a process manager's steps); empty otherwise.
+	OnBehalfOf string `json:"onBehalfOf,omitempty"`
 	// TraceParent and TraceState are the W3C trace context of the command.
 	TraceParent string `json:"traceparent,omitempty"`
 	TraceState  string `json:"tracestate,omitempty"`
