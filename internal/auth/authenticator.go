@@ -16,6 +16,7 @@ import (
 	"github.com/MicahParks/keyfunc/v3"
 	"github.com/golang-jwt/jwt/v5"
 	lru "github.com/hashicorp/golang-lru/v2"
+	"golang.org/x/time/rate"
 
 	"github.com/tributary-es/tributary/internal/problem"
 )
@@ -43,6 +44,9 @@ type Config struct {
 	// names a key id it does not know). JWKSFile is a static key set on
 	// disk instead. ModeJWT needs exactly one of them.
 	JWKSURL, JWKSFile string
+	// JWKSRefreshUnknownKey bounds how often a token naming a key id the
+	// set does not hold makes the set be fetched again (a key rotation).
+	JWKSRefreshUnknownKey time.Duration
 	// Issuer and Audience must be the token's "iss" and one of its "aud".
 	Issuer, Audience string
 	// Algorithms are the signature algorithms accepted (never "none").
@@ -65,7 +69,7 @@ type Config struct {
 // DefaultConfig is a Config with the defaults of every optional setting.
 func DefaultConfig() Config {
 	return Config{
-		Mode: ModeJWT, ClockSkew: 30 * time.Second, RolesClaim: "roles",
+		Mode: ModeJWT, ClockSkew: 30 * time.Second, RolesClaim: "roles", JWKSRefreshUnknownKey: 30 * time.Second,
 		Algorithms:           []string{"EdDSA", "ES256", "ES384", "RS256", "RS384", "RS512", "PS256", "PS384", "PS512"},
 		OperatorRoles:        []string{"operator", "admin"},
 		ProxyPrincipalHeader: "X-Principal", ProxyRolesHeader: "X-Roles",
@@ -136,7 +140,12 @@ func New(ctx context.Context, cfg Config) (*Authenticator, error) {
 			return nil, fmt.Errorf("auth: JWKS file %s: %w", cfg.JWKSFile, err)
 		}
 	default:
-		if kf, err = keyfunc.NewDefaultCtx(ctx, []string{cfg.JWKSURL}); err != nil {
+		every := cfg.JWKSRefreshUnknownKey
+		if every <= 0 {
+			every = DefaultConfig().JWKSRefreshUnknownKey
+		}
+		override := keyfunc.Override{RefreshUnknownKID: rate.NewLimiter(rate.Every(every), 1), HTTPTimeout: 10 * time.Second}
+		if kf, err = keyfunc.NewDefaultOverrideCtx(ctx, []string{cfg.JWKSURL}, override); err != nil {
 			return nil, fmt.Errorf("auth: JWKS %s: %w", cfg.JWKSURL, err)
 		}
 	}
@@ -318,6 +327,8 @@ func rolesAt(claims jwt.MapClaims, path string) ([]string, error) {
 		}
 	}
 	switch v := v.(type) {
+	case nil:
+		return nil, nil
 	case string:
 		return strings.Fields(v), nil
 	case []any:

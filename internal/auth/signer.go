@@ -85,10 +85,14 @@ func (s *Signer) JWKS() []byte {
 // Token issues a token for subject with roles, valid for ttl from now.
 func (s *Signer) Token(subject string, roles []string, ttl time.Duration) (string, error) {
 	now := time.Now()
-	return s.Sign(jwt.MapClaims{
-		"iss": s.Issuer, "aud": s.Audience, "sub": subject, "roles": roles,
+	claims := jwt.MapClaims{
+		"iss": s.Issuer, "aud": s.Audience, "sub": subject,
 		"iat": now.Unix(), "nbf": now.Unix(), "exp": now.Add(ttl).Unix(),
-	})
+	}
+	if len(roles) > 0 {
+		claims["roles"] = roles
+	}
+	return s.Sign(claims)
 }
 
 // Sign signs arbitrary claims (tests use it for tokens that must fail).
