@@ -15,6 +15,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/tributary-es/tributary/internal/aggregate"
+	"github.com/tributary-es/tributary/internal/auth"
 	"github.com/tributary-es/tributary/internal/config"
 	"github.com/tributary-es/tributary/internal/log/postgres"
 	"github.com/tributary-es/tributary/internal/transfers"
@@ -45,7 +46,13 @@ func serve(ctx context.Context, s settings, logger *slog.Logger, api bool) error
 	var handler http.Handler
 	if api {
 		cfg := writer.DefaultConfig()
-		cfg.MaxBodyBytes, cfg.PrincipalHeader = s.maxBodyBytes, s.principalHeader
+		cfg.MaxBodyBytes = s.maxBodyBytes
+		if cfg.Authenticator, err = auth.New(ctx, s.auth.Config()); err != nil {
+			return config.UsageError{Err: err}
+		}
+		if cfg.Authenticator.Mode() == auth.ModeOff {
+			logger.Warn("AUTH_MODE=off: every caller is the operator 'anonymous'; never run like this outside a local experiment")
+		}
 		if s.tracerProvider != nil {
 			cfg.TracerProvider = s.tracerProvider
 		}

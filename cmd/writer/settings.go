@@ -26,7 +26,6 @@ type settings struct {
 	migrate         bool
 	snapshotEvery   int
 	maxBodyBytes    int64
-	principalHeader string
 	shutdownTimeout time.Duration
 	logLevel        slog.Level
 	pprofAddr       string
@@ -38,6 +37,8 @@ type settings struct {
 	// timeout: how long transfers on a dead manager's partitions wait.
 	transfersSession time.Duration
 	kafka            kafkaSettings
+	// auth says how the API authenticates callers (serve only).
+	auth config.Auth
 }
 
 // kafkaSettings say how the relay reaches Kafka and names its topics.
@@ -63,8 +64,6 @@ func parseSettings(cmd string, args []string, getenv func(string) string, stderr
 	fs.Env("snapshot-every", "SNAPSHOT_EVERY")
 	fs.Int64Var(&s.maxBodyBytes, "max-body-bytes", 64<<10, "largest command body accepted; larger ones get 413")
 	fs.Env("max-body-bytes", "WRITER_MAX_BODY_BYTES")
-	fs.StringVar(&s.principalHeader, "principal-header", "X-Principal", "header an authenticating proxy sets to the acting principal")
-	fs.Env("principal-header", "WRITER_PRINCIPAL_HEADER")
 	fs.DurationVar(&s.shutdownTimeout, "shutdown-timeout", 15*time.Second, "how long in-flight requests may take to finish on SIGTERM")
 	fs.Env("shutdown-timeout", "SHUTDOWN_TIMEOUT")
 	fs.DurationVar(&s.idempotencyTTL, "idempotency-key-ttl", 24*time.Hour, "how long an Idempotency-Key is remembered; older ones are deleted hourly")
@@ -80,6 +79,9 @@ func parseSettings(cmd string, args []string, getenv func(string) string, stderr
 	fs.Env("transfers", "WRITER_TRANSFERS")
 	fs.DurationVar(&s.transfersSession, "transfers-session-timeout", 10*time.Second, "how soon a dead process manager's partitions move to the others (Kafka allows 6s to 30m by default)")
 	fs.Env("transfers-session-timeout", "WRITER_TRANSFERS_SESSION_TIMEOUT")
+	if cmd == "serve" {
+		s.auth.Register(fs)
+	}
 	k := &s.kafka
 	k.Register(fs)
 	fs.Lookup("kafka-brokers").Usage = "comma-separated Kafka brokers, host:port (required for the relay unless --kafka-embedded) ($KAFKA_BROKERS)"
@@ -124,6 +126,11 @@ func parseSettings(cmd string, args []string, getenv func(string) string, stderr
 	}
 	if err := k.Check(fs); err != nil {
 		return s, config.UsageError{Err: err}
+	}
+	if cmd == "serve" {
+		if err := s.auth.Check(fs); err != nil {
+			return s, config.UsageError{Err: err}
+		}
 	}
 	if _, _, err := net.SplitHostPort(s.httpAddr); err != nil {
 		return s, config.UsageError{Err: fmt.Errorf("%s: %v", fs.Setting("http-addr"), err)}

@@ -91,11 +91,13 @@ type Handler[S any, C any, E Event] struct {
 	cache *lru.Cache[string, loaded[S]]
 }
 
-// loaded is an aggregate's state at a version, and the version of the
-// snapshot it was (last) folded from.
+// loaded is an aggregate's state at a version, the version of the snapshot
+// it was (last) folded from, and its owner: the principal of its first
+// event.
 type loaded[S any] struct {
 	state                    S
 	version, snapshotVersion int64
+	owner                    string
 }
 
 // NewHandler returns a handler that stores typ's events in store after
@@ -131,6 +133,12 @@ type Request[C any] struct {
 	Metadata log.Metadata
 	// Idempotency, if set, is completed atomically with the append.
 	Idempotency *postgres.IdempotencyCompletion
+	// Authorize, if set, is asked before anything is decided about an
+	// aggregate that exists, with its owner (the principal of its first
+	// event); its error is returned as it is and nothing is written. Nil
+	// lets the command act on any aggregate: for the platform's own actors,
+	// such as a process manager.
+	Authorize func(owner string) error
 }
 
 // Result is what a command did.
@@ -215,6 +223,12 @@ func (h *Handler[S, C, E]) current(ctx context.Context, id string) (loaded[S], b
 }
 
 func (h *Handler[S, C, E]) decideAndAppend(ctx context.Context, req Request[C], cur loaded[S]) (Result[S], error) {
+	if req.Authorize != nil && cur.version > 0 {
+		// Before the version check: a 412 would tell a stranger the version.
+		if err := req.Authorize(cur.owner); err != nil {
+			return Result[S]{}, err
+		}
+	}
 	if req.ExpectedVersion != nil && *req.ExpectedVersion != cur.version {
 		return Result[S]{}, &VersionMismatchError{Expected: *req.ExpectedVersion, Current: cur.version}
 	}
@@ -266,7 +280,11 @@ func (h *Handler[S, C, E]) decideAndAppend(ctx context.Context, req Request[C], 
 	}
 	res.Events, res.Version = stored, newVersion
 	if h.cache != nil {
-		h.cache.Add(req.AggregateID, loaded[S]{state: res.State, version: newVersion, snapshotVersion: snapshotVersion})
+		owner := cur.owner
+		if cur.version == 0 {
+			owner = req.Metadata.Principal
+		}
+		h.cache.Add(req.AggregateID, loaded[S]{state: res.State, version: newVersion, snapshotVersion: snapshotVersion, owner: owner})
 	}
 	return res, nil
 }
@@ -277,12 +295,12 @@ func (h *Handler[S, C, E]) load(ctx context.Context, id string) (loaded[S], erro
 	if err != nil {
 		return loaded[S]{}, err
 	}
-	cur := loaded[S]{state: h.typ.Initial(id)}
+	cur := loaded[S]{state: h.typ.Initial(id), owner: d.Owner}
 	if d.Snapshot != nil {
 		if err := json.Unmarshal(d.Snapshot.State, &cur.state); err != nil {
 			// A snapshot that does not decode is not trusted: fold from the start.
 			state, version, err := h.fold(ctx, id, 0, time.Time{})
-			return loaded[S]{state: state, version: version}, err
+			return loaded[S]{state: state, version: version, owner: d.Owner}, err
 		}
 		cur.snapshotVersion = d.Snapshot.Version
 	}

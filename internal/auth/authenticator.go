@@ -188,7 +188,11 @@ func (a *Authenticator) Middleware(next http.Handler, public ...string) http.Han
 			problem.Write(w, r, prob)
 			return
 		}
-		next.ServeHTTP(w, r.WithContext(NewContext(r.Context(), p)))
+		authenticated := r.WithContext(NewContext(r.Context(), p))
+		next.ServeHTTP(w, authenticated)
+		// The ServeMux records the route that matched on the request it was
+		// given; middleware outside this one (latency by route) reads it.
+		r.Pattern = authenticated.Pattern
 	})
 }
 

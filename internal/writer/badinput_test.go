@@ -58,7 +58,6 @@ func TestBadInputGetsProblemAndChangesNothing(t *testing.T) {
 		{"garbage If-Match", "POST", "/v1/accounts/a1/deposits", deposit, []string{"If-Match", `three`}, 400, "invalid-if-match"},
 		{"correlation id with spaces", "POST", "/v1/accounts/a1/deposits", deposit, []string{"X-Correlation-ID", "a b"}, 400, "invalid-header"},
 		{"huge idempotency key", "POST", "/v1/accounts/a1/deposits", deposit, []string{"Idempotency-Key", strings.Repeat("k", 200)}, 400, "invalid-header"},
-		{"unicode principal", "POST", "/v1/accounts/a1/deposits", deposit, []string{"X-Principal", "ålice"}, 400, "invalid-header"},
 		// Hostile ids.
 		{"very long id", "POST", "/v1/accounts/" + strings.Repeat("a", 65) + "/deposits", deposit, nil, 400, "invalid-id"},
 		{"very long id in body", "POST", "/v1/accounts", `{"id":"` + strings.Repeat("a", 300) + `","owner":"Ada","currency":"EUR"}`, nil, 400, "invalid-id"},

@@ -13,6 +13,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/tributary-es/tributary/internal/aggregate"
+	"github.com/tributary-es/tributary/internal/auth"
 	"github.com/tributary-es/tributary/internal/httpapi"
 	"github.com/tributary-es/tributary/internal/log"
 	"github.com/tributary-es/tributary/internal/log/postgres"
@@ -55,6 +56,7 @@ func newCommandResponse(aggregateType, aggregateID string, version int64, meta l
 
 // commandContext is what every command request carries besides its body.
 type commandContext struct {
+	caller         auth.Principal
 	expected       *int64
 	metadata       log.Metadata
 	idempotencyKey string
@@ -65,6 +67,9 @@ type commandContext struct {
 func (s *Server) parseCommandContext(r *http.Request, body []byte) (commandContext, *problem.Problem) {
 	var cc commandContext
 	var p *problem.Problem
+	if cc.caller, p = caller(r); p != nil {
+		return cc, p
+	}
 	if cc.expected, p = expectedVersion(r); p != nil {
 		return cc, p
 	}
@@ -74,13 +79,6 @@ func (s *Server) parseCommandContext(r *http.Request, body []byte) (commandConte
 	correlationID, p := optionalToken(r, "X-Correlation-ID")
 	if p != nil {
 		return cc, p
-	}
-	principal, p := optionalToken(r, s.cfg.PrincipalHeader)
-	if p != nil {
-		return cc, p
-	}
-	if principal == "" {
-		principal = "anonymous"
 	}
 	commandID, err := uuid.NewV7()
 	if err != nil {
@@ -95,7 +93,7 @@ func (s *Server) parseCommandContext(r *http.Request, body []byte) (commandConte
 	cc.metadata = log.Metadata{
 		CorrelationID: correlationID,
 		CausationID:   commandID.String(),
-		Principal:     principal,
+		Principal:     cc.caller.Subject,
 		TraceParent:   carrier.Get("traceparent"),
 		TraceState:    carrier.Get("tracestate"),
 	}
@@ -158,6 +156,12 @@ func runCommand[S any, C any, E aggregate.Event](s *Server, w http.ResponseWrite
 
 	res, err := h.Handle(ctx, aggregate.Request[C]{
 		AggregateID: id, Command: cmd, ExpectedVersion: cc.expected, Metadata: cc.metadata, Idempotency: completion,
+		Authorize: func(owner string) error {
+			if cc.caller.MayAccess(owner) {
+				return nil
+			}
+			return &forbiddenError{stream: h.TypeName() + "/" + id}
+		},
 	})
 	if errors.Is(err, postgres.ErrIdempotencyKeyCompleted) {
 		outcome = "replayed"
@@ -184,6 +188,14 @@ func runCommand[S any, C any, E aggregate.Event](s *Server, w http.ResponseWrite
 			}
 			if outcome != "cancelled" {
 				outcome = "error"
+			}
+		} else if p.Status == http.StatusForbidden {
+			// A refused request writes nothing, not even its Idempotency-Key.
+			outcome = "forbidden"
+			if completion != nil {
+				if rerr := s.store.ReleaseIdempotencyKey(context.WithoutCancel(ctx), principal, cc.idempotencyKey); rerr != nil {
+					s.logger.ErrorContext(ctx, "release idempotency key", "err", rerr)
+				}
 			}
 		} else {
 			outcome = "rejected"
@@ -297,8 +309,11 @@ func (s *Server) commandProblem(err error, mapErr func(error) *problem.Problem) 
 		return p
 	}
 	var mismatch *aggregate.VersionMismatchError
+	var forbidden *forbiddenError
 	var schemaErr *log.SchemaError
 	switch {
+	case errors.As(err, &forbidden):
+		return auth.Forbidden("only the owner of " + forbidden.stream + " or an operator may act on it")
 	case errors.As(err, &mismatch):
 		return problem.New(http.StatusPreconditionFailed, "version-mismatch", "Version mismatch",
 			mismatch.Error()).With("currentVersion", mismatch.Current).With("expectedVersion", mismatch.Expected)
@@ -320,3 +335,11 @@ func (s *Server) internalError(w http.ResponseWriter, r *http.Request, err error
 	problem.Write(w, r, problem.New(http.StatusInternalServerError, "internal", "Internal error",
 		"the request could not be completed; retry it"))
 }
+
+// forbiddenError: the caller may not act on stream ("type/id"); it is an
+// auth.ErrForbidden.
+type forbiddenError struct{ stream string }
+
+func (e *forbiddenError) Error() string { return e.stream + " belongs to another principal" }
+
+func (e *forbiddenError) Unwrap() error { return auth.ErrForbidden }

@@ -160,8 +160,9 @@ func TestIdempotencyKey(t *testing.T) {
 	if got := r.json(t)["type"]; got != "https://tributary.dev/problems/idempotency-key-reused" {
 		t.Fatalf("problem type %v", got)
 	}
-	// Keys belong to a principal: another principal's same key is another request.
-	st.must(http.StatusOK, "POST", "/v1/accounts/a1/activate", "", "Idempotency-Key", "open-1", "X-Principal", "bob")
+	// Keys belong to a principal: another principal's same key is another
+	// request (bob, an operator, may act on alice's account).
+	st.must(http.StatusOK, "POST", "/v1/accounts/a1/activate", "", "Idempotency-Key", "open-1", "Authorization", st.authorization("bob", "operator"))
 
 	// A refused command is remembered too: the retry does not run again even
 	// though it would succeed now.
@@ -277,7 +278,7 @@ func TestMetadataIsStoredWithEvents(t *testing.T) {
 	st := newStack(t, 1)
 	const traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
 	r := st.must(http.StatusCreated, "POST", "/v1/accounts", `{"id":"a1","owner":"Ada","currency":"EUR","initialDeposit":5}`,
-		"X-Correlation-ID", "req-42", "X-Principal", "alice", "traceparent", traceparent)
+		"X-Correlation-ID", "req-42", "traceparent", traceparent)
 	cmd := r.command(t)
 	if cmd.CorrelationID != "req-42" || r.header.Get("X-Correlation-ID") != "req-42" {
 		t.Fatalf("correlation id %q / header %q", cmd.CorrelationID, r.header.Get("X-Correlation-ID"))
@@ -287,7 +288,7 @@ func TestMetadataIsStoredWithEvents(t *testing.T) {
 		t.Fatalf("%d events", len(stored))
 	}
 	for _, e := range stored {
-		if e.CorrelationID != "req-42" || e.CausationID != cmd.CausationID || e.Principal != "alice" || e.TraceParent != traceparent {
+		if e.CorrelationID != "req-42" || e.CausationID != cmd.CausationID || e.Principal != defaultPrincipal || e.TraceParent != traceparent {
 			t.Errorf("event %d metadata %+v", e.Version, e.Metadata)
 		}
 	}

@@ -142,6 +142,7 @@ func TestOpenAPIValidatorCatchesAnswersTheDocumentDoesNotAllow(t *testing.T) {
 			if tc.body != "" {
 				req.Header.Set("Content-Type", "application/json")
 			}
+			req.Header.Set("Authorization", st.bearer)
 			for i := 0; i+1 < len(tc.headers); i += 2 {
 				req.Header.Set(tc.headers[i], tc.headers[i+1])
 			}

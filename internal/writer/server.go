@@ -7,6 +7,7 @@ import (
 	"context"
 	"log/slog"
 	"net/http"
+	"slices"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -15,6 +16,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 	"go.opentelemetry.io/otel/trace/noop"
 
+	"github.com/tributary-es/tributary/internal/auth"
 	"github.com/tributary-es/tributary/internal/httpapi"
 	"github.com/tributary-es/tributary/internal/log/postgres"
 	"github.com/tributary-es/tributary/internal/problem"
@@ -27,9 +29,9 @@ type Config struct {
 	// IdempotencyClaim is how long a request holds its Idempotency-Key before
 	// a retry may take it over (when the first holder died).
 	IdempotencyClaim time.Duration
-	// PrincipalHeader names the header that an authenticating proxy in front
-	// of the writer sets to the acting principal.
-	PrincipalHeader string
+	// Authenticator establishes who sends each request (auth.New); every
+	// route but the operations needs it. Nil refuses every such request.
+	Authenticator *auth.Authenticator
 	// MaxStreamPage bounds how many events one stream read returns.
 	MaxStreamPage int
 	// TracerProvider makes the HTTP server spans; the incoming W3C trace
@@ -42,7 +44,7 @@ type Config struct {
 
 // DefaultConfig is a sensible Config.
 func DefaultConfig() Config {
-	return Config{MaxBodyBytes: 64 << 10, IdempotencyClaim: 30 * time.Second, PrincipalHeader: "X-Principal", MaxStreamPage: 1000,
+	return Config{MaxBodyBytes: 64 << 10, IdempotencyClaim: 30 * time.Second, MaxStreamPage: 1000,
 		TracerProvider: noop.NewTracerProvider(), Propagator: httpapi.DefaultPropagator()}
 }
 
@@ -104,7 +106,37 @@ func (s *Server) Handler() http.Handler {
 		mux.Handle(rt.pattern, rt.handler)
 	}
 	mux.HandleFunc("/", httpapi.Unmatched(mux, http.MethodGet, http.MethodPost))
-	return httpapi.Trace("writer", s.cfg.TracerProvider, s.cfg.Propagator, httpapi.Instrument(s.metrics.httpSeconds, httpapi.RejectUncleanPaths(mux)))
+	return httpapi.Trace("writer", s.cfg.TracerProvider, s.cfg.Propagator, httpapi.Instrument(s.metrics.httpSeconds,
+		httpapi.RejectUncleanPaths(authenticate(s.cfg.Authenticator, mux))))
+}
+
+// publicPaths are the routes served without authentication: the probes,
+// the metrics and the API document hold nobody's data.
+var publicPaths = []string{"/healthz", "/readyz", "/metrics", "/openapi.json"}
+
+// authenticate puts the caller's principal in every request's context, or
+// answers 401; without an authenticator it refuses every request but those
+// for the public paths (fail closed).
+func authenticate(a *auth.Authenticator, next http.Handler) http.Handler {
+	if a != nil {
+		return a.Middleware(next, publicPaths...)
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if slices.Contains(publicPaths, r.URL.Path) {
+			next.ServeHTTP(w, r)
+			return
+		}
+		problem.Write(w, r, auth.Unauthorized("the writer has no authenticator configured"))
+	})
+}
+
+// caller is the request's authenticated principal, or a 401 problem.
+func caller(r *http.Request) (auth.Principal, *problem.Problem) {
+	p, ok := auth.FromContext(r.Context())
+	if !ok {
+		return auth.Principal{}, auth.Unauthorized("the request is not authenticated")
+	}
+	return p, nil
 }
 
 func (s *Server) ready(w http.ResponseWriter, r *http.Request) {

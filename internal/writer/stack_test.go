@@ -10,11 +10,13 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/tributary-es/tributary/internal/aggregate"
+	"github.com/tributary-es/tributary/internal/auth"
 	"github.com/tributary-es/tributary/internal/apispec"
 	"github.com/tributary-es/tributary/internal/domain/account"
 	"github.com/tributary-es/tributary/internal/log"
@@ -39,7 +41,16 @@ type stack struct {
 	// servers' clients check every exchange through it; a test that calls
 	// a handler directly calls spec.Check itself.
 	spec *apispec.Validator
+	// signer issues the tests' tokens; the servers verify them.
+	signer *auth.Signer
+	// bearer is the Authorization header do sends unless told otherwise:
+	// a token of defaultPrincipal.
+	bearer string
 }
+
+// defaultPrincipal is who the stack's requests come from unless a test says
+// otherwise.
+const defaultPrincipal = "alice"
 
 func newStack(t testing.TB, processes int) *stack {
 	t.Helper()
@@ -59,6 +70,10 @@ func newStackWith(t testing.TB, processes int, cfg writer.Config) *stack {
 		t.Fatal(err)
 	}
 	st := &stack{t: t, pool: pool, store: postgres.NewStore(pool, writer.Upcasters()), spec: apispec.NewValidator(t, "writer")}
+	if cfg.Authenticator == nil {
+		st.signer, cfg.Authenticator = testenv.Auth(t)
+		st.bearer = st.authorization(defaultPrincipal)
+	}
 	for range processes {
 		accounts := aggregate.NewHandler(writer.AccountType(), st.store, eventSchemas, aggregate.Options{})
 		transfers := aggregate.NewHandler(writer.TransferType(), st.store, eventSchemas, aggregate.Options{})
@@ -115,7 +130,14 @@ func (st *stack) do(proc int, method, path, body string, headers ...string) resp
 	if body != "" {
 		req.Header.Set("Content-Type", "application/json")
 	}
+	if st.bearer != "" {
+		req.Header.Set("Authorization", st.bearer)
+	}
 	for i := 0; i+1 < len(headers); i += 2 {
+		if headers[i+1] == "" {
+			req.Header.Del(headers[i]) // e.g. "Authorization", "": no token
+			continue
+		}
 		req.Header.Set(headers[i], headers[i+1])
 	}
 	res, err := st.servers[proc].Client().Do(req)
@@ -128,6 +150,17 @@ func (st *stack) do(proc int, method, path, body string, headers ...string) resp
 		st.t.Fatal(err)
 	}
 	return response{status: res.StatusCode, header: res.Header, body: bytes.TrimSpace(b)}
+}
+
+// authorization is an Authorization header value: a bearer token of subject
+// with roles.
+func (st *stack) authorization(subject string, roles ...string) string {
+	st.t.Helper()
+	tok, err := st.signer.Token(subject, roles, time.Hour)
+	if err != nil {
+		st.t.Fatal(err)
+	}
+	return "Bearer " + tok
 }
 
 // must sends a request and fails the test unless it got want.

@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/tributary-es/tributary/internal/auth"
 	"github.com/tributary-es/tributary/internal/httpapi"
 	"github.com/tributary-es/tributary/internal/log"
 	"github.com/tributary-es/tributary/internal/log/postgres"
@@ -32,6 +33,9 @@ type StateAt struct {
 	State         any    `json:"state"`
 }
 
+// streamTarget reads the stream a request names, and answers it (returning
+// false) when the type is unknown, the id malformed, the stream empty, or
+// the caller not allowed to read it.
 func (s *Server) streamTarget(w http.ResponseWriter, r *http.Request) (typ, id string, ok bool) {
 	typ, id = r.PathValue("type"), r.PathValue("id")
 	if _, known := s.stateAt[typ]; !known {
@@ -41,6 +45,24 @@ func (s *Server) streamTarget(w http.ResponseWriter, r *http.Request) (typ, id s
 	}
 	if p := httpapi.ID(id); p != nil {
 		problem.Write(w, r, p)
+		return "", "", false
+	}
+	// Only the stream's owner, or an operator, may read it.
+	who, p := caller(r)
+	if p != nil {
+		problem.Write(w, r, p)
+		return "", "", false
+	}
+	owner, err := s.store.StreamOwner(r.Context(), typ, id)
+	switch {
+	case err != nil:
+		s.internalError(w, r, err)
+		return "", "", false
+	case owner == "":
+		problem.Write(w, r, problem.New(http.StatusNotFound, "stream-not-found", "Stream not found", typ+"/"+id+" has no events"))
+		return "", "", false
+	case !who.MayAccess(owner):
+		problem.Write(w, r, auth.Forbidden("only the owner of "+typ+"/"+id+" or an operator may read it"))
 		return "", "", false
 	}
 	return typ, id, true

@@ -9,6 +9,8 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/tributary-es/tributary/internal/aggregate"
+	"github.com/tributary-es/tributary/internal/auth"
+	"github.com/tributary-es/tributary/internal/domain/account"
 	"github.com/tributary-es/tributary/internal/domain/transfer"
 	"github.com/tributary-es/tributary/internal/httpapi"
 	"github.com/tributary-es/tributary/internal/problem"
@@ -73,6 +75,19 @@ func (s *Server) requestTransfer(w http.ResponseWriter, r *http.Request) {
 	if p != nil {
 		problem.Write(w, r, p)
 		return
+	}
+	// Money leaves the source account: only its owner, or an operator, may
+	// ask. (The process manager then moves it on the caller's behalf.)
+	if httpapi.ID(body.From) == nil {
+		owner, err := s.store.StreamOwner(r.Context(), account.AggregateType, body.From)
+		if err != nil {
+			s.internalError(w, r, err)
+			return
+		}
+		if !cc.caller.MayAccess(owner) {
+			problem.Write(w, r, auth.Forbidden("the source account "+body.From+" does not exist or is not yours"))
+			return
+		}
 	}
 	cmd := transfer.RequestTransfer{From: body.From, To: body.To, Amount: body.Amount, Currency: body.Currency, Reference: body.Reference}
 	runCommand(s, w, r, s.transfers, body.ID, transfer.Command(cmd), cc, true, "RequestTransfer", transferProblem)

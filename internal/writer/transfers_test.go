@@ -10,6 +10,7 @@ import (
 // store nothing; the transfer's stream and state can be read.
 func TestRequestTransfer(t *testing.T) {
 	st := newStack(t, 1)
+	st.openActive("a", 1_000) // the source: a transfer needs its owner
 	r := st.must(http.StatusCreated, "POST", "/v1/transfers",
 		`{"id":"t-1","from":"a","to":"b","amount":300,"currency":"EUR","reference":"rent"}`, "X-Correlation-ID", "corr-t-1")
 	c := r.command(t)
