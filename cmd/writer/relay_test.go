@@ -42,7 +42,7 @@ func startWriter(t *testing.T, args []string, getenv func(string) string) (strin
 	if len(args) > 0 && !strings.HasPrefix(args[0], "-") { // a subcommand comes first
 		full = append([]string{args[0], "--http-addr", addr}, args[1:]...)
 	}
-	go func() { done <- run(ctx, full, getenv, out, out) }()
+	go func() { done <- run(ctx, full, withoutAuth(getenv), out, out) }()
 	t.Cleanup(func() {
 		cancel()
 		select {
@@ -178,7 +178,7 @@ func TestBadKafkaSettingsFailFast(t *testing.T) {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
 		var out bytes.Buffer
-		return run(ctx, []string{"--http-addr", "127.0.0.1:0"}, getenv, &out, &out)
+		return run(ctx, []string{"--http-addr", "127.0.0.1:0"}, withoutAuth(getenv), &out, &out)
 	}
 	t.Run("unreachable broker", func(t *testing.T) {
 		err := run1(testenv.Getenv("DATABASE_URL", dbURL, "KAFKA_BROKERS", freeAddr(t), "KAFKA_START_TIMEOUT", "2s"))
@@ -219,8 +219,8 @@ func TestRelayWithSASL(t *testing.T) {
 	var out bytes.Buffer
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	err := run(ctx, []string{"--http-addr", "127.0.0.1:0"}, testenv.Getenv("DATABASE_URL", dbURL, "KAFKA_BROKERS", brokers,
-		"KAFKA_SASL_MECHANISM", "SCRAM-SHA-256", "KAFKA_SASL_USERNAME", "relay", "KAFKA_SASL_PASSWORD", "wrong", "KAFKA_START_TIMEOUT", "3s"), &out, &out)
+	err := run(ctx, []string{"--http-addr", "127.0.0.1:0"}, withoutAuth(testenv.Getenv("DATABASE_URL", dbURL, "KAFKA_BROKERS", brokers,
+		"KAFKA_SASL_MECHANISM", "SCRAM-SHA-256", "KAFKA_SASL_USERNAME", "relay", "KAFKA_SASL_PASSWORD", "wrong", "KAFKA_START_TIMEOUT", "3s")), &out, &out)
 	if err == nil || !strings.Contains(err.Error(), "cannot reach Kafka at KAFKA_BROKERS=") {
 		t.Fatalf("wrong password: got %v", err)
 	}
@@ -252,8 +252,8 @@ func TestRelayWithTLS(t *testing.T) {
 	var out bytes.Buffer
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	err := run(ctx, []string{"--http-addr", "127.0.0.1:0"}, testenv.Getenv("DATABASE_URL", dbURL, "KAFKA_BROKERS", brokers,
-		"KAFKA_TLS", "true", "KAFKA_START_TIMEOUT", "3s"), &out, &out)
+	err := run(ctx, []string{"--http-addr", "127.0.0.1:0"}, withoutAuth(testenv.Getenv("DATABASE_URL", dbURL, "KAFKA_BROKERS", brokers,
+		"KAFKA_TLS", "true", "KAFKA_START_TIMEOUT", "3s")), &out, &out)
 	if err == nil || !strings.Contains(err.Error(), "cannot reach Kafka at KAFKA_BROKERS=") {
 		t.Fatalf("untrusted broker certificate: got %v", err)
 	}

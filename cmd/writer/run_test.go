@@ -64,7 +64,7 @@ func TestUnreachablePostgresIsNamed(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	var out bytes.Buffer
-	err = run(ctx, []string{"--relay=false", "--transfers=false"}, testenv.Getenv("DATABASE_URL", "postgres://postgres@"+addr+"/x?connect_timeout=2"), &out, &out)
+	err = run(ctx, []string{"--relay=false", "--transfers=false"}, withoutAuth(testenv.Getenv("DATABASE_URL", "postgres://postgres@"+addr+"/x?connect_timeout=2")), &out, &out)
 	if err == nil || !strings.Contains(err.Error(), "cannot reach Postgres at DATABASE_URL") {
 		t.Fatalf("got %v, want a message naming DATABASE_URL", err)
 	}
@@ -74,7 +74,7 @@ func TestRefusesAnUnmigratedDatabase(t *testing.T) {
 	ctx := context.Background()
 	empty := emptyDatabaseURL(t)
 	var out bytes.Buffer
-	err := run(ctx, []string{"--http-addr", "127.0.0.1:0", "--relay=false", "--transfers=false"}, testenv.Getenv("DATABASE_URL", empty), &out, &out)
+	err := run(ctx, []string{"--http-addr", "127.0.0.1:0", "--relay=false", "--transfers=false"}, withoutAuth(testenv.Getenv("DATABASE_URL", empty)), &out, &out)
 	if err == nil || !strings.Contains(err.Error(), "database is at version 0, this binary needs") {
 		t.Fatalf("got %v, want the schema check to refuse", err)
 	}
@@ -101,7 +101,7 @@ func TestServeAndShutDownGracefully(t *testing.T) {
 	var out syncBuffer
 	done := make(chan error, 1)
 	go func() {
-		done <- run(ctx, []string{"--migrate", "--http-addr", addr, "--kafka-embedded", "--kafka-embedded-port", "0"}, testenv.Getenv("DATABASE_URL", dbURL), &out, &out)
+		done <- run(ctx, []string{"--migrate", "--http-addr", addr, "--kafka-embedded", "--kafka-embedded-port", "0"}, withoutAuth(testenv.Getenv("DATABASE_URL", dbURL)), &out, &out)
 	}()
 	base := "http://" + addr
 	deadline := time.Now().Add(20 * time.Second)

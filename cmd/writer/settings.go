@@ -127,11 +127,6 @@ func parseSettings(cmd string, args []string, getenv func(string) string, stderr
 	if err := k.Check(fs); err != nil {
 		return s, config.UsageError{Err: err}
 	}
-	if cmd == "serve" {
-		if err := s.auth.Check(fs); err != nil {
-			return s, config.UsageError{Err: err}
-		}
-	}
 	if _, _, err := net.SplitHostPort(s.httpAddr); err != nil {
 		return s, config.UsageError{Err: fmt.Errorf("%s: %v", fs.Setting("http-addr"), err)}
 	}
@@ -140,6 +135,11 @@ func parseSettings(cmd string, args []string, getenv func(string) string, stderr
 	}
 	if (relayRuns || transfersRun) && !k.embedded {
 		if _, err := k.Client("tributary-relay").Options(); err != nil {
+			return s, config.UsageError{Err: err}
+		}
+	}
+	if cmd == "serve" {
+		if err := s.auth.Check(fs); err != nil {
 			return s, config.UsageError{Err: err}
 		}
 	}
