@@ -1,15 +1,18 @@
 package writer_test
 
 import (
+	"context"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
 )
 
-// FuzzCommands throws arbitrary requests at the writer's handler: it must
-// never panic, never answer 5xx to bad input, answer every error as a
-// problem document, never store an event for a request it refused, and
+// FuzzCommands throws arbitrary requests at the writer's handler, from the
+// owner of the account a1, a stranger or nobody: it must never panic, never
+// answer 5xx to bad input, answer every error as a problem document, never
+// store an event for a request it refused or change a1 for anyone but its
+// owner, and
 // answer as schemas/openapi/writer.yaml says.
 //
 //	go test -run '^$' -fuzz FuzzCommands -fuzztime 60s ./internal/writer/
@@ -31,6 +34,9 @@ func FuzzCommands(f *testing.F) {
 	}
 	st := newStack(f, 1)
 	st.openActive("a1", 1000)
+	// Who sends a request follows from its body's length: mostly a1's owner,
+	// else a stranger or nobody (neither may ever store anything).
+	callers := []string{st.bearer, st.bearer, st.authorization("mallory"), ""}
 
 	f.Fuzz(func(t *testing.T, method, path, body, contentType, ifMatch, key string) {
 		if !strings.HasPrefix(path, "/") {
@@ -40,12 +46,14 @@ func FuzzCommands(f *testing.F) {
 		if err != nil {
 			return // not an HTTP request a server could receive
 		}
-		for name, value := range map[string]string{"Content-Type": contentType, "If-Match": ifMatch, "Idempotency-Key": key} {
+		authorization := callers[len(body)%len(callers)]
+		for name, value := range map[string]string{"Content-Type": contentType, "If-Match": ifMatch, "Idempotency-Key": key, "Authorization": authorization} {
 			if value != "" {
 				req.Header.Set(name, value)
 			}
 		}
 		before := st.countEvents(t)
+		a1Version := st.streamVersion(t, "account", "a1")
 		rec := httptest.NewRecorder()
 		st.handlers[0].ServeHTTP(rec, req)
 		after := st.countEvents(t)
@@ -65,5 +73,21 @@ func FuzzCommands(f *testing.F) {
 		if method != "POST" && after != before {
 			t.Fatalf("%s %q stored events", method, path)
 		}
+		if authorization == "" && after != before {
+			t.Fatalf("%s %q without a token stored %d events (status %d)", method, path, after-before, rec.Code)
+		}
+		if v := st.streamVersion(t, "account", "a1"); authorization != st.bearer && v != a1Version {
+			t.Fatalf("%s %q from a stranger moved a1 from version %d to %d (status %d)", method, path, a1Version, v, rec.Code)
+		}
 	})
+}
+
+// streamVersion is a stream's version in the store, failing t.
+func (st *stack) streamVersion(t testing.TB, aggregateType, id string) int64 {
+	t.Helper()
+	v, err := st.store.StreamVersion(context.Background(), aggregateType, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
 }
