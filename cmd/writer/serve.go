@@ -17,6 +17,7 @@ import (
 	"github.com/tributary-es/tributary/internal/aggregate"
 	"github.com/tributary-es/tributary/internal/auth"
 	"github.com/tributary-es/tributary/internal/config"
+	"github.com/tributary-es/tributary/internal/httpapi"
 	"github.com/tributary-es/tributary/internal/log/postgres"
 	"github.com/tributary-es/tributary/internal/transfers"
 	"github.com/tributary-es/tributary/internal/writer"
@@ -101,6 +102,7 @@ func serve(ctx context.Context, s settings, logger *slog.Logger, api bool) error
 	}
 	srv := &http.Server{
 		Handler:           handler,
+		MaxHeaderBytes:    httpapi.ServerMaxHeaderBytes(httpapi.DefaultMaxHeaderBytes),
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       30 * time.Second,
 		WriteTimeout:      30 * time.Second,

@@ -112,3 +112,21 @@ func TestRawDotSegmentsAreRefused(t *testing.T) {
 		}
 	}
 }
+
+// Headers over the writer's limit get a 431 problem document (not net/http's
+// plain text), before anything else is looked at; nothing is stored.
+func TestHugeHeadersGetAProblem(t *testing.T) {
+	st := newStack(t, 1)
+	st.openActive("a1", 100)
+	before := st.databaseDigest()
+	r := st.do(0, "POST", "/v1/accounts/a1/deposits", `{"amount":1,"currency":"EUR","source":"x"}`, "X-Padding", strings.Repeat("p", 40<<10))
+	if r.status != http.StatusRequestHeaderFieldsTooLarge || r.header.Get("Content-Type") != "application/problem+json" ||
+		!strings.Contains(string(r.body), "headers-too-large") {
+		t.Fatalf("%d %s: %s", r.status, r.header.Get("Content-Type"), r.body)
+	}
+	if st.databaseDigest() != before {
+		t.Fatal("a refused request changed Postgres")
+	}
+	// Just under the limit is served.
+	st.must(http.StatusOK, "POST", "/v1/accounts/a1/deposits", `{"amount":1,"currency":"EUR","source":"x"}`, "X-Padding", strings.Repeat("p", 30<<10))
+}

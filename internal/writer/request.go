@@ -17,8 +17,9 @@ import (
 )
 
 // readJSON decodes the request body strictly into dst: JSON content type,
-// at most maxBytes, one object, no unknown fields, right types. An empty body
-// is allowed when allowEmpty, and leaves dst as it is.
+// at most maxBytes, UTF-8 without lone surrogate escapes, no member name
+// twice in an object, one object, no unknown fields, right types. An empty
+// body is allowed when allowEmpty, and leaves dst as it is.
 func readJSON(r *http.Request, maxBytes int64, allowEmpty bool, dst any) ([]byte, *problem.Problem) {
 	body, err := io.ReadAll(http.MaxBytesReader(nil, r.Body, maxBytes))
 	if err != nil {
@@ -39,6 +40,13 @@ func readJSON(r *http.Request, maxBytes int64, allowEmpty bool, dst any) ([]byte
 	if err != nil || (mediaType != "application/json" && !strings.HasSuffix(mediaType, "+json")) {
 		return nil, problem.New(http.StatusUnsupportedMediaType, "unsupported-media-type", "Unsupported media type",
 			"send the command as Content-Type: application/json")
+	}
+	// What encoding/json lets through in valid JSON (G12) is refused before
+	// anything is decoded. A body that is also not valid JSON is left to
+	// Unmarshal, so bad syntax stays malformed-json whatever else is wrong
+	// (json.Valid costs a second pass, on this error path only).
+	if p := strictJSON(body); p != nil && json.Valid(body) {
+		return nil, p
 	}
 	// Unmarshal refuses bad syntax, wrong types and data after the value;
 	// exactMemberNames below refuses unknown members.

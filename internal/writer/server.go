@@ -26,6 +26,9 @@ import (
 type Config struct {
 	// MaxBodyBytes bounds a command's body; larger ones get 413.
 	MaxBodyBytes int64
+	// MaxHeaderBytes bounds the request line and headers; larger ones get a
+	// 431 problem (see httpapi.LimitHeaderBytes for the server's own limit).
+	MaxHeaderBytes int
 	// IdempotencyClaim is how long a request holds its Idempotency-Key before
 	// a retry may take it over (when the first holder died).
 	IdempotencyClaim time.Duration
@@ -44,7 +47,7 @@ type Config struct {
 
 // DefaultConfig is a sensible Config.
 func DefaultConfig() Config {
-	return Config{MaxBodyBytes: 64 << 10, IdempotencyClaim: 30 * time.Second, MaxStreamPage: 1000,
+	return Config{MaxBodyBytes: 64 << 10, MaxHeaderBytes: httpapi.DefaultMaxHeaderBytes, IdempotencyClaim: 30 * time.Second, MaxStreamPage: 1000,
 		TracerProvider: noop.NewTracerProvider(), Propagator: httpapi.DefaultPropagator()}
 }
 
@@ -107,7 +110,7 @@ func (s *Server) Handler() http.Handler {
 	}
 	mux.HandleFunc("/", httpapi.Unmatched(mux, http.MethodGet, http.MethodPost))
 	return httpapi.Trace("writer", s.cfg.TracerProvider, s.cfg.Propagator, httpapi.Instrument(s.metrics.httpSeconds,
-		httpapi.RejectUncleanPaths(authenticate(s.cfg.Authenticator, mux))))
+		httpapi.LimitHeaderBytes(s.cfg.MaxHeaderBytes, httpapi.RejectUncleanPaths(authenticate(s.cfg.Authenticator, mux)))))
 }
 
 // publicPaths are the routes served without authentication: the probes,

@@ -16,8 +16,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/tributary-es/tributary/internal/aggregate"
-	"github.com/tributary-es/tributary/internal/auth"
 	"github.com/tributary-es/tributary/internal/apispec"
+	"github.com/tributary-es/tributary/internal/auth"
 	"github.com/tributary-es/tributary/internal/domain/account"
 	"github.com/tributary-es/tributary/internal/log"
 	"github.com/tributary-es/tributary/internal/log/postgres"
