@@ -70,7 +70,7 @@ func TestComposeHasEveryServiceWithAnImage(t *testing.T) {
 	if p.Name != "tributary" {
 		t.Errorf("project name %q, want tributary (top-level name:)", p.Name)
 	}
-	want := []string{"grafana", "jaeger", "kafka", "migrate", "otel-collector", "postgres", "projector", "prometheus", "reader", "redis", "writer"}
+	want := []string{"auth-dev", "grafana", "jaeger", "kafka", "migrate", "otel-collector", "postgres", "projector", "prometheus", "reader", "redis", "writer"}
 	if got := p.ServiceNames(); !slices.Equal(got, want) {
 		t.Errorf("services %v, want %v", got, want)
 	}
@@ -82,8 +82,8 @@ func TestComposeHasEveryServiceWithAnImage(t *testing.T) {
 			t.Errorf("service %s: image %q has no tag", name, s.Image)
 		}
 	}
-	// The app services (and migrate) share one image built from the Dockerfile.
-	for _, name := range []string{"migrate", "writer", "projector", "reader"} {
+	// The app services (and migrate and auth-dev) share one image built from the Dockerfile.
+	for _, name := range []string{"auth-dev", "migrate", "writer", "projector", "reader"} {
 		s := service(t, p, name)
 		if s.Build == nil {
 			t.Errorf("service %s is not built from the repository", name)
@@ -107,6 +107,15 @@ func TestComposeHasEveryServiceWithAnImage(t *testing.T) {
 	if got := append([]string(service(t, p, "migrate").Entrypoint), service(t, p, "migrate").Command...); !slices.Equal(got, []string{"/usr/local/bin/writer", "migrate"}) {
 		t.Errorf("service migrate runs %q, want writer migrate", got)
 	}
+	if got := append([]string(service(t, p, "auth-dev").Entrypoint), service(t, p, "auth-dev").Command...); len(got) < 2 || got[0] != "/usr/local/bin/devtoken" || got[1] != "init" {
+		t.Errorf("service auth-dev runs %q, want devtoken init", got)
+	}
+	// The one-shot services run once: a restart policy would rerun them.
+	for _, name := range []string{"auth-dev", "migrate"} {
+		if r := service(t, p, name).Restart; r != "no" {
+			t.Errorf("service %s: restart %q, want \"no\" (it runs once)", name, r)
+		}
+	}
 	if r := service(t, p, "redis"); !strings.Contains(strings.Join(r.Command, " "), "--maxmemory-policy noeviction") {
 		t.Errorf("redis runs %q, want --maxmemory-policy noeviction (an evicted read-model key corrupts a model)", r.Command)
 	}
@@ -119,6 +128,8 @@ func TestComposeStartOrder(t *testing.T) {
 	}{
 		{"migrate", "postgres", types.ServiceConditionHealthy},
 		{"writer", "migrate", types.ServiceConditionCompletedSuccessfully},
+		{"writer", "auth-dev", types.ServiceConditionCompletedSuccessfully},
+		{"reader", "auth-dev", types.ServiceConditionCompletedSuccessfully},
 		{"writer", "postgres", types.ServiceConditionHealthy},
 		{"writer", "kafka", types.ServiceConditionHealthy},
 		{"projector", "kafka", types.ServiceConditionHealthy},
@@ -197,6 +208,15 @@ func TestComposePublishesThePorts(t *testing.T) {
 			t.Errorf("%s does not publish port %d", tt.service, tt.target)
 		}
 	}
+	// Nothing is published beyond this machine: the stack has development
+	// passwords, an anonymous Grafana admin and a development token issuer.
+	for name, s := range p.Services {
+		for _, port := range s.Ports {
+			if port.Published != "" && port.HostIP != "127.0.0.1" {
+				t.Errorf("%s publishes port %d on %q, want 127.0.0.1 only", name, port.Target, port.HostIP)
+			}
+		}
+	}
 }
 
 func TestComposeEnvironmentIsWhatTheBinariesRead(t *testing.T) {
@@ -204,9 +224,10 @@ func TestComposeEnvironmentIsWhatTheBinariesRead(t *testing.T) {
 	root := repoRoot(t)
 	required := map[string][]string{
 		"migrate":   {"DATABASE_URL"},
-		"writer":    {"DATABASE_URL", "KAFKA_BROKERS", "OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_SERVICE_NAME"},
+		"writer":    {"DATABASE_URL", "KAFKA_BROKERS", "OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_SERVICE_NAME", "AUTH_MODE", "AUTH_JWKS_FILE", "AUTH_ISSUER", "AUTH_AUDIENCE"},
 		"projector": {"KAFKA_BROKERS", "REDIS_URL", "OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_SERVICE_NAME"},
-		"reader":    {"REDIS_URL", "OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_SERVICE_NAME"},
+		"reader":    {"REDIS_URL", "OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_SERVICE_NAME", "AUTH_MODE", "AUTH_JWKS_FILE", "AUTH_ISSUER", "AUTH_AUDIENCE"},
+		"auth-dev":  {"DEVTOKEN_DIR", "AUTH_ISSUER", "AUTH_AUDIENCE"},
 	}
 	for name, names := range required {
 		s := service(t, p, name)
@@ -273,7 +294,7 @@ func checkURLHost(t *testing.T, p *types.Project, svc, env, raw, wantHost, wantP
 
 // envNames returns the environment variables a binary reads: the second
 // argument of every config.Set.Env call in cmd/<binary>, and in
-// internal/config's Kafka and Redis settings when the binary uses them.
+// internal/config's Kafka, Redis and Auth settings when the binary uses them.
 func envNames(t *testing.T, root, binary string) map[string]bool {
 	t.Helper()
 	names := map[string]bool{}
@@ -283,6 +304,9 @@ func envNames(t *testing.T, root, binary string) map[string]bool {
 	}
 	if strings.Contains(src, "config.Redis") {
 		envCalls(t, filepath.Join(root, "internal", "config", "redis.go"), names)
+	}
+	if strings.Contains(src, "config.Auth") {
+		envCalls(t, filepath.Join(root, "internal", "config", "auth.go"), names)
 	}
 	return names
 }

@@ -14,7 +14,7 @@ func TestDockerfileBuildsStaticNonRootImage(t *testing.T) {
 		t.Fatal(err)
 	}
 	df := string(b)
-	for _, want := range []string{"CGO_ENABLED=0", "-trimpath", "./cmd/writer", "./cmd/projector", "./cmd/reader", "./cmd/healthcheck"} {
+	for _, want := range []string{"CGO_ENABLED=0", "-trimpath", "./cmd/writer", "./cmd/projector", "./cmd/reader", "./cmd/healthcheck", "./cmd/devtoken"} {
 		if !strings.Contains(df, want) {
 			t.Errorf("Dockerfile does not contain %q", want)
 		}
@@ -33,10 +33,13 @@ func TestDockerfileBuildsStaticNonRootImage(t *testing.T) {
 	if user == "" || user == "root" || strings.HasPrefix(user, "0:") || user == "0" {
 		t.Errorf("the final stage runs as %q, want a non-root USER", user)
 	}
+	if !strings.Contains(final, "FROM gcr.io/distroless/") {
+		t.Errorf("the final stage is not distroless:%s", final)
+	}
 	if !fileExists(filepath.Join(root, ".dockerignore")) {
 		t.Error("no .dockerignore")
 	}
-	for _, dir := range []string{"writer", "projector", "reader", "healthcheck"} {
+	for _, dir := range []string{"writer", "projector", "reader", "healthcheck", "devtoken"} {
 		if !fileExists(filepath.Join(root, "cmd", dir)) {
 			t.Errorf("the Dockerfile builds ./cmd/%s, which does not exist", dir)
 		}

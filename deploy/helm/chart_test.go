@@ -21,8 +21,13 @@ import (
 const (
 	chartDir         = "tributary"
 	productionValues = "tributary/ci/production-values.yaml"
-	release          = "tributary"
+	// The defaults plus the auth settings the chart requires.
+	minimalValues = "tributary/ci/minimal-values.yaml"
+	release       = "tributary"
 )
+
+// minimal is the --values of the least a release needs.
+var minimal = []string{"--values", minimalValues}
 
 // The Prometheus Operator's APIs, as a cluster that has them reports them.
 var operatorAPIs = []string{
@@ -37,7 +42,7 @@ func TestLint(t *testing.T) {
 		name string
 		args []string
 	}{
-		{"default values", nil},
+		{"minimal values", minimal},
 		{"production values", []string{"--values", productionValues}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -60,9 +65,15 @@ func TestSchemas(t *testing.T) {
 		name string
 		args []string
 	}{
-		{"default values", nil},
+		{"minimal values", minimal},
 		{"production values", append([]string{"--values", productionValues}, operatorAPIs...)},
-		{"development secrets", []string{"--set", "devSecrets.create=true,devSecrets.databaseURL=postgres://u:p@pg/db,devSecrets.redisURL=redis://r:6379/0,postgres.existingSecret=,redis.existingSecret="}},
+		{"development secrets", append(slices.Clone(minimal), "--set", "devSecrets.create=true,devSecrets.databaseURL=postgres://u:p@pg/db,devSecrets.redisURL=redis://r:6379/0,postgres.existingSecret=,redis.existingSecret=")},
+		{"key set from a ConfigMap", append(slices.Clone(minimal), "--set", "auth.jwksUrl=,auth.jwks.configMap=tributary-jwks")},
+		{"key set from a Secret", append(slices.Clone(minimal), "--set", "auth.jwksUrl=,auth.jwks.secret=tributary-jwks,auth.jwks.key=keys.json")},
+		{"proxy mode", []string{"--set", "auth.mode=proxy,auth.proxy.trustedProxies={10.0.0.0/8}",
+			"--set-json", `networkPolicy.api.extraFrom=[{"ipBlock":{"cidr":"10.0.0.0/8","except":["10.1.0.0/16"]}},{"namespaceSelector":{"matchExpressions":[{"key":"team","operator":"In","values":["edge"]}]}}]`,
+			"--set-json", `networkPolicy.egress.extra=[{"ports":[{"protocol":"TCP","port":8443}],"to":[{"ipBlock":{"cidr":"192.168.0.0/24"}}]}]`}},
+		{"authentication off, no network policies", []string{"--set", "auth.mode=off,auth.allowInsecureOff=true,networkPolicy.enabled=false,tests.enabled=false"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			out, objs := render(t, tc.args...)
@@ -87,9 +98,11 @@ func TestSchemas(t *testing.T) {
 func TestSchemasCatchMistakes(t *testing.T) {
 	ts := needTools(t)
 	for name, doc := range map[string]string{
-		"unknown field":     "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: x}\nspec:\n  replica: 2\n  selector: {matchLabels: {a: b}}\n  template:\n    metadata: {labels: {a: b}}\n    spec: {containers: [{name: c, image: i}]}\n",
-		"wrong type":        "apiVersion: v1\nkind: Service\nmetadata: {name: x}\nspec: {ports: [{port: \"eighty\"}]}\n",
-		"unknown CRD field": "apiVersion: monitoring.coreos.com/v1\nkind: ServiceMonitor\nmetadata: {name: x}\nspec: {selector: {}, endpoint: []}\n",
+		"unknown field":                "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: x}\nspec:\n  replica: 2\n  selector: {matchLabels: {a: b}}\n  template:\n    metadata: {labels: {a: b}}\n    spec: {containers: [{name: c, image: i}]}\n",
+		"wrong type":                   "apiVersion: v1\nkind: Service\nmetadata: {name: x}\nspec: {ports: [{port: \"eighty\"}]}\n",
+		"unknown CRD field":            "apiVersion: monitoring.coreos.com/v1\nkind: ServiceMonitor\nmetadata: {name: x}\nspec: {selector: {}, endpoint: []}\n",
+		"NetworkPolicy port as a list": "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: x}\nspec: {podSelector: {}, ingress: [{ports: [{port: [80]}]}]}\n",
+		"NetworkPolicy misspelt peer":  "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: x}\nspec: {podSelector: {}, egress: [{to: [{podSelectors: {}}]}]}\n",
 	} {
 		cmd := exec.Command(ts.kubeconform, "-strict", "-schema-location", filepath.Join(ts.schemaDir, "{{ .ResourceKind }}{{ .KindSuffix }}.json"), "-")
 		cmd.Stdin = strings.NewReader(doc)
@@ -99,8 +112,10 @@ func TestSchemasCatchMistakes(t *testing.T) {
 	}
 }
 
+// TestDefaultValues renders the defaults with the one thing they lack, the
+// auth settings (TestBadValues: without them the chart refuses).
 func TestDefaultValues(t *testing.T) {
-	_, objs := render(t)
+	_, objs := render(t, minimal...)
 	checkCommon(t, objs)
 	for _, c := range components {
 		d := find(objs, "Deployment", release+"-"+c)
@@ -118,6 +133,9 @@ func TestDefaultValues(t *testing.T) {
 		if got := ofKind(objs, k); len(got) != 0 {
 			t.Errorf("%s rendered by default: %v", k, got)
 		}
+	}
+	if got := ofKind(objs, "NetworkPolicy"); len(got) != len(components) {
+		t.Errorf("%d NetworkPolicies by default, want one per component", len(got))
 	}
 }
 
@@ -257,8 +275,8 @@ func checkCommon(t *testing.T, objs []object) {
 			if p := str(ctr, "livenessProbe", "httpGet", "path"); p != "/healthz" {
 				t.Errorf("%s container %s: liveness on %q, want /healthz", d, name, p)
 			}
-			if cmd := list(ctr, "command"); len(cmd) == 0 || cmd[0] != "/"+c {
-				t.Errorf("%s container %s: command %v, want /%s", d, name, cmd, c)
+			if cmd := list(ctr, "command"); len(cmd) == 0 || cmd[0] != imageBinDir(t)+c {
+				t.Errorf("%s container %s: command %v, want %s%s (where the Dockerfile puts it)", d, name, cmd, imageBinDir(t), c)
 			}
 			sc := get(ctr, "securityContext")
 			if ro, _ := get(sc, "readOnlyRootFilesystem").(bool); !ro {
@@ -313,6 +331,10 @@ func checkCommon(t *testing.T, objs []object) {
 		}
 	}
 
+	if len(ofKind(objs, "NetworkPolicy")) > 0 {
+		checkNetworkPolicies(t, objs)
+	}
+
 	// The projector: readiness is "consuming", and never more replicas than partitions.
 	partitions, _ := strconv.Atoi(str(find(objs, "ConfigMap", release+"-projector"), "data", "KAFKA_PARTITIONS"))
 	if n, ok := num(find(objs, "Deployment", release+"-projector"), "spec", "replicas"); ok && n > partitions {
@@ -349,7 +371,7 @@ func checkCommon(t *testing.T, objs []object) {
 		}
 	}
 	cmd := list(job, "spec", "template", "spec", "containers", "0", "command")
-	if fmt.Sprint(cmd) != "[/writer migrate]" {
+	if fmt.Sprint(cmd) != "["+imageBinDir(t)+"writer migrate]" {
 		t.Errorf("migrations command %v", cmd)
 	}
 	if env := containerEnv(job); !strings.HasPrefix(env["DATABASE_URL"], "secret:") {
@@ -363,7 +385,7 @@ func checkCommon(t *testing.T, objs []object) {
 // TestDevSecrets renders the development-only Secret: created by the chart
 // only when asked, as a hook before the migrations, and referenced by key.
 func TestDevSecrets(t *testing.T) {
-	_, objs := render(t, "--set", "devSecrets.create=true,devSecrets.databaseURL=postgres://u:p@pg/db,devSecrets.redisURL=redis://r:6379/0,postgres.existingSecret=,redis.existingSecret=")
+	_, objs := render(t, append(slices.Clone(minimal), "--set", "devSecrets.create=true,devSecrets.databaseURL=postgres://u:p@pg/db,devSecrets.redisURL=redis://r:6379/0,postgres.existingSecret=,redis.existingSecret=")...)
 	checkCommon(t, objs)
 	s := find(objs, "Secret", release+"-dev")
 	if s == nil {
@@ -391,6 +413,35 @@ func TestBadValues(t *testing.T) {
 		args []string
 		want string
 	}{
+		// The auth settings: none by default, and each mode's requirements.
+		{"no auth settings", nil, "auth.issuer is required with auth.mode=jwt"},
+		{"no auth settings names the audience", nil, "auth.audience is required with auth.mode=jwt"},
+		{"no auth settings names the key set", nil, "auth.jwksUrl (the issuer's JWKS endpoint) or auth.jwks.configMap / auth.jwks.secret"},
+		{"jwt without an issuer", []string{"--set", "auth.issuer="}, "auth.issuer is required with auth.mode=jwt"},
+		{"jwt without an audience", []string{"--set", "auth.audience="}, "auth.audience is required with auth.mode=jwt"},
+		{"jwt without a key set", []string{"--set", "auth.jwksUrl="},
+			"auth.jwksUrl (the issuer's JWKS endpoint) or auth.jwks.configMap / auth.jwks.secret"},
+		{"jwt with a URL and a key set reference", []string{"--set", "auth.jwks.secret=jwks"},
+			"auth.jwksUrl and auth.jwks.configMap/auth.jwks.secret exclude each other"},
+		{"key set from a ConfigMap and a Secret", []string{"--set", "auth.jwksUrl=,auth.jwks.configMap=a,auth.jwks.secret=b"},
+			"auth.jwks.configMap and auth.jwks.secret exclude each other"},
+		{"proxy without trusted proxies", []string{"--set", "auth.mode=proxy"},
+			"auth.proxy.trustedProxies is required with auth.mode=proxy"},
+		{"off without allowInsecureOff", []string{"--set", "auth.mode=off"},
+			"auth.mode=off turns authentication off"},
+		{"unknown auth mode", []string{"--set", "auth.mode=basic"}, "mode"},
+		{"a symmetric algorithm", []string{"--set-json", `auth.algorithms=["HS256"]`}, "algorithms"},
+		{"credentials in the JWKS URL", []string{"--set", "auth.jwksUrl=https://user:pass@idp.example.com/jwks"}, "jwksUrl"},
+		{"a trusted proxy that is no address", []string{"--set", "auth.mode=proxy,auth.proxy.trustedProxies={proxy.example.com}"}, "trustedProxies"},
+		{"an auth setting as plain env", []string{"--set", "reader.env.AUTH_JWKS_URL=https://elsewhere.example.com/jwks"}, "AUTH_JWKS_URL"},
+		{"an auth setting in otel.env", []string{"--set", "otel.env.AUTH_MODE=off"}, "AUTH_MODE"},
+		{"an auth setting as extra env", []string{"--set-json", `writer.extraEnv=[{"name":"AUTH_ISSUER","value":"x"}]`}, "extraEnv"},
+		{"the removed principal header", []string{"--set", "writer.env.WRITER_PRINCIPAL_HEADER=X-User"}, "WRITER_PRINCIPAL_HEADER"},
+		{"network policy letting no one in", []string{"--set", "networkPolicy.api.allowSameNamespace=false"},
+			"networkPolicy.api lets no one call the writer and the reader"},
+		{"network policy peer without a selector", []string{"--set-json", `networkPolicy.api.extraFrom=[{}]`}, "extraFrom"},
+		{"network policy port out of range", []string{"--set-json", `networkPolicy.egress.postgres.ports=[70000]`}, "ports"},
+
 		{"no Postgres Secret", []string{"--set", "postgres.existingSecret="},
 			"postgres.existingSecret is required: the Secret holding DATABASE_URL"},
 		{"no Postgres key", []string{"--set", "postgres.urlKey="}, "postgres.urlKey"},
@@ -418,7 +469,11 @@ func TestBadValues(t *testing.T) {
 			"kafka.tls.certKey and kafka.tls.keyKey go together"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			out, err := helmCmd(t, append([]string{"template", release, chartDir}, tc.args...)...)
+			args := []string{"template", release, chartDir}
+			if tc.args != nil { // the minimal values, so that only the case's own mistake fails
+				args = append(args, minimal...)
+			}
+			out, err := helmCmd(t, append(args, tc.args...)...)
 			if err == nil {
 				t.Fatalf("helm template succeeded:\n%.400s", out)
 			}
@@ -475,4 +530,22 @@ func TestDashboardsAndRules(t *testing.T) {
 	case pr != nil && len(list(pr, "spec", "groups")) != len(rules.Groups):
 		t.Errorf("PrometheusRule has %d groups, the file %d", len(list(pr, "spec", "groups")), len(rules.Groups))
 	}
+}
+
+// imageBinDir is where the repository's Dockerfile puts the binaries (the
+// destination of its final stage's COPY --from=build /out/), ending in "/".
+func imageBinDir(t *testing.T) string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join("..", "..", "Dockerfile"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	df := string(b)
+	for _, line := range strings.Split(df[strings.LastIndex(df, "\nFROM "):], "\n") {
+		if f := strings.Fields(line); len(f) == 4 && f[0] == "COPY" && f[1] == "--from=build" && f[2] == "/out/" {
+			return strings.TrimSuffix(f[3], "/") + "/"
+		}
+	}
+	t.Fatal("the Dockerfile's final stage has no COPY --from=build /out/ <dir>")
+	return ""
 }

@@ -96,7 +96,8 @@ func makeTools() toolset {
 	}
 
 	ts.schemaDir = filepath.Join(cache, "schemas-"+kubernetesModule[strings.LastIndex(kubernetesModule, "@")+1:]+"-"+schemaVersion)
-	if !exists(filepath.Join(ts.schemaDir, "deployment-apps-v1.json")) || !exists(filepath.Join(ts.schemaDir, "servicemonitor-monitoring-v1.json")) {
+	if !exists(filepath.Join(ts.schemaDir, "deployment-apps-v1.json")) || !exists(filepath.Join(ts.schemaDir, "networkpolicy-networking-v1.json")) ||
+		!exists(filepath.Join(ts.schemaDir, "servicemonitor-monitoring-v1.json")) {
 		if err := generateSchemas(ts.schemaDir); err != nil {
 			return toolset{err: fmt.Errorf("kubeconform schemas: %w", err)}
 		}

@@ -280,3 +280,25 @@ Checks of a component's shutdown timing and replica bounds:
 {{- fail (printf "%s.autoscaling.minReplicas (%v) must not exceed %s.autoscaling.maxReplicas (%v)" .component $v.autoscaling.minReplicas .component $v.autoscaling.maxReplicas) }}
 {{- end }}
 {{- end }}
+
+{{/*
+The TCP port of a URL: its explicit port, else 443 for https and 80 for http.
+*/}}
+{{- define "tributary.urlPort" -}}
+{{- $u := urlParse . }}
+{{- $port := regexFind ":[0-9]+$" $u.host | trimPrefix ":" }}
+{{- if $port }}{{ $port }}{{ else if eq $u.scheme "https" }}443{{ else }}80{{ end }}
+{{- end }}
+
+{{/*
+Non-empty when the writer talks to Kafka: it runs the relay (writer.relay) or
+the transfers process manager (WRITER_TRANSFERS, on unless writer.env turns
+it off), which consumes the event topics.
+*/}}
+{{- define "tributary.writerUsesKafka" -}}
+{{- $transfers := "true" }}
+{{- if hasKey .Values.writer.env "WRITER_TRANSFERS" }}
+{{- $transfers = toString (index .Values.writer.env "WRITER_TRANSFERS") | lower }}
+{{- end }}
+{{- if or .Values.writer.relay (not (has $transfers (list "false" "0" "f"))) }}true{{ end }}
+{{- end }}

@@ -1,6 +1,6 @@
 {{/*
 The Deployment of one component. Call with (dict "ctx" $ "component" "writer"
-"values" .Values.writer "args" (list "/writer" "serve") "secretEnv" "<env
+"values" .Values.writer "args" (list "/usr/local/bin/writer" "serve") "secretEnv" "<env
 entries>" "replicas" <count or nil when an HPA owns it>).
 */}}
 {{- define "tributary.deployment" -}}
@@ -93,8 +93,18 @@ spec:
             {{- toYaml $v.resources | nindent 12 }}
           volumeMounts:
             {{- include "tributary.volumeMounts" $ctx | nindent 12 }}
+            {{- if has .component (list "writer" "reader") }}
+            {{- with include "tributary.authVolumeMounts" $ctx }}
+            {{- . | trim | nindent 12 }}
+            {{- end }}
+            {{- end }}
       volumes:
         {{- include "tributary.volumes" $ctx | nindent 8 }}
+        {{- if has .component (list "writer" "reader") }}
+        {{- with include "tributary.authVolumes" $ctx }}
+        {{- . | trim | nindent 8 }}
+        {{- end }}
+        {{- end }}
 {{- end }}
 
 {{/*
