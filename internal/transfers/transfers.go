@@ -12,6 +12,13 @@
 // refunds the source (RefundFunds) and then fails the transfer, caused by
 // the refund.
 //
+// Who asked (G11): every event the manager appends is recorded as
+// Principal ("process-manager") acting on behalf of the transfer's requester,
+// the owner of the transfer's stream (the principal of its TransferRequested,
+// version 1). It is read from the store, not from the event being handled, so
+// a step redone after a crash or from a replayed record, or caused by an
+// account event, records the same requester.
+//
 // Effectively once: a step is claimed under an idempotency key of its own
 // ("transfer:<id>:<step>", principal "process-manager") that is completed in
 // the same transaction as the step's events, or with the refusal. A step
@@ -116,17 +123,31 @@ func (s *Steps) inProgress(ctx context.Context, id string) (transfer.State, bool
 	return st, st.Status == transfer.StatusRequested, nil
 }
 
+// requester returns whom the steps of transfer id are done for: the owner
+// of its stream.
+func (s *Steps) requester(ctx context.Context, id string) (string, error) {
+	owner, err := s.store.StreamOwner(ctx, transfer.AggregateType, id)
+	if err != nil {
+		return "", fmt.Errorf("requester of transfer %s: %w", id, err)
+	}
+	return owner, nil
+}
+
 func (s *Steps) onRequested(ctx context.Context, id string, requested log.Event) error {
 	st, ok, err := s.inProgress(ctx, id)
 	if err != nil || !ok {
 		return err
 	}
-	_, refusal, err := step(ctx, s, id, "withdraw", requested, s.accounts, st.From,
+	requester, err := s.requester(ctx, id)
+	if err != nil {
+		return err
+	}
+	_, refusal, err := step(ctx, s, id, "withdraw", requested, requester, s.accounts, st.From,
 		account.Command(account.WithdrawFunds{Amount: st.Amount, Currency: st.Currency, Reason: "transfer:" + id}))
 	if err != nil || refusal == "" {
 		return err
 	}
-	return s.fail(ctx, id, requested, "withdrawal refused: "+refusal, false)
+	return s.fail(ctx, id, requested, requester, "withdrawal refused: "+refusal, false)
 }
 
 func (s *Steps) onWithdrawn(ctx context.Context, id string, withdrawn log.Event) error {
@@ -138,14 +159,18 @@ func (s *Steps) onWithdrawn(ctx context.Context, id string, withdrawn log.Event)
 		s.logger.Warn("a withdrawal names a transfer from another account; ignored", "transfer", id, "account", withdrawn.AggregateID)
 		return nil
 	}
-	_, refusal, err := step(ctx, s, id, "deposit", withdrawn, s.accounts, st.To,
+	requester, err := s.requester(ctx, id)
+	if err != nil {
+		return err
+	}
+	_, refusal, err := step(ctx, s, id, "deposit", withdrawn, requester, s.accounts, st.To,
 		account.Command(account.DepositFunds{Amount: st.Amount, Currency: st.Currency, Source: "transfer:" + id}))
 	if err != nil || refusal == "" {
 		return err
 	}
 	// The target refused: give the money back to the source, then fail the
 	// transfer as caused by the refund.
-	refunded, refundRefusal, err := step(ctx, s, id, "refund", withdrawn, s.accounts, st.From,
+	refunded, refundRefusal, err := step(ctx, s, id, "refund", withdrawn, requester, s.accounts, st.From,
 		account.Command(account.RefundFunds{Amount: st.Amount, Currency: st.Currency, Source: "refund:transfer:" + id}))
 	if err != nil {
 		return err
@@ -155,7 +180,7 @@ func (s *Steps) onWithdrawn(ctx context.Context, id string, withdrawn log.Event)
 		// retrying and say so loudly rather than lose the money.
 		return fmt.Errorf("transfer %s: the refund to %s was refused (%s); the money is withdrawn and not yet returned", id, st.From, refundRefusal)
 	}
-	return s.fail(ctx, id, refunded, "deposit refused: "+refusal, true)
+	return s.fail(ctx, id, refunded, requester, "deposit refused: "+refusal, true)
 }
 
 func (s *Steps) onDeposited(ctx context.Context, id string, deposited log.Event) error {
@@ -167,15 +192,19 @@ func (s *Steps) onDeposited(ctx context.Context, id string, deposited log.Event)
 		s.logger.Warn("a deposit names a transfer to another account; ignored", "transfer", id, "account", deposited.AggregateID)
 		return nil
 	}
-	_, _, err = step(ctx, s, id, "complete", deposited, s.transfers, id, transfer.Command(transfer.CompleteTransfer{}))
+	requester, err := s.requester(ctx, id)
+	if err != nil {
+		return err
+	}
+	_, _, err = step(ctx, s, id, "complete", deposited, requester, s.transfers, id, transfer.Command(transfer.CompleteTransfer{}))
 	return err
 }
 
-func (s *Steps) fail(ctx context.Context, id string, cause log.Event, reason string, refunded bool) error {
+func (s *Steps) fail(ctx context.Context, id string, cause log.Event, requester, reason string, refunded bool) error {
 	if len(reason) > 200 {
 		reason = reason[:200]
 	}
-	_, refusal, err := step(ctx, s, id, "fail", cause, s.transfers, id, transfer.Command(transfer.FailTransfer{Reason: reason, Refunded: refunded}))
+	_, refusal, err := step(ctx, s, id, "fail", cause, requester, s.transfers, id, transfer.Command(transfer.FailTransfer{Reason: reason, Refunded: refunded}))
 	if err == nil && refusal != "" {
 		s.logger.Info("transfer already ended", "transfer", id, "refusal", refusal)
 	}
@@ -190,8 +219,9 @@ type refusal struct {
 
 // step runs command on aggregate aggregateID once, under the step's key: it
 // returns the event it appended (now, or the first time), or the refusal's
-// detail. cause is the event that caused the step.
-func step[S any, C any, E aggregate.Event](ctx context.Context, s *Steps, transferID, name string, cause log.Event,
+// detail. cause is the event that caused the step; requester is whom it is
+// done for.
+func step[S any, C any, E aggregate.Event](ctx context.Context, s *Steps, transferID, name string, cause log.Event, requester string,
 	h *aggregate.Handler[S, C, E], aggregateID string, command C,
 ) (log.Event, string, error) {
 	key := "transfer:" + transferID + ":" + name
@@ -224,7 +254,7 @@ func step[S any, C any, E aggregate.Event](ctx context.Context, s *Steps, transf
 		AggregateID: aggregateID,
 		Command:     command,
 		Metadata: log.Metadata{
-			CorrelationID: cause.CorrelationID, CausationID: cause.ID.String(), Principal: Principal,
+			CorrelationID: cause.CorrelationID, CausationID: cause.ID.String(), Principal: Principal, OnBehalfOf: requester,
 			TraceParent: cause.TraceParent, TraceState: cause.TraceState,
 		},
 		Idempotency: &postgres.IdempotencyCompletion{Principal: Principal, Key: key, Status: http.StatusOK},

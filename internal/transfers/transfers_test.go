@@ -2,10 +2,13 @@ package transfers
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -128,10 +131,16 @@ func (e *env) account(id string, c account.Command) {
 // request starts a transfer as the writer's API would; it returns its id.
 func (e *env) request(from, to string, amount int64, currency string) (string, log.Event) {
 	e.t.Helper()
+	return e.requestAs("test", from, to, amount, currency)
+}
+
+// requestAs starts a transfer requested by principal.
+func (e *env) requestAs(principal, from, to string, amount int64, currency string) (string, log.Event) {
+	e.t.Helper()
 	id := NewTransferID()
 	res, err := e.transfers.Handle(context.Background(), aggregate.Request[transfer.Command]{AggregateID: id,
 		Command:  transfer.RequestTransfer{From: from, To: to, Amount: amount, Currency: currency, Reference: "test"},
-		Metadata: log.Metadata{CorrelationID: "corr-" + id, CausationID: "cmd-" + id, Principal: "test"}})
+		Metadata: log.Metadata{CorrelationID: "corr-" + id, CausationID: "cmd-" + id, Principal: principal}})
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -227,7 +236,7 @@ func TestTransfersConserveMoneyThroughCrashes(t *testing.T) {
 		for to == from {
 			to = ids[rng.IntN(len(ids))]
 		}
-		id, ev := e.request(from, to, int64(1+rng.IntN(8000)), "EUR")
+		id, ev := e.requestAs(fmt.Sprintf("user:%d", i%7), from, to, int64(1+rng.IntN(8000)), "EUR")
 		transfers = append(transfers, id)
 		requested[id] = ev
 		if i%200 == 199 { // a crash of the whole manager, and a new one
@@ -257,12 +266,16 @@ func TestTransfersConserveMoneyThroughCrashes(t *testing.T) {
 			case account.FundsWithdrawn:
 				if tid, ok := TransferOf(ev); ok {
 					withdrawn[tid]++
+					checkOnBehalf(t, ev, requested[tid].Principal)
 				}
 			case account.FundsDeposited:
 				if tid, ok := TransferOf(ev); ok {
 					deposited[tid]++
+					checkOnBehalf(t, ev, requested[tid].Principal)
 				} else if len(a.Source) > len("refund:transfer:") && a.Source[:len("refund:transfer:")] == "refund:transfer:" {
-					refunds[a.Source[len("refund:transfer:"):]]++
+					tid := a.Source[len("refund:transfer:"):]
+					refunds[tid]++
+					checkOnBehalf(t, ev, requested[tid].Principal)
 				}
 			}
 		}
@@ -274,6 +287,11 @@ func TestTransfersConserveMoneyThroughCrashes(t *testing.T) {
 	}
 	var completed, failedRefunded, failedUntouched int
 	for _, id := range transfers {
+		// Who asked survives crashes and restarts: the steps redone or
+		// replayed record the requester too.
+		for _, ev := range e.stream(transfer.AggregateType, id)[1:] {
+			checkOnBehalf(t, ev, requested[id].Principal)
+		}
 		st := states[id]
 		w, d, r := withdrawn[id], deposited[id], refunds[id]
 		switch {
@@ -373,6 +391,84 @@ func TestCausationChains(t *testing.T) {
 	}
 	if a := account.Fold("a", decodeAll(t, e.stream("account", "a"))); a.Balance != 700 {
 		t.Errorf("a holds %d, want 700 (1000 - 300, the 200 refunded)", a.Balance)
+	}
+}
+
+// checkOnBehalf checks that ev, appended by the process manager, records it
+// as acting for requester.
+func checkOnBehalf(t *testing.T, ev log.Event, requester string) {
+	t.Helper()
+	if ev.Principal != Principal || ev.OnBehalfOf != requester || requester == "" {
+		t.Errorf("%s of %s v%d recorded as %q on behalf of %q, want %q on behalf of %q",
+			ev.Type, ev.AggregateID, ev.Version, ev.Principal, ev.OnBehalfOf, Principal, requester)
+	}
+}
+
+// G11: every event the process manager appends for a transfer records it
+// acting on behalf of whoever requested the transfer, read back from
+// Postgres: the withdrawal, the deposit and the completion; the withdrawal,
+// the refund and the failure of a refused deposit; the failure of a refused
+// withdrawal. Requests by other principals in between are not mixed up.
+func TestStepsAreRecordedOnBehalfOfTheRequester(t *testing.T) {
+	e := newEnv(t)
+	e.account("a", account.OpenAccount{ID: "a", Owner: "A", Currency: "EUR", InitialDeposit: 1000})
+	e.account("a", account.ActivateAccount{})
+	e.account("b", account.OpenAccount{ID: "b", Owner: "B", Currency: "EUR"})
+	e.account("b", account.ActivateAccount{})
+	e.account("c", account.OpenAccount{ID: "c", Owner: "C", Currency: "EUR"}) // pending: refuses deposits
+	e.manager(nil)
+	ok, _ := e.requestAs("user:alice", "a", "b", 300, "EUR")
+	refunded, _ := e.requestAs("user:bob", "a", "c", 200, "EUR")
+	refused, _ := e.requestAs("user:carol", "b", "a", 5000, "EUR") // beyond b's funds
+	states := e.waitEnded([]string{ok, refunded, refused}, time.Minute)
+	if states[ok].Status != transfer.StatusCompleted || states[refunded].Status != transfer.StatusFailed || states[refused].Status != transfer.StatusFailed {
+		t.Fatalf("states: %+v", states)
+	}
+
+	steps := map[string][]string{} // transfer id -> "type@aggregate on behalf of x" of the manager's events
+	record := func(tid string, ev log.Event) {
+		if ev.Principal != Principal {
+			t.Errorf("%s of %s v%d for transfer %s recorded as %q, want %q", ev.Type, ev.AggregateID, ev.Version, tid, ev.Principal, Principal)
+		}
+		steps[tid] = append(steps[tid], ev.Type+"@"+ev.AggregateID+" for "+ev.OnBehalfOf)
+	}
+	for _, acc := range []string{"a", "b", "c"} {
+		for _, ev := range e.stream(account.AggregateType, acc) {
+			var p struct{ Source string }
+			_ = json.Unmarshal(ev.Payload, &p)
+			if tid, isStep := TransferOf(ev); isStep {
+				record(tid, ev)
+			} else if tid, isRefund := strings.CutPrefix(p.Source, "refund:transfer:"); isRefund {
+				record(tid, ev)
+			} else if ev.Principal != "test" || ev.OnBehalfOf != "" {
+				t.Errorf("setup event %s of %s recorded as %q on behalf of %q", ev.Type, acc, ev.Principal, ev.OnBehalfOf)
+			}
+		}
+	}
+	for _, tid := range []string{ok, refunded, refused} {
+		evs := e.stream(transfer.AggregateType, tid)
+		if evs[0].Principal == Principal || evs[0].OnBehalfOf != "" {
+			t.Errorf("the request of %s recorded as %q on behalf of %q, want the requester for itself", tid, evs[0].Principal, evs[0].OnBehalfOf)
+		}
+		for _, ev := range evs[1:] {
+			record(tid, ev)
+		}
+	}
+	want := map[string][]string{
+		ok:       {"FundsWithdrawn@a for user:alice", "FundsDeposited@b for user:alice", "TransferCompleted@" + ok + " for user:alice"},
+		refunded: {"FundsWithdrawn@a for user:bob", "FundsDeposited@a for user:bob", "TransferFailed@" + refunded + " for user:bob"},
+		refused:  {"TransferFailed@" + refused + " for user:carol"},
+	}
+	for tid, w := range want {
+		got := steps[tid]
+		slices.Sort(got)
+		slices.Sort(w)
+		if !slices.Equal(got, w) {
+			t.Errorf("the manager's events of transfer %s: %q, want %q", tid, got, w)
+		}
+	}
+	if len(steps) != len(want) {
+		t.Errorf("the manager's events name %d transfers, want %d: %v", len(steps), len(want), steps)
 	}
 }
 

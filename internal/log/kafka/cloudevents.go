@@ -36,6 +36,7 @@ const (
 	HeaderCorrelationID  = "ce_correlationid"
 	HeaderCausationID    = "ce_causationid"
 	HeaderPrincipal      = "ce_principal"
+	HeaderOnBehalfOf     = "ce_onbehalfof" // whom ce_principal acted for (a process manager's steps); absent when empty
 	HeaderTraceParent    = "traceparent"
 	HeaderTraceState     = "tracestate"
 )
@@ -77,6 +78,9 @@ func NewRecord(e log.Event, topic, source string) *kgo.Record {
 		{Key: HeaderCorrelationID, Value: []byte(e.CorrelationID)},
 		{Key: HeaderCausationID, Value: []byte(e.CausationID)},
 		{Key: HeaderPrincipal, Value: []byte(e.Principal)},
+	}
+	if e.OnBehalfOf != "" {
+		h = append(h, kgo.RecordHeader{Key: HeaderOnBehalfOf, Value: []byte(e.OnBehalfOf)})
 	}
 	if e.TraceParent != "" {
 		h = append(h, kgo.RecordHeader{Key: HeaderTraceParent, Value: []byte(e.TraceParent)})
@@ -157,6 +161,7 @@ const (
 	hCorrelationID
 	hCausationID
 	hPrincipal
+	hOnBehalfOf
 	hTraceParent
 	hTraceState
 	numHeaders
@@ -197,6 +202,8 @@ func headerIndex(k string) int {
 		return hCausationID
 	case HeaderPrincipal:
 		return hPrincipal
+	case HeaderOnBehalfOf:
+		return hOnBehalfOf
 	case HeaderTraceParent:
 		return hTraceParent
 	case HeaderTraceState:
@@ -208,7 +215,8 @@ func headerIndex(k string) int {
 var headerNames = [numHeaders]string{
 	HeaderContentType, HeaderSpecVersion, HeaderID, HeaderSource, HeaderType, HeaderSubject, HeaderTime,
 	HeaderDataSchema, HeaderPartitionKey, HeaderAggregateType, HeaderStreamVersion, HeaderSchemaVersion,
-	HeaderGlobalPosition, HeaderCorrelationID, HeaderCausationID, HeaderPrincipal, HeaderTraceParent, HeaderTraceState,
+	HeaderGlobalPosition, HeaderCorrelationID, HeaderCausationID, HeaderPrincipal, HeaderOnBehalfOf,
+	HeaderTraceParent, HeaderTraceState,
 }
 
 // DecodeRecord reads a stored event back from a record made by NewRecord.
@@ -256,7 +264,7 @@ func DecodeRecord(r *kgo.Record) (log.Event, error) {
 		Payload:        r.Value,
 		Metadata: log.Metadata{
 			CorrelationID: string(h[hCorrelationID]), CausationID: string(h[hCausationID]), Principal: string(h[hPrincipal]),
-			TraceParent: string(h[hTraceParent]), TraceState: string(h[hTraceState]),
+			OnBehalfOf: string(h[hOnBehalfOf]), TraceParent: string(h[hTraceParent]), TraceState: string(h[hTraceState]),
 		},
 	}
 	id, err := uuid.ParseBytes(need(hID))

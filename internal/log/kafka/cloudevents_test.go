@@ -42,7 +42,8 @@ func fullEvent() log.Event {
 		Metadata: log.Metadata{
 			CorrelationID: "req-5b1d2e",
 			CausationID:   "cmd-9c8e7f",
-			Principal:     "user:alice",
+			Principal:     "process-manager",
+			OnBehalfOf:    "user:alice",
 			TraceParent:   "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
 			TraceState:    "congo=t61rcWkgMzE,rojo=00f067aa0ba902b7",
 		},
@@ -104,6 +105,8 @@ func TestNewRecordEnvelope(t *testing.T) {
 		HeaderTime:         "2024-06-01T12:34:56.789012Z",
 		HeaderDataSchema:   "https://schemas.tributary.dev/events/account/FundsDeposited.v2.json",
 		HeaderPartitionKey: "acc-7f3a9c",
+		HeaderPrincipal:    "process-manager",
+		HeaderOnBehalfOf:   "user:alice",
 		HeaderTraceParent:  e.TraceParent,
 		HeaderTraceState:   e.TraceState,
 	}
@@ -161,10 +164,12 @@ func TestDecodeRecordRoundTrip(t *testing.T) {
 	dotted.RecordedAt = time.Date(2024, 2, 29, 23, 59, 59, 1, time.FixedZone("", -7*60*60))
 	nilPayload := fullEvent()
 	nilPayload.Payload = nil
+	forItself := fullEvent()
+	forItself.Principal, forItself.OnBehalfOf = "user:alice", ""
 
 	for name, e := range map[string]log.Event{
 		"full": fullEvent(), "no trace context": noTrace, "no metadata": bare,
-		"dotted type, nanosecond time": dotted, "nil payload": nilPayload,
+		"dotted type, nanosecond time": dotted, "nil payload": nilPayload, "not on behalf of anyone": forItself,
 	} {
 		t.Run(name, func(t *testing.T) {
 			got, err := DecodeRecord(NewRecord(e, testTopic, testSource))
@@ -194,6 +199,32 @@ func TestNewRecordWithoutTraceContext(t *testing.T) {
 	}
 	if !reflect.DeepEqual(keys, []string{HeaderTraceParent}) {
 		t.Errorf("event with traceparent only has trace headers %v, want [traceparent]", keys)
+	}
+}
+
+// ce_onbehalfof is written only for an event that acted for someone, and
+// read back as it was written.
+func TestOnBehalfOfHeader(t *testing.T) {
+	e := fullEvent()
+	e.OnBehalfOf = ""
+	for _, h := range NewRecord(e, testTopic, testSource).Headers {
+		if h.Key == HeaderOnBehalfOf {
+			t.Errorf("event acting for nobody has header %s: %q", h.Key, h.Value)
+		}
+	}
+	got, err := DecodeRecord(withHeader(HeaderOnBehalfOf, "user:bob", false))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.OnBehalfOf != "user:bob" || got.Principal != "process-manager" {
+		t.Errorf("decoded principal %q on behalf of %q, want process-manager on behalf of user:bob", got.Principal, got.OnBehalfOf)
+	}
+	got, err = DecodeRecord(withHeader(HeaderOnBehalfOf, "", true))
+	if err != nil {
+		t.Fatalf("a record without %s: %v", HeaderOnBehalfOf, err)
+	}
+	if got.OnBehalfOf != "" {
+		t.Errorf("a record without %s decoded on behalf of %q", HeaderOnBehalfOf, got.OnBehalfOf)
 	}
 }
 

@@ -118,7 +118,7 @@ func (f *Feed) Next(ctx context.Context, after Position, limit int) ([]FeedEvent
 	// transaction_id (the text form) would sort as text, and 1000000 would
 	// come before 999999. payload is read as text: the store wrote valid JSON.
 	rows, err := f.conn.Query(ctx, `SELECT event_id, aggregate_type, aggregate_id, version, event_type, schema_version,
-            payload::text, recorded_at, global_position, correlation_id, causation_id, principal, traceparent, tracestate,
+            payload::text, recorded_at, global_position, correlation_id, causation_id, principal, on_behalf_of, traceparent, tracestate,
             transaction_id::text AS xid_text
         FROM events
         WHERE (events.transaction_id, events.global_position) > ($1::text::xid8, $2)
@@ -135,7 +135,7 @@ func (f *Feed) Next(ctx context.Context, after Position, limit int) ([]FeedEvent
 		var xid string
 		var payload []byte
 		if err := rows.Scan(&e.ID, &e.AggregateType, &e.AggregateID, &e.Version, &e.Type, &e.SchemaVersion, &payload,
-			&e.RecordedAt, &e.GlobalPosition, &e.CorrelationID, &e.CausationID, &e.Principal, &e.TraceParent, &e.TraceState, &xid); err != nil {
+			&e.RecordedAt, &e.GlobalPosition, &e.CorrelationID, &e.CausationID, &e.Principal, &e.OnBehalfOf, &e.TraceParent, &e.TraceState, &xid); err != nil {
 			return nil, fmt.Errorf("feed %s: %w", f.name, err)
 		}
 		if e.Position.TransactionID, err = strconv.ParseUint(xid, 10, 64); err != nil {

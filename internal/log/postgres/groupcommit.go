@@ -152,7 +152,8 @@ type eventAt struct{ cmd, ord int }
 // the arguments before Query returns.
 type batchArgs struct {
 	cType, cID, cCorrelation, cCausation, cPrincipal []string
-	cTraceParent, cTraceState, cSnapState            []string
+	cOnBehalfOf, cTraceParent, cTraceState           []string
+	cSnapState                                       []string
 	cIdemPrincipal, cIdemKey                         []string
 	cExpected, cSnapVersion                          []int64
 	cSnapSchema, cIdemStatus                         []int32
@@ -171,7 +172,7 @@ func (a *batchArgs) fill(batch []*pendingAppend) {
 	}
 	clear(a.sent)
 	a.cType, a.cID, a.cCorrelation, a.cCausation, a.cPrincipal = a.cType[:0], a.cID[:0], a.cCorrelation[:0], a.cCausation[:0], a.cPrincipal[:0]
-	a.cTraceParent, a.cTraceState, a.cSnapState = a.cTraceParent[:0], a.cTraceState[:0], a.cSnapState[:0]
+	a.cOnBehalfOf, a.cTraceParent, a.cTraceState, a.cSnapState = a.cOnBehalfOf[:0], a.cTraceParent[:0], a.cTraceState[:0], a.cSnapState[:0]
 	a.cIdemPrincipal, a.cIdemKey = a.cIdemPrincipal[:0], a.cIdemKey[:0]
 	a.cExpected, a.cSnapVersion, a.cSnapSchema, a.cIdemStatus = a.cExpected[:0], a.cSnapVersion[:0], a.cSnapSchema[:0], a.cIdemStatus[:0]
 	a.eCmd, a.eOrd, a.eSchema, a.eID, a.eType, a.ePayload = a.eCmd[:0], a.eOrd[:0], a.eSchema[:0], a.eID[:0], a.eType[:0], a.ePayload[:0]
@@ -179,7 +180,7 @@ func (a *batchArgs) fill(batch []*pendingAppend) {
 		r, m := p.req, p.req.Metadata
 		a.cType, a.cID, a.cExpected = append(a.cType, r.AggregateType), append(a.cID, r.AggregateID), append(a.cExpected, int64(r.Expected))
 		a.cCorrelation, a.cCausation, a.cPrincipal = append(a.cCorrelation, m.CorrelationID), append(a.cCausation, m.CausationID), append(a.cPrincipal, m.Principal)
-		a.cTraceParent, a.cTraceState = append(a.cTraceParent, m.TraceParent), append(a.cTraceState, m.TraceState)
+		a.cOnBehalfOf, a.cTraceParent, a.cTraceState = append(a.cOnBehalfOf, m.OnBehalfOf), append(a.cTraceParent, m.TraceParent), append(a.cTraceState, m.TraceState)
 		snapVersion, snapSchema, snapState := int64(0), int32(0), "null"
 		if s := r.Snapshot; s != nil {
 			snapVersion, snapSchema, snapState = s.Version, int32(s.SchemaVersion), string(s.State)
@@ -205,7 +206,7 @@ func (g *groupCommit) execute(ctx context.Context, batch []*pendingAppend, a *ba
 	}
 	a.fill(batch)
 	rows, err := g.store.pool.Query(ctx, appendBatchSQL,
-		a.cType, a.cID, a.cExpected, a.cCorrelation, a.cCausation, a.cPrincipal, a.cTraceParent, a.cTraceState,
+		a.cType, a.cID, a.cExpected, a.cCorrelation, a.cCausation, a.cPrincipal, a.cOnBehalfOf, a.cTraceParent, a.cTraceState,
 		a.cSnapVersion, a.cSnapSchema, a.cSnapState, a.cIdemPrincipal, a.cIdemKey, a.cIdemStatus,
 		a.eCmd, a.eOrd, a.eID, a.eType, a.eSchema, a.ePayload)
 	if err == nil {
@@ -235,8 +236,8 @@ func (g *groupCommit) execute(ctx context.Context, batch []*pendingAppend, a *ba
 
 // appendBatchSQL appends a batch of commands in one statement: see
 // migrations/004_append_commands.sql for how each command succeeds or
-// conflicts on its own. A loop in plpgsql (003) paid an executor start-up and
+// conflicts on its own (its latest form is in 007_on_behalf_of.sql). A loop in plpgsql (003) paid an executor start-up and
 // a plan per command, ~100 µs each, more than the inserts themselves. The
 // batch holds one command per stream (groupCommit.take).
 const appendBatchSQL = `SELECT o_event_id, o_version, o_global_position, o_recorded_at
-FROM tributary_append_commands($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)`
+FROM tributary_append_commands($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21)`

@@ -139,9 +139,9 @@ WITH current AS (
     WHERE aggregate_type = $1 AND aggregate_id = $2
 )
 INSERT INTO events (event_id, aggregate_type, aggregate_id, version, event_type, schema_version,
-                    payload, correlation_id, causation_id, principal, traceparent, tracestate)
+                    payload, correlation_id, causation_id, principal, on_behalf_of, traceparent, tracestate)
 SELECT e.id, $1, $2, current.v + e.ord, e.type, e.schema_version,
-       e.payload::jsonb, $7, $8, $9, $10, $11
+       e.payload::jsonb, $7, $8, $9, $13, $10, $11
 FROM current,
      unnest($4::uuid[], $5::text[], $6::int[], $12::text[])
          WITH ORDINALITY AS e(id, type, schema_version, payload, ord)
@@ -242,7 +242,7 @@ func (s *Store) appendOnce(ctx context.Context, req AppendRequest) ([]log.Event,
 		batch.Queue(`SELECT pg_advisory_xact_lock(hashtextextended($1 || '/' || $2, 0))`, req.AggregateType, req.AggregateID)
 	}
 	batch.Queue(appendSQL, req.AggregateType, req.AggregateID, int64(req.Expected), ids, types, versions,
-		m.CorrelationID, m.CausationID, m.Principal, m.TraceParent, m.TraceState, payloads)
+		m.CorrelationID, m.CausationID, m.Principal, m.TraceParent, m.TraceState, payloads, m.OnBehalfOf)
 	if snap := req.Snapshot; snap != nil {
 		batch.Queue(snapshotSQL, req.AggregateType, req.AggregateID, snap.Version, snap.SchemaVersion, string(snap.State), lastID)
 	}
@@ -329,10 +329,14 @@ func isUniqueViolation(err error, constraint string) bool {
 }
 
 // Decision is what a command needs to decide: the newest usable snapshot (if
-// any) and the events after it, upcast to their current schema versions.
+// any) and the events after it, upcast to their current schema versions, and
+// who may act on the stream.
 type Decision struct {
 	Snapshot *Snapshot
 	Events   []log.Event
+	// Owner is the principal of the stream's version-1 event (see
+	// StreamOwner); empty when the stream has no events.
+	Owner string
 }
 
 // Version is the stream's version: that of the last event, or the snapshot's.
@@ -346,24 +350,33 @@ func (d Decision) Version() int64 {
 	return 0
 }
 
-// The snapshot and the events after it come from one statement, so they are
-// read from one consistent view. A snapshot of another state schema version
-// is not selected: it is ignored, never trusted (G9).
+// The snapshot, the events after it and the owner come from one statement,
+// so they are read from one consistent view in one round trip. A snapshot of
+// another state schema version is not selected: it is ignored, never trusted
+// (G9). The last column is the owner: on the snapshot row the principal of
+// version 1 (one index probe, not among the events read), on the row of
+// version 1 its principal, elsewhere empty.
 const loadSQL = `
 WITH snap AS (
     SELECT version, state FROM snapshots
     WHERE aggregate_type = $1 AND aggregate_id = $2 AND schema_version = $3
 )
-SELECT true, version, '', 0, state FROM snap
+SELECT true, version, '', 0, state,
+       coalesce((SELECT principal FROM events
+                 WHERE aggregate_type = $1 AND aggregate_id = $2 AND version = 1), '')
+FROM snap
 UNION ALL
-(SELECT false, version, event_type, schema_version, payload FROM events
+(SELECT false, version, event_type, schema_version, payload,
+        CASE WHEN version = 1 THEN principal ELSE '' END
+ FROM events
  WHERE aggregate_type = $1 AND aggregate_id = $2
    AND version > coalesce((SELECT version FROM snap), 0)
  ORDER BY version)`
 
-// LoadForDecision reads the newest snapshot of stateSchemaVersion and the
-// events after it. Events carry only what folding needs (type, version,
-// schema version, payload); use ReadStream for the full envelope.
+// LoadForDecision reads the newest snapshot of stateSchemaVersion, the
+// events after it and the stream's owner. Events carry only what folding
+// needs (type, version, schema version, payload); use ReadStream for the full
+// envelope.
 func (s *Store) LoadForDecision(ctx context.Context, aggregateType, aggregateID string, stateSchemaVersion int) (Decision, error) {
 	rows, err := s.pool.Query(ctx, loadSQL, aggregateType, aggregateID, stateSchemaVersion)
 	if err != nil {
@@ -374,10 +387,14 @@ func (s *Store) LoadForDecision(ctx context.Context, aggregateType, aggregateID 
 	for rows.Next() {
 		var (
 			isSnapshot bool
+			owner      string
 			e          = log.Event{AggregateType: aggregateType, AggregateID: aggregateID}
 		)
-		if err := rows.Scan(&isSnapshot, &e.Version, &e.Type, &e.SchemaVersion, &e.Payload); err != nil {
+		if err := rows.Scan(&isSnapshot, &e.Version, &e.Type, &e.SchemaVersion, &e.Payload, &owner); err != nil {
 			return Decision{}, fmt.Errorf("load %s/%s: %w", aggregateType, aggregateID, err)
+		}
+		if isSnapshot || e.Version == 1 {
+			d.Owner = owner
 		}
 		if isSnapshot {
 			d.Snapshot = &Snapshot{Version: e.Version, SchemaVersion: stateSchemaVersion, State: e.Payload}
@@ -395,7 +412,7 @@ func (s *Store) LoadForDecision(ctx context.Context, aggregateType, aggregateID 
 }
 
 const eventColumns = `event_id, aggregate_type, aggregate_id, version, event_type, schema_version, payload,
-    recorded_at, global_position, correlation_id, causation_id, principal, traceparent, tracestate`
+    recorded_at, global_position, correlation_id, causation_id, principal, on_behalf_of, traceparent, tracestate`
 
 // StreamQuery selects a range of one stream.
 type StreamQuery struct {
@@ -456,9 +473,26 @@ func (s *Store) StreamVersion(ctx context.Context, aggregateType, aggregateID st
 	return v, nil
 }
 
+// StreamOwner returns the principal of the stream's version-1 event — who
+// created the stream, and may act on it and read it (G11) — or "" when the
+// stream has no events. One index probe; LoadForDecision returns the same as
+// Decision.Owner.
+func (s *Store) StreamOwner(ctx context.Context, aggregateType, aggregateID string) (string, error) {
+	var owner string
+	err := s.pool.QueryRow(ctx, `SELECT principal FROM events WHERE aggregate_type = $1 AND aggregate_id = $2 AND version = 1`,
+		aggregateType, aggregateID).Scan(&owner)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return "", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("owner of %s/%s: %w", aggregateType, aggregateID, err)
+	}
+	return owner, nil
+}
+
 func scanEvent(row pgx.CollectableRow) (log.Event, error) {
 	var e log.Event
 	err := row.Scan(&e.ID, &e.AggregateType, &e.AggregateID, &e.Version, &e.Type, &e.SchemaVersion, &e.Payload,
-		&e.RecordedAt, &e.GlobalPosition, &e.CorrelationID, &e.CausationID, &e.Principal, &e.TraceParent, &e.TraceState)
+		&e.RecordedAt, &e.GlobalPosition, &e.CorrelationID, &e.CausationID, &e.Principal, &e.OnBehalfOf, &e.TraceParent, &e.TraceState)
 	return e, err
 }

@@ -95,7 +95,8 @@ func (r *running) gauge(name string) float64 {
 var traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
 
 // appendEvents writes perAggregate events to each of aggregates accounts,
-// from concurrent writers, a few events per append.
+// from concurrent writers, a few events per append. The events of every
+// other account are appended on behalf of someone (onBehalfOf).
 func (e *env) appendEvents(prefix string, aggregates, perAggregate int) {
 	e.t.Helper()
 	var wg sync.WaitGroup
@@ -104,6 +105,10 @@ func (e *env) appendEvents(prefix string, aggregates, perAggregate int) {
 		wg.Go(func() {
 			for a := range work {
 				id := fmt.Sprintf("%s-%d", prefix, a)
+				meta := log.Metadata{CorrelationID: "corr-" + id, CausationID: "cmd", Principal: "test", TraceParent: traceparent}
+				if a%2 == 1 {
+					meta.Principal, meta.OnBehalfOf = "process-manager", onBehalfOf(id)
+				}
 				for v := 0; v < perAggregate; {
 					n := min(5, perAggregate-v)
 					events := make([]log.NewEvent, n)
@@ -112,8 +117,7 @@ func (e *env) appendEvents(prefix string, aggregates, perAggregate int) {
 							Payload: json.RawMessage(fmt.Sprintf(`{"amount":%d,"currency":"EUR","source":"test"}`, v+i+1))}
 					}
 					_, err := e.store.Append(context.Background(), postgres.AppendRequest{AggregateType: "account", AggregateID: id,
-						Expected: postgres.ExpectedVersion(v), Events: events,
-						Metadata: log.Metadata{CorrelationID: "corr-" + id, CausationID: "cmd", Principal: "test", TraceParent: traceparent}})
+						Expected: postgres.ExpectedVersion(v), Events: events, Metadata: meta})
 					if err != nil {
 						e.t.Error(err)
 						return
@@ -129,6 +133,10 @@ func (e *env) appendEvents(prefix string, aggregates, perAggregate int) {
 	close(work)
 	wg.Wait()
 }
+
+// onBehalfOf is whom appendEvents appends account id's events for, when it
+// appends them for someone.
+func onBehalfOf(id string) string { return "user:owner-of-" + id }
 
 // consumed is what a consumer read from the account topic.
 type consumed struct {
@@ -165,21 +173,23 @@ func (e *env) consume(want int, within time.Duration) consumed {
 // partition Kafka's murmur2 partitioner gives its aggregate id, with the
 // versions of each aggregate in order (a duplicate may only repeat an event
 // that came before), and with the CloudEvents headers matching the store.
-func (e *env) checkComplete(got consumed) {
+// It returns how many distinct events were on behalf of someone.
+func (e *env) checkComplete(got consumed) (onBehalf int) {
 	e.t.Helper()
-	stored, err := e.pool.Query(context.Background(), `SELECT event_id, aggregate_id, version, global_position FROM events`)
+	stored, err := e.pool.Query(context.Background(), `SELECT event_id, aggregate_id, version, global_position, principal, on_behalf_of FROM events`)
 	if err != nil {
 		e.t.Fatal(err)
 	}
 	type row struct {
-		agg          string
-		version, pos int64
+		agg                   string
+		version, pos          int64
+		principal, onBehalfOf string
 	}
 	want := make(map[uuid.UUID]row)
 	for stored.Next() {
 		var id uuid.UUID
 		var r row
-		if err := stored.Scan(&id, &r.agg, &r.version, &r.pos); err != nil {
+		if err := stored.Scan(&id, &r.agg, &r.version, &r.pos, &r.principal, &r.onBehalfOf); err != nil {
 			e.t.Fatal(err)
 		}
 		want[id] = r
@@ -192,8 +202,11 @@ func (e *env) checkComplete(got consumed) {
 		}
 		ev, _ := kafka.DecodeRecord(rec)
 		if ev.AggregateID != w.agg || ev.Version != w.version || ev.GlobalPosition != w.pos || ev.TraceParent != traceparent ||
-			ev.CorrelationID != "corr-"+w.agg {
+			ev.CorrelationID != "corr-"+w.agg || ev.Principal != w.principal || ev.OnBehalfOf != w.onBehalfOf {
 			e.t.Fatalf("event %s on Kafka as %+v, stored as %+v", id, ev, w)
+		}
+		if ev.OnBehalfOf != "" {
+			onBehalf++
 		}
 		if p := testenv.KafkaPartition(rec.Key, partitions); rec.Partition != p {
 			e.t.Fatalf("event %s of %s on partition %d, murmur2 says %d", id, w.agg, rec.Partition, p)
@@ -216,16 +229,36 @@ func (e *env) checkComplete(got consumed) {
 			e.t.Fatalf("%s: version %d arrived after %d (offset %d)", ev.AggregateID, ev.Version, h, r.Offset)
 		}
 	}
+	return onBehalf
 }
 
 // 10,000 events over 500 aggregates: every one on Kafka exactly where
-// murmur2(aggregate id) % P puts it, versions in order, with the headers.
+// murmur2(aggregate id) % P puts it, versions in order, with the headers —
+// among them whom an event was appended for, as ce_onbehalfof.
 func TestEveryEventLandsInOrderWhereMurmur2PutsIt(t *testing.T) {
 	e := newEnv(t)
 	r := e.startRelay(testConfig(), relay.Hooks{})
 	e.appendEvents("acc", 500, 20)
 	got := e.consume(10_000, time.Minute)
-	e.checkComplete(got)
+	if n := e.checkComplete(got); n != 5_000 {
+		t.Errorf("%d events on Kafka on behalf of someone, 5,000 were appended so", n)
+	}
+	for _, rec := range got.unique {
+		ev, _ := kafka.DecodeRecord(rec)
+		want := ""
+		if ev.OnBehalfOf != "" {
+			want = onBehalfOf(ev.AggregateID)
+		}
+		var header []string
+		for _, h := range rec.Headers {
+			if h.Key == kafka.HeaderOnBehalfOf {
+				header = append(header, string(h.Value))
+			}
+		}
+		if (want == "" && len(header) != 0) || (want != "" && (len(header) != 1 || header[0] != want)) {
+			t.Fatalf("event of %s has %s headers %q, want %q (once, or none for an empty value)", ev.AggregateID, kafka.HeaderOnBehalfOf, header, want)
+		}
+	}
 	if dups := len(got.records) - len(got.unique); dups != 0 {
 		t.Errorf("%d duplicates without any fault", dups)
 	}

@@ -1,0 +1,84 @@
+package postgres_test
+
+import (
+	"context"
+	"fmt"
+	"reflect"
+	"strings"
+	"testing"
+
+	"github.com/tributary-es/tributary/internal/log/postgres"
+	"github.com/tributary-es/tributary/internal/testenv"
+)
+
+// schemaState lists the functions of the public schema with their full
+// definitions, and the columns of events.
+func schemaState(t *testing.T, ctx context.Context, dbURL string) []string {
+	t.Helper()
+	pool := testenv.PostgresPool(t, dbURL)
+	defer pool.Close()
+	var state []string
+	rows, err := pool.Query(ctx, `SELECT p.proname || '(' || pg_get_function_identity_arguments(p.oid) || ')', pg_get_functiondef(p.oid)
+        FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace WHERE n.nspname = 'public' ORDER BY 1`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for rows.Next() {
+		var name, def string
+		if err := rows.Scan(&name, &def); err != nil {
+			t.Fatal(err)
+		}
+		state = append(state, "function "+name+"\n"+def)
+	}
+	rows.Close()
+	rows, err = pool.Query(ctx, `SELECT column_name, data_type, is_nullable, coalesce(column_default, '')
+        FROM information_schema.columns WHERE table_schema = 'public' AND table_name = 'events' ORDER BY ordinal_position`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for rows.Next() {
+		var name, typ, nullable, def string
+		if err := rows.Scan(&name, &typ, &nullable, &def); err != nil {
+			t.Fatal(err)
+		}
+		state = append(state, fmt.Sprintf("column %s %s nullable=%s default=%s", name, typ, nullable, def))
+	}
+	rows.Close()
+	return state
+}
+
+func migrateTo(t *testing.T, ctx context.Context, dbURL string, version int32) {
+	t.Helper()
+	if err := postgres.MigrateTo(ctx, dbURL, version); err != nil {
+		t.Fatalf("migrate to %d: %v", version, err)
+	}
+}
+
+// Migration 007's down section restores what 003 to 006 created (the same
+// functions, events without on_behalf_of), and its up section applies again
+// on top of that.
+func TestMigration007GoesDownAndUp(t *testing.T) {
+	ctx := context.Background()
+	dbURL := testenv.PostgresURL(t) // at the newest version
+	newest := schemaState(t, ctx, dbURL)
+	if !strings.Contains(strings.Join(newest, "\n"), "column on_behalf_of text nullable=NO default=''::text") {
+		t.Fatalf("no on_behalf_of column at the newest version:\n%s", strings.Join(newest, "\n"))
+	}
+
+	migrateTo(t, ctx, dbURL, 6)
+	downFrom7 := schemaState(t, ctx, dbURL)
+	migrateTo(t, ctx, dbURL, 2) // before 003 created the first group-commit function
+	migrateTo(t, ctx, dbURL, 6)
+	upTo6 := schemaState(t, ctx, dbURL)
+	if !reflect.DeepEqual(downFrom7, upTo6) {
+		t.Errorf("007's down section left\n%s\n\nmigrations 003 to 006 make\n%s", strings.Join(downFrom7, "\n"), strings.Join(upTo6, "\n"))
+	}
+
+	migrateTo(t, ctx, dbURL, 7)
+	if again := schemaState(t, ctx, dbURL); !reflect.DeepEqual(again, newest) {
+		t.Errorf("007 applied again made\n%s\n\nthe first time\n%s", strings.Join(again, "\n"), strings.Join(newest, "\n"))
+	}
+	if err := postgres.CheckSchema(ctx, testenv.PostgresPool(t, dbURL)); err != nil {
+		t.Fatal(err)
+	}
+}
