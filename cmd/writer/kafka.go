@@ -144,5 +144,6 @@ func newTransfers(s settings, pool *pgxpool.Pool, brokers string, logger *slog.L
 	mcfg.Topics = s.kafka.Topics()
 	mcfg.Group = mcfg.Topics.Prefix + ".transfers"
 	mcfg.SessionTimeout = s.transfersSession
+	mcfg.TracerProvider = s.tracerProvider
 	return transfers.NewManager(mcfg, steps, writer.Upcasters(), logger), nil
 }

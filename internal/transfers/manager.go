@@ -8,12 +8,18 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/propagation"
+	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
+	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/tributary-es/tributary/internal/domain/account"
 	"github.com/tributary-es/tributary/internal/domain/transfer"
 	"github.com/tributary-es/tributary/internal/log"
 	"github.com/tributary-es/tributary/internal/log/kafka"
+	"github.com/tributary-es/tributary/internal/telemetry"
 )
 
 // Config tunes the manager's consumer.
@@ -31,6 +37,10 @@ type Config struct {
 	// SessionTimeout is how soon the partitions of a manager that died move
 	// to the others: the transfers on them wait that long.
 	SessionTimeout time.Duration
+	// TracerProvider makes a "process <topic>" span of every record the
+	// manager handles, continuing the record's trace (nil: no spans; the
+	// record's trace context still reaches the steps' events).
+	TracerProvider trace.TracerProvider
 }
 
 // DefaultConfig is a sensible Config.
@@ -50,12 +60,18 @@ type Manager struct {
 	steps     *Steps
 	upcasters *log.Upcasters
 	logger    *slog.Logger
+	tracer    trace.Tracer
 }
 
 // NewManager returns a manager of steps; events are upcast with upcasters
 // before they are handled.
 func NewManager(cfg Config, steps *Steps, upcasters *log.Upcasters, logger *slog.Logger) *Manager {
-	return &Manager{cfg: cfg, steps: steps, upcasters: upcasters, logger: logger}
+	tp := cfg.TracerProvider
+	if tp == nil {
+		tp = noop.NewTracerProvider()
+	}
+	return &Manager{cfg: cfg, steps: steps, upcasters: upcasters, logger: logger,
+		tracer: tp.Tracer("github.com/tributary-es/tributary/internal/transfers")}
 }
 
 // Run consumes until ctx ends. Offsets are committed to Kafka after every
@@ -119,8 +135,20 @@ func (m *Manager) Run(ctx context.Context) error {
 	}
 }
 
-// handle handles one record until it succeeds or ctx ends.
-func (m *Manager) handle(ctx context.Context, r *kgo.Record) error {
+// handle handles one record until it succeeds or ctx ends, in a CONSUMER
+// span "process <topic>" that continues the record's trace (the relay's
+// send span of the command's event): the steps' appends are its children
+// and their events carry its trace context on, so a transfer is one trace
+// from the request to the last read-model write.
+func (m *Manager) handle(ctx context.Context, r *kgo.Record) (err error) {
+	ctx, span := m.startProcessSpan(ctx, r)
+	defer func() {
+		if err != nil {
+			span.RecordError(err)
+			span.SetStatus(codes.Error, err.Error())
+		}
+		span.End()
+	}()
 	e, err := kafka.DecodeRecord(r)
 	if err == nil {
 		e, err = m.upcasters.Upcast(e)
@@ -148,4 +176,25 @@ func (m *Manager) handle(ctx context.Context, r *kgo.Record) error {
 		}
 		pause = min(2*pause, m.cfg.MaxBackoff)
 	}
+}
+
+// startProcessSpan starts the span of handling r, a child of the trace
+// context r carries, following OpenTelemetry's messaging conventions.
+func (m *Manager) startProcessSpan(ctx context.Context, r *kgo.Record) (context.Context, trace.Span) {
+	parent := propagation.TraceContext{}.Extract(ctx, kafka.HeaderCarrier{Record: r})
+	attrs := append(telemetry.KafkaRecordAttributes(semconv.MessagingOperationTypeProcess, r.Topic, r.Partition, string(r.Key), r.Offset),
+		semconv.MessagingOperationName("process"),
+		semconv.MessagingConsumerGroupName(m.cfg.Group),
+	)
+	for _, h := range r.Headers {
+		switch h.Key {
+		case kafka.HeaderID:
+			attrs = append(attrs, semconv.MessagingMessageID(string(h.Value)))
+		case kafka.HeaderCorrelationID:
+			attrs = append(attrs, telemetry.CorrelationIDKey.String(string(h.Value)))
+		case kafka.HeaderCausationID:
+			attrs = append(attrs, telemetry.CausationIDKey.String(string(h.Value)))
+		}
+	}
+	return m.tracer.Start(parent, "process "+r.Topic, trace.WithSpanKind(trace.SpanKindConsumer), trace.WithAttributes(attrs...))
 }

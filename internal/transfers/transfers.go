@@ -39,6 +39,8 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/tributary-es/tributary/internal/aggregate"
 	"github.com/tributary-es/tributary/internal/domain/account"
@@ -250,12 +252,13 @@ func step[S any, C any, E aggregate.Event](ctx context.Context, s *Steps, transf
 		}
 		return evs[0], "", nil
 	}
+	traceParent, traceState := traceContext(ctx, cause)
 	res, err := h.Handle(ctx, aggregate.Request[C]{
 		AggregateID: aggregateID,
 		Command:     command,
 		Metadata: log.Metadata{
 			CorrelationID: cause.CorrelationID, CausationID: cause.ID.String(), Principal: Principal, OnBehalfOf: requester,
-			TraceParent: cause.TraceParent, TraceState: cause.TraceState,
+			TraceParent: traceParent, TraceState: traceState,
 		},
 		Idempotency: &postgres.IdempotencyCompletion{Principal: Principal, Key: key, Status: http.StatusOK},
 	})
@@ -284,6 +287,18 @@ func step[S any, C any, E aggregate.Event](ctx context.Context, s *Steps, transf
 		}
 	}
 	return res.Events[0], "", nil
+}
+
+// traceContext is the W3C trace context a step's event is stored with: the
+// span handling its cause (the manager's process span), so that the trace
+// goes on through the step's event; the cause's own without one.
+func traceContext(ctx context.Context, cause log.Event) (traceParent, traceState string) {
+	if !trace.SpanContextFromContext(ctx).IsValid() {
+		return cause.TraceParent, cause.TraceState
+	}
+	carrier := propagation.MapCarrier{}
+	propagation.TraceContext{}.Inject(ctx, carrier)
+	return carrier.Get("traceparent"), carrier.Get("tracestate")
 }
 
 func (s *Steps) refused(ctx context.Context, key string, r refusal) (log.Event, string, error) {
