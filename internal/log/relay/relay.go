@@ -366,8 +366,10 @@ func endSendSpans(results kgo.ProduceResults) {
 	}
 }
 
-// reportBacklog keeps the backlog gauge current until ctx is done.
+// reportBacklog keeps the backlog gauge, and the gauges of the transaction
+// holding the watermark back, current until ctx is done.
 func (r *Relay) reportBacklog(ctx context.Context) {
+	var held heldWatermark
 	for ctx.Err() == nil {
 		n, err := postgres.Backlog(ctx, r.pool, r.cfg.Name, 10_000_000)
 		if err == nil {
@@ -375,8 +377,42 @@ func (r *Relay) reportBacklog(ctx context.Context) {
 		} else if ctx.Err() == nil {
 			r.logger.WarnContext(ctx, "relay: measure backlog", "err", err)
 		}
+		h, err := postgres.FindWatermarkHolder(ctx, r.pool)
+		if err == nil {
+			held.report(r.metrics, h, time.Now())
+		} else if ctx.Err() == nil {
+			r.logger.WarnContext(ctx, "relay: find the oldest transaction", "err", err)
+		}
 		sleep(ctx, time.Second)
 	}
+}
+
+// heldWatermark remembers since when the watermark has stood at one xmin,
+// for a holder whose start the relay's role may not read.
+type heldWatermark struct {
+	xmin  uint64
+	since time.Time
+}
+
+// report sets the gauges of the transaction holding the watermark back:
+// its age from its start where readable, else how long the watermark has
+// stood at its xmin as this relay saw it.
+func (w *heldWatermark) report(m *Metrics, h postgres.WatermarkHolder, now time.Time) {
+	m.holder.Reset()
+	if !h.Held() {
+		w.xmin, w.since = 0, time.Time{}
+		m.heldSeconds.Set(0)
+		return
+	}
+	if h.Xmin != w.xmin {
+		w.xmin, w.since = h.Xmin, now
+	}
+	started := h.Started
+	if started.IsZero() {
+		started = w.since
+	}
+	m.heldSeconds.Set(max(0, now.Sub(started).Seconds()))
+	m.holder.WithLabelValues(strconv.Itoa(h.PID), h.ApplicationName).Set(1)
 }
 
 func backoff(attempt int, limit time.Duration) time.Duration {
