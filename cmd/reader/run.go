@@ -17,6 +17,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/tributary-es/tributary/internal/apispec"
+	"github.com/tributary-es/tributary/internal/auth"
 	"github.com/tributary-es/tributary/internal/config"
 	"github.com/tributary-es/tributary/internal/reader"
 	"github.com/tributary-es/tributary/internal/telemetry"
@@ -25,6 +26,7 @@ import (
 // settings is every setting of the reader, from flags or the environment.
 type settings struct {
 	redis           config.Redis
+	auth            config.Auth
 	httpAddr        string
 	shutdownTimeout time.Duration
 	startTimeout    time.Duration
@@ -36,6 +38,7 @@ func parseSettings(args []string, getenv func(string) string, stderr io.Writer) 
 	s := settings{api: reader.DefaultConfig()}
 	fs := config.New("reader", stderr)
 	s.redis.Register(fs)
+	s.auth.Register(fs)
 	fs.StringVar(&s.httpAddr, "http-addr", ":8082", "address of the query API, /metrics, /healthz and /readyz")
 	fs.Env("http-addr", "READER_HTTP_ADDR")
 	fs.DurationVar(&s.api.MaxWait, "max-wait", s.api.MaxWait, "longest a query naming a version it must see waits for the projection (read-your-writes)")
@@ -82,7 +85,26 @@ func parseSettings(args []string, getenv func(string) string, stderr io.Writer) 
 	if _, _, err := net.SplitHostPort(s.httpAddr); err != nil {
 		return s, config.UsageError{Err: fmt.Errorf("%s: %v", fs.Setting("http-addr"), err)}
 	}
+	if err := s.auth.Check(fs); err != nil {
+		return s, config.UsageError{Err: err}
+	}
 	return s, nil
+}
+
+// authenticator builds the authenticator the settings describe; with a
+// JWKS URL it keeps the key set fresh until ctx ends.
+func authenticator(ctx context.Context, s settings) (*auth.Authenticator, error) {
+	cfg := s.auth.Config()
+	a, err := auth.New(ctx, cfg)
+	switch {
+	case err == nil:
+		return a, nil
+	case cfg.JWKSFile != "":
+		return nil, config.UsageError{Err: fmt.Errorf("AUTH_JWKS_FILE=%s cannot be used: %w", cfg.JWKSFile, err)}
+	case cfg.JWKSURL != "":
+		return nil, fmt.Errorf("cannot use the token issuer's keys at AUTH_JWKS_URL=%s: %w", cfg.JWKSURL, err)
+	}
+	return nil, config.UsageError{Err: fmt.Errorf("AUTH_MODE=%s: %w", cfg.Mode, err)}
 }
 
 func run(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) error {
@@ -91,6 +113,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		return err
 	}
 	logger := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: s.logLevel}))
+	if s.api.Authenticator, err = authenticator(ctx, s); err != nil {
+		return err
+	}
+	if s.api.Authenticator.Mode() == auth.ModeOff {
+		logger.Warn("AUTH_MODE=off: every caller is the operator 'anonymous' and may read every read model; for local experiments only")
+	}
 	tracing, err := telemetry.Setup(ctx, "tributary-reader", getenv)
 	if err != nil {
 		return config.UsageError{Err: err}
@@ -136,7 +164,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		defer cancel()
 		return srv.Shutdown(shutdownCtx)
 	})
-	logger.Info("reader started", "http_addr", ln.Addr().String(), "redis_url", s.redis.Redacted(), "redis_prefix", s.redis.Prefix)
+	logger.Info("reader started", "http_addr", ln.Addr().String(), "redis_url", s.redis.Redacted(), "redis_prefix", s.redis.Prefix,
+		"auth_mode", string(s.api.Authenticator.Mode()))
 	err = g.Wait()
 	logger.Info("reader stopped")
 	return err

@@ -3,12 +3,14 @@ package reader
 import (
 	"context"
 	"encoding/base64"
+	"errors"
 	"net/http"
 	"regexp"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/tributary-es/tributary/internal/auth"
 	"github.com/tributary-es/tributary/internal/httpapi"
 	"github.com/tributary-es/tributary/internal/problem"
 	"github.com/tributary-es/tributary/internal/readmodels/accounts"
@@ -41,15 +43,29 @@ type Directory struct {
 var currencyPattern = regexp.MustCompile(`^[A-Z]{3}$`)
 
 func (s *Server) getAccount(w http.ResponseWriter, r *http.Request) {
-	serveVersioned(s, w, r, s.accounts.Summary, func(sum accounts.Summary) int64 { return sum.Version }, unknownAccount)
+	serveVersioned(s, w, r, s.accounts.Summary, func(sum accounts.Summary) int64 { return sum.Version },
+		func(sum accounts.Summary) string { return sum.Principal }, "account", unknownAccount)
 }
 
 // serveVersioned answers GET of one aggregate's read model: the id
 // checked, read at least at the version the request names (or stale), 404
-// when unknown, the version as ETag and 304 for If-None-Match.
+// when unknown, 403 when the caller may not read what its owner (the
+// principal of its first event) owns, the version as ETag and 304 for
+// If-None-Match.
+//
+// The owner is read with the model and checked on every read, also while
+// waiting for a version: a caller who may not read the model gets 403 as
+// soon as it is seen — never the model, a 304 or a stale answer that would
+// tell its version. An id the read model does not know stays 404 (or
+// stale, when a version was asked for), whoever asks.
 func serveVersioned[T any](s *Server, w http.ResponseWriter, r *http.Request,
-	read func(context.Context, string) (T, bool, error), version func(T) int64, unknown func(id string) *problem.Problem,
+	read func(context.Context, string) (T, bool, error), version func(T) int64, owner func(T) string,
+	what string, unknown func(id string) *problem.Problem,
 ) {
+	who, ok := caller(w, r)
+	if !ok {
+		return
+	}
 	id := r.PathValue("id")
 	if p := httpapi.ID(id); p != nil {
 		problem.Write(w, r, p)
@@ -65,9 +81,15 @@ func serveVersioned[T any](s *Server, w http.ResponseWriter, r *http.Request,
 	have, err := s.await(r, want, func(ctx context.Context) (int64, error) {
 		var err error
 		model, found, err = read(ctx, id)
+		if err == nil && found && !who.MayAccess(owner(model)) {
+			return 0, auth.ErrForbidden
+		}
 		return version(model), err
 	})
 	switch {
+	case errors.Is(err, auth.ErrForbidden):
+		problem.Write(w, r, notYours(what, id))
+		return
 	case err != nil:
 		s.fail(w, r, err)
 		return
@@ -88,7 +110,14 @@ func serveVersioned[T any](s *Server, w http.ResponseWriter, r *http.Request,
 	httpapi.WriteJSON(w, http.StatusOK, model)
 }
 
+// getTransactions answers a page of an account's history. The owner comes
+// with the version and the page in one read; while it waits for a version,
+// it reads only the version and the owner, then the page once.
 func (s *Server) getTransactions(w http.ResponseWriter, r *http.Request) {
+	who, ok := caller(w, r)
+	if !ok {
+		return
+	}
 	id := r.PathValue("id")
 	if p := httpapi.ID(id); p != nil {
 		problem.Write(w, r, p)
@@ -109,8 +138,26 @@ func (s *Server) getTransactions(w http.ResponseWriter, r *http.Request) {
 		problem.Write(w, r, p)
 		return
 	}
-	have, err := s.await(r, want, func(ctx context.Context) (int64, error) { return s.accounts.HistoryVersion(ctx, id) })
+	var page accounts.HistoryPage
+	withEntries, reads := false, 0
+	have, err := s.await(r, want, func(ctx context.Context) (int64, error) {
+		var err error
+		if reads++; reads == 1 {
+			page, err = s.accounts.History(ctx, id, before, int(limit))
+		} else {
+			page = accounts.HistoryPage{}
+			page.Version, page.Owner, err = s.accounts.HistoryHead(ctx, id)
+		}
+		withEntries = reads == 1 && err == nil
+		if err == nil && page.Version > 0 && !who.MayAccess(page.Owner) {
+			return 0, auth.ErrForbidden
+		}
+		return page.Version, err
+	})
 	switch {
+	case errors.Is(err, auth.ErrForbidden):
+		problem.Write(w, r, notYours("account", id))
+		return
 	case err != nil:
 		s.fail(w, r, err)
 		return
@@ -121,10 +168,15 @@ func (s *Server) getTransactions(w http.ResponseWriter, r *http.Request) {
 		problem.Write(w, r, unknownAccount(id))
 		return
 	}
-	page, err := s.accounts.History(r.Context(), id, before, int(limit))
-	if err != nil {
-		s.fail(w, r, err)
-		return
+	if !withEntries {
+		if page, err = s.accounts.History(r.Context(), id, before, int(limit)); err != nil {
+			s.fail(w, r, err)
+			return
+		}
+		if !who.MayAccess(page.Owner) { // an owner never changes; checked all the same
+			problem.Write(w, r, notYours("account", id))
+			return
+		}
 	}
 	out := Transactions{AccountID: id, Items: page.Entries}
 	if page.Next > 0 {
@@ -133,7 +185,17 @@ func (s *Server) getTransactions(w http.ResponseWriter, r *http.Request) {
 	httpapi.WriteJSON(w, http.StatusOK, out)
 }
 
+// listAccounts answers a page of the account directory, which spans every
+// owner: operators only.
 func (s *Server) listAccounts(w http.ResponseWriter, r *http.Request) {
+	who, ok := caller(w, r)
+	if !ok {
+		return
+	}
+	if !who.MayList() {
+		problem.Write(w, r, auth.Forbidden("the account directory lists every owner's accounts: it is for operators only"))
+		return
+	}
 	q := r.URL.Query()
 	limit, p := httpapi.QueryInt(r, "limit", int64(s.cfg.DefaultPage), 1, int64(s.cfg.MaxPage))
 	if p != nil {
@@ -269,6 +331,11 @@ func etagMatches(header, tag string) bool {
 		}
 	}
 	return false
+}
+
+// notYours is the 403 for a read model of what another principal owns.
+func notYours(what, id string) *problem.Problem {
+	return auth.Forbidden(what + " " + id + " belongs to another principal: only its owner and operators may read it")
 }
 
 func unknownAccount(id string) *problem.Problem {

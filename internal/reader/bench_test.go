@@ -42,9 +42,20 @@ func BenchmarkGetAccountVsBareHandler(b *testing.B) {
 	}
 	slices.Sort(ids)
 
-	api := reader.NewServer(reader.DefaultConfig(), rdb, prefix, prometheus.NewRegistry(), http.NotFoundHandler(), slog.New(slog.DiscardHandler))
+	// Every request carries the bearer token of the accounts' owner (the
+	// generated events' principal), as a client would: verified once, then
+	// found in the authenticator's cache.
+	is := newIssuer(b)
+	token, err := is.signer.Token(h.Events[0].Principal, nil, time.Hour)
+	if err != nil {
+		b.Fatal(err)
+	}
+	authorization := "Bearer " + token
+	cfg := reader.DefaultConfig()
+	cfg.Authenticator = is.authn
+	api := reader.NewServer(cfg, rdb, prefix, prometheus.NewRegistry(), http.NotFoundHandler(), slog.New(slog.DiscardHandler))
 	readerURL := serve(b, api.Handler())
-	sample := fetch(b, readerURL+"/v1/accounts/"+ids[0])
+	sample := fetch(b, readerURL+"/v1/accounts/"+ids[0], authorization)
 	bareURL := serve(b, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		w.Header().Set("ETag", `"7"`)
@@ -55,7 +66,7 @@ func BenchmarkGetAccountVsBareHandler(b *testing.B) {
 	for round := range rounds {
 		b.StopTimer()
 		measure := func(base string) loadResult {
-			return drive(b, connections, phase, func(i int) string { return base + "/v1/accounts/" + ids[i%len(ids)] })
+			return drive(b, connections, phase, authorization, func(i int) string { return base + "/v1/accounts/" + ids[i%len(ids)] })
 		}
 		if round%2 == 0 {
 			bare, got = append(bare, measure(bareURL)), append(got, measure(readerURL))
@@ -109,8 +120,13 @@ func serve(b *testing.B, h http.Handler) string {
 	return "http://" + ln.Addr().String()
 }
 
-func fetch(b *testing.B, url string) []byte {
-	resp, err := http.Get(url)
+func fetch(b *testing.B, url, authorization string) []byte {
+	req, err := http.NewRequest(http.MethodGet, url, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	req.Header.Set("Authorization", authorization)
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -122,9 +138,10 @@ func fetch(b *testing.B, url string) []byte {
 	return body
 }
 
-// drive sends GETs from connections goroutines, each on its own keep-alive
-// connection, for d after a short warm-up; every answer must be 200.
-func drive(b *testing.B, connections int, d time.Duration, url func(i int) string) loadResult {
+// drive sends GETs with the Authorization header authorization from
+// connections goroutines, each on its own keep-alive connection, for d
+// after a short warm-up; every answer must be 200.
+func drive(b *testing.B, connections int, d time.Duration, authorization string, url func(i int) string) loadResult {
 	transport := &http.Transport{MaxIdleConnsPerHost: connections, MaxConnsPerHost: connections}
 	defer transport.CloseIdleConnections()
 	client := &http.Client{Transport: transport, Timeout: 10 * time.Second}
@@ -140,6 +157,7 @@ func drive(b *testing.B, connections int, d time.Duration, url func(i int) strin
 			var mine []time.Duration
 			for i := c; ctx.Err() == nil; i += connections {
 				req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url(i), nil)
+				req.Header.Set("Authorization", authorization)
 				started := time.Now()
 				resp, err := client.Do(req)
 				if err != nil {

@@ -18,10 +18,18 @@ import (
 // A correlation's size is the writers' to choose: the tree holds at most
 // the reader's MaxCorrelationEvents, the earliest in global order (an
 // event's cause comes before it), and says when it left the rest out.
+//
+// A caller who is not an operator gets the correlation as they may see it
+// (auth.Principal.MaySee): the events they appended, or a process manager
+// appended on their behalf, read from their own index, so the bound, the
+// counts and read-your-writes apply to those alone, and nothing of anyone
+// else's events shows — not even how many there are. An event whose cause
+// they may not see is a root.
 type CausationTree struct {
 	CorrelationID string `json:"correlationId"`
 	// Events is the number of events in the tree; TotalEvents the number
-	// the correlation holds. Truncated: the tree holds only the earliest.
+	// the correlation holds (that the caller may see). Truncated: the tree
+	// holds only the earliest.
 	Events      int     `json:"events"`
 	TotalEvents int64   `json:"totalEvents"`
 	Truncated   bool    `json:"truncated"`
@@ -71,6 +79,10 @@ func above(n, m *Node, parentOf map[*Node]*Node) bool {
 }
 
 func (s *Server) getCorrelation(w http.ResponseWriter, r *http.Request) {
+	who, ok := caller(w, r)
+	if !ok {
+		return
+	}
 	id := r.PathValue("id")
 	if !httpapi.IsToken(id) {
 		problem.Write(w, r, problem.New(http.StatusBadRequest, "invalid-id", "Invalid correlation id",
@@ -82,12 +94,27 @@ func (s *Server) getCorrelation(w http.ResponseWriter, r *http.Request) {
 		problem.Write(w, r, p)
 		return
 	}
+	// Operators read the whole correlation; anyone else the events they may
+	// see, from their own index.
+	first := func(ctx context.Context, limit int) ([]correlation.Link, int64, error) {
+		if who.Operator {
+			return correlation.First(ctx, s.reads, s.root, id, limit)
+		}
+		return correlation.FirstSeenBy(ctx, s.reads, s.root, id, who.Subject, limit)
+	}
+	has := func(ctx context.Context, position int64) (bool, error) {
+		if who.Operator {
+			return correlation.Has(ctx, s.reads, s.root, id, position)
+		}
+		return correlation.HasSeenBy(ctx, s.reads, s.root, id, who.Subject, position)
+	}
 	// Read-your-writes waits for the event at exactly that position: the
 	// correlation's events lie on several partitions, projected each at its
-	// own pace, so a later one being there proves nothing of it.
+	// own pace, so a later one being there proves nothing of it. For a
+	// caller who may not see that event, it never comes.
 	if want > 0 {
 		found, err := s.await(r, 1, func(ctx context.Context) (int64, error) {
-			ok, err := correlation.Has(ctx, s.reads, s.root, id, want)
+			ok, err := has(ctx, want)
 			if ok {
 				return 1, err
 			}
@@ -98,7 +125,7 @@ func (s *Server) getCorrelation(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		if found == 0 {
-			_, present, err := correlation.First(r.Context(), s.reads, s.root, id, 0)
+			_, present, err := first(r.Context(), 0)
 			if err != nil {
 				s.fail(w, r, err)
 				return
@@ -109,15 +136,24 @@ func (s *Server) getCorrelation(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	links, total, err := correlation.First(r.Context(), s.reads, s.root, id, s.cfg.MaxCorrelationEvents)
-	switch {
-	case err != nil:
+	links, total, err := first(r.Context(), s.cfg.MaxCorrelationEvents)
+	if err != nil {
 		s.fail(w, r, err)
 		return
-	case len(links) == 0:
+	}
+	// The index already holds only what the caller may see; the policy is
+	// asked all the same, so that the answer never shows more than it allows.
+	visible := links[:0]
+	for _, l := range links {
+		if who.MaySee(l.Principal, l.OnBehalfOf) {
+			visible = append(visible, l)
+		}
+	}
+	total -= int64(len(links) - len(visible))
+	if len(visible) == 0 {
 		problem.Write(w, r, problem.New(http.StatusNotFound, "unknown-correlation", "Unknown correlation",
 			"no event of correlation "+id+" in the read model"))
 		return
 	}
-	httpapi.WriteJSON(w, http.StatusOK, buildTree(id, links, total))
+	httpapi.WriteJSON(w, http.StatusOK, buildTree(id, visible, total))
 }

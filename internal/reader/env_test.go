@@ -40,8 +40,11 @@ const partitions = 8
 // pipeline is the whole platform for one test, on the real servers: the
 // writer's API and its relay on a fresh database, an in-process Kafka, the
 // four projections in a Redis prefix of the test's own, and the reader.
+// The writer and the reader trust the tokens of the test's issuer; requests
+// are sent as the owner unless a test says otherwise.
 type pipeline struct {
 	t      testing.TB
+	auth   *issuer
 	store  *postgres.Store
 	rdb    *redis.Client
 	prefix string
@@ -72,11 +75,13 @@ func newHookedPipeline(t testing.TB, cfg reader.Config, summaryHooks projector.H
 	var wg sync.WaitGroup
 	t.Cleanup(func() { cancel(); wg.Wait() })
 
-	ws, err := writer.New(pool, writer.DefaultConfig(), aggregate.Options{}, prometheus.NewRegistry(), logger)
+	p := &pipeline{t: t, auth: newIssuer(t), store: postgres.NewStore(pool, writer.Upcasters()), rdb: rdb, prefix: prefix}
+	wcfg := writer.DefaultConfig()
+	wcfg.Authenticator = p.auth.authn
+	ws, err := writer.New(pool, wcfg, aggregate.Options{}, prometheus.NewRegistry(), logger)
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &pipeline{t: t, store: postgres.NewStore(pool, writer.Upcasters()), rdb: rdb, prefix: prefix}
 	p.writer = httptest.NewServer(ws.Handler())
 	t.Cleanup(p.writer.Close)
 
@@ -141,6 +146,9 @@ func newHookedPipeline(t testing.TB, cfg reader.Config, summaryHooks projector.H
 		}
 		return true
 	})
+	if cfg.Authenticator == nil {
+		cfg.Authenticator = p.auth.authn
+	}
 	p.reader = httptest.NewServer(reader.NewServer(cfg, rdb, prefix, prometheus.NewRegistry(), specHandler(t), logger).Handler())
 	t.Cleanup(p.reader.Close)
 	p.check = responseChecker(t)
@@ -161,9 +169,15 @@ func (r response) json(t testing.TB, v any) {
 	}
 }
 
-// do sends a request to srv and checks the pair against the OpenAPI
-// document when srv is the reader. headers are name, value pairs.
+// do sends a request to srv as the owner and checks the pair against the
+// OpenAPI document when srv is the reader. headers are name, value pairs.
 func (p *pipeline) do(srv *httptest.Server, method, path, body string, headers ...string) response {
+	p.t.Helper()
+	return p.doAs(asOwner, srv, method, path, body, headers...)
+}
+
+// doAs is do as c.
+func (p *pipeline) doAs(c caller, srv *httptest.Server, method, path, body string, headers ...string) response {
 	p.t.Helper()
 	req, err := http.NewRequest(method, srv.URL+path, strings.NewReader(body))
 	if err != nil {
@@ -171,6 +185,9 @@ func (p *pipeline) do(srv *httptest.Server, method, path, body string, headers .
 	}
 	if body != "" {
 		req.Header.Set("Content-Type", "application/json")
+	}
+	if a := p.auth.authorization(p.t, c); a != "" {
+		req.Header.Set("Authorization", a)
 	}
 	for i := 0; i+1 < len(headers); i += 2 {
 		req.Header.Set(headers[i], headers[i+1])
@@ -190,10 +207,16 @@ func (p *pipeline) do(srv *httptest.Server, method, path, body string, headers .
 	return response{status: resp.StatusCode, header: resp.Header, body: b}
 }
 
-// read is a GET on the reader.
+// read is a GET on the reader as the owner.
 func (p *pipeline) read(path string, headers ...string) response {
 	p.t.Helper()
 	return p.do(p.reader, http.MethodGet, path, "", headers...)
+}
+
+// readAs is a GET on the reader as c.
+func (p *pipeline) readAs(c caller, path string, headers ...string) response {
+	p.t.Helper()
+	return p.doAs(c, p.reader, http.MethodGet, path, "", headers...)
 }
 
 // command is a POST to the writer that must succeed with want.

@@ -1,9 +1,11 @@
 package reader_test
 
 import (
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -13,28 +15,41 @@ import (
 )
 
 // FuzzQueries throws arbitrary requests at the reader's handler, over read
-// models that hold two accounts: it must never panic, answer 5xx only as the
-// documented "stale" 503 of a version it cannot see yet, answer every error
-// as a problem document, and answer as schemas/openapi/reader.yaml says.
+// models that hold two accounts of the owner, from the owner, a stranger,
+// an operator, a forged token or nobody (caller, modulo 5): it must never
+// panic, answer 5xx only as the documented "stale" 503 of a version it
+// cannot see yet, answer every error as a problem document, answer as
+// schemas/openapi/reader.yaml says, and serve nobody but the owner and the
+// operator anything but the public paths.
 //
 //	go test -run '^$' -fuzz FuzzQueries -fuzztime 60s ./internal/reader/
 func FuzzQueries(f *testing.F) {
-	seeds := []struct{ method, path, minVersion, ifNoneMatch string }{
-		{"GET", "/v1/accounts/fz-1", "", ""},
-		{"GET", "/v1/accounts/fz-1?min_version=3", "", `"3"`},
-		{"GET", "/v1/accounts/fz-1?min_version=99", "", ""},
-		{"GET", "/v1/accounts/fz-1", `"2"`, ""},
-		{"GET", "/v1/accounts/fz-1/transactions?limit=1&cursor=x", "", ""},
-		{"GET", "/v1/accounts?status=active&limit=1", "", ""},
-		{"GET", "/v1/accounts?sort=balance&currency=EUR", "", ""},
-		{"GET", "/v1/accounts?status=active&sort", "", ""},
-		{"GET", "/v1/correlations/c-1?min_position=1", "", ""},
-		{"GET", "/v1/transfers/..%2Fx", "", ""},
-		{"HEAD", "/v1/accounts/%2e%2e/transactions", "", "*"},
-		{"DELETE", "/v1/accounts/fz-1", "", ""},
+	seeds := []struct {
+		method, path, minVersion, ifNoneMatch string
+		caller                                caller
+	}{
+		{"GET", "/v1/accounts/fz-1", "", "", asOwner},
+		{"GET", "/v1/accounts/fz-1?min_version=3", "", `"3"`, asOwner},
+		{"GET", "/v1/accounts/fz-1?min_version=99", "", "", asOwner},
+		{"GET", "/v1/accounts/fz-1", `"2"`, "", asOwner},
+		{"GET", "/v1/accounts/fz-1/transactions?limit=1&cursor=x", "", "", asOwner},
+		{"GET", "/v1/accounts?status=active&limit=1", "", "", asOperator},
+		{"GET", "/v1/accounts?sort=balance&currency=EUR", "", "", asOperator},
+		{"GET", "/v1/accounts?status=active&sort", "", "", asOperator},
+		{"GET", "/v1/correlations/c-1?min_position=1", "", "", asOwner},
+		{"GET", "/v1/transfers/..%2Fx", "", "", asOwner},
+		{"HEAD", "/v1/accounts/%2e%2e/transactions", "", "*", asOwner},
+		{"DELETE", "/v1/accounts/fz-1", "", "", asOwner},
+		{"GET", "/v1/accounts/fz-1?min_version=99", "", "*", asStranger},
+		{"GET", "/v1/accounts/fz-0/transactions", "", "", asStranger},
+		{"GET", "/v1/accounts?status=active", "", "", asOwner},
+		{"GET", "/v1/accounts/fz-1", "", "", anonymous},
+		{"GET", "/v1/accounts/fz-1", "", "", forged},
+		{"GET", "/healthz", "", "", anonymous},
+		{"HEAD", "/metrics", "", "", anonymous},
 	}
 	for _, s := range seeds {
-		f.Add(s.method, s.path, s.minVersion, s.ifNoneMatch)
+		f.Add(s.method, s.path, s.minVersion, s.ifNoneMatch, byte(s.caller))
 	}
 	cfg := reader.DefaultConfig()
 	cfg.MaxWait = 20 * time.Millisecond // a version out of reach answers "stale" at once
@@ -46,14 +61,22 @@ func FuzzQueries(f *testing.F) {
 	p.read(fmt.Sprintf("/v1/accounts/fz-1/transactions?min_version=%d", last.version))
 	spec := apispec.NewValidator(f, "reader")
 	handler := p.reader.Config.Handler
+	authorization := make([]string, forged+1)
+	for c := range authorization {
+		authorization[c] = p.auth.authorization(f, caller(c))
+	}
 
-	f.Fuzz(func(t *testing.T, method, path, minVersion, ifNoneMatch string) {
+	f.Fuzz(func(t *testing.T, method, path, minVersion, ifNoneMatch string, who byte) {
 		if !strings.HasPrefix(path, "/") {
 			path = "/" + path
 		}
 		req, err := http.NewRequest(method, "http://reader"+path, nil)
 		if err != nil {
 			return // not an HTTP request a server could receive
+		}
+		c := caller(who % byte(len(authorization)))
+		if a := authorization[c]; a != "" {
+			req.Header.Set("Authorization", a)
 		}
 		for name, value := range map[string]string{reader.MinVersionHeader: minVersion, "If-None-Match": ifNoneMatch} {
 			if value != "" {
@@ -72,6 +95,21 @@ func FuzzQueries(f *testing.F) {
 			if ct := rec.Header().Get("Content-Type"); ct != "application/problem+json" {
 				t.Fatalf("%s %q: status %d with content type %q", method, path, rec.Code, ct)
 			}
+		}
+		// The stranger owns nothing here, and the others are not
+		// authenticated: they get nothing but the public paths' answers,
+		// not even a "stale" that would tell a version (one of nothing, as
+		// for an unknown id, tells nothing).
+		var progress struct{ CurrentVersion, EventsPresent int64 }
+		if stale {
+			_ = json.Unmarshal(rec.Body.Bytes(), &progress)
+		}
+		served := rec.Code < 400 || (stale && (progress.CurrentVersion > 0 || progress.EventsPresent > 0))
+		if served && (c == asStranger || c == anonymous || c == forged) && !slices.Contains(reader.PublicPaths(), req.URL.Path) {
+			t.Fatalf("%s %q as %s: status %d: %s", method, path, c, rec.Code, rec.Body)
+		}
+		if (c == anonymous || c == forged) && !slices.Contains(reader.PublicPaths(), req.URL.Path) && rec.Code != http.StatusUnauthorized && rec.Code != http.StatusBadRequest {
+			t.Fatalf("%s %q as %s: status %d, want 401 (or 400 for a malformed path or query)", method, path, c, rec.Code)
 		}
 	})
 }

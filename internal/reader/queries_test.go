@@ -20,9 +20,9 @@ func TestBadQueriesGetProblems(t *testing.T) {
 	p.read(fmt.Sprintf("/v1/accounts/bad-1/transactions?min_version=%d", v.version)) // built
 	p.read(fmt.Sprintf("/v1/accounts/bad-1?min_version=%d", v.version))
 	waitFor(t, 30*time.Second, "directory served", func() bool {
-		return strings.Contains(string(p.read("/v1/accounts?status=active").body), "bad-1")
+		return strings.Contains(string(p.readAs(asOperator, "/v1/accounts?status=active").body), "bad-1")
 	})
-	other := p.read("/v1/accounts?status=active&limit=1")
+	other := p.readAs(asOperator, "/v1/accounts?status=active&limit=1")
 	tests := []struct {
 		path   string
 		header []string
@@ -85,7 +85,11 @@ func TestBadQueriesGetProblems(t *testing.T) {
 		t.Errorf("bad-1's cursor on bad-0's history: %d %s", r.status, r.body)
 	}
 	for _, tc := range tests {
-		r := p.read(tc.path, tc.header...)
+		as := asOwner
+		if tc.path == "/v1/accounts" || strings.HasPrefix(tc.path, "/v1/accounts?") {
+			as = asOperator // the directory is for operators
+		}
+		r := p.readAs(as, tc.path, tc.header...)
 		var prob struct{ Type, Title string }
 		r.json(t, &prob)
 		if r.status != tc.status || prob.Type != "https://tributary.dev/problems/"+tc.typ ||
@@ -141,7 +145,7 @@ func TestDirectoryOverHTTP(t *testing.T) {
 		var all []reader.DirectoryEntry
 		cursor := ""
 		for pages := 0; pages < 50; pages++ {
-			r := p.read("/v1/accounts?" + query + "&limit=4&cursor=" + url.QueryEscape(cursor))
+			r := p.readAs(asOperator, "/v1/accounts?"+query+"&limit=4&cursor="+url.QueryEscape(cursor))
 			if r.status != http.StatusOK {
 				t.Fatalf("%s: %d %s", query, r.status, r.body)
 			}

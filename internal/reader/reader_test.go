@@ -151,7 +151,8 @@ func TestStaleReadIsSaidNotServed(t *testing.T) {
 // A correlation spanning several aggregates comes back as one causation
 // tree: each event under the event that caused it, across accounts, and
 // the events of one command side by side. The chain is appended as a
-// process manager would (each step caused by the previous event).
+// process manager would (each step caused by the previous event), and read
+// as an operator, who sees every event whoever it was appended for.
 func TestCausationTreeAcrossAggregates(t *testing.T) {
 	p := newPipeline(t, reader.DefaultConfig())
 	p.openActive("tree-a", 10_000)
@@ -163,7 +164,7 @@ func TestCausationTreeAcrossAggregates(t *testing.T) {
 		out, err := p.store.Append(ctx, postgres.AppendRequest{
 			AggregateType: account.AggregateType, AggregateID: id, Expected: postgres.AnyVersion,
 			Events:   []log.NewEvent{{ID: uuid.Must(uuid.NewV7()), Type: ev.EventType(), SchemaVersion: ev.SchemaVersion(), Payload: payload}},
-			Metadata: log.Metadata{CorrelationID: corr, CausationID: causation, Principal: "process-manager"},
+			Metadata: log.Metadata{CorrelationID: corr, CausationID: causation, Principal: "process-manager", OnBehalfOf: owner},
 		})
 		if err != nil {
 			t.Fatal(err)
@@ -183,7 +184,7 @@ func TestCausationTreeAcrossAggregates(t *testing.T) {
 	var tree reader.CausationTree
 	var r response
 	for _, e := range []log.Event{withdrawn, deposited, fee, audit} {
-		r = p.read(fmt.Sprintf("/v1/correlations/%s?min_position=%d", corr, e.GlobalPosition))
+		r = p.readAs(asOperator, fmt.Sprintf("/v1/correlations/%s?min_position=%d", corr, e.GlobalPosition))
 		if r.status != http.StatusOK {
 			t.Fatalf("correlation at position %d: %d %s", e.GlobalPosition, r.status, r.body)
 		}
@@ -229,6 +230,12 @@ func TestCausationTreeAcrossAggregates(t *testing.T) {
 	}
 	if r := p.read("/v1/correlations/nobody-" + uuid.NewString()); r.status != http.StatusNotFound {
 		t.Fatalf("unknown correlation: %d %s", r.status, r.body)
+	}
+	// A stranger sees none of it: as unknown.
+	for _, corr := range []string{corr, "open-tree-c"} {
+		if r := p.readAs(asStranger, "/v1/correlations/"+corr); r.status != http.StatusNotFound {
+			t.Fatalf("a stranger reads correlation %s: %d %s", corr, r.status, r.body)
+		}
 	}
 }
 

@@ -57,7 +57,7 @@ func TestRebuildNeverShowsAHalfBuiltModel(t *testing.T) {
 			news[i] = log.NewEvent{ID: e.ID, Type: e.Type, SchemaVersion: e.SchemaVersion, Payload: e.Payload}
 		}
 		if _, err := p.store.Append(ctx, postgres.AppendRequest{AggregateType: evs[0].AggregateType, AggregateID: id,
-			Expected: postgres.NoStream, Events: news, Metadata: log.Metadata{CorrelationID: "gen", CausationID: "gen"}}); err != nil {
+			Expected: postgres.NoStream, Events: news, Metadata: log.Metadata{CorrelationID: "gen", CausationID: "gen", Principal: owner}}); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -1,6 +1,13 @@
 // Package reader is the query side's HTTP API: account summaries, histories,
 // the account directory and causation trees, read from the Redis read models
 // only, with read-your-writes on request.
+//
+// Every route but the public ones (PublicPaths) authenticates its caller,
+// and serves each only what the access policy (internal/auth) lets them
+// read: an account's or a transfer's read models to its owner — the
+// principal of its first event, kept in the read model and read with the
+// data — and to operators; the directory to operators; of a causation tree,
+// the events the caller may see.
 package reader
 
 import (
@@ -9,6 +16,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"slices"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -18,6 +26,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 	"go.opentelemetry.io/otel/trace/noop"
 
+	"github.com/tributary-es/tributary/internal/auth"
 	"github.com/tributary-es/tributary/internal/httpapi"
 	"github.com/tributary-es/tributary/internal/problem"
 	"github.com/tributary-es/tributary/internal/readmodels"
@@ -49,7 +58,15 @@ type Config struct {
 	// Propagator reads the caller's trace context from the request headers
 	// (W3C trace context and baggage by default; OTEL_PROPAGATORS).
 	Propagator propagation.TextMapPropagator
+	// Authenticator establishes the caller of every request but those for
+	// PublicPaths. Without one, every such request is refused (401): the
+	// reader fails closed.
+	Authenticator *auth.Authenticator
 }
+
+// PublicPaths returns the routes served without authentication: probes,
+// metrics and the API document, which hold nobody's data.
+func PublicPaths() []string { return []string{"/healthz", "/readyz", "/metrics", "/openapi.json"} }
 
 // DefaultConfig is a sensible Config.
 func DefaultConfig() Config {
@@ -107,7 +124,37 @@ func (s *Server) Handler() http.Handler {
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.gatherer, promhttp.HandlerOpts{}))
 	mux.Handle("GET /openapi.json", s.spec)
 	mux.HandleFunc("/", httpapi.Unmatched(mux, http.MethodGet))
-	return httpapi.Trace("reader", s.cfg.TracerProvider, s.cfg.Propagator, httpapi.Instrument(s.metrics.httpSeconds, httpapi.RejectUncleanPaths(rejectMalformedQueries(mux))))
+	var authenticated http.Handler
+	if s.cfg.Authenticator != nil {
+		authenticated = s.cfg.Authenticator.Middleware(mux, PublicPaths()...)
+	} else {
+		authenticated = refuseAll(mux, PublicPaths()...)
+	}
+	return httpapi.Trace("reader", s.cfg.TracerProvider, s.cfg.Propagator,
+		httpapi.Instrument(s.metrics.httpSeconds, httpapi.RejectUncleanPaths(rejectMalformedQueries(authenticated))))
+}
+
+// refuseAll stands in for the authenticator when there is none: it serves
+// the public paths and refuses everything else.
+func refuseAll(next http.Handler, public ...string) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if slices.Contains(public, r.URL.Path) {
+			next.ServeHTTP(w, r)
+			return
+		}
+		w.Header().Set("WWW-Authenticate", `Bearer realm="tributary"`)
+		problem.Write(w, r, auth.Unauthorized("the reader has no authenticator configured: it serves no one"))
+	})
+}
+
+// caller returns the principal the authenticator established for r. A
+// handler reached without one (which the middleware prevents) answers 401.
+func caller(w http.ResponseWriter, r *http.Request) (auth.Principal, bool) {
+	p, ok := auth.FromContext(r.Context())
+	if !ok {
+		problem.Write(w, r, auth.Unauthorized("the request was not authenticated"))
+	}
+	return p, ok
 }
 
 // rejectMalformedQueries answers 400 to a query string that does not parse,

@@ -5,11 +5,13 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"slices"
 	"testing"
 	"time"
 
 	"github.com/google/uuid"
 
+	"github.com/tributary-es/tributary/internal/auth"
 	"github.com/tributary-es/tributary/internal/domain/transfer"
 	"github.com/tributary-es/tributary/internal/log"
 	"github.com/tributary-es/tributary/internal/log/postgres"
@@ -25,6 +27,9 @@ func TestTransferIsServed(t *testing.T) {
 	ctx := context.Background()
 	id := uuid.NewString()
 	var last log.Event
+	// Requested by the owner; failed by the process manager on its behalf.
+	metadata := []log.Metadata{{CorrelationID: "corr-" + id, CausationID: "cause-0", Principal: owner},
+		{CorrelationID: "corr-" + id, CausationID: "cause-1", Principal: "process-manager", OnBehalfOf: owner}}
 	for i, ev := range []transfer.Event{
 		transfer.TransferRequested{From: "a", To: "b", Amount: 300, Currency: "EUR", Reference: "rent"},
 		transfer.TransferFailed{Reason: "deposit refused: the account is pending", Refunded: true},
@@ -33,7 +38,7 @@ func TestTransferIsServed(t *testing.T) {
 		out, err := p.store.Append(ctx, postgres.AppendRequest{AggregateType: transfer.AggregateType, AggregateID: id,
 			Expected: postgres.ExpectedVersion(i), Events: []log.NewEvent{{ID: uuid.Must(uuid.NewV7()), Type: ev.EventType(),
 				SchemaVersion: ev.SchemaVersion(), Payload: payload}},
-			Metadata: log.Metadata{CorrelationID: "corr-" + id, CausationID: fmt.Sprint("cause-", i), Principal: "test"}})
+			Metadata: metadata[i]})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -43,11 +48,14 @@ func TestTransferIsServed(t *testing.T) {
 	var got transfers.Summary
 	r.json(t, &got)
 	if r.status != http.StatusOK || got.Status != "failed" || !got.Refunded || got.Amount != 300 || got.From != "a" ||
-		got.Version != 2 || got.EndedAt == nil || r.header.Get("ETag") != `"2"` {
+		got.Version != 2 || got.EndedAt == nil || r.header.Get("ETag") != `"2"` || got.Principal != owner {
 		t.Fatalf("transfer: %d %s", r.status, r.body)
 	}
-	if r := p.read(fmt.Sprintf("/v1/correlations/corr-%s?min_position=%d", id, last.GlobalPosition)); r.status != http.StatusOK {
+	if r := p.readAs(asOperator, fmt.Sprintf("/v1/correlations/corr-%s?min_position=%d", id, last.GlobalPosition)); r.status != http.StatusOK {
 		t.Fatalf("the transfer's correlation: %d %s", r.status, r.body)
+	}
+	if r := p.readAs(asStranger, "/v1/transfers/"+id); r.status != http.StatusForbidden {
+		t.Fatalf("a stranger reads the transfer: %d %s", r.status, r.body)
 	}
 	for path, status := range map[string]int{
 		"/v1/transfers/" + uuid.NewString(): http.StatusNotFound,
@@ -83,9 +91,12 @@ func TestTransferThroughThePlatform(t *testing.T) {
 	if got.Status != "completed" || got.CorrelationID != "pay-1-corr" {
 		t.Fatalf("transfer %+v", got)
 	}
+	if got.Principal != owner {
+		t.Fatalf("transfer requested by %q, want %q", got.Principal, owner)
+	}
 	var tree reader.CausationTree
 	waitFor(t, 30*time.Second, "the four events in the correlation", func() bool {
-		r = p.read("/v1/correlations/pay-1-corr")
+		r = p.readAs(asOperator, "/v1/correlations/pay-1-corr")
 		tree = reader.CausationTree{}
 		if r.status == http.StatusOK {
 			r.json(t, &tree)
@@ -113,6 +124,41 @@ func TestTransferThroughThePlatform(t *testing.T) {
 			t.Fatalf("%s of %s: trace context %+v (%v), want the request's trace %s", n.Type, n.AggregateID, stored, err, traceparent[3:35])
 		}
 	}
+	// The owner sees exactly the events the policy lets it see, as the log
+	// recorded them: its request, and the steps the process manager took on
+	// its behalf (once the log carries onBehalfOf end to end).
+	var visible []string
+	for n := tree.Roots; len(n) > 0; n = n[0].Children {
+		stored, err := p.store.ReadStream(context.Background(), postgres.StreamQuery{AggregateType: n[0].AggregateType, AggregateID: n[0].AggregateID,
+			AfterVersion: n[0].Version - 1, UntilVersion: n[0].Version})
+		if err != nil || len(stored) != 1 {
+			t.Fatalf("%s of %s: %v %v", n[0].Type, n[0].AggregateID, stored, err)
+		}
+		if n[0].Principal != stored[0].Principal || n[0].OnBehalfOf != stored[0].OnBehalfOf {
+			t.Fatalf("%s of %s: principal %q on behalf of %q in the tree, %q on behalf of %q in the log", n[0].Type, n[0].AggregateID,
+				n[0].Principal, n[0].OnBehalfOf, stored[0].Principal, stored[0].OnBehalfOf)
+		}
+		if (auth.Principal{Subject: owner}).MaySee(stored[0].Principal, stored[0].OnBehalfOf) {
+			visible = append(visible, n[0].EventID)
+		}
+	}
+	var mine reader.CausationTree
+	p.read("/v1/correlations/pay-1-corr").json(t, &mine)
+	var seen []string
+	var walk func([]*reader.Node)
+	walk = func(ns []*reader.Node) {
+		for _, n := range ns {
+			seen = append(seen, n.EventID)
+			walk(n.Children)
+		}
+	}
+	walk(mine.Roots)
+	slices.Sort(seen)
+	slices.Sort(visible)
+	if len(visible) == 0 || !slices.Equal(seen, visible) || mine.Events != len(visible) || mine.TotalEvents != int64(len(visible)) {
+		t.Fatalf("the owner sees %v (%d of %d), the policy lets it see %v", seen, mine.Events, mine.TotalEvents, visible)
+	}
+	t.Logf("the owner sees %d of the correlation's 4 events", len(visible))
 	var a, b accounts.Summary
 	p.read("/v1/accounts/pay-a?min_version=4").json(t, &a)
 	p.read("/v1/accounts/pay-b?min_version=3").json(t, &b)

@@ -22,13 +22,17 @@ const (
 
 // Summary is one account as the summary projection keeps it.
 type Summary struct {
-	ID       string    `json:"id"`
-	Owner    string    `json:"owner"`
-	Currency string    `json:"currency"`
-	Balance  int64     `json:"balance"`
-	Status   string    `json:"status"`
-	Version  int64     `json:"version"`
-	OpenedAt time.Time `json:"openedAt"`
+	ID string `json:"id"`
+	// Owner is the name the account was opened for (a payload field);
+	// Principal is who opened it, its owner in the access policy: the
+	// principal of its first event.
+	Owner     string    `json:"owner"`
+	Principal string    `json:"principal"`
+	Currency  string    `json:"currency"`
+	Balance   int64     `json:"balance"`
+	Status    string    `json:"status"`
+	Version   int64     `json:"version"`
+	OpenedAt  time.Time `json:"openedAt"`
 	// UpdatedAt is when the last applied event was recorded.
 	UpdatedAt time.Time `json:"updatedAt"`
 }
@@ -43,8 +47,8 @@ func decode(e log.Event) (account.Event, error) {
 
 func recordedAt(e log.Event) string { return e.RecordedAt.UTC().Format(time.RFC3339Nano) }
 
-// SummaryProjection keeps one hash per account: owner, currency, balance,
-// status, version, opened and updated times.
+// SummaryProjection keeps one hash per account: owner, the principal who
+// opened it, currency, balance, status, version, opened and updated times.
 type SummaryProjection struct{}
 
 // Name implements readmodels.Projection.
@@ -59,7 +63,7 @@ func (SummaryProjection) Lua() string {
 local k = p .. 'summary:' .. id
 local op, t = a[i], a[i + n - 1]
 if op == 'open' then
-  redis.call('HSET', k, 'id', id, 'owner', a[i + 1], 'currency', a[i + 2], 'balance', 0, 'status', 'pending', 'openedAt', t)
+  redis.call('HSET', k, 'id', id, 'owner', a[i + 1], 'currency', a[i + 2], 'principal', a[i + 3], 'balance', 0, 'status', 'pending', 'openedAt', t)
 elseif op == 'status' then
   redis.call('HSET', k, 'status', a[i + 1])
 elseif op == 'delta' then
@@ -78,7 +82,7 @@ func (SummaryProjection) Args(e log.Event) ([]string, error) {
 	t := recordedAt(e)
 	switch ev := ev.(type) {
 	case account.AccountOpened:
-		return []string{"open", ev.Owner, ev.Currency, t}, nil
+		return []string{"open", ev.Owner, ev.Currency, e.Principal, t}, nil
 	case account.AccountActivated:
 		return []string{"status", string(account.StatusActive), t}, nil
 	case account.FundsDeposited:
@@ -106,7 +110,10 @@ type Entry struct {
 }
 
 // HistoryProjection keeps, per account, a sorted set of its events scored by
-// version: newest first, paged by version, which never changes.
+// version: newest first, paged by version, which never changes. The hash
+// "owner" of each partition maps an account to the principal of its first
+// event (its owner in the access policy), written with version 1 in the
+// same step, so a query reads the owner with the page.
 type HistoryProjection struct{}
 
 // Name implements readmodels.Projection.
@@ -121,6 +128,9 @@ func (HistoryProjection) Lua() string {
 	return `
 local balance = redis.call('HINCRBY', p .. 'balance', id, a[i + 1])
 redis.call('ZADD', p .. 'history:' .. id, ver, a[i] .. ',"balanceAfter":' .. balance .. '}')
+if ver == 1 then
+  redis.call('HSET', p .. 'owner', id, a[i + 2])
+end
 `
 }
 
@@ -150,7 +160,7 @@ func (HistoryProjection) Args(e log.Event) ([]string, error) {
 	}
 	// Drop the closing brace and the zero balanceAfter: Lua appends the real one.
 	open := string(entry[:len(entry)-len(`,"balanceAfter":0}`)])
-	return []string{open, strconv.FormatInt(delta, 10)}, nil
+	return []string{open, strconv.FormatInt(delta, 10), e.Principal}, nil
 }
 
 // DirectoryProjection keeps the accounts by status (sorted by opening time)

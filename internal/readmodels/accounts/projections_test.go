@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -196,11 +197,35 @@ func pageThrough(t *testing.T, what string, want []accounts.Ranked, page func(af
 	}
 }
 
-// The summary projection and its query give the fold of every account.
+// withPrincipals records every account's first event as appended by its
+// own principal, and the later ones as appended by others: a process
+// manager on the owner's behalf, an operator, another principal. The owner
+// is the principal of the first event, whoever appended the rest.
+func withPrincipals(events []log.Event) []log.Event {
+	for i := range events {
+		e := &events[i]
+		owner := "p-" + e.AggregateID
+		switch {
+		case e.Version == 1:
+			e.Principal = owner
+		case e.Version%3 == 0:
+			e.Principal, e.OnBehalfOf = "process-manager", owner
+		case e.Version%3 == 1:
+			e.Principal = "ops-" + e.AggregateID
+		default:
+			e.Principal = owner
+		}
+	}
+	return events
+}
+
+// The summary projection and its query give the fold of every account, and
+// the principal of its first event as its owner.
 func TestSummaryIsTheFold(t *testing.T) {
 	rdb, root := testenv.Redis(t)
 	ctx := context.Background()
 	events, states, byID := history(t, 50, 800)
+	withPrincipals(events)
 	project(t, rdb, root, accounts.SummaryProjection{}, events)
 	q := accounts.NewQueries(rdb, root)
 	for id, want := range states {
@@ -210,13 +235,88 @@ func TestSummaryIsTheFold(t *testing.T) {
 			t.Fatalf("summary of %s: found=%v err=%v", id, found, err)
 		}
 		if got.ID != id || got.Balance != want.Balance || got.Status != string(want.Status) || got.Owner != want.Owner ||
-			got.Currency != want.Currency || got.Version != int64(len(evs)) ||
+			got.Currency != want.Currency || got.Version != int64(len(evs)) || got.Principal != "p-"+id ||
 			!got.OpenedAt.Equal(evs[0].RecordedAt) || !got.UpdatedAt.Equal(evs[len(evs)-1].RecordedAt) {
-			t.Fatalf("summary of %s = %+v, the fold of its %d events gives %+v", id, got, len(evs), want)
+			t.Fatalf("summary of %s = %+v, the fold of its %d events gives %+v, owned by p-%s", id, got, len(evs), want, id)
 		}
 	}
 	if _, found, err := q.Summary(ctx, "acc-nobody"); err != nil || found {
 		t.Fatalf("summary of an unknown account: found=%v err=%v", found, err)
+	}
+}
+
+// The history keeps each account's owner, the principal of its first event,
+// written with version 1 in the same step and in the same hash slot as the
+// account's other keys; History and HistoryHead return it with the version
+// in one read. A redelivered first event changes nothing (G4).
+func TestHistoryKeepsItsOwner(t *testing.T) {
+	rdb, root := testenv.Redis(t)
+	ctx := context.Background()
+	events, _, byID := history(t, 40, 600)
+	withPrincipals(events)
+	project(t, rdb, root, accounts.HistoryProjection{}, events)
+	q := accounts.NewQueries(rdb, root)
+	for id, evs := range byID {
+		page, err := q.History(ctx, id, 0, 2)
+		if err != nil {
+			t.Fatal(err)
+		}
+		top := int64(len(evs))
+		if page.Owner != "p-"+id || page.Version != top || len(page.Entries) != min(2, len(evs)) || page.Entries[0].Version != top {
+			t.Fatalf("history of %s: owner %q version %d, %d entries; want p-%s, version %d", id, page.Owner, page.Version, len(page.Entries), id, top)
+		}
+		v, owner, err := q.HistoryHead(ctx, id)
+		if err != nil || v != top || owner != "p-"+id {
+			t.Fatalf("head of %s: version %d owner %q (%v); want %d p-%s", id, v, owner, err, top, id)
+		}
+	}
+	if v, owner, err := q.HistoryHead(ctx, "acc-nobody"); err != nil || v != 0 || owner != "" {
+		t.Fatalf("head of an unknown account: %d %q %v", v, owner, err)
+	}
+	if page, err := q.History(ctx, "acc-nobody", 0, 10); err != nil || page.Version != 0 || page.Owner != "" || len(page.Entries) != 0 {
+		t.Fatalf("history of an unknown account: %+v %v", page, err)
+	}
+
+	// One hash slot per partition: every key but the bookkeeping carries its
+	// partition's hash tag, and an account's owner is in its partition.
+	layout := readmodels.NewLayout(root, accounts.HistoryName)
+	keys, err := rdb.Keys(ctx, root+":*").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range keys {
+		if k != layout.Meta() && !strings.HasPrefix(k, root+":{"+accounts.HistoryName+":g1:p") {
+			t.Fatalf("key %s is outside the partitions' hash tags", k)
+		}
+	}
+	for id := range byID {
+		owner, err := rdb.HGet(ctx, layout.Prefix(1, readmodels.PartitionOf(id, partitions))+"owner", id).Result()
+		if err != nil || owner != "p-"+id {
+			t.Fatalf("owner of %s in its partition: %q %v", id, owner, err)
+		}
+	}
+
+	// The first event again, as a relay retry would deliver it but said to
+	// be someone else's: a duplicate, the owner stays.
+	first := events[0]
+	if first.Version != 1 {
+		t.Fatalf("the history starts with version %d", first.Version)
+	}
+	first.Principal = "mallory"
+	args, err := accounts.HistoryProjection{}.Args(first)
+	if err != nil {
+		t.Fatal(err)
+	}
+	steps := readmodels.NewSteps(rdb, layout, accounts.HistoryProjection{})
+	res, err := steps.Apply(ctx, readmodels.Batch{Generation: 1, Topic: root + ".account.events",
+		Partition: readmodels.PartitionOf(first.AggregateID, partitions), Items: []readmodels.Item{{
+			Offset: 0, Stream: readmodels.StreamKey(first.AggregateType, first.AggregateID), ID: first.AggregateID, Version: 1, Args: args,
+		}}})
+	if err != nil || string(res.Outcomes) != "d" {
+		t.Fatalf("the first event again: %q %v, want a duplicate", string(res.Outcomes), err)
+	}
+	if _, owner, err := q.HistoryHead(ctx, first.AggregateID); err != nil || owner != "p-"+first.AggregateID {
+		t.Fatalf("owner after a redelivery: %q %v", owner, err)
 	}
 }
 

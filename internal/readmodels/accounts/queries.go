@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math"
 	"slices"
@@ -79,7 +80,7 @@ func readSummary(ctx context.Context, rdb redis.Cmdable, v readmodels.View, id s
 	if len(f) == 0 {
 		return Summary{}, false, nil
 	}
-	s := Summary{ID: f["id"], Owner: f["owner"], Currency: f["currency"], Status: f["status"]}
+	s := Summary{ID: f["id"], Owner: f["owner"], Principal: f["principal"], Currency: f["currency"], Status: f["status"]}
 	var errs [4]error
 	s.Balance, errs[0] = strconv.ParseInt(f["balance"], 10, 64)
 	s.Version, errs[1] = strconv.ParseInt(f["version"], 10, 64)
@@ -95,18 +96,22 @@ func readSummary(ctx context.Context, rdb redis.Cmdable, v readmodels.View, id s
 
 // HistoryPage is a page of an account's history, newest first.
 type HistoryPage struct {
+	// Version is the account's last version the history applied, read with
+	// the page; 0 when it knows no event of the account.
+	Version int64 `json:"version"`
+	// Owner is the principal of the account's first event: whose history
+	// it is. Empty for an account the history does not know, or one
+	// projected before owners were kept.
+	Owner   string  `json:"owner,omitempty"`
 	Entries []Entry `json:"entries"`
 	// Next is the cursor of the following (older) page; 0 when there is none.
 	Next int64 `json:"next,omitempty"`
 }
 
 // History returns up to limit entries older than version before (0: from
-// the newest). Versions never change, so a cursor stays valid while new
-// events arrive.
+// the newest), with the account's version and owner, in one round trip.
+// Versions never change, so a cursor stays valid while new events arrive.
 func (q *Queries) History(ctx context.Context, id string, before int64, limit int) (HistoryPage, error) {
-	if limit < 1 {
-		return HistoryPage{Entries: []Entry{}}, nil
-	}
 	v, err := q.views.Active(ctx, q.history)
 	if err != nil {
 		return HistoryPage{}, err
@@ -115,15 +120,33 @@ func (q *Queries) History(ctx context.Context, id string, before int64, limit in
 	if before > 0 {
 		max = "(" + strconv.FormatInt(before, 10)
 	}
-	members, err := q.rdb.ZRangeArgs(ctx, redis.ZRangeArgs{
-		Key: v.Prefix(id) + "history:" + id, Start: max, Stop: "-inf",
-		ByScore: true, Rev: true, Count: int64(limit) + 1,
-	}).Result()
-	if err != nil {
-		return HistoryPage{}, fmt.Errorf("read history of %s: %w", id, err)
+	// Every key of one account shares its partition's hash tag: one slot.
+	pipe := q.rdb.Pipeline()
+	version := pipe.HGet(ctx, v.Layout.Versions(v.Generation, readmodels.PartitionOf(id, v.Partitions)), readmodels.StreamKey(account.AggregateType, id))
+	owner := pipe.HGet(ctx, v.Prefix(id)+"owner", id)
+	var members *redis.StringSliceCmd
+	if limit > 0 {
+		members = pipe.ZRangeArgs(ctx, redis.ZRangeArgs{
+			Key: v.Prefix(id) + "history:" + id, Start: max, Stop: "-inf",
+			ByScore: true, Rev: true, Count: int64(limit) + 1,
+		})
 	}
-	page := HistoryPage{Entries: make([]Entry, 0, min(len(members), limit))}
-	for i, m := range members {
+	_, _ = pipe.Exec(ctx) // each command's error is checked below
+	if err := owner.Err(); err != nil && !errors.Is(err, redis.Nil) {
+		return HistoryPage{}, fmt.Errorf("read owner of %s: %w", id, err)
+	}
+	if members != nil && members.Err() != nil {
+		return HistoryPage{}, fmt.Errorf("read history of %s: %w", id, members.Err())
+	}
+	page := HistoryPage{Owner: owner.Val(), Entries: []Entry{}}
+	if page.Version, err = parseVersion(version); err != nil {
+		return HistoryPage{}, fmt.Errorf("read version of %s: %w", id, err)
+	}
+	if members == nil {
+		return page, nil
+	}
+	page.Entries = make([]Entry, 0, min(len(members.Val()), limit))
+	for i, m := range members.Val() {
 		if i == limit {
 			page.Next = page.Entries[limit-1].Version
 			break
@@ -135,6 +158,29 @@ func (q *Queries) History(ctx context.Context, id string, before int64, limit in
 		page.Entries = append(page.Entries, e)
 	}
 	return page, nil
+}
+
+// HistoryHead returns the account's last version the history applied and
+// its owner (see HistoryPage), in one round trip, without entries.
+func (q *Queries) HistoryHead(ctx context.Context, id string) (version int64, owner string, err error) {
+	page, err := q.History(ctx, id, 0, 0)
+	return page.Version, page.Owner, err
+}
+
+// parseVersion reads a version from the versions hash; 0 when absent.
+func parseVersion(c *redis.StringCmd) (int64, error) {
+	s, err := c.Result()
+	if errors.Is(err, redis.Nil) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("version %q: %w", s, err)
+	}
+	return n, nil
 }
 
 // Ranked is an account id with the score it is ranked by.

@@ -1,6 +1,13 @@
 // Package correlation is the correlation index: for every correlation id,
 // the events it produced, with their causation ids, across aggregate types.
 // The reader turns it into a causation tree. It knows nothing of any domain.
+//
+// Besides the whole correlation (for operators), it keeps each
+// correlation's events per audience: the one principal, other than the
+// operators, who may see an event (Audience). A caller's tree is read from
+// their own set, so it is bounded, counted and waited for like the whole
+// correlation, and it never depends on — or tells anything of — the events
+// of others that share the correlation id.
 package correlation
 
 import (
@@ -32,10 +39,27 @@ type Link struct {
 	Type           string    `json:"type"`
 	GlobalPosition int64     `json:"globalPosition"`
 	RecordedAt     time.Time `json:"recordedAt"`
+	// Principal is who appended the event; OnBehalfOf whom they acted for,
+	// when a process manager appended it for the principal who asked.
+	Principal  string `json:"principal"`
+	OnBehalfOf string `json:"onBehalfOf,omitempty"`
+}
+
+// Audience is the principal who, besides the operators, may see an event
+// appended by principal on behalf of onBehalfOf: whom a process manager
+// acted for, else who acted; "" for nobody but the operators. It is the
+// access policy's auth.Principal.MaySee, as an index key (a test holds the
+// two together); a change of the policy needs a rebuild of the index.
+func Audience(principal, onBehalfOf string) string {
+	if onBehalfOf != "" {
+		return onBehalfOf
+	}
+	return principal
 }
 
 // Projection indexes events by correlation id: per partition, a sorted set
-// per correlation id scored by global position.
+// per correlation id scored by global position, and one per correlation id
+// and audience (the events one principal may see).
 type Projection struct {
 	// Types are the aggregate types whose events are indexed.
 	Types []string
@@ -49,7 +73,23 @@ func (p Projection) AggregateTypes() []string { return p.Types }
 
 // Lua implements readmodels.Projection.
 func (Projection) Lua() string {
-	return `redis.call('ZADD', p .. 'corr:' .. a[i], a[i + 1], a[i + 2])`
+	return `
+local corr, pos, link, who = a[i], a[i + 1], a[i + 2], a[i + 3]
+redis.call('ZADD', p .. 'corr:' .. corr, pos, link)
+if who ~= '' then
+  redis.call('ZADD', p .. 'corrfor:' .. #who .. ':' .. who .. ':' .. corr, pos, link)
+end
+`
+}
+
+// key is the sorted set of a correlation's events in the partition with
+// prefix: all of them for audience "", else those audience may see. The
+// audience's length keeps the key unambiguous whatever either id holds.
+func key(prefix, correlationID, audience string) string {
+	if audience == "" {
+		return prefix + "corr:" + correlationID
+	}
+	return prefix + "corrfor:" + strconv.Itoa(len(audience)) + ":" + audience + ":" + correlationID
 }
 
 // Args implements readmodels.Projection. Events without a correlation id
@@ -61,18 +101,18 @@ func (Projection) Args(e log.Event) ([]string, error) {
 	link, err := json.Marshal(Link{
 		EventID: e.ID.String(), CausationID: e.CausationID, CorrelationID: e.CorrelationID,
 		AggregateType: e.AggregateType, AggregateID: e.AggregateID, Version: e.Version, Type: e.Type,
-		GlobalPosition: e.GlobalPosition, RecordedAt: e.RecordedAt.UTC(),
+		GlobalPosition: e.GlobalPosition, RecordedAt: e.RecordedAt.UTC(), Principal: e.Principal, OnBehalfOf: e.OnBehalfOf,
 	})
 	if err != nil {
 		return nil, err
 	}
-	return []string{e.CorrelationID, strconv.FormatInt(e.GlobalPosition, 10), string(link)}, nil
+	return []string{e.CorrelationID, strconv.FormatInt(e.GlobalPosition, 10), string(link), Audience(e.Principal, e.OnBehalfOf)}, nil
 }
 
 // Events returns every event of a correlation id in global order, gathered
 // from every partition of the active generation.
 func Events(ctx context.Context, rdb redis.Cmdable, root, correlationID string) ([]Link, error) {
-	links, _, err := read(ctx, rdb, root, correlationID, -1)
+	links, _, err := read(ctx, rdb, root, correlationID, "", -1)
 	return links, err
 }
 
@@ -84,14 +124,26 @@ func First(ctx context.Context, rdb redis.Cmdable, root, correlationID string, l
 	if limit < 0 {
 		return nil, 0, fmt.Errorf("correlation %s: limit %d is negative", correlationID, limit)
 	}
-	return read(ctx, rdb, root, correlationID, int64(limit))
+	return read(ctx, rdb, root, correlationID, "", int64(limit))
+}
+
+// FirstSeenBy is First over the events of the correlation that audience may
+// see (see Audience): the earliest limit of them, and how many there are.
+func FirstSeenBy(ctx context.Context, rdb redis.Cmdable, root, correlationID, audience string, limit int) ([]Link, int64, error) {
+	switch {
+	case audience == "":
+		return nil, 0, fmt.Errorf("correlation %s: no audience named", correlationID)
+	case limit < 0:
+		return nil, 0, fmt.Errorf("correlation %s: limit %d is negative", correlationID, limit)
+	}
+	return read(ctx, rdb, root, correlationID, audience, int64(limit))
 }
 
 // read gathers the earliest limit events of a correlation (all if limit is
-// negative) and counts them all. The earliest limit of all partitions are
-// among the earliest limit of each, each partition's set being ordered by
-// global position.
-func read(ctx context.Context, rdb redis.Cmdable, root, correlationID string, limit int64) ([]Link, int64, error) {
+// negative) that audience may see ("": every event), and counts them all.
+// The earliest limit of all partitions are among the earliest limit of
+// each, each partition's set being ordered by global position.
+func read(ctx context.Context, rdb redis.Cmdable, root, correlationID, audience string, limit int64) ([]Link, int64, error) {
 	v, err := readmodels.ActiveView(ctx, rdb, readmodels.NewLayout(root, Name))
 	if err != nil {
 		return nil, 0, err
@@ -106,11 +158,11 @@ func read(ctx context.Context, rdb redis.Cmdable, root, correlationID string, li
 	for p := range v.Partitions {
 		// The range before the count: events only ever join a set, so the
 		// count is never below what the range returned.
-		key := v.Layout.Prefix(v.Generation, p) + "corr:" + correlationID
+		k := key(v.Layout.Prefix(v.Generation, p), correlationID, audience)
 		if limit != 0 {
-			ranges = append(ranges, pipe.ZRange(ctx, key, 0, stop))
+			ranges = append(ranges, pipe.ZRange(ctx, k, 0, stop))
 		}
-		counts[p] = pipe.ZCard(ctx, key)
+		counts[p] = pipe.ZCard(ctx, k)
 	}
 	if _, err := pipe.Exec(ctx); err != nil {
 		return nil, 0, fmt.Errorf("read correlation %s: %w", correlationID, err)
@@ -142,6 +194,19 @@ func read(ctx context.Context, rdb redis.Cmdable, root, correlationID string, li
 // says nothing of an earlier one: read-your-writes must ask for the exact
 // event.
 func Has(ctx context.Context, rdb redis.Cmdable, root, correlationID string, position int64) (bool, error) {
+	return has(ctx, rdb, root, correlationID, "", position)
+}
+
+// HasSeenBy is Has among the events of the correlation that audience may
+// see: an event of someone else is never there.
+func HasSeenBy(ctx context.Context, rdb redis.Cmdable, root, correlationID, audience string, position int64) (bool, error) {
+	if audience == "" {
+		return false, fmt.Errorf("correlation %s: no audience named", correlationID)
+	}
+	return has(ctx, rdb, root, correlationID, audience, position)
+}
+
+func has(ctx context.Context, rdb redis.Cmdable, root, correlationID, audience string, position int64) (bool, error) {
 	v, err := readmodels.ActiveView(ctx, rdb, readmodels.NewLayout(root, Name))
 	if err != nil {
 		return false, err
@@ -150,7 +215,7 @@ func Has(ctx context.Context, rdb redis.Cmdable, root, correlationID string, pos
 	pos := strconv.FormatInt(position, 10)
 	cmds := make([]*redis.IntCmd, v.Partitions)
 	for p := range v.Partitions {
-		cmds[p] = pipe.ZCount(ctx, v.Layout.Prefix(v.Generation, p)+"corr:"+correlationID, pos, pos)
+		cmds[p] = pipe.ZCount(ctx, key(v.Layout.Prefix(v.Generation, p), correlationID, audience), pos, pos)
 	}
 	if _, err := pipe.Exec(ctx); err != nil {
 		return false, fmt.Errorf("read correlation %s: %w", correlationID, err)

@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -11,6 +13,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/tributary-es/tributary/internal/auth"
 	"github.com/tributary-es/tributary/internal/log"
 	"github.com/tributary-es/tributary/internal/readmodels"
 	"github.com/tributary-es/tributary/internal/readmodels/correlation"
@@ -94,7 +97,7 @@ func link(e log.Event) correlation.Link {
 	return correlation.Link{
 		EventID: e.ID.String(), CausationID: e.CausationID, CorrelationID: e.CorrelationID,
 		AggregateType: e.AggregateType, AggregateID: e.AggregateID, Version: e.Version, Type: e.Type,
-		GlobalPosition: e.GlobalPosition, RecordedAt: e.RecordedAt,
+		GlobalPosition: e.GlobalPosition, RecordedAt: e.RecordedAt, Principal: e.Principal, OnBehalfOf: e.OnBehalfOf,
 	}
 }
 
@@ -204,6 +207,123 @@ func TestEventsOfACorrelation(t *testing.T) {
 	check()
 
 	// Delivered again (a relay retry, a replay): nothing changes.
+	for id, o := range project(t, rdb, root, proj, events, "") {
+		if o != readmodels.Duplicate {
+			t.Fatalf("event %s delivered again: outcome %c, want duplicate", id, o)
+		}
+	}
+	check()
+}
+
+// Audience is the access policy's MaySee as an index key: a principal who
+// is not an operator may see an event exactly when it is the event's
+// audience.
+func TestAudienceIsThePolicy(t *testing.T) {
+	names := []string{"", "alice", "bob", "process-manager"}
+	for _, principal := range names {
+		for _, onBehalfOf := range names {
+			audience := correlation.Audience(principal, onBehalfOf)
+			for _, subject := range []string{"alice", "bob", "carol", "process-manager"} {
+				if may := (auth.Principal{Subject: subject}).MaySee(principal, onBehalfOf); may != (subject == audience) {
+					t.Errorf("an event of %q on behalf of %q: %s may see it %v, but its audience is %q", principal, onBehalfOf, subject, may, audience)
+				}
+			}
+		}
+	}
+}
+
+// Each principal reads the events of a correlation it may see — its own,
+// and those a process manager appended on its behalf — from a set of its
+// own: bounded, counted and waited for like the whole correlation, and the
+// same whoever else's events share the correlation id. Operators read them
+// all. A redelivery changes nothing.
+func TestEventsSeenByTheirAudience(t *testing.T) {
+	rdb, root := testenv.Redis(t)
+	ctx := context.Background()
+	type meta struct{ principal, onBehalfOf string }
+	var events []log.Event
+	add := func(corr, aggregate string, m meta) {
+		pos := int64(len(events) + 1)
+		version := int64(1)
+		for _, e := range events {
+			if e.AggregateID == aggregate {
+				version++
+			}
+		}
+		e := event("account", aggregate, version, "FundsDeposited", pos, corr, fmt.Sprint("cause-", pos))
+		e.Principal, e.OnBehalfOf = m.principal, m.onBehalfOf
+		events = append(events, e)
+	}
+	// Accounts on several partitions; alice's transfer, bob reusing its
+	// correlation id, events of nobody's.
+	for i := range 12 {
+		acc := fmt.Sprintf("acc-%d", i%5)
+		switch i % 4 {
+		case 0:
+			add("shared", acc, meta{"alice", ""})
+		case 1:
+			add("shared", acc, meta{"process-manager", "alice"})
+		case 2:
+			add("shared", acc, meta{"bob", ""})
+		default:
+			add("shared", acc, meta{"process-manager", "bob"})
+		}
+	}
+	add("shared", "acc-9", meta{"", ""})
+	add("shared", "acc-8", meta{"process-manager", ""})
+	// Two keys a naive layout would confuse: audience "a:1" of correlation
+	// "x", audience "a" of correlation "1:x".
+	add("x", "acc-7", meta{"a:1", ""})
+	add("1:x", "acc-7", meta{"a", ""})
+	proj := correlation.Projection{Types: []string{"account"}}
+	project(t, rdb, root, proj, events, "owner")
+	if ok, err := readmodels.NewGenerations(rdb, readmodels.NewLayout(root, correlation.Name)).Promote(ctx, 1); err != nil || !ok {
+		t.Fatalf("promote: %v %v", ok, err)
+	}
+
+	check := func() {
+		t.Helper()
+		for _, corr := range []string{"shared", "x", "1:x"} {
+			for _, subject := range []string{"alice", "bob", "carol", "a", "a:1", "process-manager"} {
+				var want []log.Event
+				for _, e := range events {
+					if e.CorrelationID == corr && (auth.Principal{Subject: subject}).MaySee(e.Principal, e.OnBehalfOf) {
+						want = append(want, e)
+					}
+				}
+				for _, limit := range []int{0, 1, 2, 100} {
+					got, total, err := correlation.FirstSeenBy(ctx, rdb, root, corr, subject, limit)
+					if err != nil || total != int64(len(want)) || len(got) != min(limit, len(want)) {
+						t.Fatalf("%s of %s, limit %d: %d of %d events (%v), want %d of %d", subject, corr, limit, len(got), total, err, min(limit, len(want)), len(want))
+					}
+					for i, l := range got {
+						w := link(want[i])
+						l.RecordedAt, w.RecordedAt = time.Time{}, time.Time{}
+						if l != w {
+							t.Fatalf("%s of %s: event %d\n got %+v\nwant %+v", subject, corr, i, l, w)
+						}
+					}
+				}
+				for _, e := range events {
+					visible := e.CorrelationID == corr && slices.ContainsFunc(want, func(w log.Event) bool { return w.ID == e.ID })
+					if has, err := correlation.HasSeenBy(ctx, rdb, root, corr, subject, e.GlobalPosition); err != nil || has != visible {
+						t.Fatalf("%s of %s has position %d: %v (%v), want %v", subject, corr, e.GlobalPosition, has, err, visible)
+					}
+				}
+			}
+		}
+		all, total, err := correlation.First(ctx, rdb, root, "shared", 100)
+		if err != nil || len(all) != 14 || total != 14 {
+			t.Fatalf("an operator reads %d of %d events of the shared correlation (%v), want all 14", len(all), total, err)
+		}
+	}
+	check()
+	if _, _, err := correlation.FirstSeenBy(ctx, rdb, root, "shared", "", 10); err == nil {
+		t.Fatal("FirstSeenBy without an audience: no error")
+	}
+	if _, err := correlation.HasSeenBy(ctx, rdb, root, "shared", "", 1); err == nil {
+		t.Fatal("HasSeenBy without an audience: no error")
+	}
 	for id, o := range project(t, rdb, root, proj, events, "") {
 		if o != readmodels.Duplicate {
 			t.Fatalf("event %s delivered again: outcome %c, want duplicate", id, o)

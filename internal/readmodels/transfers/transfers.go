@@ -36,9 +36,13 @@ type Summary struct {
 	// EndedAt is when it completed or failed; absent while it runs.
 	EndedAt       *time.Time `json:"endedAt,omitempty"`
 	CorrelationID string     `json:"correlationId"`
+	// Principal is who requested it, its owner in the access policy: the
+	// principal of its first event.
+	Principal string `json:"principal"`
 }
 
-// Projection keeps one hash per transfer.
+// Projection keeps one hash per transfer, with the principal who requested
+// it.
 type Projection struct{}
 
 // Name implements readmodels.Projection.
@@ -54,7 +58,7 @@ local k = p .. 'transfer:' .. id
 local op, t = a[i], a[i + n - 1]
 if op == 'requested' then
   redis.call('HSET', k, 'id', id, 'from', a[i + 1], 'to', a[i + 2], 'amount', a[i + 3], 'currency', a[i + 4],
-    'reference', a[i + 5], 'correlationId', a[i + 6], 'status', 'requested', 'requestedAt', t, 'refunded', '0')
+    'reference', a[i + 5], 'correlationId', a[i + 6], 'principal', a[i + 7], 'status', 'requested', 'requestedAt', t, 'refunded', '0')
 elseif op == 'completed' then
   redis.call('HSET', k, 'status', 'completed', 'endedAt', t)
 elseif op == 'failed' then
@@ -76,7 +80,7 @@ func (Projection) Args(e log.Event) ([]string, error) {
 	t := e.RecordedAt.UTC().Format(time.RFC3339Nano)
 	switch ev := ev.(type) {
 	case transfer.TransferRequested:
-		return []string{"requested", ev.From, ev.To, strconv.FormatInt(ev.Amount, 10), ev.Currency, ev.Reference, e.CorrelationID, t}, nil
+		return []string{"requested", ev.From, ev.To, strconv.FormatInt(ev.Amount, 10), ev.Currency, ev.Reference, e.CorrelationID, e.Principal, t}, nil
 	case transfer.TransferCompleted:
 		return []string{"completed", t}, nil
 	case transfer.TransferFailed:
@@ -116,7 +120,7 @@ func (q *Queries) Get(ctx context.Context, id string) (s Summary, found bool, er
 		return Summary{}, false, nil
 	}
 	s = Summary{ID: f["id"], From: f["from"], To: f["to"], Currency: f["currency"], Reference: f["reference"],
-		Status: f["status"], Reason: f["reason"], Refunded: f["refunded"] == "1", CorrelationID: f["correlationId"]}
+		Status: f["status"], Reason: f["reason"], Refunded: f["refunded"] == "1", CorrelationID: f["correlationId"], Principal: f["principal"]}
 	var errs [4]error
 	s.Amount, errs[0] = strconv.ParseInt(f["amount"], 10, 64)
 	s.Version, errs[1] = strconv.ParseInt(f["version"], 10, 64)
