@@ -19,6 +19,7 @@ import (
 	"github.com/tributary-es/tributary/internal/apispec"
 	"github.com/tributary-es/tributary/internal/auth"
 	"github.com/tributary-es/tributary/internal/config"
+	"github.com/tributary-es/tributary/internal/httpapi"
 	"github.com/tributary-es/tributary/internal/reader"
 	"github.com/tributary-es/tributary/internal/telemetry"
 )
@@ -150,7 +151,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	if err != nil {
 		return fmt.Errorf("READER_HTTP_ADDR %s: %w", s.httpAddr, err)
 	}
-	srv := &http.Server{Handler: api.Handler(), ReadHeaderTimeout: 5 * time.Second, IdleTimeout: 2 * time.Minute}
+	srv := &http.Server{Handler: api.Handler(), MaxHeaderBytes: httpapi.ServerMaxHeaderBytes(s.api.MaxHeaderBytes),
+		ReadHeaderTimeout: 5 * time.Second, IdleTimeout: 2 * time.Minute}
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
 		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {

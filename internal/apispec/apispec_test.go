@@ -311,3 +311,31 @@ func TestTransportChecksEveryExchange(t *testing.T) {
 		t.Fatalf("an invalid request that was accepted: failures %v", rec.errs)
 	}
 }
+
+// An operation secured with bearerAuth answered with a success to a
+// request without a bearer token breaks the document; the 401 it should
+// get follows it, and so does a success with a token.
+func TestSecuredOperationsNeedABearerToken(t *testing.T) {
+	v := NewValidator(t, "writer")
+	problem := []byte(`{"type":"https://tributary.dev/problems/unauthorized","title":"Unauthorized","status":401,"detail":"send a token","instance":"/v1/streams/account/a1"}`)
+	header := http.Header{"Content-Type": {"application/problem+json"}, "X-Content-Type-Options": {"nosniff"}, "Www-Authenticate": {`Bearer realm="tributary"`}}
+	req := httptest.NewRequest(http.MethodGet, "/v1/streams/account/a1", nil)
+	if err := v.Validate(req, nil, http.StatusUnauthorized, header, problem); err != nil {
+		t.Fatalf("401 without a token: %v", err)
+	}
+	page := []byte(`{"aggregateType":"account","aggregateId":"a1","events":[]}`)
+	ok := http.Header{"Content-Type": {"application/json"}}
+	err := v.Validate(req, nil, http.StatusOK, ok, page)
+	if err == nil || !strings.Contains(err.Error(), "no bearer token") {
+		t.Fatalf("200 without a token: %v, want the missing bearer token named", err)
+	}
+	req.Header.Set("Authorization", "Bearer abc.def.ghi")
+	if err := v.Validate(req, nil, http.StatusOK, ok, page); err != nil {
+		t.Fatalf("200 with a token: %v", err)
+	}
+	// The operations are public.
+	health := httptest.NewRequest(http.MethodGet, "/healthz", nil)
+	if err := v.Validate(health, nil, http.StatusOK, ok, []byte(`{"status":"ok"}`)); err != nil {
+		t.Fatalf("/healthz without a token: %v", err)
+	}
+}

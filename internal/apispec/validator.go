@@ -56,8 +56,7 @@ func newValidator(name string, doc *openapi3.T) (*Validator, error) {
 		return nil, fmt.Errorf("apispec: route %s: %w", name, err)
 	}
 	v := &Validator{name: name, doc: doc, router: router, options: &openapi3filter.Options{
-		// Authentication is the job of the proxy in front, not of the document's checks.
-		AuthenticationFunc:    openapi3filter.NoopAuthenticationFunc,
+		AuthenticationFunc:    bearerPresent,
 		IncludeResponseStatus: true,
 		SkipSettingDefaults:   true,
 		SchemaValidationOptions: []openapi3.SchemaValidationOption{
@@ -68,6 +67,22 @@ func newValidator(name string, doc *openapi3.T) (*Validator, error) {
 		v.problem = doc.Components.Schemas["Problem"].Value
 	}
 	return v, nil
+}
+
+// bearerPresent is what the document's checks can say of a security
+// requirement: an operation secured with an HTTP bearer scheme needs an
+// "Authorization: Bearer <token>" header, so an exchange without one is an
+// invalid request that must be refused with a 4xx. Whether the token is
+// valid is the server's to decide (and its tests').
+func bearerPresent(_ context.Context, in *openapi3filter.AuthenticationInput) error {
+	if in.SecurityScheme == nil || in.SecurityScheme.Type != "http" || !strings.EqualFold(in.SecurityScheme.Scheme, "bearer") {
+		return fmt.Errorf("security scheme %s: only HTTP bearer is known to these checks", in.SecuritySchemeName)
+	}
+	scheme, token, ok := strings.Cut(in.RequestValidationInput.Request.Header.Get("Authorization"), " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") || token == "" {
+		return fmt.Errorf("security scheme %s: no bearer token", in.SecuritySchemeName)
+	}
+	return nil
 }
 
 // stringFormats asserts the string formats kin-openapi leaves unchecked

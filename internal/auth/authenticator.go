@@ -144,10 +144,17 @@ func New(ctx context.Context, cfg Config) (*Authenticator, error) {
 		if every <= 0 {
 			every = DefaultConfig().JWKSRefreshUnknownKey
 		}
-		override := keyfunc.Override{RefreshUnknownKID: rate.NewLimiter(rate.Every(every), 1), HTTPTimeout: 10 * time.Second}
+		// The first fetch must succeed: a verifier without keys would start
+		// and refuse every caller.
+		firstFetchMustSucceed := false
+		override := keyfunc.Override{RefreshUnknownKID: rate.NewLimiter(rate.Every(every), 1), HTTPTimeout: 10 * time.Second,
+			NoErrorReturnFirstHTTPReq: &firstFetchMustSucceed}
 		if kf, err = keyfunc.NewDefaultOverrideCtx(ctx, []string{cfg.JWKSURL}, override); err != nil {
 			return nil, fmt.Errorf("auth: JWKS %s: %w", cfg.JWKSURL, err)
 		}
+	}
+	if set, err := kf.Storage().KeyReadAll(ctx); err != nil || len(set) == 0 {
+		return nil, fmt.Errorf("auth: the key set holds no key to verify tokens with (%v)", err)
 	}
 	a.keys = kf.Keyfunc
 	a.parser = jwt.NewParser(
@@ -193,6 +200,23 @@ func (a *Authenticator) Middleware(next http.Handler, public ...string) http.Han
 		// The ServeMux records the route that matched on the request it was
 		// given; middleware outside this one (latency by route) reads it.
 		r.Pattern = authenticated.Pattern
+	})
+}
+
+// Require authenticates every request to next with a, but those for the
+// public paths; with a nil a it refuses them all with 401 (fails closed: a
+// server built without an authenticator serves no one's data).
+func Require(a *Authenticator, next http.Handler, public ...string) http.Handler {
+	if a != nil {
+		return a.Middleware(next, public...)
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if slices.Contains(public, r.URL.Path) {
+			next.ServeHTTP(w, r)
+			return
+		}
+		w.Header().Set("WWW-Authenticate", `Bearer realm="tributary"`)
+		problem.Write(w, r, Unauthorized("no authenticator is configured: this server serves no one"))
 	})
 }
 

@@ -401,6 +401,9 @@ func TestNewRefusesIncompleteSettings(t *testing.T) {
 		"both key sets":   func(c *Config) { c.JWKSURL = "https://idp.test/jwks" },
 		"alg none":        func(c *Config) { c.Algorithms = []string{"none"} },
 		"missing file":    func(c *Config) { c.JWKSFile = filepath.Join(t.TempDir(), "nothing") },
+		"empty key set":   func(c *Config) { c.JWKSFile = writeFile(t, `{"keys":[]}`) },
+		"not a key set":   func(c *Config) { c.JWKSFile = writeFile(t, `{}`) },
+		"unreachable URL": func(c *Config) { c.JWKSFile, c.JWKSURL = "", "http://127.0.0.1:1/jwks.json" },
 		"proxy, no peers": func(c *Config) { c.Mode = ModeProxy },
 	} {
 		cfg := base
@@ -435,4 +438,13 @@ func TestPolicy(t *testing.T) {
 			t.Errorf("%s: %v, want %v", tc.name, tc.got, tc.want)
 		}
 	}
+}
+
+func writeFile(t *testing.T, content string) string {
+	t.Helper()
+	f := filepath.Join(t.TempDir(), "jwks.json")
+	if err := os.WriteFile(f, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return f
 }

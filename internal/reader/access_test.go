@@ -444,3 +444,14 @@ func TestReaderWithoutAuthenticatorRefusesEveryone(t *testing.T) {
 		}
 	}
 }
+
+// Headers over the reader's limit get a 431 problem document (checked
+// against the OpenAPI document), before anything else.
+func TestHugeHeadersGetAProblem(t *testing.T) {
+	p := newPipeline(t, reader.DefaultConfig())
+	r := p.read("/v1/accounts/a1", "X-Padding", strings.Repeat("p", 40<<10))
+	if r.status != http.StatusRequestHeaderFieldsTooLarge || r.header.Get("Content-Type") != "application/problem+json" ||
+		!strings.Contains(string(r.body), "headers-too-large") {
+		t.Fatalf("%d %s: %s", r.status, r.header.Get("Content-Type"), r.body)
+	}
+}

@@ -16,7 +16,6 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
-	"slices"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -36,6 +35,9 @@ import (
 
 // Config tunes the query API.
 type Config struct {
+	// MaxHeaderBytes bounds the request line and headers; larger ones get a
+	// 431 problem (see httpapi.LimitHeaderBytes for the server's own limit).
+	MaxHeaderBytes int
 	// MaxWait bounds how long a query that names a version it must see
 	// waits for the projection to reach it before it answers "stale".
 	MaxWait time.Duration
@@ -70,7 +72,7 @@ func PublicPaths() []string { return []string{"/healthz", "/readyz", "/metrics",
 
 // DefaultConfig is a sensible Config.
 func DefaultConfig() Config {
-	return Config{MaxWait: 2 * time.Second, ViewCache: 250 * time.Millisecond, DefaultPage: 50, MaxPage: 500, MaxCorrelationEvents: 1000,
+	return Config{MaxHeaderBytes: httpapi.DefaultMaxHeaderBytes, MaxWait: 2 * time.Second, ViewCache: 250 * time.Millisecond, DefaultPage: 50, MaxPage: 500, MaxCorrelationEvents: 1000,
 		AutoPipeline: true, TracerProvider: noop.NewTracerProvider(), Propagator: httpapi.DefaultPropagator()}
 }
 
@@ -124,27 +126,9 @@ func (s *Server) Handler() http.Handler {
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.gatherer, promhttp.HandlerOpts{}))
 	mux.Handle("GET /openapi.json", s.spec)
 	mux.HandleFunc("/", httpapi.Unmatched(mux, http.MethodGet))
-	var authenticated http.Handler
-	if s.cfg.Authenticator != nil {
-		authenticated = s.cfg.Authenticator.Middleware(mux, PublicPaths()...)
-	} else {
-		authenticated = refuseAll(mux, PublicPaths()...)
-	}
-	return httpapi.Trace("reader", s.cfg.TracerProvider, s.cfg.Propagator,
-		httpapi.Instrument(s.metrics.httpSeconds, httpapi.RejectUncleanPaths(rejectMalformedQueries(authenticated))))
-}
-
-// refuseAll stands in for the authenticator when there is none: it serves
-// the public paths and refuses everything else.
-func refuseAll(next http.Handler, public ...string) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if slices.Contains(public, r.URL.Path) {
-			next.ServeHTTP(w, r)
-			return
-		}
-		w.Header().Set("WWW-Authenticate", `Bearer realm="tributary"`)
-		problem.Write(w, r, auth.Unauthorized("the reader has no authenticator configured: it serves no one"))
-	})
+	return httpapi.Trace("reader", s.cfg.TracerProvider, s.cfg.Propagator, httpapi.Instrument(s.metrics.httpSeconds,
+		httpapi.LimitHeaderBytes(s.cfg.MaxHeaderBytes, httpapi.RejectUncleanPaths(rejectMalformedQueries(
+			auth.Require(s.cfg.Authenticator, mux, PublicPaths()...))))))
 }
 
 // caller returns the principal the authenticator established for r. A

@@ -7,7 +7,6 @@ import (
 	"context"
 	"log/slog"
 	"net/http"
-	"slices"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -110,28 +109,12 @@ func (s *Server) Handler() http.Handler {
 	}
 	mux.HandleFunc("/", httpapi.Unmatched(mux, http.MethodGet, http.MethodPost))
 	return httpapi.Trace("writer", s.cfg.TracerProvider, s.cfg.Propagator, httpapi.Instrument(s.metrics.httpSeconds,
-		httpapi.LimitHeaderBytes(s.cfg.MaxHeaderBytes, httpapi.RejectUncleanPaths(authenticate(s.cfg.Authenticator, mux)))))
+		httpapi.LimitHeaderBytes(s.cfg.MaxHeaderBytes, httpapi.RejectUncleanPaths(auth.Require(s.cfg.Authenticator, mux, publicPaths...)))))
 }
 
 // publicPaths are the routes served without authentication: the probes,
 // the metrics and the API document hold nobody's data.
 var publicPaths = []string{"/healthz", "/readyz", "/metrics", "/openapi.json"}
-
-// authenticate puts the caller's principal in every request's context, or
-// answers 401; without an authenticator it refuses every request but those
-// for the public paths (fail closed).
-func authenticate(a *auth.Authenticator, next http.Handler) http.Handler {
-	if a != nil {
-		return a.Middleware(next, publicPaths...)
-	}
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if slices.Contains(publicPaths, r.URL.Path) {
-			next.ServeHTTP(w, r)
-			return
-		}
-		problem.Write(w, r, auth.Unauthorized("the writer has no authenticator configured"))
-	})
-}
 
 // caller is the request's authenticated principal, or a 401 problem.
 func caller(r *http.Request) (auth.Principal, *problem.Problem) {
