@@ -54,6 +54,14 @@ func (e *VersionMismatchError) Error() string {
 	return fmt.Sprintf("expected version %d but the stream is at %d", e.Expected, e.Current)
 }
 
+// appendError is a failed append (not a refusal): it wraps the store's error
+// as it is (ErrConcurrency, ErrAppendOutcomeUnknown, ...).
+type appendError struct{ err error }
+
+func (e *appendError) Error() string { return e.err.Error() }
+
+func (e *appendError) Unwrap() error { return e.err }
+
 // ErrConflict: concurrent commands kept winning the race for this aggregate
 // through all of the handler's retries. Nothing was written; retry later.
 var ErrConflict = errors.New("concurrent modification: retries exhausted")
@@ -199,7 +207,11 @@ func (h *Handler[S, C, E]) handleOnce(ctx context.Context, req Request[C]) (Resu
 	if h.cache != nil {
 		h.cache.Remove(req.AggregateID)
 	}
-	if !fromCache || errors.Is(err, postgres.ErrConcurrency) {
+	var failed *appendError
+	if !fromCache || errors.As(err, &failed) {
+		// An append that failed is never decided again here: its outcome
+		// may be unknown (it may still commit), or its Idempotency-Key
+		// completed by another run; a conflict is retried by Handle.
 		return Result[S]{}, err
 	}
 	// A refusal (or a version mismatch) decided on cached state is only
@@ -276,7 +288,7 @@ func (h *Handler[S, C, E]) decideAndAppend(ctx context.Context, req Request[C], 
 	}
 	stored, err := h.store.Append(ctx, appendReq)
 	if err != nil {
-		return Result[S]{}, err
+		return Result[S]{}, &appendError{err}
 	}
 	res.Events, res.Version = stored, newVersion
 	if h.cache != nil {

@@ -8,6 +8,7 @@ import (
 	"sync"
 	"testing"
 	"testing/fstest"
+	"time"
 
 	"github.com/google/uuid"
 
@@ -246,5 +247,36 @@ func TestHandlersInTwoProcessesSettleRaces(t *testing.T) {
 	}
 	if v != 2*perProc || s.Count != 2*perProc {
 		t.Fatalf("count %d at version %d, want %d", s.Count, v, 2*perProc)
+	}
+}
+
+// An append whose outcome is unknown (its batch ran out of time: it may
+// still commit) is reported as such, also when the command was decided on
+// cached state and its caller has gone: the handler must not load and
+// decide again (with the caller's cancelled context that load fails, and the
+// writer, no longer seeing an unknown outcome, would release the command's
+// Idempotency-Key while the append can still commit; chaos found a
+// withdrawal stored twice that way).
+func TestAnAppendOfUnknownOutcomeIsNeverDecidedAgain(t *testing.T) {
+	pool := testenv.Postgres(t)
+	store := postgres.NewStore(pool, nil, postgres.WithBatchTimeout(300*time.Millisecond))
+	h := aggregate.NewHandler(counterType(1), store, counterSchemas(t), aggregate.Options{})
+	do(t, h, "c1", 1) // the state is cached now
+
+	// Hold the events table: the next append waits past its batch's timeout.
+	ctx := context.Background()
+	lock, err := pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lock.Rollback(ctx)
+	if _, err := lock.Exec(ctx, `LOCK TABLE events IN SHARE ROW EXCLUSIVE MODE`); err != nil {
+		t.Fatal(err)
+	}
+	cmdCtx, cancel := context.WithTimeout(ctx, 100*time.Millisecond) // the client gives up first
+	defer cancel()
+	_, err = h.Handle(cmdCtx, aggregate.Request[increment]{AggregateID: "c1", Command: increment{By: 2}, Metadata: testMeta})
+	if !errors.Is(err, postgres.ErrAppendOutcomeUnknown) {
+		t.Fatalf("got %v, want ErrAppendOutcomeUnknown", err)
 	}
 }

@@ -27,6 +27,9 @@ type groupCommit struct {
 	// maxInFlight bounds the batches on their way at once (one committer
 	// each); maxBatch the commands in one batch.
 	maxInFlight, maxBatch int
+	// batchTimeout bounds one batch's round trip; past it, its commands'
+	// outcome is unknown (ErrAppendOutcomeUnknown).
+	batchTimeout time.Duration
 
 	mu         sync.Mutex
 	waiting    []*pendingAppend
@@ -41,12 +44,13 @@ type pendingAppend struct {
 	err    error
 }
 
-// batchTimeout bounds one batch's round trip. A batch runs detached from the
-// callers' contexts: once sent, its outcome is reported to every waiter.
-const batchTimeout = 30 * time.Second
+// defaultBatchTimeout bounds one batch's round trip. A batch runs detached
+// from the callers' contexts: once sent, its outcome is reported to every
+// waiter (see WithBatchTimeout).
+const defaultBatchTimeout = 30 * time.Second
 
 func newGroupCommit(s *Store, maxInFlight, maxBatch int) *groupCommit {
-	return &groupCommit{store: s, maxInFlight: maxInFlight, maxBatch: maxBatch}
+	return &groupCommit{store: s, maxInFlight: maxInFlight, maxBatch: maxBatch, batchTimeout: defaultBatchTimeout}
 }
 
 func (g *groupCommit) append(ctx context.Context, req AppendRequest) ([]log.Event, error) {
@@ -105,7 +109,7 @@ func (g *groupCommit) take() []*pendingAppend {
 type streamKey struct{ aggregateType, aggregateID string }
 
 func (g *groupCommit) send(ctx context.Context, batch []*pendingAppend, args *batchArgs) {
-	ctx, cancel := context.WithTimeout(ctx, batchTimeout)
+	ctx, cancel := context.WithTimeout(ctx, g.batchTimeout)
 	defer cancel()
 	err := g.execute(ctx, batch, args)
 	if (isUniqueViolation(err, "events_stream_version") || isKeyCompletedAlready(err)) && len(batch) > 1 {

@@ -81,6 +81,17 @@ func WithGroupCommit(maxInFlight, maxBatch int) StoreOption {
 	return func(s *Store) { s.group.maxInFlight, s.group.maxBatch = max(1, maxInFlight), max(1, maxBatch) }
 }
 
+// WithBatchTimeout bounds the round trip of one group-commit batch (30s by
+// default). A batch that runs out answers its appends with
+// ErrAppendOutcomeUnknown: they may still commit.
+func WithBatchTimeout(d time.Duration) StoreOption {
+	return func(s *Store) {
+		if d > 0 {
+			s.group.batchTimeout = d
+		}
+	}
+}
+
 // WithTracerProvider makes an "append" span of every Append with tp
 // (none by default); the pool's own tracer (otelpgx) shows the statements.
 func WithTracerProvider(tp trace.TracerProvider) StoreOption {
