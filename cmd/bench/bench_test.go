@@ -13,7 +13,10 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/tributary-es/tributary/internal/auth"
 	"github.com/tributary-es/tributary/internal/config"
+	"github.com/tributary-es/tributary/internal/testenv"
 )
 
 func TestMedian(t *testing.T) {
@@ -362,5 +365,51 @@ func TestRedisCeilingWithoutRedisBenchmark(t *testing.T) {
 	defer rdb.Close()
 	if left, _, err := rdb.Scan(t.Context(), 0, prefix+"*", 1000).Result(); err != nil || len(left) > 0 {
 		t.Errorf("keys left under %q: %v (err %v)", prefix, left, err)
+	}
+}
+
+// TestBenchWriterVerifiesTokens: the writer the benchmarks measure
+// authenticates for real (jwt mode, not off): no token and a token of
+// another key are refused, an account's owner is let in, and another
+// principal is kept out of it.
+func TestBenchWriterVerifiesTokens(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs against Postgres")
+	}
+	a, err := newBenchAuth(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := startWriter(t.Context(), testenv.PostgresURL(t), a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = w.close() })
+	stranger, err := auth.NewSigner(benchIssuer, benchAudience)
+	if err != nil {
+		t.Fatal(err)
+	}
+	forged, err := stranger.Token("bench-owner-00", nil, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := newCommandClient(w.baseURL, 1, 0, a)
+	defer c.close()
+	open := []byte(`{"id":"acc-1","owner":"bench","currency":"EUR","initialDeposit":100}`)
+	for _, tt := range []struct {
+		name, path, authorization string
+		body                      []byte
+		want                      string // in the error; "" for success
+	}{
+		{"no token", "/v1/accounts", "", open, "401"},
+		{"a token of another key", "/v1/accounts", "Bearer " + forged, open, "401"},
+		{"the owner", "/v1/accounts", a.owner(0), open, ""},
+		{"another principal", "/v1/accounts/acc-1/activate", a.owner(1), nil, "403"},
+		{"the owner again", "/v1/accounts/acc-1/activate", a.owner(0), nil, ""},
+	} {
+		err := c.post(t.Context(), w.baseURL+tt.path, tt.authorization, tt.body)
+		if (err == nil) != (tt.want == "") || (err != nil && !strings.Contains(err.Error(), tt.want)) {
+			t.Errorf("%s: POST %s: %v, want %q", tt.name, tt.path, err, tt.want)
+		}
 	}
 }

@@ -31,12 +31,13 @@ const setupClients = 16
 type commandClient struct {
 	http      *http.Client
 	transport *http.Transport
-	// deposits and withdrawals are the URLs of each account's commands, built
-	// once so the load generator spends its CPU on requests.
-	deposits, withdrawals []string
+	// deposits and withdrawals are the URLs of each account's commands, and
+	// authorization its owner's Authorization header, built once so the load
+	// generator spends its CPU on requests.
+	deposits, withdrawals, authorization []string
 }
 
-func newCommandClient(baseURL string, clients, accounts int) *commandClient {
+func newCommandClient(baseURL string, clients, accounts int, a *benchAuth) *commandClient {
 	t := &http.Transport{
 		DialContext:         (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
 		MaxIdleConns:        clients,
@@ -46,14 +47,16 @@ func newCommandClient(baseURL string, clients, accounts int) *commandClient {
 		DisableCompression:  true,
 	}
 	c := &commandClient{
-		http:        &http.Client{Transport: t, Timeout: 30 * time.Second},
-		transport:   t,
-		deposits:    make([]string, accounts),
-		withdrawals: make([]string, accounts),
+		http:          &http.Client{Transport: t, Timeout: 30 * time.Second},
+		transport:     t,
+		deposits:      make([]string, accounts),
+		withdrawals:   make([]string, accounts),
+		authorization: make([]string, accounts),
 	}
 	for i := range accounts {
 		c.deposits[i] = baseURL + "/v1/accounts/" + accountID(i) + "/deposits"
 		c.withdrawals[i] = baseURL + "/v1/accounts/" + accountID(i) + "/withdrawals"
+		c.authorization[i] = a.owner(i)
 	}
 	return c
 }
@@ -62,14 +65,18 @@ func accountID(i int) string { return fmt.Sprintf("acc-%d", i+1) }
 
 func (c *commandClient) close() { c.transport.CloseIdleConnections() }
 
-// post sends one command. It returns nil for a 2xx answer, errRejected for a
-// 422 insufficient-funds, and an error naming the status and problem otherwise.
-func (c *commandClient) post(ctx context.Context, url string, body []byte) error {
+// post sends one command with the Authorization header authorization (none
+// if empty). It returns nil for a 2xx answer, errRejected for a 422
+// insufficient-funds, and an error naming the status and problem otherwise.
+func (c *commandClient) post(ctx context.Context, url, authorization string, body []byte) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
 	if err != nil {
 		return err
 	}
 	req.Header.Set("Content-Type", "application/json")
+	if authorization != "" {
+		req.Header.Set("Authorization", authorization)
+	}
 	resp, err := c.http.Do(req)
 	if err != nil {
 		return err
@@ -88,24 +95,26 @@ func (c *commandClient) post(ctx context.Context, url string, body []byte) error
 	return fmt.Errorf("POST %s: %s: %s", req.URL.Path, resp.Status, bytes.TrimSpace(detail))
 }
 
-// command sends one command of the measured mix to a random account.
+// command sends one command of the measured mix to a random account, as
+// its owner.
 func (c *commandClient) command(ctx context.Context, _ int) error {
 	i := rand.IntN(len(c.deposits))
 	if rand.Float64() < depositShare {
-		return c.post(ctx, c.deposits[i], depositBody)
+		return c.post(ctx, c.deposits[i], c.authorization[i], depositBody)
 	}
-	return c.post(ctx, c.withdrawals[i], withdrawBody)
+	return c.post(ctx, c.withdrawals[i], c.authorization[i], withdrawBody)
 }
 
 // openAccounts opens and activates accounts acc-1 … acc-n through the
-// writer's API. Any failure stops the run: the load needs every account.
-func openAccounts(ctx context.Context, databaseURL string, n int) (err error) {
-	w, err := startWriter(ctx, databaseURL)
+// writer's API, each as its owner (a.owner). Any failure stops the run:
+// the load needs every account.
+func openAccounts(ctx context.Context, databaseURL string, n int, a *benchAuth) (err error) {
+	w, err := startWriter(ctx, databaseURL, a)
 	if err != nil {
 		return err
 	}
 	defer func() { err = errors.Join(err, w.close()) }()
-	c := newCommandClient(w.baseURL, setupClients, 0)
+	c := newCommandClient(w.baseURL, setupClients, 0, a)
 	defer c.close()
 
 	ctx, cancel := context.WithCancelCause(ctx)
@@ -117,11 +126,11 @@ func openAccounts(ctx context.Context, databaseURL string, n int) (err error) {
 			for i := int(next.Add(1) - 1); i < n && ctx.Err() == nil; i = int(next.Add(1) - 1) {
 				id := accountID(i)
 				open := fmt.Appendf(nil, `{"id":%q,"owner":"bench","currency":"EUR","initialDeposit":100000}`, id)
-				if err := c.post(ctx, w.baseURL+"/v1/accounts", open); err != nil {
+				if err := c.post(ctx, w.baseURL+"/v1/accounts", a.owner(i), open); err != nil {
 					cancel(fmt.Errorf("open account %s: %w", id, err))
 					return
 				}
-				if err := c.post(ctx, w.baseURL+"/v1/accounts/"+id+"/activate", nil); err != nil {
+				if err := c.post(ctx, w.baseURL+"/v1/accounts/"+id+"/activate", a.owner(i), nil); err != nil {
 					cancel(fmt.Errorf("activate account %s: %w", id, err))
 					return
 				}
@@ -134,13 +143,13 @@ func openAccounts(ctx context.Context, databaseURL string, n int) (err error) {
 
 // measureWriter starts a writer, drives it with clients concurrent
 // command loops, and stops it again.
-func measureWriter(ctx context.Context, databaseURL string, clients, accounts int, warmup, duration time.Duration) (m measurement, err error) {
-	w, err := startWriter(ctx, databaseURL)
+func measureWriter(ctx context.Context, databaseURL string, a *benchAuth, clients, accounts int, warmup, duration time.Duration) (m measurement, err error) {
+	w, err := startWriter(ctx, databaseURL, a)
 	if err != nil {
 		return m, err
 	}
 	defer func() { err = errors.Join(err, w.close()) }()
-	c := newCommandClient(w.baseURL, clients, accounts)
+	c := newCommandClient(w.baseURL, clients, accounts, a)
 	defer c.close()
 	return drive(ctx, clients, warmup, duration, c.command)
 }

@@ -173,15 +173,19 @@ func benchPipeline(ctx context.Context, s pipelineSettings, stdout io.Writer) (e
 	rep := &pipelineReport{settings: s, postgresVersion: server.version, redisVersion: redisVer, keyPrefix: prefix}
 	rep.writeHeader(progress)
 
+	creds, err := newBenchAuth(ctx)
+	if err != nil {
+		return err
+	}
 	fmt.Fprintf(progress, "opening and activating %d accounts...\n", s.accounts)
-	if err := openAccounts(ctx, db.url, s.accounts); err != nil {
+	if err := openAccounts(ctx, db.url, s.accounts, creds); err != nil {
 		return err
 	}
 	if err := createRawTable(ctx, db.url); err != nil {
 		return err
 	}
 	fmt.Fprintf(progress, "starting the pipeline (writer API, relay, transfers process manager, %d projectors, reader API)...\n", len(pipelineProjections()))
-	stack, err := startPipeline(ctx, db.url, s.redisAddr, prefix, int32(s.partitions), logger)
+	stack, err := startPipeline(ctx, db.url, s.redisAddr, prefix, int32(s.partitions), creds, logger)
 	if err != nil {
 		return err
 	}
@@ -193,7 +197,7 @@ func benchPipeline(ctx context.Context, s pipelineSettings, stdout io.Writer) (e
 	defer transport.CloseIdleConnections()
 	load := &pipelineLoad{
 		http:      &http.Client{Transport: transport, Timeout: 30 * time.Second},
-		writerURL: stack.writer.baseURL, readerURL: stack.readerURL,
+		writerURL: stack.writer.baseURL, readerURL: stack.readerURL, auth: creds,
 		accounts: s.accounts, readShare: s.readShare, transferShare: s.transferShare,
 	}
 
@@ -294,6 +298,6 @@ func measurePipelineCeilings(ctx context.Context, stack *pipelineStack, rdb *red
 	if err != nil {
 		return c, err
 	}
-	c.bare, err = measureBareHTTP(ctx, s.clients, s.warmup, s.duration)
+	c.bare, err = measureBareHTTP(ctx, s.clients, stack.auth.owner(0), s.warmup, s.duration)
 	return c, err
 }

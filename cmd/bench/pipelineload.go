@@ -46,8 +46,12 @@ func newLoadTransport(clients int) *http.Transport {
 // followed with probability readShare by a read-your-writes query to the
 // reader.
 type pipelineLoad struct {
-	http                     *http.Client
-	writerURL, readerURL     string
+	http                 *http.Client
+	writerURL, readerURL string
+	// auth holds the accounts' owners' tokens: a client sends each command,
+	// and reads what it changed, as the owner of the account it acts on
+	// (of a transfer's source account, who then owns the transfer).
+	auth                     *benchAuth
 	accounts                 int
 	readShare, transferShare float64
 	// transferPrefix makes the round's transfer ids unique.
@@ -187,7 +191,7 @@ func (l *pipelineLoad) loop(ctx context.Context, client int, from, until time.Ti
 			return
 		}
 		cmd := l.nextCommand(client, n)
-		version, err := l.post(ctx, cmd.path, cmd.body)
+		version, err := l.post(ctx, cmd.path, cmd.authorization, cmd.body)
 		accepted := time.Now()
 		switch {
 		case ctx.Err() != nil:
@@ -212,7 +216,7 @@ func (l *pipelineLoad) loop(ctx context.Context, client int, from, until time.Ti
 		// least at the version the writer answered.
 		query := l.readerURL + cmd.read + "?min_version=" + strconv.FormatInt(version, 10)
 		for {
-			stale, err := l.get(ctx, query)
+			stale, err := l.get(ctx, query, cmd.authorization)
 			answered := time.Now()
 			if ctx.Err() != nil {
 				return
@@ -258,6 +262,9 @@ type command struct {
 	path string // the writer's
 	body []byte
 	read string // the reader's path of what it changes
+	// authorization is the Authorization header of the owner of the
+	// account it acts on: for the command and for the read.
+	authorization string
 }
 
 // nextCommand picks the client's next command.
@@ -269,21 +276,23 @@ func (l *pipelineLoad) nextCommand(client, n int) command {
 		to := (i + 1 + rand.IntN(l.accounts-1)) % l.accounts // another account
 		id := fmt.Sprintf("%s-%d-%d", l.transferPrefix, client, n)
 		body := fmt.Appendf(nil, `{"id":%q,"from":%q,"to":%q,"amount":50,"currency":"EUR","reference":"bench"}`, id, accountID(i), accountID(to))
-		return command{kindTransfer, "/v1/transfers", body, "/v1/transfers/" + id}
+		return command{kindTransfer, "/v1/transfers", body, "/v1/transfers/" + id, l.auth.owner(i)}
 	case r < l.transferShare+(1-l.transferShare)*pipelineDepositShare:
-		return command{kindDeposit, "/v1/accounts/" + accountID(i) + "/deposits", pipelineDeposit, "/v1/accounts/" + accountID(i)}
+		return command{kindDeposit, "/v1/accounts/" + accountID(i) + "/deposits", pipelineDeposit, "/v1/accounts/" + accountID(i), l.auth.owner(i)}
 	default:
-		return command{kindWithdrawal, "/v1/accounts/" + accountID(i) + "/withdrawals", pipelineWithdraw, "/v1/accounts/" + accountID(i)}
+		return command{kindWithdrawal, "/v1/accounts/" + accountID(i) + "/withdrawals", pipelineWithdraw, "/v1/accounts/" + accountID(i), l.auth.owner(i)}
 	}
 }
 
-// post sends one command and returns the stream version of its ETag.
-func (l *pipelineLoad) post(ctx context.Context, path string, body []byte) (int64, error) {
+// post sends one command with the Authorization header authorization and
+// returns the stream version of its ETag.
+func (l *pipelineLoad) post(ctx context.Context, path, authorization string, body []byte) (int64, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, l.writerURL+path, bytes.NewReader(body))
 	if err != nil {
 		return 0, err
 	}
 	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Authorization", authorization)
 	resp, err := l.http.Do(req)
 	if err != nil {
 		return 0, err
@@ -307,13 +316,15 @@ func (l *pipelineLoad) post(ctx context.Context, path string, body []byte) (int6
 	return 0, fmt.Errorf("POST %s: %s: %s", path, resp.Status, bytes.TrimSpace(detail))
 }
 
-// get sends one query; stale is set for the reader's 503 "stale" answer
-// (the read model did not reach the version within the reader's wait).
-func (l *pipelineLoad) get(ctx context.Context, url string) (stale bool, err error) {
+// get sends one query with the Authorization header authorization; stale
+// is set for the reader's 503 "stale" answer (the read model did not reach
+// the version within the reader's wait).
+func (l *pipelineLoad) get(ctx context.Context, url, authorization string) (stale bool, err error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		return false, err
 	}
+	req.Header.Set("Authorization", authorization)
 	resp, err := l.http.Do(req)
 	if err != nil {
 		return false, err
@@ -335,13 +346,13 @@ func (l *pipelineLoad) get(ctx context.Context, url string) (stale bool, err err
 // returns how long that took.
 func (l *pipelineLoad) prime(ctx context.Context) (time.Duration, error) {
 	body := fmt.Appendf(nil, `{"id":"bench-prime","from":%q,"to":%q,"amount":1,"currency":"EUR","reference":"bench"}`, accountID(0), accountID(1))
-	version, err := l.post(ctx, "/v1/transfers", body)
+	version, err := l.post(ctx, "/v1/transfers", l.auth.owner(0), body)
 	if err != nil {
 		return 0, err
 	}
 	query := l.readerURL + "/v1/transfers/bench-prime?min_version=" + strconv.FormatInt(version, 10)
 	for began := time.Now(); ; {
-		stale, err := l.get(ctx, query)
+		stale, err := l.get(ctx, query, l.auth.owner(0))
 		switch {
 		case err != nil:
 			return 0, err

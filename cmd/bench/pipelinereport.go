@@ -151,10 +151,11 @@ func (r *pipelineReport) writeHeader(w io.Writer) {
 	fmt.Fprintf(w, "  load      %d Go HTTP clients over %d accounts: %.0f%% transfers, %.0f%% deposits, %.0f%% withdrawals;\n",
 		s.clients, s.accounts, s.transferShare*100, (1-s.transferShare)*pipelineDepositShare*100, (1-s.transferShare)*(1-pipelineDepositShare)*100)
 	fmt.Fprintf(w, "            %.0f%% of the accepted commands followed by a read of what they wrote\n", s.readShare*100)
+	fmt.Fprintf(w, "  auth      %s\n", authMethod)
 	fmt.Fprintf(w, "  visible   %s\n", endToEndMethod)
 	fmt.Fprintf(w, "  ceilings  with the pipeline idle, at the same concurrency: raw autocommit single-row INSERTs (jsonb) into the same database;\n")
 	fmt.Fprintf(w, "            %s of the summary step's work for one event;\n", r.redisCeilingLabel())
-	fmt.Fprintf(w, "            a trivial net/http handler (a summary-sized JSON body) driven by the same Go clients\n")
+	fmt.Fprintf(w, "            a trivial net/http handler (a summary-sized JSON body) driven by the same Go clients (token sent, not verified)\n")
 	fmt.Fprintf(w, "  rounds    %d, each %s warm-up + %s measured, pipeline and ceilings alternating which goes first\n", s.rounds, s.warmup, s.duration)
 	fmt.Fprintf(w, "  note      the load generator, the pipeline, Postgres and Redis share this machine's CPUs\n\n")
 }

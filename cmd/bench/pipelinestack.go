@@ -55,6 +55,7 @@ func pipelineProjections() []readmodels.Projection {
 // has, and the Redis clients are apart as the processes' are.
 type pipelineStack struct {
 	pool        *pgxpool.Pool
+	auth        *benchAuth // what the writer and the reader verify
 	cluster     *kfake.Cluster
 	writer      *writerServer
 	reader      *http.Server
@@ -74,9 +75,10 @@ type pipelineStack struct {
 	closes []func()
 }
 
-// startPipeline starts every part and waits until the projectors consume.
-func startPipeline(ctx context.Context, databaseURL, redisAddr, prefix string, partitions int32, logger *slog.Logger) (_ *pipelineStack, err error) {
-	p := &pipelineStack{projections: pipelineProjections()}
+// startPipeline starts every part, the writer's and the reader's APIs
+// verifying the tokens of a, and waits until the projectors consume.
+func startPipeline(ctx context.Context, databaseURL, redisAddr, prefix string, partitions int32, a *benchAuth, logger *slog.Logger) (_ *pipelineStack, err error) {
+	p := &pipelineStack{projections: pipelineProjections(), auth: a}
 	defer func() {
 		if err != nil {
 			p.close()
@@ -101,7 +103,7 @@ func startPipeline(ctx context.Context, databaseURL, redisAddr, prefix string, p
 	}
 
 	// cmd/writer serve: the API, the relay, the transfers process manager.
-	if p.writer, err = serveWriter(ctx, p.pool, processRegistry(), logger); err != nil {
+	if p.writer, err = serveWriter(ctx, p.pool, a, processRegistry(), logger); err != nil {
 		return nil, err
 	}
 	p.closes = append(p.closes, func() { _ = p.writer.close() })
@@ -153,7 +155,9 @@ func startPipeline(ctx context.Context, databaseURL, redisAddr, prefix string, p
 	if err != nil {
 		return nil, err
 	}
-	api := reader.NewServer(reader.DefaultConfig(), p.readerRedis, prefix, processRegistry(), spec, logger)
+	rdcfg := reader.DefaultConfig()
+	rdcfg.Authenticator = a.authenticator
+	api := reader.NewServer(rdcfg, p.readerRedis, prefix, processRegistry(), spec, logger)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, fmt.Errorf("reader: listen: %w", err)

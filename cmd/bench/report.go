@@ -137,6 +137,7 @@ func (r *report) writeHeader(w io.Writer) {
 	fmt.Fprintf(w, "  postgres  %s\n", r.postgresVersion)
 	fmt.Fprintf(w, "  writer    in-process as cmd/writer builds it (pgxpool MaxConns %d, snapshots every 100 events, noop tracer),\n", writerMaxConns)
 	fmt.Fprintf(w, "            over real HTTP/1.1 keep-alive connections on 127.0.0.1, one per client\n")
+	fmt.Fprintf(w, "  auth      %s\n", authMethod)
 	fmt.Fprintf(w, "  load      %d accounts; each command picks one at random: %.0f%% deposits, %.0f%% withdrawals\n",
 		s.accounts, depositShare*100, (1-depositShare)*100)
 	generator := "Go net/http clients in this process"

@@ -202,8 +202,12 @@ func benchWriter(ctx context.Context, s settings, stdout io.Writer) (err error) 
 	}
 	rep.writeHeader(progress)
 
+	creds, err := newBenchAuth(ctx)
+	if err != nil {
+		return err
+	}
 	fmt.Fprintf(progress, "opening and activating %d accounts...\n", s.accounts)
-	if err := openAccounts(ctx, db.url, s.accounts); err != nil {
+	if err := openAccounts(ctx, db.url, s.accounts, creds); err != nil {
 		return err
 	}
 	if err := createRawTable(ctx, db.url); err != nil {
@@ -220,7 +224,7 @@ func benchWriter(ctx context.Context, s settings, stdout io.Writer) (err error) 
 					if s.load == "wrk" {
 						measure = measureWriterWrk
 					}
-					m, err := measure(ctx, db.url, clients, s.accounts, s.warmup, s.duration)
+					m, err := measure(ctx, db.url, creds, clients, s.accounts, s.warmup, s.duration)
 					if err != nil {
 						return err
 					}

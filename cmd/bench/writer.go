@@ -31,13 +31,14 @@ type writerServer struct {
 }
 
 // startWriter serves the writer API over the database at databaseURL on
-// 127.0.0.1 and an ephemeral port, with a pool of its own.
-func startWriter(ctx context.Context, databaseURL string) (*writerServer, error) {
+// 127.0.0.1 and an ephemeral port, with a pool of its own, verifying the
+// tokens of a.
+func startWriter(ctx context.Context, databaseURL string, a *benchAuth) (*writerServer, error) {
 	pool, err := openWriterPool(ctx, databaseURL)
 	if err != nil {
 		return nil, err
 	}
-	w, err := serveWriter(ctx, pool, prometheus.NewRegistry(), slog.New(slog.DiscardHandler))
+	w, err := serveWriter(ctx, pool, a, prometheus.NewRegistry(), slog.New(slog.DiscardHandler))
 	if err != nil {
 		pool.Close()
 		return nil, err
@@ -66,9 +67,11 @@ func openWriterPool(ctx context.Context, databaseURL string) (*pgxpool.Pool, err
 }
 
 // serveWriter serves the writer API over pool, which stays the caller's,
-// with its metrics in reg.
-func serveWriter(ctx context.Context, pool *pgxpool.Pool, reg *prometheus.Registry, logger *slog.Logger) (*writerServer, error) {
-	api, err := writer.New(pool, writer.DefaultConfig(), aggregate.Options{SnapshotEvery: 100}, reg, logger)
+// with its metrics in reg; every request must carry a token of a.
+func serveWriter(ctx context.Context, pool *pgxpool.Pool, a *benchAuth, reg *prometheus.Registry, logger *slog.Logger) (*writerServer, error) {
+	cfg := writer.DefaultConfig()
+	cfg.Authenticator = a.authenticator
+	api, err := writer.New(pool, cfg, aggregate.Options{SnapshotEvery: 100}, reg, logger)
 	if err != nil {
 		return nil, fmt.Errorf("writer: %w", err)
 	}

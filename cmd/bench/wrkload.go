@@ -9,13 +9,17 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"time"
 )
 
 // wrkScript drives the same 70/30 deposit/withdrawal mix as the Go load
-// generator, from wrk's C event loop, and prints a JSON summary at the end.
+// generator, from wrk's C event loop, each command as its account's owner
+// (account acc-i belongs to principal (i-1) mod the number of tokens, as
+// benchAuth.owner says), and prints a JSON summary at the end.
 const wrkScript = `
 local accounts = %d
+local tokens = {%s}
 local counter = 0
 setup = function(thread)
   thread:set("id", counter)
@@ -24,13 +28,17 @@ end
 init = function(args)
   math.randomseed(os.time() + (id or 0) * 7919)
 end
-local headers = {["Content-Type"] = "application/json"}
+local headers = {}
+for p, token in ipairs(tokens) do
+  headers[p] = {["Content-Type"] = "application/json", ["Authorization"] = token}
+end
 request = function()
   local i = math.random(1, accounts)
+  local h = headers[(i - 1) %% #tokens + 1]
   if math.random() < %g then
-    return wrk.format("POST", "/v1/accounts/acc-" .. i .. "/deposits", headers, '%s')
+    return wrk.format("POST", "/v1/accounts/acc-" .. i .. "/deposits", h, '%s')
   end
-  return wrk.format("POST", "/v1/accounts/acc-" .. i .. "/withdrawals", headers, '%s')
+  return wrk.format("POST", "/v1/accounts/acc-" .. i .. "/withdrawals", h, '%s')
 end
 done = function(summary, latency, requests)
   local e = summary.errors
@@ -54,8 +62,8 @@ type wrkSummary struct {
 // separate process in C, so the writer does not share its Go scheduler (and
 // little of its CPU) with the client, as the raw-insert ceiling does not.
 // wrk counts whole seconds: durations are rounded to them (at least 1s).
-func measureWriterWrk(ctx context.Context, databaseURL string, clients, accounts int, warmup, duration time.Duration) (m measurement, err error) {
-	w, err := startWriter(ctx, databaseURL)
+func measureWriterWrk(ctx context.Context, databaseURL string, a *benchAuth, clients, accounts int, warmup, duration time.Duration) (m measurement, err error) {
+	w, err := startWriter(ctx, databaseURL, a)
 	if err != nil {
 		return m, err
 	}
@@ -66,7 +74,11 @@ func measureWriterWrk(ctx context.Context, databaseURL string, clients, accounts
 	}
 	defer os.RemoveAll(dir)
 	script := filepath.Join(dir, "mix.lua")
-	lua := fmt.Sprintf(wrkScript, accounts, depositShare, depositBody, withdrawBody)
+	tokens := make([]string, len(a.bearer))
+	for p, bearer := range a.bearer {
+		tokens[p] = "'" + bearer + "'" // base64url and dots: nothing to escape
+	}
+	lua := fmt.Sprintf(wrkScript, accounts, strings.Join(tokens, ", "), depositShare, depositBody, withdrawBody)
 	if err := os.WriteFile(script, []byte(lua), 0o600); err != nil {
 		return m, err
 	}

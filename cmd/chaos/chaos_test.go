@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"maps"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -56,6 +58,8 @@ func TestBadFlagsExitTwo(t *testing.T) {
 	for _, args := range [][]string{
 		{"--commands", "10"},
 		{"--accounts", "1"},
+		{"--principals", "1"},
+		{"--principals", "300", "--accounts", "200"},
 		{"--faults", "-1"},
 		{"--session-timeout", "1s"},
 		{"--database-url", "mysql://x"},
@@ -90,10 +94,42 @@ func TestFaultPlanIsTheSeeds(t *testing.T) {
 	if len(kinds) != len(faultKinds) {
 		t.Errorf("9 faults cover %d kinds, want all %d: %v", len(kinds), len(faultKinds), kinds)
 	}
-	p := plan{seed: 5, accounts: 10, commands: 1000}
-	if c1, c2 := p.command(500), p.command(500); !bytes.Equal(c1.body, c2.body) || c1.id != c2.id {
+	p := plan{seed: 5, accounts: 10, commands: 1000, principals: 3}
+	if c1, c2 := p.command(500), p.command(500); !bytes.Equal(c1.body, c2.body) || c1.id != c2.id || c1.principal != c2.principal || c1.as != c2.as {
 		t.Error("a seed's command differs between two calls")
 	}
 }
 
 func noEnv(string) string { return "" }
+
+// TestPlanSendsEachCommandAsItsPrincipal: accounts are spread over the
+// principals, each opened by its owner; a transfer goes out of its
+// sender's account (or the operator's request); some commands come from
+// the operator and from trespassers of every kind.
+func TestPlanSendsEachCommandAsItsPrincipal(t *testing.T) {
+	p := plan{seed: 3, accounts: 40, commands: 10_000, principals: 8}
+	owners := make(map[string]string)
+	senders := make(map[sender]int)
+	for i := range p.commands {
+		c := p.command(i)
+		senders[c.as]++
+		switch {
+		case c.kind == "open":
+			owners[c.account] = c.principal
+		case c.as == asOwner && c.principal != owners[c.account]:
+			t.Errorf("%s (%s %s) sent by %q, the account's owner is %q", c.id, c.kind, c.account, c.principal, owners[c.account])
+		case c.as == asStranger && (c.principal == owners[c.account] || c.principal == ""):
+			t.Errorf("%s (%s %s): a stranger %q", c.id, c.kind, c.account, c.principal)
+		case c.as == asOperator && c.principal != operator:
+			t.Errorf("%s: the operator's command sent by %q", c.id, c.principal)
+		}
+	}
+	if len(slices.Compact(slices.Sorted(maps.Values(owners)))) != p.principals {
+		t.Errorf("the accounts belong to %d principals, want %d", len(slices.Compact(slices.Sorted(maps.Values(owners)))), p.principals)
+	}
+	for _, s := range []sender{asOwner, asOperator, asStranger, asAnonymous, asForger} {
+		if senders[s] == 0 {
+			t.Errorf("no command sent by %s: %v", s, senders)
+		}
+	}
+}

@@ -45,6 +45,8 @@ type harness struct {
 
 	writer, relay, transfers, projector *process
 	writerURL                           string
+	// creds are the tokens the writer trusts, and those it must not.
+	creds *credentials
 }
 
 // processes are the platform's processes, the targets of kill -9.
@@ -52,9 +54,10 @@ func (h *harness) processes() []*process {
 	return []*process{h.writer, h.relay, h.transfers, h.projector}
 }
 
-// startHarness builds the binaries and starts everything; on error it
+// startHarness builds the binaries and starts everything, the writer
+// trusting the key that signs the tokens of p's principals; on error it
 // undoes what it started.
-func startHarness(ctx context.Context, s settings, out io.Writer) (_ *harness, err error) {
+func startHarness(ctx context.Context, s settings, p plan, out io.Writer) (_ *harness, err error) {
 	h := &harness{s: s, out: out, dir: s.workDir}
 	defer func() {
 		if err != nil {
@@ -66,6 +69,9 @@ func startHarness(ctx context.Context, s settings, out io.Writer) (_ *harness, e
 			return nil, err
 		}
 	} else if err := os.MkdirAll(h.dir, 0o755); err != nil {
+		return nil, err
+	}
+	if h.creds, err = newCredentials(h.dir, p); err != nil {
 		return nil, err
 	}
 	bin := filepath.Join(h.dir, "bin")
@@ -186,8 +192,8 @@ func (h *harness) startPlatform(ctx context.Context, bin string) error {
 	writer := filepath.Join(bin, "writer")
 	session := h.s.sessionLimit.String()
 	h.writerURL = "http://" + addr(0)
-	h.writer = h.newProcess("writer", writer, "serve", "--relay=false", "--transfers=false", "--http-addr", addr(0),
-		"--database-url", h.proxiedURL, "--db-max-conns", "16", "--log-level", "warn")
+	h.writer = h.newProcess("writer", writer, append([]string{"serve", "--relay=false", "--transfers=false", "--http-addr", addr(0),
+		"--database-url", h.proxiedURL, "--db-max-conns", "16", "--log-level", "warn"}, h.creds.writerArgs()...)...)
 	h.relay = h.newProcess("relay", writer, append([]string{"relay", "--http-addr", addr(1),
 		"--database-url", h.proxiedURL, "--log-level", "warn"}, kafkaArgs...)...)
 	h.transfers = h.newProcess("transfers", writer, append([]string{"transfers", "--http-addr", addr(2),

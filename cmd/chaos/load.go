@@ -28,6 +28,36 @@ type command struct {
 	currency string
 	path     string
 	body     []byte
+	// principal is whose token the command carries ("" for none); as says
+	// how it stands to the stream it acts on.
+	principal string
+	as        sender
+}
+
+// sender is how a command's principal stands to the stream it acts on,
+// and so what the writer must answer (DESIGN G11).
+type sender int
+
+const (
+	// asOwner: the stream's owner (for a transfer, the source account's).
+	asOwner sender = iota
+	// asOperator: the operator, who may act on every stream.
+	asOperator
+	// asStranger: another principal; the writer must refuse it, 403.
+	asStranger
+	// asAnonymous: no token at all; 401.
+	asAnonymous
+	// asForger: the owner's name in a token signed by a key the writer
+	// does not trust; 401.
+	asForger
+)
+
+// mayAct tells whether the writer must let the command through its access
+// check (the domain may still refuse it).
+func (s sender) mayAct() bool { return s == asOwner || s == asOperator }
+
+func (s sender) String() string {
+	return [...]string{"owner", "operator", "stranger", "anonymous", "forger"}[s]
 }
 
 // outcome is what the writer finally answered to a command.
@@ -64,14 +94,32 @@ type appendedEvent struct {
 // pending, try a deposit the writer must refuse), and the rest are a mix
 // of deposits, withdrawals (some beyond the balance), transfers (some to
 // an account of another currency), closes (mostly refused: the balance is
-// not zero) and invalid amounts.
+// not zero), invalid amounts, and withdrawals and transfers out of an
+// account by someone who may not (another principal, no token, a forged
+// token).
+//
+// The accounts belong to --principals principals: account n to
+// principal(n mod --principals), who opens it and sends its commands; a
+// transfer goes out of its sender's account into anyone's. The operator
+// sends a share of the deposits and transfers on anyone's accounts.
 type plan struct {
-	seed     uint64
-	accounts int
-	commands int
+	seed       uint64
+	accounts   int
+	commands   int
+	principals int
 }
 
 func (p plan) accountID(n int) string { return fmt.Sprintf("acct-%05d", n) }
+
+// principal names the plan's principal i.
+func (p plan) principal(i int) string { return fmt.Sprintf("client-%02d", i) }
+
+// owner is the principal that owns account n.
+func (p plan) owner(n int) string { return p.principal(n % p.principals) }
+
+// operator is the principal with the operator role.
+const operator = "chaos-operator"
+
 func (p plan) currency(n int) string {
 	if n%10 == 9 {
 		return "USD"
@@ -87,6 +135,7 @@ func (p plan) command(i int) command {
 	switch {
 	case i < p.accounts:
 		n := i
+		c.principal = p.owner(n)
 		c.kind, c.account, c.currency = "open", p.accountID(n), p.currency(n)
 		c.amount = int64(rng.IntN(4)) * int64(10_000+rng.IntN(90_000)) // a quarter open empty
 		c.path = "/v1/accounts"
@@ -94,7 +143,7 @@ func (p plan) command(i int) command {
 		return c
 	case i < 2*p.accounts:
 		n := i - p.accounts
-		c.account, c.currency = p.accountID(n), p.currency(n)
+		c.account, c.currency, c.principal = p.accountID(n), p.currency(n), p.owner(n)
 		if p.pending(n) {
 			return p.deposit(c, rng) // refused: the account is not active
 		}
@@ -102,10 +151,13 @@ func (p plan) command(i int) command {
 		return c
 	}
 	n := rng.IntN(p.accounts)
-	c.account, c.currency = p.accountID(n), p.currency(n)
+	c.account, c.currency, c.principal = p.accountID(n), p.currency(n), p.owner(n)
 	switch r := rng.IntN(100); {
 	case r < 40:
-		return p.deposit(c, rng)
+		c = p.deposit(c, rng)
+		if rng.IntN(10) == 0 {
+			c.principal, c.as = operator, asOperator
+		}
 	case r < 68:
 		c.kind, c.amount = "withdraw", int64(1+rng.IntN(80_000))
 		c.path = "/v1/accounts/" + c.account + "/withdrawals"
@@ -115,13 +167,43 @@ func (p plan) command(i int) command {
 		c.kind, c.to, c.amount = "transfer", p.accountID(to), int64(1+rng.IntN(60_000))
 		c.path = "/v1/transfers"
 		c.body = marshal(map[string]any{"id": c.id, "from": c.account, "to": c.to, "amount": c.amount, "currency": c.currency, "reference": "chaos"})
+		if rng.IntN(20) == 0 {
+			c.principal, c.as = operator, asOperator
+		}
 	case r < 98:
 		c.kind, c.path = "close", "/v1/accounts/"+c.account+"/close"
 		c.body = marshal(map[string]any{"reason": "chaos"})
-	default: // invalid: the writer must refuse it and store nothing
+	case r < 99: // invalid: the writer must refuse it and store nothing
 		c.kind = "deposit"
 		c.path = "/v1/accounts/" + c.account + "/deposits"
 		c.body = marshal(map[string]any{"amount": -int64(1 + rng.IntN(100)), "currency": c.currency, "source": "chaos"})
+	default: // not theirs: the writer must refuse it and store nothing
+		return p.trespass(c, n, rng)
+	}
+	return c
+}
+
+// trespass makes c a withdrawal or a transfer out of account n by someone
+// who may not: another principal (403), or nobody (no token, or a forged
+// one: 401).
+func (p plan) trespass(c command, n int, rng *rand.Rand) command {
+	if rng.IntN(2) == 0 {
+		c.kind, c.amount = "withdraw", int64(1+rng.IntN(1_000))
+		c.path = "/v1/accounts/" + c.account + "/withdrawals"
+		c.body = marshal(map[string]any{"amount": c.amount, "currency": c.currency, "reason": "chaos trespass"})
+	} else {
+		to := (n + 1 + rng.IntN(p.accounts-1)) % p.accounts
+		c.kind, c.to, c.amount = "transfer", p.accountID(to), int64(1+rng.IntN(1_000))
+		c.path = "/v1/transfers"
+		c.body = marshal(map[string]any{"id": c.id, "from": c.account, "to": c.to, "amount": c.amount, "currency": c.currency, "reference": "chaos trespass"})
+	}
+	switch r := rng.IntN(5); {
+	case r < 3:
+		c.principal, c.as = p.principal((n%p.principals+1+rng.IntN(p.principals-1))%p.principals), asStranger
+	case r < 4:
+		c.principal, c.as = "", asAnonymous
+	default:
+		c.as = asForger // in the owner's name
 	}
 	return c
 }
@@ -148,14 +230,15 @@ type load struct {
 	baseURL  string
 	clients  int
 	giveUp   time.Duration
+	creds    *credentials
 	client   *http.Client
 	commands []command
 	outcomes []outcome
 	done     atomic.Int64 // commands with a final outcome
 }
 
-func newLoad(p plan, baseURL string, clients int, giveUp time.Duration) *load {
-	l := &load{plan: p, baseURL: baseURL, clients: clients, giveUp: giveUp,
+func newLoad(p plan, baseURL string, clients int, giveUp time.Duration, creds *credentials) *load {
+	l := &load{plan: p, baseURL: baseURL, clients: clients, giveUp: giveUp, creds: creds,
 		commands: make([]command, p.commands), outcomes: make([]outcome, p.commands)}
 	for i := range l.commands {
 		l.commands[i] = p.command(i)
@@ -237,6 +320,9 @@ func (l *load) post(ctx context.Context, c command) (int, string, []byte, error)
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Idempotency-Key", c.id)
 	req.Header.Set("X-Correlation-ID", c.id)
+	if authorization := l.creds.authorization(c); authorization != "" {
+		req.Header.Set("Authorization", authorization)
+	}
 	resp, err := l.client.Do(req)
 	if err != nil {
 		return 0, "", nil, err

@@ -17,15 +17,19 @@ import (
 
 // report is what a run prints.
 type report struct {
-	Seed      uint64  `json:"seed"`
-	Broken    bool    `json:"brokenRelay"`
-	Commands  int     `json:"commands"`
-	Accepted  int     `json:"accepted"`
-	Refused   int     `json:"refused"`
-	Undecided int     `json:"undecided"`
-	Retried   int     `json:"retried"` // commands that took more than one attempt
-	Events    int     `json:"events"`
-	LoadSecs  float64 `json:"loadSeconds"`
+	Seed      uint64 `json:"seed"`
+	Broken    bool   `json:"brokenRelay"`
+	Commands  int    `json:"commands"`
+	Accepted  int    `json:"accepted"`
+	Refused   int    `json:"refused"`
+	Undecided int    `json:"undecided"`
+	Retried   int    `json:"retried"` // commands that took more than one attempt
+	// Principals own the accounts; the operator and the trespassers (other
+	// principals, no token, forged tokens) send some commands besides.
+	Principals int            `json:"principals"`
+	Senders    map[string]int `json:"commandsBySender"`
+	Events     int            `json:"events"`
+	LoadSecs   float64        `json:"loadSeconds"`
 	// Latency of a command until its definite answer, retries included.
 	LatencyP50 time.Duration `json:"latencyP50"`
 	LatencyP99 time.Duration `json:"latencyP99"`
@@ -47,17 +51,17 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return err
 	}
 	stderr = &lockedWriter{w: stderr} // progress comes from several goroutines
-	fmt.Fprintf(stderr, "chaos: seed %d: %d commands by %d clients on %d accounts, %d faults; building and starting the platform\n",
-		s.seed, s.commands, s.clients, s.accounts, s.faults)
-	h, err := startHarness(ctx, s, stderr)
+	fmt.Fprintf(stderr, "chaos: seed %d: %d commands by %d clients on %d accounts of %d principals, %d faults; building and starting the platform\n",
+		s.seed, s.commands, s.clients, s.accounts, s.principals, s.faults)
+	p := plan{seed: s.seed, accounts: s.accounts, commands: s.commands, principals: s.principals}
+	h, err := startHarness(ctx, s, p, stderr)
 	if err != nil {
 		return err
 	}
 	keep := s.keep
 	defer func() { h.close(keep) }()
 
-	p := plan{seed: s.seed, accounts: s.accounts, commands: s.commands}
-	l := newLoad(p, h.writerURL, s.clients, s.giveUp)
+	l := newLoad(p, h.writerURL, s.clients, s.giveUp, h.creds)
 	faults := planFaults(s.seed, s.faults, s.commands)
 	loadDone := make(chan struct{})
 	var wg sync.WaitGroup
@@ -91,6 +95,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	rep.SettleSecs = time.Since(settleBegan).Seconds()
 	rep.Events = len(store.events)
+	rep.Principals, rep.Senders = s.principals, make(map[string]int)
+	for _, c := range l.commands {
+		rep.Senders[c.as.String()]++
+	}
 	for _, o := range l.outcomes {
 		switch {
 		case o.accepted():
@@ -203,6 +211,9 @@ func (r report) writeText(w io.Writer) error {
 	}
 	fmt.Fprintf(&b, "chaos report, seed %d%s — %s\n\n", r.Seed, broken, verdict)
 	fmt.Fprintf(&b, "commands  %d: %d accepted, %d refused, %d without answer; %d needed retries\n", r.Commands, r.Accepted, r.Refused, r.Undecided, r.Retried)
+	fmt.Fprintf(&b, "senders   %d principals own the accounts; commands by owners %d, the operator %d, strangers %d, no token %d, forged tokens %d\n",
+		r.Principals, r.Senders[asOwner.String()], r.Senders[asOperator.String()], r.Senders[asStranger.String()],
+		r.Senders[asAnonymous.String()], r.Senders[asForger.String()])
 	fmt.Fprintf(&b, "latency   p50 %s, p99 %s, max %s (retries included); slowest: %s\n", r.LatencyP50.Round(time.Microsecond),
 		r.LatencyP99.Round(time.Microsecond), r.LatencyMax.Round(time.Millisecond), r.Slowest)
 	fmt.Fprintf(&b, "events    %d in the store\n", r.Events)

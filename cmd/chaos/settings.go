@@ -20,6 +20,7 @@ type settings struct {
 	commands     int
 	faults       int
 	clients      int
+	principals   int
 	accounts     int
 	partitions   int
 	adminURL     string
@@ -43,6 +44,7 @@ func parseSettings(args []string, getenv func(string) string, out io.Writer) (se
 	fs.IntVar(&s.faults, "faults", 20, "faults injected while the commands run (every kind at least once when there are 8 or more)")
 	fs.Env("faults", "CHAOS_FAULTS")
 	fs.IntVar(&s.clients, "clients", 16, "concurrent HTTP clients")
+	fs.IntVar(&s.principals, "principals", 16, "principals that own the accounts (account n belongs to principal n mod --principals) and send their commands with their own tokens")
 	fs.IntVar(&s.accounts, "accounts", 200, "accounts the commands work on")
 	fs.IntVar(&s.partitions, "partitions", 8, "partitions of each event topic")
 	fs.StringVar(&s.adminURL, "database-url", defaultAdminURL, "Postgres server URL; chaos creates (and drops) its own database there")
@@ -70,6 +72,8 @@ func parseSettings(args []string, getenv func(string) string, out io.Writer) (se
 		return s, config.UsageError{Err: fmt.Errorf("--faults must be from 0 to 10000")}
 	case s.clients < 1 || s.clients > 1024:
 		return s, config.UsageError{Err: fmt.Errorf("--clients must be from 1 to 1024")}
+	case s.principals < 2 || s.principals > s.accounts:
+		return s, config.UsageError{Err: fmt.Errorf("--principals must be from 2 (a stranger needs someone else's account) to --accounts (%d)", s.accounts)}
 	case s.partitions < 1 || s.partitions > 1000:
 		return s, config.UsageError{Err: fmt.Errorf("--partitions must be from 1 to 1000")}
 	case s.settle <= 0 || s.giveUp <= 0:

@@ -32,7 +32,7 @@ func readStore(ctx context.Context, databaseURL string) (*eventStore, error) {
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
 	rows, err := conn.Query(ctx, `SELECT global_position, event_id, aggregate_type, aggregate_id, version, event_type,
-        schema_version, payload, recorded_at, correlation_id, causation_id FROM events ORDER BY global_position`)
+        schema_version, payload, recorded_at, correlation_id, causation_id, principal, on_behalf_of FROM events ORDER BY global_position`)
 	if err != nil {
 		return nil, fmt.Errorf("read the event store: %w", err)
 	}
@@ -40,7 +40,7 @@ func readStore(ctx context.Context, databaseURL string) (*eventStore, error) {
 	for rows.Next() {
 		var e log.Event
 		if err := rows.Scan(&e.GlobalPosition, &e.ID, &e.AggregateType, &e.AggregateID, &e.Version, &e.Type,
-			&e.SchemaVersion, &e.Payload, &e.RecordedAt, &e.CorrelationID, &e.CausationID); err != nil {
+			&e.SchemaVersion, &e.Payload, &e.RecordedAt, &e.CorrelationID, &e.CausationID, &e.Principal, &e.OnBehalfOf); err != nil {
 			return nil, fmt.Errorf("read the event store: %w", err)
 		}
 		s.events = append(s.events, e)
@@ -107,4 +107,14 @@ func (s *eventStore) version(aggregateType, id string) int64 {
 		return 0
 	}
 	return evs[len(evs)-1].Version
+}
+
+// owner is the principal of a stream's first event, who owns it (DESIGN
+// G11); "" for no stream.
+func (s *eventStore) owner(aggregateType, id string) string {
+	evs := s.streams[streamKey{aggregateType, id}]
+	if len(evs) == 0 {
+		return ""
+	}
+	return evs[0].Principal
 }

@@ -68,8 +68,8 @@ type checkFunc struct {
 // wrong one (the lag is what the settle time reports).
 func (v *verifier) checks(ctx context.Context, until time.Time) ([]*check, error) {
 	funcs := []checkFunc{
-		{v.streamsAreContiguous, false}, {v.commandsKeptTheirWord, false}, {v.moneyIsConserved, false},
-		{v.transfersEnded, false}, {v.kafkaHoldsEveryEventInPlace, true}, {v.summariesAreTheFold, true},
+		{v.streamsAreContiguous, false}, {v.commandsKeptTheirWord, false}, {v.accessIsEnforced, false},
+		{v.principalsAreRecorded, false}, {v.moneyIsConserved, false}, {v.transfersEnded, false}, {v.kafkaHoldsEveryEventInPlace, true}, {v.summariesAreTheFold, true},
 		{v.historiesAreComplete, true}, {v.directoryIsTheFold, true}, {v.transfersModelIsTheFold, true},
 		{v.correlationsAreComplete, true},
 	}
@@ -340,7 +340,7 @@ func (v *verifier) transfersEnded(context.Context) (*check, error) {
 
 // summariesAreTheFold: each account summary equals the fold of its events.
 func (v *verifier) summariesAreTheFold(ctx context.Context) (*check, error) {
-	c := &check{Name: "read model account-summary: equals the fold of the event store"}
+	c := &check{Name: "read model account-summary: equals the fold of the event store, owner included"}
 	q := accounts.NewQueries(v.rdb, readModelRoot)
 	for _, id := range v.store.ids(account.AggregateType) {
 		c.Checked++
@@ -357,6 +357,8 @@ func (v *verifier) summariesAreTheFold(ctx context.Context) (*check, error) {
 		case got.Balance != want.Balance || got.Status != string(want.Status) || got.Currency != want.Currency ||
 			got.Owner != want.Owner || got.Version != v.store.version(account.AggregateType, id):
 			c.failf("%s: summary %+v, fold %+v at v%d", id, got, want, v.store.version(account.AggregateType, id))
+		case got.Principal != v.store.owner(account.AggregateType, id):
+			c.failf("%s: summary owned by %q, the stream by %q", id, got.Principal, v.store.owner(account.AggregateType, id))
 		}
 	}
 	return c, nil
@@ -365,7 +367,7 @@ func (v *verifier) summariesAreTheFold(ctx context.Context) (*check, error) {
 // historiesAreComplete: each account's history holds every event once, in
 // order, with the balance after it.
 func (v *verifier) historiesAreComplete(ctx context.Context) (*check, error) {
-	c := &check{Name: "read model account-history: every event once, newest first, balances as folded"}
+	c := &check{Name: "read model account-history: every event once, newest first, balances as folded, owner kept"}
 	q := accounts.NewQueries(v.rdb, readModelRoot)
 	for _, id := range v.store.ids(account.AggregateType) {
 		c.Checked++
@@ -379,6 +381,10 @@ func (v *verifier) historiesAreComplete(ctx context.Context) (*check, error) {
 			page, err := q.History(ctx, id, before, 200)
 			if err != nil {
 				c.failf("%s: %v", id, err)
+				break
+			}
+			if owner := v.store.owner(account.AggregateType, id); page.Owner != owner {
+				c.failf("%s: history owned by %q, the stream by %q", id, page.Owner, owner)
 				break
 			}
 			for _, en := range page.Entries {
@@ -472,7 +478,7 @@ func (v *verifier) directoryIsTheFold(ctx context.Context) (*check, error) {
 // transfersModelIsTheFold: each transfer in the transfers read model
 // equals the fold of its events.
 func (v *verifier) transfersModelIsTheFold(ctx context.Context) (*check, error) {
-	c := &check{Name: "read model transfers: equals the fold of the event store"}
+	c := &check{Name: "read model transfers: equals the fold of the event store, requester included"}
 	q := transfers.NewQueries(v.rdb, readModelRoot, readmodels.NewViews(v.rdb, 0))
 	for _, id := range v.store.ids(transfer.AggregateType) {
 		c.Checked++
@@ -489,6 +495,8 @@ func (v *verifier) transfersModelIsTheFold(ctx context.Context) (*check, error) 
 		case got.Status != string(want.Status) || got.From != want.From || got.To != want.To || got.Amount != want.Amount ||
 			got.Currency != want.Currency || got.Reason != want.Reason || got.Version != v.store.version(transfer.AggregateType, id):
 			c.failf("%s: read model %+v, fold %+v at v%d", id, got, want, v.store.version(transfer.AggregateType, id))
+		case got.Principal != v.store.owner(transfer.AggregateType, id):
+			c.failf("%s: read model says %q requested it, the stream %q", id, got.Principal, v.store.owner(transfer.AggregateType, id))
 		}
 	}
 	return c, nil
@@ -497,7 +505,7 @@ func (v *verifier) transfersModelIsTheFold(ctx context.Context) (*check, error) 
 // correlationsAreComplete: each correlation id's trace holds exactly the
 // stored events that carry it.
 func (v *verifier) correlationsAreComplete(ctx context.Context) (*check, error) {
-	c := &check{Name: "read model correlation: every correlation holds exactly its stored events"}
+	c := &check{Name: "read model correlation: every correlation holds exactly its stored events, with who asked"}
 	ids := slices.Sorted(maps.Keys(v.store.byCorrelation))
 	var mu sync.Mutex
 	var wg sync.WaitGroup
@@ -506,21 +514,23 @@ func (v *verifier) correlationsAreComplete(ctx context.Context) (*check, error) 
 		wg.Go(func() {
 			for id := range work {
 				links, err := correlation.Events(ctx, v.rdb, readModelRoot, id)
-				got := make(map[string]bool)
+				got := make(map[string]string) // event id → principal / on behalf of
 				for _, l := range links {
-					got[l.EventID] = true
+					got[l.EventID] = l.Principal + " / " + l.OnBehalfOf
 				}
-				want := make(map[string]bool)
+				want := make(map[string]string)
 				for _, e := range v.store.byCorrelation[id] {
-					want[e.ID.String()] = true
+					want[e.ID.String()] = e.Principal + " / " + e.OnBehalfOf
 				}
 				mu.Lock()
 				c.Checked++
 				switch {
 				case err != nil:
 					c.failf("%s: %v", id, err)
-				case len(links) != len(want) || !maps.Equal(got, want):
+				case len(links) != len(want) || len(got) != len(want):
 					c.failf("%s: the trace holds %d events, the store %d", id, len(links), len(want))
+				case !maps.Equal(got, want):
+					c.failf("%s: the trace's events and principals (by / on behalf of) %v, the store's %v", id, got, want)
 				}
 				mu.Unlock()
 			}

@@ -41,8 +41,9 @@ const partitions = 4
 
 // pipeline is the whole platform for one test, wired as cmd/writer,
 // cmd/writer relay, cmd/projector and cmd/reader wire it (tracing, kprom,
-// otelpgx, redisotel), each part on its own listener with its own
-// registry and /metrics: a fresh database, kfake, a Redis prefix of its own.
+// otelpgx, redisotel, bearer tokens verified), each part on its own
+// listener with its own registry and /metrics: a fresh database, kfake, a
+// Redis prefix of its own.
 type pipeline struct {
 	t       testing.TB
 	writer  string // base URLs
@@ -51,6 +52,10 @@ type pipeline struct {
 	reader  string
 	prefix  string
 	brokers []string
+	dbURL   string
+	// authorization is the Authorization header of the principal who sends
+	// the tests' commands and queries, and so owns their accounts.
+	authorization string
 	// registries are each part's metrics, by job name.
 	registries map[string]*prometheus.Registry
 }
@@ -89,11 +94,17 @@ func newPipeline(t testing.TB, o pipelineOptions) *pipeline {
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	t.Cleanup(func() { cancel(); wg.Wait() })
-	p := &pipeline{t: t, prefix: prefix, brokers: cluster.ListenAddrs()}
+	signer, authenticator := testenv.Auth(t)
+	token, err := signer.Token("ada", nil, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &pipeline{t: t, prefix: prefix, brokers: cluster.ListenAddrs(), dbURL: dbURL, authorization: "Bearer " + token}
 
 	// The writer.
 	wreg := processRegistry()
 	wcfg := writer.DefaultConfig()
+	wcfg.Authenticator = authenticator
 	if tp != nil {
 		wcfg.TracerProvider = tp
 	}
@@ -154,6 +165,7 @@ func newPipeline(t testing.TB, o pipelineOptions) *pipeline {
 		t.Fatal(err)
 	}
 	rdcfg := reader.DefaultConfig()
+	rdcfg.Authenticator = authenticator
 	if tp != nil {
 		rdcfg.TracerProvider = tp
 	}
@@ -189,6 +201,13 @@ func serve(t testing.TB, h http.Handler) string {
 	go func() { _ = srv.Serve(ln) }()
 	t.Cleanup(func() { _ = srv.Close() })
 	return "http://" + ln.Addr().String()
+}
+
+// do sends a request to the writer or the reader as the pipeline's
+// principal and returns the status and body.
+func (p *pipeline) do(t testing.TB, method, url, body string, headers ...string) (int, []byte) {
+	t.Helper()
+	return do(t, method, url, body, append([]string{"Authorization", p.authorization}, headers...)...)
 }
 
 // do sends a request and returns the status and body.

@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/prometheus/prometheus/promql/parser"
 
@@ -61,19 +62,19 @@ func TestQueriesReturnData(t *testing.T) {
 	ids := make([]string, 16)
 	for i := range ids {
 		ids[i] = fmt.Sprintf("acc-load-%02d", i)
-		command(t, p.writer+"/v1/accounts", fmt.Sprintf(`{"id":%q,"owner":"Ada","currency":"EUR","initialDeposit":10000}`, ids[i]), http.StatusCreated)
-		command(t, p.writer+"/v1/accounts/"+ids[i]+"/activate", "", http.StatusOK)
+		p.command(t, p.writer+"/v1/accounts", fmt.Sprintf(`{"id":%q,"owner":"Ada","currency":"EUR","initialDeposit":10000}`, ids[i]), http.StatusCreated)
+		p.command(t, p.writer+"/v1/accounts/"+ids[i]+"/activate", "", http.StatusOK)
 	}
 	produceUnknownEvent(t, p)
 	for round := range 3 {
 		for _, id := range ids {
-			c := command(t, p.writer+"/v1/accounts/"+id+"/deposits", fmt.Sprintf(`{"amount":%d,"currency":"EUR","source":"salary"}`, 100+round), http.StatusOK)
-			if status, body := do(t, http.MethodGet, fmt.Sprintf("%s/v1/accounts/%s?min_version=%d", p.reader, id, c.StreamVersion), ""); status != http.StatusOK {
+			c := p.command(t, p.writer+"/v1/accounts/"+id+"/deposits", fmt.Sprintf(`{"amount":%d,"currency":"EUR","source":"salary"}`, 100+round), http.StatusOK)
+			if status, body := p.do(t, http.MethodGet, fmt.Sprintf("%s/v1/accounts/%s?min_version=%d", p.reader, id, c.StreamVersion), ""); status != http.StatusOK {
 				t.Fatalf("read %s at version %d: %d %s", id, c.StreamVersion, status, body)
 			}
-			command(t, p.writer+"/v1/accounts/"+id+"/withdrawals", `{"amount":99999999,"currency":"EUR","reason":"too much"}`, http.StatusUnprocessableEntity)
-			do(t, http.MethodGet, p.reader+"/v1/accounts/no-such-"+id, "")
-			do(t, http.MethodGet, p.reader+"/v1/accounts/"+id+"/transactions", "")
+			p.command(t, p.writer+"/v1/accounts/"+id+"/withdrawals", `{"amount":99999999,"currency":"EUR","reason":"too much"}`, http.StatusUnprocessableEntity)
+			p.do(t, http.MethodGet, p.reader+"/v1/accounts/no-such-"+id, "")
+			p.do(t, http.MethodGet, p.reader+"/v1/accounts/"+id+"/transactions", "")
 		}
 	}
 	waitFor(t, 30*time.Second, "Prometheus seeing every hop and the dead letters", func() bool {
@@ -117,12 +118,28 @@ func TestQueriesReturnData(t *testing.T) {
 		}
 		return true
 	})
+	// The relay names the transaction holding its watermark back only while
+	// one does: hold one (with a transaction id, not committed), commit an
+	// event after it (which it then holds back), and wait until Prometheus
+	// has scraped a holder; evaluate at that moment. Any holder on the
+	// server counts (the watermark is the server's).
+	release := holdTransaction(t, p.dbURL)
+	p.command(t, p.writer+"/v1/accounts/"+ids[0]+"/deposits", `{"amount":1,"currency":"EUR","source":"held back"}`, http.StatusOK)
+	waitFor(t, 30*time.Second, "a scrape naming the transaction holding the relay back", func() bool {
+		v, ok := prom.scalar(t, `count(tributary_relay_oldest_transaction_info)`)
+		return ok && v >= 1
+	})
 	at := time.Now()
+	release() // the lag panels below need the relay to pass
 
 	queries := dashboardQueries(t)
+	var quiet []query // absent(...): no answer while every process is up
 	for _, q := range ruleQueries(t) {
 		for _, e := range withoutThresholds(t, q.expr) {
 			queries = append(queries, query{where: q.where, expr: e})
+		}
+		for _, e := range absentCalls(t, q.expr) {
+			quiet = append(quiet, query{where: q.where, expr: e})
 		}
 	}
 	for _, q := range queries {
@@ -135,7 +152,16 @@ func TestQueriesReturnData(t *testing.T) {
 			t.Errorf("%s: %s: no data", q.where, expr)
 		}
 	}
-	t.Logf("%d expressions of dashboards and alert rules evaluated", len(queries))
+	for _, q := range quiet {
+		res, err := prom.query(q.expr, at)
+		switch {
+		case err != nil:
+			t.Errorf("%s: %s: %v", q.where, q.expr, err)
+		case len(res) != 0:
+			t.Errorf("%s: %s: answers %v while every process is up", q.where, q.expr, res)
+		}
+	}
+	t.Logf("%d expressions of dashboards and alert rules evaluated, %d absent() checks", len(queries), len(quiet))
 	for _, r := range prom.rules(t) {
 		if r.Health != "ok" && r.Health != "unknown" {
 			t.Errorf("rule %s in Prometheus: health %s: %s", r.Name, r.Health, r.LastError)
@@ -195,7 +221,7 @@ func testLagPanels(t *testing.T, p *pipeline, prom *promServer, gate *gate, ids 
 	want := map[string]float64{}
 	for i := range 3 * partitions {
 		id := ids[i%len(ids)]
-		command(t, p.writer+"/v1/accounts/"+id+"/deposits", `{"amount":1,"currency":"EUR","source":"lag"}`, http.StatusOK)
+		p.command(t, p.writer+"/v1/accounts/"+id+"/deposits", `{"amount":1,"currency":"EUR","source":"lag"}`, http.StatusOK)
 		want[strconv.Itoa(int(readmodels.PartitionOf(id, partitions)))]++
 	}
 	total := float64(3 * partitions)
@@ -304,10 +330,11 @@ func (g *gate) wait(ctx context.Context, _ readmodels.Batch) error {
 	return nil
 }
 
-// command posts a command and checks its status.
-func command(t *testing.T, url, body string, want int) struct{ StreamVersion int64 } {
+// command posts a command as the pipeline's principal and checks its
+// status.
+func (p *pipeline) command(t *testing.T, url, body string, want int) struct{ StreamVersion int64 } {
 	t.Helper()
-	status, b := do(t, http.MethodPost, url, body)
+	status, b := p.do(t, http.MethodPost, url, body)
 	if status != want {
 		t.Fatalf("POST %s %s: %d %s, want %d", url, body, status, b, want)
 	}
@@ -336,7 +363,7 @@ func produceUnknownEvent(t *testing.T, p *pipeline) {
 
 // withoutThresholds are the parts of an alert expression that must return
 // data: its comparisons with a constant left out, each side of and/or/
-// unless on its own.
+// unless on its own, and what absent() looks for.
 func withoutThresholds(t *testing.T, expr string) []string {
 	t.Helper()
 	e, err := parsePromQL(expr)
@@ -348,6 +375,11 @@ func withoutThresholds(t *testing.T, expr string) []string {
 		switch b := e.(type) {
 		case *parser.ParenExpr:
 			return parts(b.Expr)
+		case *parser.Call:
+			// absent(v) answers only while v has no series: v must have some.
+			if b.Func.Name == "absent" && len(b.Args) == 1 {
+				return parts(b.Args[0])
+			}
 		case *parser.BinaryExpr:
 			switch {
 			case b.Op == parser.LAND || b.Op == parser.LOR || b.Op == parser.LUNLESS:
@@ -364,6 +396,55 @@ func withoutThresholds(t *testing.T, expr string) []string {
 		return []string{e.String()}
 	}
 	return parts(e)
+}
+
+// absentCalls are the absent(...) calls in an alert expression.
+func absentCalls(t *testing.T, expr string) []string {
+	t.Helper()
+	e, err := parsePromQL(expr)
+	if err != nil {
+		t.Fatalf("%s: %v", expr, err)
+	}
+	var calls []string
+	parser.Inspect(e, func(n parser.Node, _ []parser.Node) error {
+		if c, ok := n.(*parser.Call); ok && c.Func.Name == "absent" {
+			calls = append(calls, c.String())
+		}
+		return nil
+	})
+	return calls
+}
+
+// holdTransaction opens a transaction on the database at databaseURL that
+// holds a transaction id, as a stuck client would, and returns what ends it.
+func holdTransaction(t *testing.T, databaseURL string) (release func()) {
+	t.Helper()
+	cfg, err := pgx.ParseConfig(databaseURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.RuntimeParams["application_name"] = "telemetry-test-holder"
+	conn, err := pgx.ConnectConfig(t.Context(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tx, err := conn.Begin(t.Context())
+	if err == nil {
+		_, err = tx.Exec(t.Context(), "SELECT pg_current_xact_id()")
+	}
+	if err != nil {
+		conn.Close(context.Background())
+		t.Fatal(err)
+	}
+	var once sync.Once
+	release = func() {
+		once.Do(func() {
+			_ = tx.Rollback(context.Background())
+			_ = conn.Close(context.Background())
+		})
+	}
+	t.Cleanup(release)
+	return release
 }
 
 // promServer is a Prometheus server of the test.

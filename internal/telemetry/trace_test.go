@@ -32,7 +32,7 @@ func TestOneTracePerCommand(t *testing.T) {
 	t.Cleanup(func() { _ = tp.Shutdown(t.Context()) })
 	p := newPipeline(t, pipelineOptions{tracerProvider: tp})
 
-	status, body := do(t, http.MethodPost, p.writer+"/v1/accounts",
+	status, body := p.do(t, http.MethodPost, p.writer+"/v1/accounts",
 		`{"id":"acc-traced","owner":"Ada","currency":"EUR","initialDeposit":10000}`, "X-Correlation-ID", "corr-traced-1")
 	if status != http.StatusCreated {
 		t.Fatalf("open account: %d %s", status, body)
@@ -183,7 +183,7 @@ func TestOneTracePerCommand(t *testing.T) {
 
 	// Queries make their own server spans in the reader.
 	waitFor(t, 10*time.Second, "the summary served", func() bool {
-		status, _ := do(t, http.MethodGet, p.reader+"/v1/accounts/acc-traced", "")
+		status, _ := p.do(t, http.MethodGet, p.reader+"/v1/accounts/acc-traced", "")
 		return status == http.StatusOK
 	})
 	waitFor(t, 5*time.Second, "the reader's span", func() bool {
