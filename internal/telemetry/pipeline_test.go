@@ -23,16 +23,20 @@ import (
 	"github.com/tributary-es/tributary/internal/aggregate"
 	"github.com/tributary-es/tributary/internal/apispec"
 	"github.com/tributary-es/tributary/internal/domain/account"
+	"github.com/tributary-es/tributary/internal/domain/transfer"
 	"github.com/tributary-es/tributary/internal/log"
 	"github.com/tributary-es/tributary/internal/log/kafka"
+	"github.com/tributary-es/tributary/internal/log/postgres"
 	"github.com/tributary-es/tributary/internal/log/relay"
 	"github.com/tributary-es/tributary/internal/projector"
 	"github.com/tributary-es/tributary/internal/reader"
 	"github.com/tributary-es/tributary/internal/readmodels"
 	"github.com/tributary-es/tributary/internal/readmodels/accounts"
 	"github.com/tributary-es/tributary/internal/readmodels/correlation"
+	transferview "github.com/tributary-es/tributary/internal/readmodels/transfers"
 	"github.com/tributary-es/tributary/internal/telemetry"
 	"github.com/tributary-es/tributary/internal/testenv"
+	"github.com/tributary-es/tributary/internal/transfers"
 	"github.com/tributary-es/tributary/internal/writer"
 	"github.com/tributary-es/tributary/schemas"
 )
@@ -64,6 +68,10 @@ type pipeline struct {
 type pipelineOptions struct {
 	tracerProvider trace.TracerProvider // nil: none
 	summaryHooks   projector.Hooks      // hooks of the account-summary projector
+	// transfers adds transfers: the relay publishes their events, the
+	// transfers process manager runs (as in the writer), and the projector
+	// keeps the transfers read model.
+	transfers bool
 }
 
 func newPipeline(t testing.TB, o pipelineOptions) *pipeline {
@@ -119,6 +127,9 @@ func newPipeline(t testing.TB, o pipelineOptions) *pipeline {
 	rcfg := relay.DefaultConfig()
 	rcfg.Topics = topics
 	rcfg.AggregateTypes = []string{account.AggregateType}
+	if o.transfers {
+		rcfg.AggregateTypes = append(rcfg.AggregateTypes, transfer.AggregateType)
+	}
 	rcfg.PollInterval = 5 * time.Millisecond
 	rcfg.TracerProvider = tp
 	client := testenv.KafkaClient(t, cluster.ListenAddrs(), append(relay.ProducerOptions(5*time.Second),
@@ -147,10 +158,15 @@ func newPipeline(t testing.TB, o pipelineOptions) *pipeline {
 	prcfg.Retries, prcfg.RetryBackoff = 1, 10*time.Millisecond
 	deps := projector.Deps{Redis: rdb, Schemas: eventSchemas, Upcasters: writer.Upcasters(),
 		Metrics: projector.NewMetrics(preg), Logger: logger, TracerProvider: tp, KafkaMetrics: preg}
-	for _, proj := range []readmodels.Projection{
+	projections := []readmodels.Projection{
 		accounts.SummaryProjection{}, accounts.HistoryProjection{}, accounts.DirectoryProjection{},
-		correlation.Projection{Types: []string{account.AggregateType}},
-	} {
+		correlation.Projection{Types: rcfg.AggregateTypes},
+	}
+	if o.transfers {
+		projections = append(projections, transferview.Projection{})
+		wg.Go(func() { _ = newTransfersManager(t, pool, cluster.ListenAddrs(), topics, tp, eventSchemas, logger).Run(ctx) })
+	}
+	for _, proj := range projections {
 		pr := projector.New(proj, prcfg, deps)
 		if proj.Name() == accounts.SummaryName {
 			pr.WithHooks(o.summaryHooks)
@@ -245,4 +261,24 @@ func waitFor(t testing.TB, d time.Duration, what string, cond func() bool) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+}
+
+// newTransfersManager is the transfers process manager as cmd/writer runs it.
+func newTransfersManager(t testing.TB, pool *pgxpool.Pool, brokers []string, topics kafka.Topics, tp trace.TracerProvider,
+	eventSchemas *log.Schemas, logger *slog.Logger) *transfers.Manager {
+	t.Helper()
+	var opts []postgres.StoreOption
+	if tp != nil {
+		opts = append(opts, postgres.WithTracerProvider(tp))
+	}
+	store := postgres.NewStore(pool, writer.Upcasters(), opts...)
+	steps := transfers.NewSteps(store,
+		aggregate.NewHandler(writer.AccountType(), store, eventSchemas, aggregate.Options{}),
+		aggregate.NewHandler(writer.TransferType(), store, eventSchemas, aggregate.Options{}),
+		10*time.Second, logger)
+	cfg := transfers.DefaultConfig()
+	cfg.Client = []kgo.Opt{kgo.SeedBrokers(brokers...)}
+	cfg.Topics = topics
+	cfg.TracerProvider = tp
+	return transfers.NewManager(cfg, steps, writer.Upcasters(), logger)
 }
