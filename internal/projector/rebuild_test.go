@@ -446,7 +446,7 @@ func (f foldIndex) check(h *history, id string, s accounts.Summary) error {
 
 // parseSummary reads a summary hash.
 func parseSummary(f map[string]string) (accounts.Summary, error) {
-	s := accounts.Summary{ID: f["id"], Owner: f["owner"], Currency: f["currency"], Status: f["status"]}
+	s := accounts.Summary{ID: f["id"], Owner: f["owner"], Principal: f["principal"], Currency: f["currency"], Status: f["status"]}
 	var errs [4]error
 	s.Balance, errs[0] = strconv.ParseInt(f["balance"], 10, 64)
 	s.Version, errs[1] = strconv.ParseInt(f["version"], 10, 64)
