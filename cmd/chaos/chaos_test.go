@@ -43,7 +43,9 @@ func TestShortChaosFindsNoViolation(t *testing.T) {
 func TestChaosCatchesARelayThatCheckpointsBeforeTheAck(t *testing.T) {
 	testenv.PostgresURL(t)
 	var out, progress bytes.Buffer
-	err := run(context.Background(), []string{"--seed", "7", "--commands", "3000", "--accounts", "50", "--faults", "9",
+	// Eight faults are every kind but the 40 s stall, which this check does
+	// not need: a relay killed while Kafka is out loses what it checkpointed.
+	err := run(context.Background(), []string{"--seed", "7", "--commands", "1500", "--accounts", "50", "--faults", "8",
 		"--settle", "20s", "--broken"}, noEnv, &out, &progress)
 	t.Log("\n" + out.String())
 	if !errors.Is(err, errViolations) {

@@ -8,6 +8,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/tributary-es/tributary/internal/domain/account"
 	"github.com/tributary-es/tributary/internal/readmodels/accounts"
 	"github.com/tributary-es/tributary/internal/testenv"
 )
@@ -32,6 +33,11 @@ func TestStartsWhenKafkaComesUpLate(t *testing.T) {
 	c := testenv.Kafka(t, kfake.Ports(port))
 	e.addrs = c.ListenAddrs()
 	e.client = testenv.KafkaClient(t, e.addrs)
+	// The new cluster has no topic yet; whether the projector's start made
+	// it before this produce is a race the test must not depend on.
+	if err := e.cfg.Topics.Ensure(t.Context(), e.client, e.cfg.Topics.For(account.AggregateType)); err != nil {
+		t.Fatal(err)
+	}
 	h := generate(20, 300, 11)
 	e.produce(h.events)
 	q := accounts.NewQueries(e.rdb, e.prefix)
