@@ -164,7 +164,9 @@ func newPipeline(t testing.TB, o pipelineOptions) *pipeline {
 	}
 	if o.transfers {
 		projections = append(projections, transferview.Projection{})
-		wg.Go(func() { _ = newTransfersManager(t, pool, cluster.ListenAddrs(), topics, tp, eventSchemas, logger).Run(ctx) })
+		wg.Go(func() {
+			_ = newTransfersManager(t, pool, cluster.ListenAddrs(), topics, tp, eventSchemas, logger).Run(ctx)
+		})
 	}
 	for _, proj := range projections {
 		pr := projector.New(proj, prcfg, deps)
