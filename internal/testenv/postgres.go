@@ -89,7 +89,10 @@ func PostgresPool(t testing.TB, url string) *pgxpool.Pool {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg.MaxConns = 80
+	// Small enough that `make test`'s four packages at a time, each with a
+	// few pools, stay under the server's max_connections (100 by default);
+	// enough for the tests' own concurrency (a pool queues beyond it).
+	cfg.MaxConns = 16
 	pool, err := pgxpool.NewWithConfig(context.Background(), cfg)
 	if err != nil {
 		t.Fatalf("testenv: %v", err)
