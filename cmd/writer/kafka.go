@@ -115,8 +115,10 @@ func newRelay(ctx context.Context, s settings, pool *pgxpool.Pool, reg prometheu
 
 // newTransfers returns the transfers process manager of this process. It
 // reaches Kafka like the relay (brokers is the embedded cluster's, when the
-// relay started one) and runs its commands on pool.
-func newTransfers(s settings, pool *pgxpool.Pool, brokers string, logger *slog.Logger) (*transfers.Manager, error) {
+// relay started one) and runs its commands with api's store and handlers
+// when the API runs in this process too — one group commit, one cache of
+// states and one lock per aggregate for both — else with its own on pool.
+func newTransfers(s settings, pool *pgxpool.Pool, api *writer.Server, brokers string, logger *slog.Logger) (*transfers.Manager, error) {
 	cfg := s.kafka.Client("tributary-transfers")
 	if brokers != "" {
 		cfg.Brokers = strings.Split(brokers, ",")
@@ -125,20 +127,25 @@ func newTransfers(s settings, pool *pgxpool.Pool, brokers string, logger *slog.L
 	if err != nil {
 		return nil, config.UsageError{Err: err}
 	}
-	eventSchemas, err := log.LoadSchemas(schemas.Events)
-	if err != nil {
-		return nil, err
+	var steps *transfers.Steps
+	if api != nil && api.Transfers() != nil {
+		steps = transfers.NewSteps(api.Store(), api.Accounts(), api.Transfers(), 10*time.Second, logger)
+	} else {
+		eventSchemas, err := log.LoadSchemas(schemas.Events)
+		if err != nil {
+			return nil, err
+		}
+		var storeOpts []postgres.StoreOption
+		if s.tracerProvider != nil {
+			storeOpts = append(storeOpts, postgres.WithTracerProvider(s.tracerProvider))
+		}
+		store := postgres.NewStore(pool, writer.Upcasters(), storeOpts...)
+		aggOpts := aggregate.Options{SnapshotEvery: s.snapshotEvery}
+		steps = transfers.NewSteps(store,
+			aggregate.NewHandler(writer.AccountType(), store, eventSchemas, aggOpts),
+			aggregate.NewHandler(writer.TransferType(), store, eventSchemas, aggOpts),
+			10*time.Second, logger)
 	}
-	var storeOpts []postgres.StoreOption
-	if s.tracerProvider != nil {
-		storeOpts = append(storeOpts, postgres.WithTracerProvider(s.tracerProvider))
-	}
-	store := postgres.NewStore(pool, writer.Upcasters(), storeOpts...)
-	aggOpts := aggregate.Options{SnapshotEvery: s.snapshotEvery}
-	steps := transfers.NewSteps(store,
-		aggregate.NewHandler(writer.AccountType(), store, eventSchemas, aggOpts),
-		aggregate.NewHandler(writer.TransferType(), store, eventSchemas, aggOpts),
-		10*time.Second, logger)
 	mcfg := transfers.DefaultConfig()
 	mcfg.Client = opts
 	mcfg.Topics = s.kafka.Topics()

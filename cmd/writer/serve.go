@@ -45,6 +45,7 @@ func serve(ctx context.Context, s settings, logger *slog.Logger, api bool) error
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
 	var handler http.Handler
+	var apiServer *writer.Server // shares its handlers with the process manager
 	if api {
 		cfg := writer.DefaultConfig()
 		cfg.MaxBodyBytes = s.maxBodyBytes
@@ -60,11 +61,10 @@ func serve(ctx context.Context, s settings, logger *slog.Logger, api bool) error
 		if s.propagator != nil {
 			cfg.Propagator = s.propagator
 		}
-		api, err := writer.New(pool, cfg, aggregate.Options{SnapshotEvery: s.snapshotEvery}, reg, logger)
-		if err != nil {
+		if apiServer, err = writer.New(pool, cfg, aggregate.Options{SnapshotEvery: s.snapshotEvery}, reg, logger); err != nil {
 			return err
 		}
-		handler = api.Handler()
+		handler = apiServer.Handler()
 	} else {
 		handler = opsHandler(reg, pool)
 	}
@@ -84,7 +84,7 @@ func serve(ctx context.Context, s settings, logger *slog.Logger, api bool) error
 		if rl != nil && s.kafka.embedded {
 			brokers = rl.broker
 		}
-		if manager, err = newTransfers(s, pool, brokers, logger); err != nil {
+		if manager, err = newTransfers(s, pool, apiServer, brokers, logger); err != nil {
 			return err
 		}
 	}

@@ -357,6 +357,31 @@ func (h *Handler[S, C, E]) Load(ctx context.Context, id string) (S, int64, error
 	return cur.state, cur.version, err
 }
 
+// Current returns an aggregate's state, its version (0: none) and its owner
+// (the principal of its first event; "" when there is none): from the
+// handler's cache when it holds the aggregate, else loaded from the store.
+// The cached state is the one after this process's last command on the
+// aggregate, which another process may have moved on since: use Current
+// where a state that lags is safe, as a process manager deciding whether a
+// step is due (the step itself is then run by Handle, which settles any
+// race). A load is not added to the cache.
+func (h *Handler[S, C, E]) Current(ctx context.Context, id string) (state S, version int64, owner string, err error) {
+	cur, _, err := h.current(ctx, id)
+	return cur.state, cur.version, cur.owner, err
+}
+
+// Owner returns the principal of the aggregate's first event, or "" when it
+// has none. An owner never changes, so a cached one is as good as the
+// store's.
+func (h *Handler[S, C, E]) Owner(ctx context.Context, id string) (string, error) {
+	if h.cache != nil {
+		if cur, ok := h.cache.Peek(id); ok && cur.version > 0 {
+			return cur.owner, nil
+		}
+	}
+	return h.store.StreamOwner(ctx, h.typ.Name, id)
+}
+
 // StateAt answers a temporal query: the state as of untilVersion (if
 // positive) and as of the time until (if not zero), folded from the events.
 func (h *Handler[S, C, E]) StateAt(ctx context.Context, id string, untilVersion int64, until time.Time) (S, int64, error) {

@@ -280,3 +280,45 @@ func TestAnAppendOfUnknownOutcomeIsNeverDecidedAgain(t *testing.T) {
 		t.Fatalf("got %v, want ErrAppendOutcomeUnknown", err)
 	}
 }
+
+// Current and Owner answer from the cache what this process's last command
+// left there — without the store (here, a closed pool) — and load what the
+// cache does not hold.
+func TestCurrentAndOwnerServeTheCache(t *testing.T) {
+	ctx := context.Background()
+	dbURL := testenv.PostgresURL(t)
+	pool := testenv.PostgresPool(t, dbURL)
+	store := postgres.NewStore(pool, nil)
+	h := aggregate.NewHandler(counterType(1), store, counterSchemas(t), aggregate.Options{})
+	meta := testMeta
+	meta.Principal = "alice"
+	for range 2 {
+		if _, err := h.Handle(ctx, aggregate.Request[increment]{AggregateID: "cached", Command: increment{By: 3}, Metadata: meta}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	prefill(t, store, "not-cached", 4) // by "test", around the handler
+
+	state, version, owner, err := h.Current(ctx, "not-cached")
+	if err != nil || state.Count != 4 || version != 4 || owner != "test" {
+		t.Fatalf("Current(not-cached) = %+v v%d owner %q, %v; want count 4 at v4 owned by test", state, version, owner, err)
+	}
+	if owner, err := h.Owner(ctx, "not-cached"); err != nil || owner != "test" {
+		t.Fatalf("Owner(not-cached) = %q, %v; want test", owner, err)
+	}
+	if owner, err := h.Owner(ctx, "nobody"); err != nil || owner != "" {
+		t.Fatalf("Owner(nobody) = %q, %v; want none", owner, err)
+	}
+
+	pool.Close()
+	state, version, owner, err = h.Current(ctx, "cached")
+	if err != nil || state.Count != 6 || version != 2 || owner != "alice" {
+		t.Fatalf("Current(cached) = %+v v%d owner %q, %v; want count 6 at v2 owned by alice, from the cache", state, version, owner, err)
+	}
+	if owner, err := h.Owner(ctx, "cached"); err != nil || owner != "alice" {
+		t.Fatalf("Owner(cached) = %q, %v; want alice, from the cache", owner, err)
+	}
+	if _, err := h.Owner(ctx, "not-cached"); err == nil {
+		t.Fatal("Owner(not-cached) answered with the pool closed: a load was not added to the cache, so it must have asked the store")
+	}
+}

@@ -15,15 +15,17 @@
 // Who asked (G11): every event the manager appends is recorded as
 // Principal ("process-manager") acting on behalf of the transfer's requester,
 // the owner of the transfer's stream (the principal of its TransferRequested,
-// version 1). It is read from the store, not from the event being handled, so
+// version 1; an owner never changes, so the handler's cache serves it as well
+// as the store). It is never taken from the event being handled, so
 // a step redone after a crash or from a replayed record, or caused by an
 // account event, records the same requester.
 //
-// Effectively once: a step is claimed under an idempotency key of its own
-// ("transfer:<id>:<step>", principal "process-manager") that is completed in
-// the same transaction as the step's events, or with the refusal. A step
-// seen again — a redelivered event, a restart between steps, a second
-// manager — replays what the first run did instead of doing it twice. A
+// Effectively once: a step is recorded under an idempotency key of its own
+// ("transfer:<id>:<step>", principal "process-manager"), completed in the
+// same transaction as the step's events, or with the refusal. A step seen
+// again — a redelivered event, a restart between steps, a second manager —
+// fails to record its key a second time, and answers what the first run did
+// instead of doing it twice. A
 // transfer that has ended is left alone, whatever event arrives.
 package transfers
 
@@ -77,10 +79,6 @@ func NewSteps(store *postgres.Store, accounts *Accounts, transfers *Transfers, c
 	return &Steps{store: store, accounts: accounts, transfers: transfers, claimFor: claimFor, logger: logger}
 }
 
-// ErrStepInProgress: another manager holds the step's claim right now; try
-// the event again later.
-var ErrStepInProgress = errors.New("the step is being run by another process manager")
-
 // TransferOf returns the transfer an account event belongs to, from the
 // reason of a withdrawal or the source of a deposit ("transfer:<id>").
 func TransferOf(e log.Event) (id string, ok bool) {
@@ -115,33 +113,22 @@ func (s *Steps) Handle(ctx context.Context, e log.Event) error {
 	return nil
 }
 
-// inProgress loads transfer id; ok is false when it has ended (or never
-// began), and nothing is to be done.
-func (s *Steps) inProgress(ctx context.Context, id string) (transfer.State, bool, error) {
-	st, _, err := s.transfers.Load(ctx, id)
+// inProgress returns transfer id's state and its requester (the owner of
+// its stream: whom its steps are done for); ok is false when it has ended
+// (or never began), and nothing is to be done. The state may come from the
+// handler's cache, and lag behind another manager's steps: a step that is
+// not due any more is then replayed from its key, never done twice.
+func (s *Steps) inProgress(ctx context.Context, id string) (st transfer.State, requester string, ok bool, err error) {
+	st, _, requester, err = s.transfers.Current(ctx, id)
 	if err != nil {
-		return st, false, fmt.Errorf("load transfer %s: %w", id, err)
+		return st, "", false, fmt.Errorf("load transfer %s: %w", id, err)
 	}
-	return st, st.Status == transfer.StatusRequested, nil
-}
-
-// requester returns whom the steps of transfer id are done for: the owner
-// of its stream.
-func (s *Steps) requester(ctx context.Context, id string) (string, error) {
-	owner, err := s.store.StreamOwner(ctx, transfer.AggregateType, id)
-	if err != nil {
-		return "", fmt.Errorf("requester of transfer %s: %w", id, err)
-	}
-	return owner, nil
+	return st, requester, st.Status == transfer.StatusRequested, nil
 }
 
 func (s *Steps) onRequested(ctx context.Context, id string, requested log.Event) error {
-	st, ok, err := s.inProgress(ctx, id)
+	st, requester, ok, err := s.inProgress(ctx, id)
 	if err != nil || !ok {
-		return err
-	}
-	requester, err := s.requester(ctx, id)
-	if err != nil {
 		return err
 	}
 	_, refusal, err := step(ctx, s, id, "withdraw", requested, requester, s.accounts, st.From,
@@ -153,17 +140,13 @@ func (s *Steps) onRequested(ctx context.Context, id string, requested log.Event)
 }
 
 func (s *Steps) onWithdrawn(ctx context.Context, id string, withdrawn log.Event) error {
-	st, ok, err := s.inProgress(ctx, id)
+	st, requester, ok, err := s.inProgress(ctx, id)
 	if err != nil || !ok {
 		return err
 	}
 	if withdrawn.AggregateID != st.From {
 		s.logger.Warn("a withdrawal names a transfer from another account; ignored", "transfer", id, "account", withdrawn.AggregateID)
 		return nil
-	}
-	requester, err := s.requester(ctx, id)
-	if err != nil {
-		return err
 	}
 	_, refusal, err := step(ctx, s, id, "deposit", withdrawn, requester, s.accounts, st.To,
 		account.Command(account.DepositFunds{Amount: st.Amount, Currency: st.Currency, Source: "transfer:" + id}))
@@ -186,17 +169,13 @@ func (s *Steps) onWithdrawn(ctx context.Context, id string, withdrawn log.Event)
 }
 
 func (s *Steps) onDeposited(ctx context.Context, id string, deposited log.Event) error {
-	st, ok, err := s.inProgress(ctx, id)
+	st, requester, ok, err := s.inProgress(ctx, id)
 	if err != nil || !ok {
 		return err
 	}
 	if deposited.AggregateID != st.To {
 		s.logger.Warn("a deposit names a transfer to another account; ignored", "transfer", id, "account", deposited.AggregateID)
 		return nil
-	}
-	requester, err := s.requester(ctx, id)
-	if err != nil {
-		return err
 	}
 	_, _, err = step(ctx, s, id, "complete", deposited, requester, s.transfers, id, transfer.Command(transfer.CompleteTransfer{}))
 	return err
@@ -223,35 +202,16 @@ type refusal struct {
 // returns the event it appended (now, or the first time), or the refusal's
 // detail. cause is the event that caused the step; requester is whom it is
 // done for.
+//
+// The key is not claimed first: the append records it, completed, in its own
+// transaction (or the refusal does), and fails when the key was completed
+// already — by an earlier run of the step, or by another manager running it
+// at the same time — and then the step answers what that run did.
 func step[S any, C any, E aggregate.Event](ctx context.Context, s *Steps, transferID, name string, cause log.Event, requester string,
 	h *aggregate.Handler[S, C, E], aggregateID string, command C,
 ) (log.Event, string, error) {
 	key := "transfer:" + transferID + ":" + name
 	hash := sha256.Sum256([]byte(key))
-	outcome, stored, err := s.store.ClaimIdempotencyKey(ctx, Principal, key, hash[:], s.claimFor)
-	if err != nil {
-		return log.Event{}, "", err
-	}
-	switch outcome {
-	case postgres.InProgress:
-		return log.Event{}, "", fmt.Errorf("transfer %s, step %s: %w", transferID, name, ErrStepInProgress)
-	case postgres.Mismatch:
-		return log.Event{}, "", fmt.Errorf("transfer %s, step %s: its key was used for something else", transferID, name)
-	case postgres.Replay:
-		if !stored.AppendedEvents() {
-			var r refusal
-			if err := json.Unmarshal(stored.Body, &r); err != nil {
-				return log.Event{}, "", fmt.Errorf("transfer %s, step %s: stored outcome: %w", transferID, name, err)
-			}
-			return log.Event{}, r.Detail, nil
-		}
-		evs, err := s.store.ReadStream(ctx, postgres.StreamQuery{AggregateType: stored.AggregateType, AggregateID: stored.AggregateID,
-			AfterVersion: stored.FirstVersion - 1, UntilVersion: stored.FirstVersion})
-		if err != nil || len(evs) == 0 {
-			return log.Event{}, "", fmt.Errorf("transfer %s, step %s: read the event it appended: %v", transferID, name, err)
-		}
-		return evs[0], "", nil
-	}
 	traceParent, traceState := traceContext(ctx, cause)
 	res, err := h.Handle(ctx, aggregate.Request[C]{
 		AggregateID: aggregateID,
@@ -260,23 +220,18 @@ func step[S any, C any, E aggregate.Event](ctx context.Context, s *Steps, transf
 			CorrelationID: cause.CorrelationID, CausationID: cause.ID.String(), Principal: Principal, OnBehalfOf: requester,
 			TraceParent: traceParent, TraceState: traceState,
 		},
-		Idempotency: &postgres.IdempotencyCompletion{Principal: Principal, Key: key, Status: http.StatusOK},
+		Idempotency: &postgres.IdempotencyCompletion{Principal: Principal, Key: key, Status: http.StatusOK, RequestHash: hash[:]},
 	})
 	var ruleAccount *account.RuleError
 	var ruleTransfer *transfer.RuleError
 	switch {
+	case errors.Is(err, postgres.ErrIdempotencyKeyCompleted):
+		return s.done(ctx, transferID, name, key)
 	case errors.As(err, &ruleAccount):
-		return s.refused(ctx, key, refusal{Code: ruleAccount.Code, Detail: ruleAccount.Detail})
+		return s.refused(ctx, transferID, name, key, hash[:], refusal{Code: ruleAccount.Code, Detail: ruleAccount.Detail})
 	case errors.As(err, &ruleTransfer):
-		return s.refused(ctx, key, refusal{Code: ruleTransfer.Code, Detail: ruleTransfer.Detail})
+		return s.refused(ctx, transferID, name, key, hash[:], refusal{Code: ruleTransfer.Code, Detail: ruleTransfer.Detail})
 	case err != nil:
-		// An append whose outcome is unknown may still commit: its claim
-		// runs out instead of being released.
-		if !errors.Is(err, postgres.ErrAppendOutcomeUnknown) {
-			if rerr := s.store.ReleaseIdempotencyKey(context.WithoutCancel(ctx), Principal, key); rerr != nil {
-				err = errors.Join(err, rerr) // the claim expires after claimFor anyway
-			}
-		}
 		return log.Event{}, "", fmt.Errorf("transfer %s, step %s: %w", transferID, name, err)
 	case len(res.Events) == 0:
 		return log.Event{}, "", fmt.Errorf("transfer %s, step %s: the command decided no event", transferID, name)
@@ -287,6 +242,31 @@ func step[S any, C any, E aggregate.Event](ctx context.Context, s *Steps, transf
 		}
 	}
 	return res.Events[0], "", nil
+}
+
+// done answers a step that an earlier run completed: the event it appended,
+// or its refusal's detail.
+func (s *Steps) done(ctx context.Context, transferID, name, key string) (log.Event, string, error) {
+	stored, completed, err := s.store.LookupIdempotencyKey(ctx, Principal, key)
+	if err != nil {
+		return log.Event{}, "", fmt.Errorf("transfer %s, step %s: %w", transferID, name, err)
+	}
+	if !completed {
+		return log.Event{}, "", fmt.Errorf("transfer %s, step %s: its key is not completed, although the store said so", transferID, name)
+	}
+	if !stored.AppendedEvents() {
+		var r refusal
+		if err := json.Unmarshal(stored.Body, &r); err != nil {
+			return log.Event{}, "", fmt.Errorf("transfer %s, step %s: stored outcome: %w", transferID, name, err)
+		}
+		return log.Event{}, r.Detail, nil
+	}
+	evs, err := s.store.ReadStream(ctx, postgres.StreamQuery{AggregateType: stored.AggregateType, AggregateID: stored.AggregateID,
+		AfterVersion: stored.FirstVersion - 1, UntilVersion: stored.FirstVersion})
+	if err != nil || len(evs) == 0 {
+		return log.Event{}, "", fmt.Errorf("transfer %s, step %s: read the event it appended: %v", transferID, name, err)
+	}
+	return evs[0], "", nil
 }
 
 // traceContext is the W3C trace context a step's event is stored with: the
@@ -301,9 +281,15 @@ func traceContext(ctx context.Context, cause log.Event) (traceParent, traceState
 	return carrier.Get("traceparent"), carrier.Get("tracestate")
 }
 
-func (s *Steps) refused(ctx context.Context, key string, r refusal) (log.Event, string, error) {
+// refused records a step's refusal under its key, unless an earlier run of
+// the step completed the key first: then that run's outcome is the step's.
+func (s *Steps) refused(ctx context.Context, transferID, name, key string, hash []byte, r refusal) (log.Event, string, error) {
 	body, _ := json.Marshal(r)
-	if err := s.store.CompleteIdempotencyKey(ctx, Principal, key, http.StatusUnprocessableEntity, body); err != nil {
+	err := s.store.CompleteIdempotencyKey(ctx, Principal, key, hash, http.StatusUnprocessableEntity, body)
+	if errors.Is(err, postgres.ErrIdempotencyKeyCompleted) {
+		return s.done(ctx, transferID, name, key)
+	}
+	if err != nil {
 		return log.Event{}, "", err
 	}
 	return log.Event{}, r.Detail, nil

@@ -59,6 +59,15 @@ func AccountType() aggregate.Type[account.State, account.Command, account.Event]
 	}
 }
 
+// Accounts returns the account commands' handler, to share with a process
+// manager in the same process: one cache of states and one lock per
+// aggregate for both, so that neither finds the other's appends a conflict.
+func (s *Server) Accounts() *AccountHandler { return s.accounts }
+
+// Store returns the event store the API appends to: sharing it shares its
+// group commit.
+func (s *Server) Store() *postgres.Store { return s.store }
+
 type openAccountBody struct {
 	ID             string `json:"id"`
 	Owner          string `json:"owner"`

@@ -134,8 +134,7 @@ func runCommand[S any, C any, E aggregate.Event](s *Server, w http.ResponseWrite
 		switch claim {
 		case postgres.Mismatch:
 			outcome = "rejected"
-			problem.Write(w, r, problem.New(http.StatusUnprocessableEntity, "idempotency-key-reused", "Idempotency-Key reused",
-				"this Idempotency-Key was used before with a different request"))
+			problem.Write(w, r, keyReused())
 			return
 		case postgres.InProgress:
 			outcome = "conflict"
@@ -151,7 +150,7 @@ func runCommand[S any, C any, E aggregate.Event](s *Server, w http.ResponseWrite
 		if created {
 			status = http.StatusCreated
 		}
-		completion = &postgres.IdempotencyCompletion{Principal: principal, Key: cc.idempotencyKey, Status: status}
+		completion = &postgres.IdempotencyCompletion{Principal: principal, Key: cc.idempotencyKey, Status: status, RequestHash: cc.requestHash}
 	}
 
 	res, err := h.Handle(ctx, aggregate.Request[C]{
@@ -166,6 +165,13 @@ func runCommand[S any, C any, E aggregate.Event](s *Server, w http.ResponseWrite
 	if errors.Is(err, postgres.ErrIdempotencyKeyCompleted) {
 		outcome = "replayed"
 		s.answerFromKey(w, r, principal, cc)
+		return
+	}
+	if errors.Is(err, postgres.ErrIdempotencyKeyMismatch) {
+		// The claim ran out and the key went to another request: nothing was
+		// written, and the key is that request's now.
+		outcome = "rejected"
+		problem.Write(w, r, keyReused())
 		return
 	}
 	if err != nil {
@@ -205,7 +211,7 @@ func runCommand[S any, C any, E aggregate.Event](s *Server, w http.ResponseWrite
 			if completion != nil {
 				p.Instance = r.URL.Path
 				body, _ := json.Marshal(p)
-				if cerr := s.store.CompleteIdempotencyKey(ctx, principal, cc.idempotencyKey, p.Status, body); errors.Is(cerr, postgres.ErrIdempotencyKeyCompleted) {
+				if cerr := s.store.CompleteIdempotencyKey(ctx, principal, cc.idempotencyKey, cc.requestHash, p.Status, body); errors.Is(cerr, postgres.ErrIdempotencyKeyCompleted) {
 					// Another run of the request answered first: its answer stands.
 					s.answerFromKey(w, r, principal, cc)
 					return
@@ -228,7 +234,7 @@ func runCommand[S any, C any, E aggregate.Event](s *Server, w http.ResponseWrite
 	}
 	if completion != nil && len(res.Events) == 0 {
 		body, _ := json.Marshal(resp)
-		if cerr := s.store.CompleteIdempotencyKey(ctx, principal, cc.idempotencyKey, status, body); errors.Is(cerr, postgres.ErrIdempotencyKeyCompleted) {
+		if cerr := s.store.CompleteIdempotencyKey(ctx, principal, cc.idempotencyKey, cc.requestHash, status, body); errors.Is(cerr, postgres.ErrIdempotencyKeyCompleted) {
 			s.answerFromKey(w, r, principal, cc)
 			return
 		} else if cerr != nil {
@@ -236,6 +242,13 @@ func runCommand[S any, C any, E aggregate.Event](s *Server, w http.ResponseWrite
 		}
 	}
 	writeCommandResponse(w, resp, status, created, false)
+}
+
+// keyReused is the problem of an Idempotency-Key used before with another
+// request (G2).
+func keyReused() *problem.Problem {
+	return problem.New(http.StatusUnprocessableEntity, "idempotency-key-reused", "Idempotency-Key reused",
+		"this Idempotency-Key was used before with a different request")
 }
 
 // answerFromKey answers a request whose Idempotency-Key another run of it

@@ -10,7 +10,6 @@ import (
 
 	"github.com/tributary-es/tributary/internal/aggregate"
 	"github.com/tributary-es/tributary/internal/auth"
-	"github.com/tributary-es/tributary/internal/domain/account"
 	"github.com/tributary-es/tributary/internal/domain/transfer"
 	"github.com/tributary-es/tributary/internal/httpapi"
 	"github.com/tributary-es/tributary/internal/problem"
@@ -41,6 +40,11 @@ func (s *Server) WithTransfers(h *TransferHandler) *Server {
 	}
 	return s
 }
+
+// Transfers returns the transfer commands' handler (nil without
+// WithTransfers), to share with a process manager in the same process: one
+// cache of states and one lock per aggregate for both.
+func (s *Server) Transfers() *TransferHandler { return s.transfers }
 
 type transferBody struct {
 	ID        string `json:"id"`
@@ -79,7 +83,7 @@ func (s *Server) requestTransfer(w http.ResponseWriter, r *http.Request) {
 	// Money leaves the source account: only its owner, or an operator, may
 	// ask. (The process manager then moves it on the caller's behalf.)
 	if httpapi.ID(body.From) == nil {
-		owner, err := s.store.StreamOwner(r.Context(), account.AggregateType, body.From)
+		owner, err := s.accounts.Owner(r.Context(), body.From)
 		if err != nil {
 			s.internalError(w, r, err)
 			return

@@ -3,12 +3,14 @@ package postgres
 import (
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"sync"
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/tributary-es/tributary/internal/log"
 )
@@ -112,11 +114,13 @@ func (g *groupCommit) send(ctx context.Context, batch []*pendingAppend, args *ba
 	ctx, cancel := context.WithTimeout(ctx, g.batchTimeout)
 	defer cancel()
 	err := g.execute(ctx, batch, args)
-	if (isUniqueViolation(err, "events_stream_version") || isKeyCompletedAlready(err)) && len(batch) > 1 {
+	if (isUniqueViolation(err, "events_stream_version") || isKeyCompletedAlready(err) || isKeyOfAnotherRequest(err) ||
+		isCardinalityViolation(err)) && len(batch) > 1 {
 		// Another process took a version between a command's check and its
-		// insert, or completed a command's Idempotency-Key first, which failed
-		// the whole batch. Send the commands one by one: only the late one
-		// fails.
+		// insert, or completed a command's Idempotency-Key first (or for
+		// another request), or two commands of the batch carry the same key:
+		// the whole batch failed. Send the commands one by one: only the late
+		// one fails.
 		for _, p := range batch {
 			g.settle(p, g.execute(ctx, []*pendingAppend{p}, args))
 		}
@@ -135,6 +139,8 @@ func (g *groupCommit) settle(p *pendingAppend, err error) {
 		p.events, p.err = nil, fmt.Errorf("append to %s/%s at version %d: %w", r.AggregateType, r.AggregateID, r.Expected, ErrConcurrency)
 	case isKeyCompletedAlready(err):
 		p.events, p.err = nil, fmt.Errorf("append to %s/%s: %w", r.AggregateType, r.AggregateID, ErrIdempotencyKeyCompleted)
+	case isKeyOfAnotherRequest(err):
+		p.events, p.err = nil, fmt.Errorf("append to %s/%s: %w", r.AggregateType, r.AggregateID, ErrIdempotencyKeyMismatch)
 	case outcomeUnknown(err):
 		p.events, p.err = nil, fmt.Errorf("append to %s/%s: %w: %w", r.AggregateType, r.AggregateID, ErrAppendOutcomeUnknown, err)
 	case err != nil:
@@ -159,6 +165,7 @@ type batchArgs struct {
 	cOnBehalfOf, cTraceParent, cTraceState           []string
 	cSnapState                                       []string
 	cIdemPrincipal, cIdemKey                         []string
+	cIdemHash                                        [][]byte
 	cExpected, cSnapVersion                          []int64
 	cSnapSchema, cIdemStatus                         []int32
 	eCmd, eOrd, eSchema                              []int32
@@ -177,7 +184,7 @@ func (a *batchArgs) fill(batch []*pendingAppend) {
 	clear(a.sent)
 	a.cType, a.cID, a.cCorrelation, a.cCausation, a.cPrincipal = a.cType[:0], a.cID[:0], a.cCorrelation[:0], a.cCausation[:0], a.cPrincipal[:0]
 	a.cOnBehalfOf, a.cTraceParent, a.cTraceState, a.cSnapState = a.cOnBehalfOf[:0], a.cTraceParent[:0], a.cTraceState[:0], a.cSnapState[:0]
-	a.cIdemPrincipal, a.cIdemKey = a.cIdemPrincipal[:0], a.cIdemKey[:0]
+	a.cIdemPrincipal, a.cIdemKey, a.cIdemHash = a.cIdemPrincipal[:0], a.cIdemKey[:0], a.cIdemHash[:0]
 	a.cExpected, a.cSnapVersion, a.cSnapSchema, a.cIdemStatus = a.cExpected[:0], a.cSnapVersion[:0], a.cSnapSchema[:0], a.cIdemStatus[:0]
 	a.eCmd, a.eOrd, a.eSchema, a.eID, a.eType, a.ePayload = a.eCmd[:0], a.eOrd[:0], a.eSchema[:0], a.eID[:0], a.eType[:0], a.ePayload[:0]
 	for i, p := range batch {
@@ -190,11 +197,12 @@ func (a *batchArgs) fill(batch []*pendingAppend) {
 			snapVersion, snapSchema, snapState = s.Version, int32(s.SchemaVersion), string(s.State)
 		}
 		a.cSnapVersion, a.cSnapSchema, a.cSnapState = append(a.cSnapVersion, snapVersion), append(a.cSnapSchema, snapSchema), append(a.cSnapState, snapState)
-		idemPrincipal, idemKey, idemStatus := "", "", int32(0)
+		idemPrincipal, idemKey, idemStatus, idemHash := "", "", int32(0), []byte{}
 		if k := r.Idempotency; k != nil {
-			idemPrincipal, idemKey, idemStatus = k.Principal, k.Key, int32(k.Status)
+			idemPrincipal, idemKey, idemStatus, idemHash = k.Principal, k.Key, int32(k.Status), requestHash(k.RequestHash)
 		}
 		a.cIdemPrincipal, a.cIdemKey, a.cIdemStatus = append(a.cIdemPrincipal, idemPrincipal), append(a.cIdemKey, idemKey), append(a.cIdemStatus, idemStatus)
+		a.cIdemHash = append(a.cIdemHash, idemHash)
 		for j, e := range r.Events {
 			a.sent[e.ID] = eventAt{cmd: i, ord: j}
 			a.eCmd, a.eOrd, a.eSchema = append(a.eCmd, int32(i+1)), append(a.eOrd, int32(j+1)), append(a.eSchema, int32(e.SchemaVersion))
@@ -211,7 +219,7 @@ func (g *groupCommit) execute(ctx context.Context, batch []*pendingAppend, a *ba
 	a.fill(batch)
 	rows, err := g.store.pool.Query(ctx, appendBatchSQL,
 		a.cType, a.cID, a.cExpected, a.cCorrelation, a.cCausation, a.cPrincipal, a.cOnBehalfOf, a.cTraceParent, a.cTraceState,
-		a.cSnapVersion, a.cSnapSchema, a.cSnapState, a.cIdemPrincipal, a.cIdemKey, a.cIdemStatus,
+		a.cSnapVersion, a.cSnapSchema, a.cSnapState, a.cIdemPrincipal, a.cIdemKey, a.cIdemStatus, a.cIdemHash,
 		a.eCmd, a.eOrd, a.eID, a.eType, a.eSchema, a.ePayload)
 	if err == nil {
 		for rows.Next() {
@@ -240,8 +248,15 @@ func (g *groupCommit) execute(ctx context.Context, batch []*pendingAppend, a *ba
 
 // appendBatchSQL appends a batch of commands in one statement: see
 // migrations/004_append_commands.sql for how each command succeeds or
-// conflicts on its own (its latest form is in 007_on_behalf_of.sql). A loop in plpgsql (003) paid an executor start-up and
+// conflicts on its own (its latest form is in 008_idempotency_in_the_append.sql). A loop in plpgsql (003) paid an executor start-up and
 // a plan per command, ~100 µs each, more than the inserts themselves. The
 // batch holds one command per stream (groupCommit.take).
 const appendBatchSQL = `SELECT o_event_id, o_version, o_global_position, o_recorded_at
-FROM tributary_append_commands($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21)`
+FROM tributary_append_commands($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22)`
+
+// isCardinalityViolation tells whether err is an upsert meeting one row
+// twice: two commands of a batch with the same idempotency key.
+func isCardinalityViolation(err error) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && pgErr.Code == "21000"
+}

@@ -94,17 +94,50 @@ func (s *Store) ClaimIdempotencyKey(ctx context.Context, principal, key string, 
 }
 
 // CompleteIdempotencyKey remembers a response that appended nothing (a
-// refused command, or one that decided no events) for the claimed key.
-func (s *Store) CompleteIdempotencyKey(ctx context.Context, principal, key string, status int, body json.RawMessage) error {
-	tag, err := s.pool.Exec(ctx, `UPDATE idempotency_keys SET completed_at = now(), response_status = $3, response_body = $4
-        WHERE principal = $1 AND key = $2 AND completed_at IS NULL`, principal, key, status, body)
-	if err != nil {
+// refused command, or one that decided no events) for the key: it completes
+// the key's claim, or records the key completed when the request did not
+// claim it first. It fails with ErrIdempotencyKeyCompleted when the key was
+// completed already, and with ErrIdempotencyKeyMismatch when the key belongs
+// to another request.
+func (s *Store) CompleteIdempotencyKey(ctx context.Context, principal, key string, hash []byte, status int, body json.RawMessage) error {
+	_, err := s.pool.Exec(ctx, `INSERT INTO idempotency_keys AS k (principal, key, request_hash, claimed_until, completed_at, response_status, response_body)
+        VALUES ($1, $2, $3, now(), now(), $4, $5)
+        ON CONFLICT (principal, key) DO UPDATE
+            SET completed_at = excluded.completed_at, response_status = excluded.response_status,
+                response_body = excluded.response_body, request_hash = excluded.request_hash`,
+		principal, key, requestHash(hash), status, body)
+	switch {
+	case isKeyCompletedAlready(err):
+		return fmt.Errorf("complete idempotency key %s: %w", key, ErrIdempotencyKeyCompleted)
+	case isKeyOfAnotherRequest(err):
+		return fmt.Errorf("complete idempotency key %s: %w", key, ErrIdempotencyKeyMismatch)
+	case err != nil:
 		return fmt.Errorf("complete idempotency key: %w", err)
 	}
-	if tag.RowsAffected() == 0 {
-		return fmt.Errorf("complete idempotency key %s: %w", key, ErrIdempotencyKeyCompleted)
-	}
 	return nil
+}
+
+// LookupIdempotencyKey returns what the key remembers once it is completed;
+// completed is false while it is only claimed or unknown.
+func (s *Store) LookupIdempotencyKey(ctx context.Context, principal, key string) (r StoredResponse, completed bool, err error) {
+	var hash []byte
+	err = s.pool.QueryRow(ctx, lookupKeySQL, principal, key).Scan(&hash, &completed, &r.Status,
+		&r.AggregateType, &r.AggregateID, &r.FirstVersion, &r.LastVersion, &r.Body)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return StoredResponse{}, false, nil
+	}
+	if err != nil {
+		return StoredResponse{}, false, fmt.Errorf("look up idempotency key: %w", err)
+	}
+	return r, completed, nil
+}
+
+// requestHash is a request's hash as stored: never NULL.
+func requestHash(h []byte) []byte {
+	if h == nil {
+		return []byte{}
+	}
+	return h
 }
 
 // ErrIdempotencyKeyCompleted means another run of the request completed its
@@ -112,6 +145,17 @@ func (s *Store) CompleteIdempotencyKey(ctx context.Context, principal, key strin
 // over): this run stored nothing, and the answer is the other run's, which
 // a new claim replays.
 var ErrIdempotencyKeyCompleted = errors.New("the idempotency key was completed by another run of the request")
+
+// ErrIdempotencyKeyMismatch means the key was claimed or completed for
+// another request (another request hash): this request stored nothing.
+var ErrIdempotencyKeyMismatch = errors.New("the idempotency key belongs to another request")
+
+// isKeyOfAnotherRequest tells whether err is the database refusing to record
+// a key for a request other than its own (migration 008).
+func isKeyOfAnotherRequest(err error) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && pgErr.Code == "TB002"
+}
 
 // isKeyCompletedAlready tells whether err is the database refusing to
 // complete a completed key (migration 005).

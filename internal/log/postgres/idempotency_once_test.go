@@ -25,7 +25,7 @@ func TestAnIdempotencyKeyIsCompletedOnce(t *testing.T) {
 		t.Run(map[bool]string{false: "single append", true: "group commit"}[viaGroupCommit], func(t *testing.T) {
 			id := map[bool]string{false: "a1", true: "a2"}[viaGroupCommit]
 			key := "k-" + id
-			complete := postgres.IdempotencyCompletion{Principal: "alice", Key: key, Status: 201}
+			complete := postgres.IdempotencyCompletion{Principal: "alice", Key: key, Status: 201, RequestHash: hash}
 			for range 2 { // the first run, then the retry that takes its key over
 				if out, _, err := store.ClaimIdempotencyKey(ctx, "alice", key, hash, time.Millisecond); err != nil || out != postgres.Claimed {
 					t.Fatalf("claim: %v %v", out, err)
@@ -58,7 +58,7 @@ func TestAnIdempotencyKeyIsCompletedOnce(t *testing.T) {
 				t.Fatalf("the stream ends at v%d %s, want the first run's v%d", last.Version, last.Type, first[0].Version)
 			}
 			// A refusal of the late run cannot overwrite the answer either.
-			err = store.CompleteIdempotencyKey(ctx, "alice", key, 422, json.RawMessage(`{"status":422}`))
+			err = store.CompleteIdempotencyKey(ctx, "alice", key, hash, 422, json.RawMessage(`{"status":422}`))
 			if !errors.Is(err, postgres.ErrIdempotencyKeyCompleted) {
 				t.Fatalf("the late run's refusal: %v, want ErrIdempotencyKeyCompleted", err)
 			}

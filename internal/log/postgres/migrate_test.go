@@ -54,29 +54,31 @@ func migrateTo(t *testing.T, ctx context.Context, dbURL string, version int32) {
 	}
 }
 
-// Migration 007's down section restores what 003 to 006 created (the same
-// functions, events without on_behalf_of), and its up section applies again
-// on top of that.
-func TestMigration007GoesDownAndUp(t *testing.T) {
+// The down sections of the latest migrations restore what the migrations
+// before them created — 008's the append function of 007 and 005's trigger,
+// 007's the functions of 003 to 006 and events without on_behalf_of — and
+// their up sections apply again on top of that.
+func TestTheLatestMigrationsGoDownAndUp(t *testing.T) {
 	ctx := context.Background()
 	dbURL := testenv.PostgresURL(t) // at the newest version
 	newest := schemaState(t, ctx, dbURL)
-	if !strings.Contains(strings.Join(newest, "\n"), "column on_behalf_of text nullable=NO default=''::text") {
-		t.Fatalf("no on_behalf_of column at the newest version:\n%s", strings.Join(newest, "\n"))
+	for _, want := range []string{"column on_behalf_of text nullable=NO default=''::text", "c_idem_hash bytea[]", "TB002"} {
+		if !strings.Contains(strings.Join(newest, "\n"), want) {
+			t.Fatalf("no %q at the newest version:\n%s", want, strings.Join(newest, "\n"))
+		}
 	}
-
-	migrateTo(t, ctx, dbURL, 6)
-	downFrom7 := schemaState(t, ctx, dbURL)
-	migrateTo(t, ctx, dbURL, 2) // before 003 created the first group-commit function
-	migrateTo(t, ctx, dbURL, 6)
-	upTo6 := schemaState(t, ctx, dbURL)
-	if !reflect.DeepEqual(downFrom7, upTo6) {
-		t.Errorf("007's down section left\n%s\n\nmigrations 003 to 006 make\n%s", strings.Join(downFrom7, "\n"), strings.Join(upTo6, "\n"))
+	for _, version := range []int32{8, 7} {
+		migrateTo(t, ctx, dbURL, version-1)
+		down := schemaState(t, ctx, dbURL)
+		migrateTo(t, ctx, dbURL, 2) // before 003 created the first group-commit function
+		migrateTo(t, ctx, dbURL, version-1)
+		if up := schemaState(t, ctx, dbURL); !reflect.DeepEqual(down, up) {
+			t.Errorf("%03d's down section left\n%s\n\nmigrations up to %03d make\n%s", version, strings.Join(down, "\n"), version-1, strings.Join(up, "\n"))
+		}
 	}
-
-	migrateTo(t, ctx, dbURL, 7)
+	migrateTo(t, ctx, dbURL, 8)
 	if again := schemaState(t, ctx, dbURL); !reflect.DeepEqual(again, newest) {
-		t.Errorf("007 applied again made\n%s\n\nthe first time\n%s", strings.Join(again, "\n"), strings.Join(newest, "\n"))
+		t.Errorf("007 and 008 applied again made\n%s\n\nthe first time\n%s", strings.Join(again, "\n"), strings.Join(newest, "\n"))
 	}
 	if err := postgres.CheckSchema(ctx, testenv.PostgresPool(t, dbURL)); err != nil {
 		t.Fatal(err)

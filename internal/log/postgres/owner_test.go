@@ -28,7 +28,7 @@ func TestOnBehalfOfIsStoredAndRead(t *testing.T) {
 		{AggregateType: "thing", AggregateID: "plain", Expected: postgres.NoStream, Events: newEvents(t, "Made"), Metadata: step},
 		{AggregateType: "thing", AggregateID: "snapshot-and-key", Expected: postgres.NoStream, Events: newEvents(t, "Made", "Changed"), Metadata: step,
 			Snapshot:    &postgres.Snapshot{Version: 2, SchemaVersion: 1, State: json.RawMessage(`{}`)},
-			Idempotency: &postgres.IdempotencyCompletion{Principal: "process-manager", Key: "k", Status: 200}},
+			Idempotency: &postgres.IdempotencyCompletion{Principal: "process-manager", Key: "k", Status: 200, RequestHash: []byte("h")}},
 		{AggregateType: "thing", AggregateID: "any-version", Expected: postgres.AnyVersion, Events: newEvents(t, "Made"), Metadata: step},
 		{AggregateType: "thing", AggregateID: "for-itself", Expected: postgres.NoStream, Events: newEvents(t, "Made"), Metadata: own},
 	}

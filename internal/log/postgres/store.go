@@ -124,11 +124,17 @@ type Snapshot struct {
 	State         json.RawMessage
 }
 
-// IdempotencyCompletion marks an idempotency key done in the same transaction
-// as the append, so a retry can never append twice.
+// IdempotencyCompletion records an idempotency key, completed, in the same
+// transaction as the append, so a retry can never append twice: it completes
+// the key's claim, or inserts the key when the request did not claim it
+// first. The append fails with ErrIdempotencyKeyCompleted when the key was
+// completed already, and with ErrIdempotencyKeyMismatch when it belongs to
+// another request (another RequestHash); nothing is written then.
 type IdempotencyCompletion struct {
 	Principal, Key string
 	Status         int
+	// RequestHash identifies the request (ClaimIdempotencyKey's requestHash).
+	RequestHash []byte
 }
 
 // AppendRequest is one atomic append to one stream.
@@ -140,7 +146,7 @@ type AppendRequest struct {
 	// Snapshot, if set, is stored in the same transaction; its Version must be
 	// the stream's version after this append.
 	Snapshot *Snapshot
-	// Idempotency, if set, completes a claimed key in the same transaction.
+	// Idempotency, if set, records the key completed in the same transaction.
 	Idempotency *IdempotencyCompletion
 }
 
@@ -171,11 +177,15 @@ ON CONFLICT (aggregate_type, aggregate_id) DO UPDATE
     WHERE snapshots.version < excluded.version OR snapshots.schema_version <> excluded.schema_version`
 
 const completeKeySQL = `
-UPDATE idempotency_keys k
-SET completed_at = now(), response_status = $3, aggregate_type = $4, aggregate_id = $5,
-    first_version = appended.first, last_version = appended.last
+INSERT INTO idempotency_keys AS k (principal, key, request_hash, claimed_until, completed_at, response_status,
+                                   aggregate_type, aggregate_id, first_version, last_version)
+SELECT $1, $2, $7, now(), now(), $3, $4, $5, appended.first, appended.last
 FROM (SELECT min(version) AS first, max(version) AS last FROM events WHERE event_id = ANY($6::uuid[])) appended
-WHERE k.principal = $1 AND k.key = $2 AND appended.last IS NOT NULL`
+WHERE appended.last IS NOT NULL
+ON CONFLICT (principal, key) DO UPDATE
+    SET completed_at = excluded.completed_at, response_status = excluded.response_status, request_hash = excluded.request_hash,
+        aggregate_type = excluded.aggregate_type, aggregate_id = excluded.aggregate_id,
+        first_version = excluded.first_version, last_version = excluded.last_version`
 
 // Append writes req.Events to the stream as versions current+1, current+2, …
 // atomically. It returns the stored events with their versions, global
@@ -258,7 +268,7 @@ func (s *Store) appendOnce(ctx context.Context, req AppendRequest) ([]log.Event,
 		batch.Queue(snapshotSQL, req.AggregateType, req.AggregateID, snap.Version, snap.SchemaVersion, string(snap.State), lastID)
 	}
 	if idem := req.Idempotency; idem != nil {
-		batch.Queue(completeKeySQL, idem.Principal, idem.Key, idem.Status, req.AggregateType, req.AggregateID, ids)
+		batch.Queue(completeKeySQL, idem.Principal, idem.Key, idem.Status, req.AggregateType, req.AggregateID, ids, requestHash(idem.RequestHash))
 	}
 
 	results := s.pool.SendBatch(ctx, batch)
@@ -271,6 +281,9 @@ func (s *Store) appendOnce(ctx context.Context, req AppendRequest) ([]log.Event,
 	}
 	if isKeyCompletedAlready(err) {
 		return nil, fmt.Errorf("append to %s/%s: %w", req.AggregateType, req.AggregateID, ErrIdempotencyKeyCompleted)
+	}
+	if isKeyOfAnotherRequest(err) {
+		return nil, fmt.Errorf("append to %s/%s: %w", req.AggregateType, req.AggregateID, ErrIdempotencyKeyMismatch)
 	}
 	if outcomeUnknown(err) {
 		return nil, fmt.Errorf("append to %s/%s: %w: %w", req.AggregateType, req.AggregateID, ErrAppendOutcomeUnknown, err)

@@ -160,7 +160,7 @@ func TestFailedAppendWritesNothing(t *testing.T) {
 	_, err := store.Append(ctx, postgres.AppendRequest{
 		AggregateType: "thing", AggregateID: "t1", Expected: postgres.NoStream, Events: newEvents(t, "Made"), Metadata: meta,
 		Snapshot:    &postgres.Snapshot{Version: 1, SchemaVersion: 1, State: json.RawMessage(`{"bad":true}`)},
-		Idempotency: &postgres.IdempotencyCompletion{Principal: "alice", Key: "k1", Status: 201},
+		Idempotency: &postgres.IdempotencyCompletion{Principal: "alice", Key: "k1", Status: 201, RequestHash: []byte("h")},
 	})
 	if !errors.Is(err, postgres.ErrConcurrency) {
 		t.Fatalf("got %v, want ErrConcurrency", err)
@@ -281,7 +281,7 @@ func TestIdempotencyKeyLifecycle(t *testing.T) {
 	}
 
 	events, err := store.Append(ctx, postgres.AppendRequest{AggregateType: "thing", AggregateID: "t1", Expected: postgres.NoStream,
-		Events: newEvents(t, "Made", "Changed"), Metadata: meta, Idempotency: &postgres.IdempotencyCompletion{Principal: "alice", Key: "k", Status: 201}})
+		Events: newEvents(t, "Made", "Changed"), Metadata: meta, Idempotency: &postgres.IdempotencyCompletion{Principal: "alice", Key: "k", Status: 201, RequestHash: hash}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -307,7 +307,7 @@ func TestIdempotencyKeyLifecycle(t *testing.T) {
 	}
 
 	// A refusal is remembered by its body.
-	if err := store.CompleteIdempotencyKey(ctx, "bob", "k", 422, json.RawMessage(`{"status":422}`)); err != nil {
+	if err := store.CompleteIdempotencyKey(ctx, "bob", "k", hash, 422, json.RawMessage(`{"status":422}`)); err != nil {
 		t.Fatal(err)
 	}
 	out, stored, _ = store.ClaimIdempotencyKey(ctx, "bob", "k", hash, time.Minute)
@@ -354,7 +354,7 @@ func TestGroupCommitSettlesEachCommandOnItsOwn(t *testing.T) {
 			_, errs[i] = store.Append(ctx, postgres.AppendRequest{AggregateType: "thing", AggregateID: id, Expected: expected,
 				Events: newEvents(t, "Made", "Changed"), Metadata: meta,
 				Snapshot:    &postgres.Snapshot{Version: 2, SchemaVersion: 1, State: json.RawMessage(`{}`)},
-				Idempotency: &postgres.IdempotencyCompletion{Principal: "p", Key: key, Status: 201}})
+				Idempotency: &postgres.IdempotencyCompletion{Principal: "p", Key: key, Status: 201, RequestHash: []byte("h")}})
 		})
 	}
 	wg.Wait()
@@ -461,7 +461,7 @@ func TestExpireIdempotencyKeys(t *testing.T) {
 			t.Fatalf("claim %s: %v %v", key, out, err)
 		}
 	}
-	if err := store.CompleteIdempotencyKey(ctx, "p", "old-done", 200, json.RawMessage(`{}`)); err != nil {
+	if err := store.CompleteIdempotencyKey(ctx, "p", "old-done", []byte("h"), 200, json.RawMessage(`{}`)); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := pool.Exec(ctx, `UPDATE idempotency_keys SET created_at = now() - interval '2 days' WHERE key LIKE 'old-%'`); err != nil {
