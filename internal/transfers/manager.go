@@ -2,9 +2,11 @@ package transfers
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"log/slog"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -37,6 +39,9 @@ type Config struct {
 	// SessionTimeout is how soon the partitions of a manager that died move
 	// to the others: the transfers on them wait that long.
 	SessionTimeout time.Duration
+	// Concurrency bounds the transfers whose events are handled at once
+	// (each transfer's in order). 0 means 64.
+	Concurrency int
 	// TracerProvider makes a "process <topic>" span of every record the
 	// manager handles, continuing the record's trace (nil: no spans; the
 	// record's trace context still reaches the steps' events).
@@ -51,6 +56,7 @@ func DefaultConfig() Config {
 		RetryBackoff:   50 * time.Millisecond,
 		MaxBackoff:     5 * time.Second,
 		SessionTimeout: 10 * time.Second,
+		Concurrency:    64,
 	}
 }
 
@@ -66,6 +72,9 @@ type Manager struct {
 // NewManager returns a manager of steps; events are upcast with upcasters
 // before they are handled.
 func NewManager(cfg Config, steps *Steps, upcasters *log.Upcasters, logger *slog.Logger) *Manager {
+	if cfg.Concurrency <= 0 {
+		cfg.Concurrency = 64
+	}
 	tp := cfg.TracerProvider
 	if tp == nil {
 		tp = noop.NewTracerProvider()
@@ -108,18 +117,23 @@ func (m *Manager) Run(ctx context.Context) error {
 				m.logger.Warn("fetch", "topic", topic, "partition", partition, "err", err)
 			}
 		})
-		// Partitions in parallel, each in order: one transfer's events are
-		// on one partition of each topic.
+		// One transfer's events in order, different transfers' at once: a
+		// transfer's events are on one partition of each topic, and its
+		// steps are keyed, so only the order within a transfer matters. The
+		// steps of many transfers then share group commit's batches.
 		var g errgroup.Group
+		g.SetLimit(m.cfg.Concurrency)
 		fetches.EachPartition(func(p kgo.FetchTopicPartition) {
-			g.Go(func() error {
-				for _, r := range p.Records {
-					if err := m.handle(ctx, r); err != nil {
-						return err
+			for _, records := range byTransfer(p.Records, m.cfg.Topics.For(transfer.AggregateType)) {
+				g.Go(func() error {
+					for _, r := range records {
+						if err := m.handle(ctx, r); err != nil {
+							return err
+						}
 					}
-				}
-				return nil
-			})
+					return nil
+				})
+			}
 		})
 		if err := g.Wait(); err != nil {
 			cl.AllowRebalance()
@@ -133,6 +147,45 @@ func (m *Manager) Run(ctx context.Context) error {
 		}
 		cl.AllowRebalance()
 	}
+}
+
+// byTransfer groups one partition's records by the transfer they belong to,
+// each group in offset order: a transfer's own events by their key (the
+// transfer id), an account's by the transfer its payload names. Records of
+// no transfer — most account events — form one group of their own, kept in
+// order too. transferTopic names the topic of the transfers' own events.
+func byTransfer(records []*kgo.Record, transferTopic string) [][]*kgo.Record {
+	var groups [][]*kgo.Record
+	index := make(map[string]int)
+	for _, r := range records {
+		id := string(r.Key)
+		if r.Topic != transferTopic {
+			id = transferNamedIn(r.Value)
+		}
+		i, ok := index[id]
+		if !ok {
+			i = len(groups)
+			index[id] = i
+			groups = append(groups, nil)
+		}
+		groups[i] = append(groups[i], r)
+	}
+	return groups
+}
+
+// transferNamedIn returns the transfer an account event's payload names in
+// its reason or source ("transfer:<id>"), or "" for none.
+func transferNamedIn(payload []byte) string {
+	var p struct{ Reason, Source string }
+	if json.Unmarshal(payload, &p) != nil {
+		return ""
+	}
+	for _, s := range []string{p.Reason, p.Source} {
+		if id, ok := strings.CutPrefix(s, "transfer:"); ok {
+			return id
+		}
+	}
+	return ""
 }
 
 // handle handles one record until it succeeds or ctx ends, in a CONSUMER
