@@ -17,13 +17,11 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"golang.org/x/sync/errgroup"
 
-	"github.com/tributary-es/tributary/internal/aggregate"
 	"github.com/tributary-es/tributary/internal/apispec"
 	"github.com/tributary-es/tributary/internal/domain/account"
 	"github.com/tributary-es/tributary/internal/domain/transfer"
 	"github.com/tributary-es/tributary/internal/log"
 	"github.com/tributary-es/tributary/internal/log/kafka"
-	"github.com/tributary-es/tributary/internal/log/postgres"
 	"github.com/tributary-es/tributary/internal/log/relay"
 	"github.com/tributary-es/tributary/internal/projector"
 	"github.com/tributary-es/tributary/internal/reader"
@@ -121,12 +119,8 @@ func startPipeline(ctx context.Context, databaseURL, redisAddr, prefix string, p
 	if err := rl.EnsureTopics(ctx); err != nil {
 		return nil, fmt.Errorf("relay: %w", err)
 	}
-	store := postgres.NewStore(p.pool, writer.Upcasters())
-	aggOpts := aggregate.Options{SnapshotEvery: 100}
-	steps := transfers.NewSteps(store,
-		aggregate.NewHandler(writer.AccountType(), store, eventSchemas, aggOpts),
-		aggregate.NewHandler(writer.TransferType(), store, eventSchemas, aggOpts),
-		10*time.Second, logger)
+	// As cmd/writer serve: the manager runs on the API's store and handlers.
+	steps := transfers.NewSteps(p.writer.api.Store(), p.writer.api.Accounts(), p.writer.api.Transfers(), 10*time.Second, logger)
 	mcfg := transfers.DefaultConfig()
 	mcfg.Client = kafkaOpts("tributary-transfers")
 	mcfg.Topics = topics

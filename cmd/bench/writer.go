@@ -25,6 +25,7 @@ const writerMaxConns = 64
 type writerServer struct {
 	// pool is closed with the server when the server owns it.
 	pool    *pgxpool.Pool
+	api     *writer.Server
 	srv     *http.Server
 	served  chan error
 	baseURL string
@@ -80,6 +81,7 @@ func serveWriter(ctx context.Context, pool *pgxpool.Pool, a *benchAuth, reg *pro
 		return nil, fmt.Errorf("writer: listen: %w", err)
 	}
 	w := &writerServer{
+		api: api,
 		srv: &http.Server{
 			Handler:           api.Handler(),
 			ReadHeaderTimeout: 5 * time.Second,
