@@ -56,8 +56,18 @@ func feedLockKey(name string) int64 {
 
 // AcquireFeed connects and tries to take the leadership of the named feed.
 // It returns ErrNotLeader, without blocking, when another process has it.
+//
+// The feed's connection commits without waiting for the WAL flush
+// (synchronous_commit off): it writes only the checkpoint, and a checkpoint
+// that a crash of Postgres loses makes the feed serve again events it
+// served, which its consumers drop as duplicates — never skip any.
 func AcquireFeed(ctx context.Context, databaseURL, name string, upcasters *log.Upcasters) (*Feed, error) {
-	conn, err := pgx.Connect(ctx, databaseURL)
+	cfg, err := pgx.ParseConfig(databaseURL)
+	if err != nil {
+		return nil, fmt.Errorf("feed %s: %w", name, err)
+	}
+	cfg.RuntimeParams["synchronous_commit"] = "off"
+	conn, err := pgx.ConnectConfig(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("feed %s: connect: %w", name, err)
 	}

@@ -43,6 +43,11 @@ type Config struct {
 	BatchSize int
 	// PollInterval is how long the leader waits when it is caught up.
 	PollInterval time.Duration
+	// CheckpointInterval is how often, at most, the leader stores how far
+	// Kafka acknowledged (and when it is caught up or stops leading): one
+	// small transaction for many batches. A leader that dies re-publishes
+	// what it published since; consumers drop the duplicates by version.
+	CheckpointInterval time.Duration
 	// StandbyInterval is how often a standby tries to take the lead.
 	StandbyInterval time.Duration
 	// MaxBackoff caps the wait between retries after a failure.
@@ -61,14 +66,15 @@ type Config struct {
 // DefaultConfig is a sensible Config.
 func DefaultConfig() Config {
 	return Config{
-		Name:            "kafka",
-		Topics:          kafka.Topics{Prefix: "tributary", Partitions: 12, ReplicationFactor: -1},
-		Source:          "/tributary/writer",
-		BatchSize:       2000,
-		PollInterval:    20 * time.Millisecond,
-		StandbyInterval: time.Second,
-		MaxBackoff:      5 * time.Second,
-		AckTimeout:      10 * time.Second,
+		Name:               "kafka",
+		Topics:             kafka.Topics{Prefix: "tributary", Partitions: 12, ReplicationFactor: -1},
+		Source:             "/tributary/writer",
+		BatchSize:          2000,
+		PollInterval:       20 * time.Millisecond,
+		CheckpointInterval: 250 * time.Millisecond,
+		StandbyInterval:    time.Second,
+		MaxBackoff:         5 * time.Second,
+		AckTimeout:         10 * time.Second,
 	}
 }
 
@@ -78,8 +84,8 @@ func DefaultConfig() Config {
 type Hooks struct {
 	// BeforeProduce runs after a batch was read, before it is produced.
 	BeforeProduce func(batch []postgres.FeedEvent) error
-	// BeforeCheckpoint runs after Kafka acknowledged a batch, before the
-	// checkpoint moves.
+	// BeforeCheckpoint runs before the checkpoint moves, with the last batch
+	// Kafka acknowledged since it last moved.
 	BeforeCheckpoint func(batch []postgres.FeedEvent) error
 }
 
@@ -203,18 +209,53 @@ func (r *Relay) Run(ctx context.Context) error {
 }
 
 // lead publishes from the checkpoint on, while the feed's connection (and
-// with it the leadership) lasts.
-func (r *Relay) lead(ctx context.Context, feed *postgres.Feed) error {
+// with it the leadership) lasts. The checkpoint moves after Kafka
+// acknowledged, every CheckpointInterval at most, when the feed is caught up,
+// and when leading ends without a failure of the feed.
+func (r *Relay) lead(ctx context.Context, feed *postgres.Feed) (err error) {
 	pos, err := feed.Checkpoint(ctx)
 	if err != nil {
 		return err
 	}
+	var acked []postgres.FeedEvent // the last acknowledged batch, not checkpointed yet
+	lastStored := time.Now()
+	checkpoint := func(ctx context.Context) error {
+		if acked == nil {
+			return nil
+		}
+		if r.hooks.BeforeCheckpoint != nil {
+			if err := r.hooks.BeforeCheckpoint(acked); err != nil {
+				return err
+			}
+		}
+		if !checkpointBeforeAck {
+			if err := feed.Commit(ctx, pos); err != nil {
+				return err
+			}
+		}
+		acked, lastStored = nil, time.Now()
+		return nil
+	}
+	defer func() {
+		// Leaving (shutdown, a Kafka or Postgres failure): keep what Kafka
+		// acknowledged, if the feed still can, so the next leader re-publishes
+		// less. Not after a hook's injected crash, which stands for a
+		// process that is gone.
+		if !errors.Is(err, ErrInjected) {
+			if cerr := checkpoint(context.WithoutCancel(ctx)); cerr != nil && err == nil && ctx.Err() == nil {
+				err = cerr
+			}
+		}
+	}()
 	for ctx.Err() == nil {
 		batch, err := feed.Next(ctx, pos, r.cfg.BatchSize)
 		if err != nil {
 			return err
 		}
 		if len(batch) == 0 {
+			if err := checkpoint(ctx); err != nil {
+				return err
+			}
 			sleep(ctx, r.cfg.PollInterval)
 			continue
 		}
@@ -232,17 +273,12 @@ func (r *Relay) lead(ctx context.Context, feed *postgres.Feed) error {
 		if err := r.publishUntilAcked(ctx, batch); err != nil {
 			return err
 		}
-		if r.hooks.BeforeCheckpoint != nil {
-			if err := r.hooks.BeforeCheckpoint(batch); err != nil {
+		pos, acked = last, batch
+		if time.Since(lastStored) >= r.cfg.CheckpointInterval {
+			if err := checkpoint(ctx); err != nil {
 				return err
 			}
 		}
-		if !checkpointBeforeAck {
-			if err := feed.Commit(ctx, last); err != nil {
-				return err
-			}
-		}
-		pos = last
 	}
 	return nil
 }
