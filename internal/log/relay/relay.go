@@ -44,8 +44,8 @@ type Config struct {
 	// PollInterval is how long the leader waits when it is caught up.
 	PollInterval time.Duration
 	// CheckpointInterval is how often, at most, the leader stores how far
-	// Kafka acknowledged (and when it is caught up or stops leading): one
-	// small transaction for many batches. A leader that dies re-publishes
+	// Kafka acknowledged (and once more when it stops leading): one small
+	// transaction for many batches. A leader that dies re-publishes
 	// what it published since; consumers drop the duplicates by version.
 	CheckpointInterval time.Duration
 	// StandbyInterval is how often a standby tries to take the lead.
@@ -209,9 +209,9 @@ func (r *Relay) Run(ctx context.Context) error {
 }
 
 // lead publishes from the checkpoint on, while the feed's connection (and
-// with it the leadership) lasts. The checkpoint moves after Kafka
-// acknowledged, every CheckpointInterval at most, when the feed is caught up,
-// and when leading ends without a failure of the feed.
+// with it the leadership) lasts. The checkpoint moves to what Kafka
+// acknowledged every CheckpointInterval at most (busy or caught up), and
+// when leading ends.
 func (r *Relay) lead(ctx context.Context, feed *postgres.Feed) (err error) {
 	pos, err := feed.Checkpoint(ctx)
 	if err != nil {
@@ -253,8 +253,10 @@ func (r *Relay) lead(ctx context.Context, feed *postgres.Feed) (err error) {
 			return err
 		}
 		if len(batch) == 0 {
-			if err := checkpoint(ctx); err != nil {
-				return err
+			if time.Since(lastStored) >= r.cfg.CheckpointInterval {
+				if err := checkpoint(ctx); err != nil {
+					return err
+				}
 			}
 			sleep(ctx, r.cfg.PollInterval)
 			continue

@@ -280,53 +280,64 @@ func waitFor(t testing.TB, timeout time.Duration, cond func() bool) {
 	}
 }
 
-// The checkpoint is stored once for many batches — when the feed is caught
-// up, here — not after every batch, and it holds the last event Kafka
-// acknowledged.
+// The checkpoint is stored once for many batches — here, with an interval
+// longer than the test, when the relay stops leading — not after every
+// batch, and it holds the last event Kafka acknowledged; with a short
+// interval, it follows a caught-up relay on its own.
 func TestTheCheckpointMovesOnceForManyBatches(t *testing.T) {
-	e := newEnv(t)
-	e.appendEvents("acct", 20, 10) // 200 events before the relay starts
-	var mu sync.Mutex
-	var checkpointed [][]postgres.FeedEvent
-	cfg := testConfig()
-	cfg.BatchSize = 10
-	cfg.CheckpointInterval = time.Hour
-	batches := 0
-	r := e.startRelay(cfg, relay.Hooks{BeforeProduce: func([]postgres.FeedEvent) error {
-		mu.Lock()
-		defer mu.Unlock()
-		batches++
-		return nil
-	}, BeforeCheckpoint: func(batch []postgres.FeedEvent) error {
-		mu.Lock()
-		defer mu.Unlock()
-		checkpointed = append(checkpointed, batch)
-		return nil
-	}})
-	e.checkComplete(e.consume(200, 30*time.Second))
-	var last postgres.Position
-	if err := e.pool.QueryRow(context.Background(), `SELECT transaction_id::text::bigint, global_position FROM events
-        ORDER BY transaction_id DESC, global_position DESC LIMIT 1`).Scan(&last.TransactionID, &last.GlobalPosition); err != nil {
-		t.Fatal(err)
-	}
-	readCheckpoint := func() (p postgres.Position) {
-		if err := e.pool.QueryRow(context.Background(), `SELECT transaction_id::text::bigint, global_position FROM relay_checkpoints
-            WHERE name = $1`, cfg.Name).Scan(&p.TransactionID, &p.GlobalPosition); err != nil {
-			t.Fatal(err)
-		}
-		return p
-	}
-	waitFor(t, 10*time.Second, func() bool { return readCheckpoint() == last })
-	r.stop()
-	mu.Lock()
-	defer mu.Unlock()
-	// Once, when caught up — or a few times more if another test's
-	// transaction held the watermark back for a moment (the feed then
-	// looked caught up) — but never after every batch.
-	if len(checkpointed) == 0 || len(checkpointed) >= batches || batches < 20 {
-		t.Fatalf("the checkpoint moved %d times for %d batches of at most 10 of the 200 events, want far fewer times", len(checkpointed), batches)
-	}
-	if got := checkpointed[len(checkpointed)-1][len(checkpointed[len(checkpointed)-1])-1].Position; got != last {
-		t.Fatalf("the checkpoint moved to %+v, want the last event, %+v", got, last)
+	for _, interval := range []time.Duration{time.Hour, 200 * time.Millisecond} {
+		t.Run(interval.String(), func(t *testing.T) {
+			e := newEnv(t)
+			e.appendEvents("acct", 20, 10) // 200 events before the relay starts
+			var mu sync.Mutex
+			var checkpointed [][]postgres.FeedEvent
+			batches := 0
+			cfg := testConfig()
+			cfg.BatchSize = 10
+			cfg.CheckpointInterval = interval
+			r := e.startRelay(cfg, relay.Hooks{BeforeProduce: func([]postgres.FeedEvent) error {
+				mu.Lock()
+				defer mu.Unlock()
+				batches++
+				return nil
+			}, BeforeCheckpoint: func(batch []postgres.FeedEvent) error {
+				mu.Lock()
+				defer mu.Unlock()
+				checkpointed = append(checkpointed, batch)
+				return nil
+			}})
+			e.checkComplete(e.consume(200, 30*time.Second))
+			var last postgres.Position
+			if err := e.pool.QueryRow(context.Background(), `SELECT transaction_id::text::bigint, global_position FROM events
+                ORDER BY transaction_id DESC, global_position DESC LIMIT 1`).Scan(&last.TransactionID, &last.GlobalPosition); err != nil {
+				t.Fatal(err)
+			}
+			readCheckpoint := func() (p postgres.Position) {
+				if err := e.pool.QueryRow(context.Background(), `SELECT transaction_id::text::bigint, global_position FROM relay_checkpoints
+                    WHERE name = $1`, cfg.Name).Scan(&p.TransactionID, &p.GlobalPosition); err != nil {
+					t.Fatal(err)
+				}
+				return p
+			}
+			if interval == time.Hour {
+				if cp := readCheckpoint(); cp == last {
+					t.Fatalf("the checkpoint is at the last event before the hour passed or the relay stopped")
+				}
+				r.stop()
+			}
+			waitFor(t, 10*time.Second, func() bool { return readCheckpoint() == last })
+			r.stop()
+			mu.Lock()
+			defer mu.Unlock()
+			if len(checkpointed) == 0 || len(checkpointed) >= batches || batches < 20 {
+				t.Fatalf("the checkpoint moved %d times for %d batches of at most 10 of the 200 events, want far fewer times", len(checkpointed), batches)
+			}
+			if interval == time.Hour && len(checkpointed) != 1 {
+				t.Fatalf("the checkpoint moved %d times, want once (when the relay stopped)", len(checkpointed))
+			}
+			if got := checkpointed[len(checkpointed)-1][len(checkpointed[len(checkpointed)-1])-1].Position; got != last {
+				t.Fatalf("the checkpoint moved to %+v, want the last event, %+v", got, last)
+			}
+		})
 	}
 }
