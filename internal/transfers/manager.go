@@ -1,6 +1,7 @@
 package transfers
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -151,16 +152,19 @@ func (m *Manager) Run(ctx context.Context) error {
 
 // byTransfer groups one partition's records by the transfer they belong to,
 // each group in offset order: a transfer's own events by their key (the
-// transfer id), an account's by the transfer its payload names. Records of
-// no transfer — most account events — form one group of their own, kept in
-// order too. transferTopic names the topic of the transfers' own events.
+// transfer id), an account's by the transfer its payload names. An account
+// event that names no transfer — most of them — is left out: there is
+// nothing to do for it. transferTopic names the topic of the transfers' own
+// events.
 func byTransfer(records []*kgo.Record, transferTopic string) [][]*kgo.Record {
 	var groups [][]*kgo.Record
 	index := make(map[string]int)
 	for _, r := range records {
 		id := string(r.Key)
 		if r.Topic != transferTopic {
-			id = transferNamedIn(r.Value)
+			if id = transferNamedIn(r.Value); id == "" {
+				continue
+			}
 		}
 		i, ok := index[id]
 		if !ok {
@@ -174,10 +178,11 @@ func byTransfer(records []*kgo.Record, transferTopic string) [][]*kgo.Record {
 }
 
 // transferNamedIn returns the transfer an account event's payload names in
-// its reason or source ("transfer:<id>"), or "" for none.
+// its reason or source ("transfer:<id>"), or "" for none. A payload without
+// the text "transfer:" is not decoded.
 func transferNamedIn(payload []byte) string {
 	var p struct{ Reason, Source string }
-	if json.Unmarshal(payload, &p) != nil {
+	if !bytes.Contains(payload, []byte("transfer:")) || json.Unmarshal(payload, &p) != nil {
 		return ""
 	}
 	for _, s := range []string{p.Reason, p.Source} {
