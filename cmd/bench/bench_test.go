@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"os/exec"
 	"strings"
@@ -299,6 +300,10 @@ func TestPipelineBenchmark(t *testing.T) {
 			t.Errorf("figure %d: %+v, want %s with a nonzero value, ceiling and ratio", i, f, want[i])
 		}
 	}
+	checkPipelineCPU(t, rep.PipelineRounds[0].CPU)
+	if len(rep.CPUPerCommand) != len(cpuRows()) {
+		t.Errorf("CPU medians: %+v, want %d rows", rep.CPUPerCommand, len(cpuRows()))
+	}
 	addr := os.Getenv("TEST_REDIS_ADDR")
 	if addr == "" {
 		addr = "127.0.0.1:6379"
@@ -328,6 +333,8 @@ func TestPipelineTable(t *testing.T) {
 		bare:  measurement{window: time.Second, latencies: lat},
 		redis: ceilingResult{eventsPerSecond: 1000},
 	}
+	m.cpu = windowCPU{process: 900 * time.Microsecond, postgres: 600 * time.Microsecond, redis: 30 * time.Microsecond,
+		machine: 1800 * time.Microsecond, components: []time.Duration{300 * time.Microsecond, 150 * time.Microsecond, 0, 0, 0, 0, 0, 450 * time.Microsecond}}
 	r := &pipelineReport{settings: pipelineSettings{clients: 4, rounds: 1}, pipeline: []pipelineMeasurement{m}, ceilings: []pipelineCeilings{c}}
 	var out bytes.Buffer
 	if err := r.writeTable(&out); err != nil {
@@ -335,7 +342,9 @@ func TestPipelineTable(t *testing.T) {
 	}
 	for _, want := range []string{"commands/s", "command latency p50", "command latency p99", "command latency p999",
 		"end-to-end p50", "end-to-end p99", "relay events/s", "projector events/s", "reader queries/s",
-		"raw single-row INSERT/s", "redis-benchmark", "bare net/http handler", "NOT VALID", "2 requests failed", "0.10"} {
+		"raw single-row INSERT/s", "redis-benchmark", "bare net/http handler", "NOT VALID", "2 requests failed", "0.10",
+		"CPU per command (µs)", "  load generator    ", "         100", "\n  writer API      ", "          50",
+		"bench process (all of the above)    ", "         300", "redis-server", "rest of the machine", "machine total"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("table lacks %q:\n%s", want, out.String())
 		}
@@ -411,5 +420,41 @@ func TestBenchWriterVerifiesTokens(t *testing.T) {
 		if (err == nil) != (tt.want == "") || (err != nil && !strings.Contains(err.Error(), tt.want)) {
 			t.Errorf("%s: POST %s: %v, want %q", tt.name, tt.path, err, tt.want)
 		}
+	}
+}
+
+// checkPipelineCPU checks a round's CPU table: every part of this process
+// measured, the parts adding up to the process, the busiest parts seen by
+// the profile, and Postgres and the machine seen. The load generator is not
+// checked here: in this test's one-second window it is ~2 samples of the
+// profile, and may be none.
+func checkPipelineCPU(t *testing.T, c jsonCPU) {
+	t.Helper()
+	if c.SplitError != "" {
+		t.Fatalf("no split of the process: %s", c.SplitError)
+	}
+	byName := make(map[string]jsonCPUPart)
+	for _, p := range c.Parts {
+		byName[p.Name] = p
+	}
+	var sum float64
+	for _, name := range []string{"loadGenerator", "writerAPI", "relay", "transfersProcessManager", "kafka", "projectors", "reader", "other"} {
+		p, ok := byName[name]
+		if !ok {
+			t.Fatalf("no %s in %+v", name, c.Parts)
+		}
+		sum += p.CPUSeconds
+	}
+	process := byName["benchProcess"].CPUSeconds
+	if process <= 0 || math.Abs(sum-process) > 1e-6*process {
+		t.Errorf("the parts add up to %.6f s, the process used %.6f s", sum, process)
+	}
+	for _, name := range []string{"projectors", "reader", "postgres", "machine"} {
+		if p := byName[name]; p.CPUSeconds <= 0 || p.MicrosecondsPerCommand <= 0 {
+			t.Errorf("%s: %+v, want some CPU", name, p)
+		}
+	}
+	if c.AcceptedCommands == 0 || c.ProfileSamples == 0 || c.PostgresProcesses == 0 {
+		t.Errorf("implausible CPU table: %+v", c)
 	}
 }

@@ -69,7 +69,7 @@ func parsePipelineSettings(args []string, getenv func(string) string, out io.Wri
 	fs.StringVar(&s.redisCeiling, "redis-ceiling", "auto", "how to measure the Redis ceiling: redis-benchmark, go (a go-redis pipelined loop in this process), or auto (redis-benchmark if installed)")
 	fs.IntVar(&s.ceiling.ceilingRequests, "ceiling-requests", 200_000, "EVALSHA calls of the Redis ceiling")
 	fs.BoolVar(&s.json, "json", false, "print the report as JSON on stdout, without progress lines")
-	fs.StringVar(&s.cpuProfile, "cpuprofile", "", "write a CPU profile of the whole run (load generator and every part of the pipeline) to this file")
+	fs.StringVar(&s.cpuProfile, "cpuprofile", "", "write a CPU profile of the whole run (load generator and every part of the pipeline, each labelled component=<part>: go tool pprof -tagfocus) to this file")
 	if err := fs.Parse(args, getenv); err != nil {
 		return s, config.UsageError{Err: err}
 	}
@@ -137,7 +137,7 @@ func parsePipelineSettings(args []string, getenv func(string) string, out io.Wri
 // benchPipeline runs the whole platform in this process, then in every
 // round measures it under the mixed load and measures the machine's
 // ceilings, and prints the report.
-func benchPipeline(ctx context.Context, s pipelineSettings, stdout io.Writer) (err error) {
+func benchPipeline(ctx context.Context, s pipelineSettings, prof *cpuProfiler, stdout io.Writer) (err error) {
 	progress, logger := stdout, slog.New(slog.DiscardHandler)
 	if s.json {
 		progress = io.Discard
@@ -205,7 +205,8 @@ func benchPipeline(ctx context.Context, s pipelineSettings, stdout io.Writer) (e
 	// projection whose topic was empty serves its first event only after
 	// its generation is promoted, checked every projector Poll (1 s): up to
 	// ~2 s of start-up that would otherwise land in the first round.
-	firstTransfer, err := load.prime(ctx)
+	var firstTransfer time.Duration
+	labelled(ctx, partLoad, func(ctx context.Context) { firstTransfer, err = load.prime(ctx) })
 	if err != nil {
 		return fmt.Errorf("priming the pipeline: %w", err)
 	}
@@ -223,16 +224,18 @@ func benchPipeline(ctx context.Context, s pipelineSettings, stdout io.Writer) (e
 		for _, side := range []bool{pipelineFirst, !pipelineFirst} {
 			if side {
 				load.transferPrefix = "bench-t" + strconv.Itoa(round)
-				m, err := measurePipeline(ctx, stack, load, s)
+				m, err := measurePipeline(ctx, stack, load, prof, s)
 				if err != nil {
 					return fmt.Errorf("round %d: %w", round, err)
 				}
 				rep.pipeline = append(rep.pipeline, m)
 				goCores, machineCores := m.cores()
-				fmt.Fprintf(progress, "round %d/%d  pipeline  %7.0f cmd/s  p50 %s  p99 %s  visible p50 %s  p99 %s (transfers %s, %s)  relay %6.0f ev/s  projector %6.0f ev/s  reader %5.0f q/s  busy cores: bench %.2f, machine %.2f  (settled in %s)%s\n",
+				fmt.Fprintf(progress, "round %d/%d  pipeline  %7.0f cmd/s  p50 %s  p99 %s  visible p50 %s  p99 %s (transfers %s, %s)  relay %6.0f ev/s  projector %6.0f ev/s  reader %5.0f q/s  busy cores: bench %.2f, machine %.2f  CPU µs/cmd: bench %.0f, postgres %.0f, redis %.0f, machine %.0f  (settled in %s)%s\n",
 					round, s.rounds, m.commandsPerSecond, ms(quantile(m.commands, 0.5)), ms(quantile(m.commands, 0.99)),
 					ms(quantile(m.visible, 0.5)), ms(quantile(m.visible, 0.99)), ms(quantile(m.visibleTransfers, 0.5)), ms(quantile(m.visibleTransfers, 0.99)),
-					m.relayPerSecond(), m.projectorPerSecond(), m.queriesPerSecond, goCores, machineCores, m.settleTime.Round(time.Millisecond), m.problems())
+					m.relayPerSecond(), m.projectorPerSecond(), m.queriesPerSecond, goCores, machineCores,
+					m.cpuPerCommand(m.cpu.process), m.cpuPerCommand(m.cpu.postgres), m.cpuPerCommand(m.cpu.redis), m.cpuPerCommand(m.cpu.machine),
+					m.settleTime.Round(time.Millisecond), m.problems())
 				continue
 			}
 			c, err := measurePipelineCeilings(ctx, stack, rdb, db.url, s, prefix+"-r"+strconv.Itoa(round))
@@ -263,8 +266,8 @@ func benchPipeline(ctx context.Context, s pipelineSettings, stdout io.Writer) (e
 
 // measurePipeline drives one round of the mix, then waits until the
 // pipeline settled: every transfer ended, every event applied.
-func measurePipeline(ctx context.Context, stack *pipelineStack, load *pipelineLoad, s pipelineSettings) (pipelineMeasurement, error) {
-	m, err := drivePipeline(ctx, stack, load, s.clients, s.warmup, s.duration)
+func measurePipeline(ctx context.Context, stack *pipelineStack, load *pipelineLoad, prof *cpuProfiler, s pipelineSettings) (pipelineMeasurement, error) {
+	m, err := drivePipeline(ctx, stack, load, prof, s.clients, s.warmup, s.duration)
 	if err != nil {
 		return m, err
 	}

@@ -14,6 +14,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/google/pprof/profile"
 )
 
 // The commands of the pipeline's mix besides transfers: deposits and
@@ -86,6 +88,7 @@ type pipelineMeasurement struct {
 	settled                             pipelineCounters // after the load, once everything was applied
 	settleTime                          time.Duration
 	commandsPerSecond, queriesPerSecond float64
+	cpu                                 windowCPU // where the CPU time of the window went
 }
 
 func (m pipelineMeasurement) perSecond(n float64) float64 { return n / m.window.Seconds() }
@@ -102,7 +105,7 @@ func (m pipelineMeasurement) appendedPerSecond() float64 {
 // (load generator and pipeline) and by the whole machine (with Postgres,
 // Redis and whatever else runs).
 func (m pipelineMeasurement) cores() (process, machine float64) {
-	return m.perSecond((m.after.goCPU - m.before.goCPU).Seconds()), m.perSecond((m.after.machineCPU - m.before.machineCPU).Seconds())
+	return m.perSecond(m.cpu.process.Seconds()), m.perSecond(m.cpu.machine.Seconds())
 }
 
 func (m pipelineMeasurement) projectorPerSecond() float64 {
@@ -110,19 +113,24 @@ func (m pipelineMeasurement) projectorPerSecond() float64 {
 }
 
 // drivePipeline runs clients concurrent loops of the mix for
-// warmup+duration and reads the counters at the edges of the measured
-// window.
-func drivePipeline(ctx context.Context, stack *pipelineStack, l *pipelineLoad, clients int, warmup, duration time.Duration) (pipelineMeasurement, error) {
+// warmup+duration, reads the counters at the edges of the measured window
+// and profiles this process's CPU in between with prof.
+func drivePipeline(ctx context.Context, stack *pipelineStack, l *pipelineLoad, prof *cpuProfiler, clients int, warmup, duration time.Duration) (pipelineMeasurement, error) {
 	m := pipelineMeasurement{clients: clients, window: duration}
 	tallies := make([]clientTally, clients)
 	start := time.Now()
 	from, until := start.Add(warmup), start.Add(warmup+duration)
 	var wg sync.WaitGroup
 	for c := range clients {
-		wg.Go(func() { l.loop(ctx, c, from, until, &tallies[c]) })
+		wg.Go(func() {
+			labelled(ctx, partLoad, func(ctx context.Context) { l.loop(ctx, c, from, until, &tallies[c]) })
+		})
 	}
-	// The counters at the window's edges, read beside the load.
-	var edgeErr error
+	// The counters at the window's edges, read beside the load, and the
+	// CPU profile between them. This goroutine has no component label: its
+	// work is the bench's bookkeeping, in "other".
+	var edgeErr, profErr error
+	var window *profile.Profile
 	wg.Go(func() {
 		for i, at := range []time.Time{from, until} {
 			select {
@@ -130,7 +138,13 @@ func drivePipeline(ctx context.Context, stack *pipelineStack, l *pipelineLoad, c
 				return
 			case <-time.After(time.Until(at)):
 			}
+			if i == 0 {
+				profErr = prof.startWindow()
+			}
 			c, err := stack.counters(ctx)
+			if i == 1 && profErr == nil {
+				window, profErr = prof.endWindow()
+			}
 			if err != nil {
 				edgeErr = err
 				return
@@ -152,6 +166,7 @@ func drivePipeline(ctx context.Context, stack *pipelineStack, l *pipelineLoad, c
 	if d := m.after.at.Sub(m.before.at); d > 0 {
 		m.window = d // the counters' own window, for the rates made of them
 	}
+	m.cpu = newWindowCPU(m.before.cpu, m.after.cpu, window, profErr)
 	for _, t := range tallies {
 		m.commands = append(m.commands, t.commands...)
 		m.visible = append(m.visible, t.visible...)

@@ -157,6 +157,9 @@ func (r *pipelineReport) writeHeader(w io.Writer) {
 	fmt.Fprintf(w, "            %s of the summary step's work for one event;\n", r.redisCeilingLabel())
 	fmt.Fprintf(w, "            a trivial net/http handler (a summary-sized JSON body) driven by the same Go clients (token sent, not verified)\n")
 	fmt.Fprintf(w, "  rounds    %d, each %s warm-up + %s measured, pipeline and ceilings alternating which goes first\n", s.rounds, s.warmup, s.duration)
+	fmt.Fprintf(w, "  cpu       per command accepted in each measured window: this process by getrusage, split by a CPU profile of the window\n")
+	fmt.Fprintf(w, "            (each part's goroutines labelled component=<part>); every postgres and redis-server process by /proc/<pid>/stat;\n")
+	fmt.Fprintf(w, "            the machine's busy time by /proc/stat\n")
 	fmt.Fprintf(w, "  note      the load generator, the pipeline, Postgres and Redis share this machine's CPUs\n\n")
 }
 
@@ -185,6 +188,7 @@ func (r *pipelineReport) writeTable(w io.Writer) error {
 		median(r.pipeline, func(m pipelineMeasurement) float64 { _, c := m.cores(); return c }), runtime.NumCPU())
 	fmt.Fprintf(w, "%d end-to-end samples; %d stale answers asked again. Whole run: %d of %d transfers failed (insufficient funds), %.0f duplicate deliveries skipped\n",
 		t.samples, t.stale, t.transfersFailed, t.transfersRequested, t.duplicates)
+	r.writeCPUTable(w)
 	if bad := r.invalid(); bad != "" {
 		fmt.Fprintf(w, "!!! REQUESTS FAILED: THESE NUMBERS ARE NOT VALID !!!\n  %s\n", bad)
 		return nil
@@ -225,38 +229,40 @@ func (r *pipelineReport) totals() pipelineTotals {
 // jsonPipelineReport is the --json form of the report. Latencies are in
 // seconds.
 type jsonPipelineReport struct {
-	GoVersion         string                     `json:"goVersion"`
-	GOMAXPROCS        int                        `json:"gomaxprocs"`
-	NProc             int                        `json:"nproc"`
-	PostgresVersion   string                     `json:"postgresVersion"`
-	RedisVersion      string                     `json:"redisVersion"`
-	RedisKeyPrefix    string                     `json:"redisKeyPrefix"`
-	Clients           int                        `json:"clients"`
-	Accounts          int                        `json:"accounts"`
-	Rounds            int                        `json:"rounds"`
-	WarmupSeconds     float64                    `json:"warmupSeconds"`
-	DurationSeconds   float64                    `json:"durationSeconds"`
-	ReadShare         float64                    `json:"readShare"`
-	TransferShare     float64                    `json:"transferShare"`
-	Partitions        int                        `json:"partitions"`
-	Projections       []string                   `json:"projections"`
-	RedisCeiling      string                     `json:"redisCeiling"`
-	EndToEndMethod    string                     `json:"endToEndMethod"`
-	LoadAverageBefore string                     `json:"loadAverageBefore"`
-	LoadAverageAfter  string                     `json:"loadAverageAfter"`
-	Figures           []jsonFigure               `json:"figures"`
-	Deposits          int                        `json:"deposits"`
-	Withdrawals       int                        `json:"withdrawals"`
-	Transfers         int                        `json:"transfers"`
-	Refused           int                        `json:"refused"`
-	EndToEndSamples   int                        `json:"endToEndSamples"`
-	Stale             int                        `json:"stale"`
-	Errors            int                        `json:"errors"`
-	TransfersFailed   int64                      `json:"transfersFailed"`
-	Duplicates        float64                    `json:"duplicates"`
-	PipelineRounds    []jsonPipelineRound        `json:"pipelineRounds"`
-	CeilingRounds     []jsonPipelineCeilingRound `json:"ceilingRounds"`
-	Invalid           string                     `json:"invalid,omitempty"`
+	GoVersion         string       `json:"goVersion"`
+	GOMAXPROCS        int          `json:"gomaxprocs"`
+	NProc             int          `json:"nproc"`
+	PostgresVersion   string       `json:"postgresVersion"`
+	RedisVersion      string       `json:"redisVersion"`
+	RedisKeyPrefix    string       `json:"redisKeyPrefix"`
+	Clients           int          `json:"clients"`
+	Accounts          int          `json:"accounts"`
+	Rounds            int          `json:"rounds"`
+	WarmupSeconds     float64      `json:"warmupSeconds"`
+	DurationSeconds   float64      `json:"durationSeconds"`
+	ReadShare         float64      `json:"readShare"`
+	TransferShare     float64      `json:"transferShare"`
+	Partitions        int          `json:"partitions"`
+	Projections       []string     `json:"projections"`
+	RedisCeiling      string       `json:"redisCeiling"`
+	EndToEndMethod    string       `json:"endToEndMethod"`
+	LoadAverageBefore string       `json:"loadAverageBefore"`
+	LoadAverageAfter  string       `json:"loadAverageAfter"`
+	Figures           []jsonFigure `json:"figures"`
+	Deposits          int          `json:"deposits"`
+	Withdrawals       int          `json:"withdrawals"`
+	Transfers         int          `json:"transfers"`
+	Refused           int          `json:"refused"`
+	EndToEndSamples   int          `json:"endToEndSamples"`
+	Stale             int          `json:"stale"`
+	Errors            int          `json:"errors"`
+	TransfersFailed   int64        `json:"transfersFailed"`
+	Duplicates        float64      `json:"duplicates"`
+	// CPUPerCommand is the CPU table: each part's median over the rounds.
+	CPUPerCommand  []jsonCPUMedian            `json:"cpuPerCommand"`
+	PipelineRounds []jsonPipelineRound        `json:"pipelineRounds"`
+	CeilingRounds  []jsonPipelineCeilingRound `json:"ceilingRounds"`
+	Invalid        string                     `json:"invalid,omitempty"`
 }
 
 // jsonFigure is one row: the pipeline's median, its ceiling's median, and
@@ -295,6 +301,8 @@ type jsonPipelineRound struct {
 	Stale            int     `json:"stale"`
 	Errors           int     `json:"errors"`
 	FirstError       string  `json:"firstError,omitempty"`
+	// CPU is where the CPU time of the measured window went, per part.
+	CPU jsonCPU `json:"cpu"`
 }
 
 type jsonPipelineCeilingRound struct {
@@ -322,7 +330,7 @@ func (r *pipelineReport) writeJSON(w io.Writer) error {
 		LoadAverageBefore: r.loadBefore, LoadAverageAfter: r.loadAfter,
 		Deposits: t.accepted[kindDeposit], Withdrawals: t.accepted[kindWithdrawal], Transfers: t.accepted[kindTransfer],
 		Refused: t.refused, EndToEndSamples: t.samples, Stale: t.stale, Errors: t.errors,
-		TransfersFailed: t.transfersFailed, Duplicates: t.duplicates, Invalid: r.invalid(),
+		TransfersFailed: t.transfersFailed, Duplicates: t.duplicates, Invalid: r.invalid(), CPUPerCommand: r.jsonCPUMedians(),
 		Figures: []jsonFigure{}, PipelineRounds: []jsonPipelineRound{}, CeilingRounds: []jsonPipelineCeilingRound{},
 	}
 	for _, p := range pipelineProjections() {
@@ -340,7 +348,7 @@ func (r *pipelineReport) writeJSON(w io.Writer) error {
 			TransferEndToEndP50Seconds: quantile(m.visibleTransfers, 0.5).Seconds(), TransferEndToEndP99Seconds: quantile(m.visibleTransfers, 0.99).Seconds(),
 			RelayEventsPerSecond: m.relayPerSecond(), AppendedEventsPerSecond: m.appendedPerSecond(),
 			ProjectorEventsPerSecond: m.projectorPerSecond(), ReaderQueriesPerSecond: m.queriesPerSecond,
-			SettleSeconds: m.settleTime.Seconds(), Refused: m.refused, Stale: m.stale, Errors: m.errors,
+			SettleSeconds: m.settleTime.Seconds(), Refused: m.refused, Stale: m.stale, Errors: m.errors, CPU: m.jsonCPU(),
 		}
 		jr.ProcessBusyCores, jr.MachineBusyCores = m.cores()
 		if m.firstErr != nil {

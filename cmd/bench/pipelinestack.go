@@ -75,6 +75,15 @@ type pipelineStack struct {
 
 // startPipeline starts every part, the writer's and the reader's APIs
 // verifying the tokens of a, and waits until the projectors consume.
+//
+// Each part is built and started labelled with its name (see labelled), so
+// that the CPU profile of a measured window tells the parts apart. The
+// relay and the process manager use the writer's Postgres pool, and the
+// manager the API's store; a pool has no goroutine of its own at work (a
+// query runs in its caller's goroutine, a connection is made in one its
+// caller starts), but the store's group commit has: a committer carries
+// the label of the append that started it, an API request's or a manager
+// step's, and sends the batches of both while appends wait.
 func startPipeline(ctx context.Context, databaseURL, redisAddr, prefix string, partitions int32, a *benchAuth, logger *slog.Logger) (_ *pipelineStack, err error) {
 	p := &pipelineStack{projections: pipelineProjections(), auth: a}
 	defer func() {
@@ -82,18 +91,20 @@ func startPipeline(ctx context.Context, databaseURL, redisAddr, prefix string, p
 			p.close()
 		}
 	}()
-	if p.pool, err = openWriterPool(ctx, databaseURL); err != nil {
-		return nil, err
-	}
-	p.closes = append(p.closes, p.pool.Close)
 	eventSchemas, err := log.LoadSchemas(schemas.Events)
 	if err != nil {
 		return nil, err
 	}
-	if p.cluster, err = kfake.NewCluster(kfake.NumBrokers(1)); err != nil {
-		return nil, fmt.Errorf("start kfake: %w", err)
+	labelled(ctx, partKafka, func(context.Context) {
+		if p.cluster, err = kfake.NewCluster(kfake.NumBrokers(1)); err != nil {
+			err = fmt.Errorf("start kfake: %w", err)
+			return
+		}
+		p.closes = append(p.closes, p.cluster.Close)
+	})
+	if err != nil {
+		return nil, err
 	}
-	p.closes = append(p.closes, p.cluster.Close)
 	topics := kafka.Topics{Prefix: prefix, Partitions: partitions, ReplicationFactor: -1}
 	kafkaOpts := func(clientID string) []kgo.Opt {
 		opts, _ := kafka.ClientConfig{Brokers: p.cluster.ListenAddrs(), ClientID: clientID}.Options() // brokers are host:port
@@ -101,80 +112,115 @@ func startPipeline(ctx context.Context, databaseURL, redisAddr, prefix string, p
 	}
 
 	// cmd/writer serve: the API, the relay, the transfers process manager.
-	if p.writer, err = serveWriter(ctx, p.pool, a, processRegistry(), logger); err != nil {
-		return nil, err
-	}
-	p.closes = append(p.closes, func() { _ = p.writer.close() })
-	p.relayReg = processRegistry()
-	client, err := kgo.NewClient(append(append(kafkaOpts("tributary-relay"), kafka.ClientMetrics(p.relayReg, nil)),
-		relay.ProducerOptions(relay.DefaultConfig().AckTimeout)...)...)
-	if err != nil {
-		return nil, fmt.Errorf("relay: kafka client: %w", err)
-	}
-	p.closes = append(p.closes, client.Close)
-	rcfg := relay.DefaultConfig()
-	rcfg.Topics = topics
-	rcfg.AggregateTypes = []string{account.AggregateType, transfer.AggregateType}
-	rl := relay.New(rcfg, databaseURL, p.pool, writer.Upcasters(), client, relay.NewMetrics(p.relayReg), logger, relay.Hooks{})
-	if err := rl.EnsureTopics(ctx); err != nil {
-		return nil, fmt.Errorf("relay: %w", err)
-	}
-	// As cmd/writer serve: the manager runs on the API's store and handlers.
-	steps := transfers.NewSteps(p.writer.api.Store(), p.writer.api.Accounts(), p.writer.api.Transfers(), 10*time.Second, logger)
-	mcfg := transfers.DefaultConfig()
-	mcfg.Client = kafkaOpts("tributary-transfers")
-	mcfg.Topics = topics
-	mcfg.Group = topics.Prefix + ".transfers"
-	manager := transfers.NewManager(mcfg, steps, writer.Upcasters(), logger)
-
-	// cmd/projector run: every projection.
-	p.projRedis = redis.NewUniversalClient(&redis.UniversalOptions{Addrs: []string{redisAddr}})
-	p.closes = append(p.closes, func() { _ = p.projRedis.Close() })
-	p.projectorReg = processRegistry()
-	pcfg := projector.DefaultConfig()
-	pcfg.Client = kafkaOpts("tributary-projector")
-	pcfg.Topics = topics
-	pcfg.GroupPrefix = prefix
-	pcfg.RedisPrefix = prefix
-	deps := projector.Deps{Redis: p.projRedis, Schemas: eventSchemas, Upcasters: writer.Upcasters(),
-		Metrics: projector.NewMetrics(p.projectorReg), Logger: logger, KafkaMetrics: p.projectorReg}
-	for _, proj := range p.projections {
-		p.projectors = append(p.projectors, projector.New(proj, pcfg, deps))
-	}
-
-	// cmd/reader.
-	p.readerRedis = redis.NewUniversalClient(&redis.UniversalOptions{Addrs: []string{redisAddr}})
-	p.closes = append(p.closes, func() { _ = p.readerRedis.Close() })
-	spec, err := apispec.Handler("reader")
+	labelled(ctx, partWriter, func(ctx context.Context) {
+		if p.pool, err = openWriterPool(ctx, databaseURL); err != nil {
+			return
+		}
+		p.closes = append(p.closes, p.pool.Close)
+		if p.writer, err = serveWriter(ctx, p.pool, a, processRegistry(), logger); err != nil {
+			return
+		}
+		p.closes = append(p.closes, func() { _ = p.writer.close() })
+	})
 	if err != nil {
 		return nil, err
 	}
-	rdcfg := reader.DefaultConfig()
-	rdcfg.Authenticator = a.authenticator
-	api := reader.NewServer(rdcfg, p.readerRedis, prefix, processRegistry(), spec, logger)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	var rl *relay.Relay
+	labelled(ctx, partRelay, func(ctx context.Context) {
+		p.relayReg = processRegistry()
+		client, cerr := kgo.NewClient(append(append(kafkaOpts("tributary-relay"), kafka.ClientMetrics(p.relayReg, nil)),
+			relay.ProducerOptions(relay.DefaultConfig().AckTimeout)...)...)
+		if cerr != nil {
+			err = fmt.Errorf("relay: kafka client: %w", cerr)
+			return
+		}
+		p.closes = append(p.closes, client.Close)
+		rcfg := relay.DefaultConfig()
+		rcfg.Topics = topics
+		rcfg.AggregateTypes = []string{account.AggregateType, transfer.AggregateType}
+		rl = relay.New(rcfg, databaseURL, p.pool, writer.Upcasters(), client, relay.NewMetrics(p.relayReg), logger, relay.Hooks{})
+		if err = rl.EnsureTopics(ctx); err != nil {
+			err = fmt.Errorf("relay: %w", err)
+		}
+	})
 	if err != nil {
-		return nil, fmt.Errorf("reader: listen: %w", err)
+		return nil, err
 	}
-	p.reader = &http.Server{Handler: api.Handler(), ReadHeaderTimeout: 5 * time.Second, IdleTimeout: 2 * time.Minute}
-	p.readerURL = "http://" + ln.Addr().String()
-	go func() { _ = p.reader.Serve(ln) }()
-	p.closes = append(p.closes, func() {
-		sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		_ = p.reader.Shutdown(sctx)
+	var manager *transfers.Manager
+	labelled(ctx, partTransfers, func(context.Context) {
+		// As cmd/writer serve: the manager runs on the API's store and handlers.
+		steps := transfers.NewSteps(p.writer.api.Store(), p.writer.api.Accounts(), p.writer.api.Transfers(), 10*time.Second, logger)
+		mcfg := transfers.DefaultConfig()
+		mcfg.Client = kafkaOpts("tributary-transfers")
+		mcfg.Topics = topics
+		mcfg.Group = topics.Prefix + ".transfers"
+		manager = transfers.NewManager(mcfg, steps, writer.Upcasters(), logger)
 	})
 
+	// cmd/projector run: every projection.
+	labelled(ctx, partProjectors, func(context.Context) {
+		p.projRedis = redis.NewUniversalClient(&redis.UniversalOptions{Addrs: []string{redisAddr}})
+		p.closes = append(p.closes, func() { _ = p.projRedis.Close() })
+		p.projectorReg = processRegistry()
+		pcfg := projector.DefaultConfig()
+		pcfg.Client = kafkaOpts("tributary-projector")
+		pcfg.Topics = topics
+		pcfg.GroupPrefix = prefix
+		pcfg.RedisPrefix = prefix
+		deps := projector.Deps{Redis: p.projRedis, Schemas: eventSchemas, Upcasters: writer.Upcasters(),
+			Metrics: projector.NewMetrics(p.projectorReg), Logger: logger, KafkaMetrics: p.projectorReg}
+		for _, proj := range p.projections {
+			p.projectors = append(p.projectors, projector.New(proj, pcfg, deps))
+		}
+	})
+
+	// cmd/reader.
+	labelled(ctx, partReader, func(context.Context) {
+		p.readerRedis = redis.NewUniversalClient(&redis.UniversalOptions{Addrs: []string{redisAddr}})
+		p.closes = append(p.closes, func() { _ = p.readerRedis.Close() })
+		spec, serr := apispec.Handler("reader")
+		if serr != nil {
+			err = serr
+			return
+		}
+		rdcfg := reader.DefaultConfig()
+		rdcfg.Authenticator = a.authenticator
+		api := reader.NewServer(rdcfg, p.readerRedis, prefix, processRegistry(), spec, logger)
+		ln, lerr := net.Listen("tcp", "127.0.0.1:0")
+		if lerr != nil {
+			err = fmt.Errorf("reader: listen: %w", lerr)
+			return
+		}
+		p.reader = &http.Server{Handler: api.Handler(), ReadHeaderTimeout: 5 * time.Second, IdleTimeout: 2 * time.Minute}
+		p.readerURL = "http://" + ln.Addr().String()
+		go func() { _ = p.reader.Serve(ln) }()
+		p.closes = append(p.closes, func() {
+			sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			_ = p.reader.Shutdown(sctx)
+		})
+	})
+	if err != nil {
+		return nil, err
+	}
+
 	// The background parts run until close; one that stops on its own
-	// cancels the others, and the benchmark notices.
+	// cancels the others, and the benchmark notices. Each goroutine is
+	// started labelled with its part's name, and keeps it.
 	runCtx, stop := context.WithCancel(context.WithoutCancel(ctx))
 	g, gctx := errgroup.WithContext(runCtx)
 	p.stop, p.group, p.failed = stop, g, gctx
-	g.Go(func() error { return named("relay", rl.Run(gctx)) })
-	g.Go(func() error { return named("transfers process manager", manager.Run(gctx)) })
-	for _, pr := range p.projectors {
-		g.Go(func() error { return named("projector "+pr.Name(), pr.Run(gctx)) })
-	}
+	labelled(ctx, partRelay, func(context.Context) {
+		g.Go(func() error { return named("relay", rl.Run(gctx)) })
+	})
+	labelled(ctx, partTransfers, func(context.Context) {
+		g.Go(func() error { return named("transfers process manager", manager.Run(gctx)) })
+	})
+	labelled(ctx, partProjectors, func(context.Context) {
+		for _, pr := range p.projectors {
+			g.Go(func() error { return named("projector "+pr.Name(), pr.Run(gctx)) })
+		}
+	})
 	return p, p.waitReady(ctx, 60*time.Second)
 }
 
@@ -241,9 +287,8 @@ func processRegistry() *prometheus.Registry {
 // pipelineCounters are the totals since the start that the rates and the
 // checks are made of.
 type pipelineCounters struct {
-	at time.Time
-	// goCPU is this process's CPU time, machineCPU every process's.
-	goCPU, machineCPU time.Duration
+	at  time.Time
+	cpu cpuSnapshot // the CPU times used so far
 	// appended are the events in the event store, by aggregate type.
 	appended map[string]int64
 	// requested and ended count the transfers requested, and those
@@ -274,7 +319,7 @@ func (c pipelineCounters) appliedTotal() float64 {
 
 // counters reads the event store and the relay's and projectors' metrics.
 func (p *pipelineStack) counters(ctx context.Context) (pipelineCounters, error) {
-	c := pipelineCounters{at: time.Now(), goCPU: processCPU(), machineCPU: machineCPU(), appended: make(map[string]int64),
+	c := pipelineCounters{at: time.Now(), cpu: readCPU(), appended: make(map[string]int64),
 		applied: make(map[string]float64), duplicates: make(map[string]float64), deadLettered: make(map[string]float64)}
 	rows, err := p.pool.Query(ctx, `SELECT aggregate_type, event_type, count(*) FROM events GROUP BY 1, 2`)
 	if err != nil {

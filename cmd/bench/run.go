@@ -8,7 +8,6 @@ import (
 	"net/url"
 	"os"
 	"os/exec"
-	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -134,7 +133,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	if len(args) == 0 {
 		return config.UsageError{Err: errors.New(usage)}
 	}
-	var bench func(context.Context) error
+	var bench func(context.Context, *cpuProfiler) error
 	var cpuProfile string
 	switch args[0] {
 	case "writer":
@@ -143,36 +142,41 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 			return err
 		}
 		cpuProfile = s.cpuProfile
-		bench = func(ctx context.Context) error { return benchWriter(ctx, s, stdout) }
+		bench = func(ctx context.Context, _ *cpuProfiler) error { return benchWriter(ctx, s, stdout) }
 	case "projector":
 		s, err := parseProjectorSettings(args[1:], getenv, stdout)
 		if err != nil {
 			return err
 		}
 		cpuProfile = s.cpuProfile
-		bench = func(ctx context.Context) error { return benchProjector(ctx, s, stdout) }
+		bench = func(ctx context.Context, _ *cpuProfiler) error { return benchProjector(ctx, s, stdout) }
 	case "pipeline":
 		s, err := parsePipelineSettings(args[1:], getenv, stdout)
 		if err != nil {
 			return err
 		}
 		cpuProfile = s.cpuProfile
-		bench = func(ctx context.Context) error { return benchPipeline(ctx, s, stdout) }
+		bench = func(ctx context.Context, prof *cpuProfiler) error { return benchPipeline(ctx, s, prof, stdout) }
 	default:
 		return config.UsageError{Err: errors.New(usage)}
 	}
+	var profileFile *os.File
 	if cpuProfile != "" {
 		f, err := os.Create(cpuProfile)
 		if err != nil {
 			return config.UsageError{Err: fmt.Errorf("--cpuprofile: %w", err)}
 		}
-		defer f.Close()
-		if err := pprof.StartCPUProfile(f); err != nil {
-			return fmt.Errorf("--cpuprofile: %w", err)
-		}
-		defer pprof.StopCPUProfile()
+		profileFile = f
 	}
-	return bench(ctx)
+	prof, err := startCPUProfiler(profileFile)
+	if err != nil {
+		return fmt.Errorf("--cpuprofile: %w", err)
+	}
+	err = bench(ctx, prof)
+	if closeErr := prof.close(); closeErr != nil {
+		err = errors.Join(err, closeErr)
+	}
+	return err
 }
 
 // benchWriter runs every round of every level in a database of its own and
