@@ -35,3 +35,6 @@ func MigrateTo(ctx context.Context, databaseURL string, version int32) error {
 	}
 	return m.MigrateTo(ctx, version)
 }
+
+// BacklogSQL is Backlog's statement, for the test of its plan.
+const BacklogSQL = backlogSQL

@@ -178,6 +178,15 @@ func (f *Feed) Commit(ctx context.Context, pos Position) error {
 	return nil
 }
 
+// backlogSQL counts the events after a position, up to a limit. The ORDER BY
+// makes the plan walk the commit-order index from the position, also as the
+// generic plan of the prepared statement: without it, that plan (taken after
+// five runs) estimated a third of the table and scanned all of it — every
+// second, ~120 ms at 200,000 events, growing with the table.
+const backlogSQL = `SELECT count(*) FROM (SELECT 1 FROM events
+    WHERE (transaction_id, global_position) > ($1::text::xid8, $2)
+    ORDER BY transaction_id, global_position LIMIT $3) backlog`
+
 // Backlog counts the committed or pending events after the named feed's
 // checkpoint, up to max (counting stops there to stay cheap).
 func Backlog(ctx context.Context, pool *pgxpool.Pool, name string, max int64) (int64, error) {
@@ -186,9 +195,7 @@ func Backlog(ctx context.Context, pool *pgxpool.Pool, name string, max int64) (i
 		return 0, err
 	}
 	var n int64
-	err = pool.QueryRow(ctx, `SELECT count(*) FROM (SELECT 1 FROM events
-        WHERE (transaction_id, global_position) > ($1::text::xid8, $2) LIMIT $3) backlog`,
-		strconv.FormatUint(pos.TransactionID, 10), pos.GlobalPosition, max).Scan(&n)
+	err = pool.QueryRow(ctx, backlogSQL, strconv.FormatUint(pos.TransactionID, 10), pos.GlobalPosition, max).Scan(&n)
 	if err != nil {
 		return 0, fmt.Errorf("feed %s: backlog: %w", name, err)
 	}

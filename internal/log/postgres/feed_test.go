@@ -2,6 +2,7 @@ package postgres_test
 
 import (
 	"context"
+	"strings"
 	"testing"
 
 	"github.com/tributary-es/tributary/internal/log/postgres"
@@ -77,4 +78,51 @@ func TestFeedLeadership(t *testing.T) {
 		t.Fatalf("acquire after the leader closed: %v", err)
 	}
 	again.Close(ctx)
+}
+
+// The backlog count walks the commit-order index from the checkpoint, also
+// in the generic plan a prepared statement switches to after five runs: a
+// relay measures it every second, and a scan of the whole table grows with
+// the table.
+func TestTheBacklogCountUsesTheCommitOrderIndex(t *testing.T) {
+	ctx := context.Background()
+	pool := testenv.Postgres(t)
+	if _, err := pool.Exec(ctx, `INSERT INTO events (event_id, aggregate_type, aggregate_id, version, event_type, schema_version, payload, correlation_id, causation_id, principal)
+        SELECT gen_random_uuid(), 'thing', 't' || (g / 10), g % 10 + 1, 'Made', 1, '{}', 'c', 'c', 'p' FROM generate_series(0, 49999) g`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pool.Exec(ctx, `ANALYZE events`); err != nil {
+		t.Fatal(err)
+	}
+	conn, err := pool.Acquire(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Release()
+	defer conn.Exec(context.Background(), `DEALLOCATE ALL; RESET plan_cache_mode`) //nolint:errcheck // the pool's connection goes back clean
+	if _, err := conn.Exec(ctx, `SET plan_cache_mode = force_generic_plan`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := conn.Exec(ctx, `PREPARE backlog(text, bigint, bigint) AS `+postgres.BacklogSQL); err != nil {
+		t.Fatal(err)
+	}
+	rows, err := conn.Query(ctx, `EXPLAIN EXECUTE backlog('0', 0, 10000000)`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var plan []string
+	for rows.Next() {
+		var line string
+		if err := rows.Scan(&line); err != nil {
+			t.Fatal(err)
+		}
+		plan = append(plan, line)
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	text := strings.Join(plan, "\n")
+	if !strings.Contains(text, "events_commit_order") || strings.Contains(text, "Seq Scan") {
+		t.Fatalf("the backlog's generic plan does not walk events_commit_order:\n%s", text)
+	}
 }
