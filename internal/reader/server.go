@@ -85,6 +85,7 @@ type Server struct {
 	accounts  *accounts.Queries
 	transfers *transfers.Queries
 	metrics   *metrics
+	waits     waitTracker
 	gatherer  prometheus.Gatherer
 	logger    *slog.Logger
 	spec      http.Handler

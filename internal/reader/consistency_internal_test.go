@@ -1,0 +1,60 @@
+package reader
+
+import (
+	"context"
+	"net/http/httptest"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// The first pause follows the waits seen lately, between 1 and 16 ms.
+func TestTheFirstPauseFollowsTheTypicalWait(t *testing.T) {
+	var w waitTracker
+	if got := w.firstPause(); got != time.Millisecond {
+		t.Fatalf("first pause with no history: %s, want 1ms", got)
+	}
+	for range 50 {
+		w.observe(8 * time.Millisecond)
+	}
+	if got := w.firstPause(); got < 6*time.Millisecond || got > 7*time.Millisecond {
+		t.Fatalf("first pause after waits of 8ms: %s, want 7/8 of it", got)
+	}
+	for range 50 {
+		w.observe(time.Second)
+	}
+	if got := w.firstPause(); got != 16*time.Millisecond {
+		t.Fatalf("first pause after waits of 1s: %s, want at most 16ms", got)
+	}
+}
+
+// A projection that keeps a steady lag is read at most three times by a
+// query that waits for it, once the server has seen that lag: not polled
+// from 1 ms on every time.
+func TestAWaitingQueryReadsAboutWhenTheProjectionArrives(t *testing.T) {
+	s := &Server{cfg: DefaultConfig(), metrics: newMetrics(prometheus.NewRegistry())}
+	const lag = 12 * time.Millisecond
+	query := func() int {
+		var reads atomic.Int32
+		started := time.Now()
+		have, err := s.await(httptest.NewRequest("GET", "/v1/accounts/a", nil), 2, func(context.Context) (int64, error) {
+			reads.Add(1)
+			if time.Since(started) >= lag {
+				return 2, nil
+			}
+			return 1, nil
+		})
+		if err != nil || have != 2 {
+			t.Fatalf("await: %d, %v; want version 2", have, err)
+		}
+		return int(reads.Load())
+	}
+	for range 10 {
+		query()
+	}
+	if reads := query(); reads > 3 {
+		t.Fatalf("a query read the projection %d times for a lag of %s the server has seen ten times, want at most 3", reads, lag)
+	}
+}
