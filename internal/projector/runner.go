@@ -29,6 +29,9 @@ type runner struct {
 	served atomic.Bool // readers use this generation: a missing position is a loss
 
 	cl *kgo.Client
+	// applier sends the workers' steps to Redis, those of several
+	// partitions in one round trip.
+	applier *applier
 	// clSet is closed once cl is set: the group may assign partitions (and
 	// call assigned) before kgo.NewClient has returned.
 	clSet chan struct{}
@@ -62,7 +65,8 @@ func (h *runnerHandle) stop() {
 // start runs a member of gen's consumer group until the handle is stopped.
 func (p *Projector) start(ctx context.Context, gen int64, served bool) *runnerHandle {
 	ctx, cancel := context.WithCancel(ctx)
-	r := &runner{p: p, gen: gen, group: p.Group(gen), workers: make(map[topicPartition]*worker), clSet: make(chan struct{})}
+	r := &runner{p: p, gen: gen, group: p.Group(gen), workers: make(map[topicPartition]*worker), clSet: make(chan struct{}),
+		applier: newApplier(p.steps, p.cfg.BatchSize)}
 	r.served.Store(served)
 	h := &runnerHandle{r: r, cancel: cancel, done: make(chan struct{})}
 	go func() {
@@ -96,6 +100,7 @@ func (r *runner) run(ctx context.Context) error {
 	if reg := r.p.deps.KafkaMetrics; reg != nil {
 		opts = append(opts, kafka.ClientMetrics(reg, prometheus.Labels{"consumergroup": r.group}))
 	}
+	defer r.applier.close() // after every worker stopped: below, or by the revocations of cl.Close
 	cl, err := kgo.NewClient(opts...)
 	if err != nil {
 		return err
@@ -125,6 +130,7 @@ func (r *runner) run(ctx context.Context) error {
 	// the group.
 	r.stopWorkers(nil)
 	cl.Close()
+	r.stopWorkers(nil) // any assigned while the group was being left
 	return r.failErr
 }
 

@@ -277,7 +277,7 @@ func (w *worker) apply(ctx context.Context, b readmodels.Batch) (readmodels.Resu
 			}
 		}
 		began := time.Now()
-		res, err := p.steps.Apply(ctx, b)
+		res, err := w.r.applier.apply(ctx, b)
 		if err == nil || errors.Is(err, readmodels.ErrFenced) {
 			p.deps.Metrics.apply.WithLabelValues(p.proj.Name()).Observe(time.Since(began).Seconds())
 			return res, err

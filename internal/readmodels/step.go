@@ -28,6 +28,12 @@ import (
 // It returns {"ok", outcomes} or {"gap", outcomes, index, applied version}
 // or {"fenced"}; outcomes has a letter per event handled: a(pplied),
 // d(uplicate), s(kipped).
+//
+// The versions of the batch's streams are read in one HMGET and the new ones
+// written in one HSET, not a call of each per event: Redis spends most of a
+// step on the calls. They are written whenever the step ends — done, at a
+// gap, or when the projection's Lua fails — so an event whose writes are in
+// the read model always has its version recorded and is never applied twice.
 const stepScript = `
 local pos = KEYS[1]
 local p = ARGV[1]
@@ -38,10 +44,42 @@ if not replay and redis.call('HGET', pos, 'epoch:' .. topic) ~= ARGV[2] then
 end
 local versions = p .. 'ver'
 local n = tonumber(ARGV[4])
-local seen = {}
-local out = {}
+local chunk = 500 -- fields a call, well below Lua's limit on unpack
+local cur, streams = {}, {}
 local i = 6
+for e = 1, n do
+  local stream = ARGV[i + 1]
+  if stream ~= '' and cur[stream] == nil then
+    cur[stream] = 0
+    streams[#streams + 1] = stream
+  end
+  i = i + 5 + tonumber(ARGV[i + 4])
+end
+for s = 1, #streams, chunk do
+  local last = math.min(s + chunk - 1, #streams)
+  local stored = redis.call('HMGET', versions, unpack(streams, s, last))
+  for k = s, last do
+    cur[streams[k]] = tonumber(stored[k - s + 1]) or 0
+  end
+end
+local changed, order = {}, {}
+local function flush()
+  local fields = {}
+  for _, stream in ipairs(order) do
+    fields[#fields + 1] = stream
+    fields[#fields + 1] = cur[stream]
+    if #fields == 2 * chunk then
+      redis.call('HSET', versions, unpack(fields))
+      fields = {}
+    end
+  end
+  if #fields > 0 then
+    redis.call('HSET', versions, unpack(fields))
+  end
+end
+local out = {}
 local nextOffset = nil
+i = 6
 for e = 1, n do
   local offset, stream, id, ver, nargs = ARGV[i], ARGV[i+1], ARGV[i+2], tonumber(ARGV[i+3]), tonumber(ARGV[i+4])
   local first = i + 5
@@ -49,33 +87,46 @@ for e = 1, n do
   if stream == '' then
     out[e] = 's'
   else
-    local cur = seen[stream]
-    if cur == nil then
-      cur = tonumber(redis.call('HGET', versions, stream) or '0')
-    end
-    if ver <= cur then
+    local have = cur[stream]
+    if ver <= have then
       out[e] = 'd'
-    elseif ver > cur + 1 then
+    elseif ver > have + 1 then
+      flush()
       if nextOffset and not replay then
         redis.call('HSET', pos, 'next:' .. topic, nextOffset)
       end
-      return {'gap', table.concat(out), e, cur}
+      return {'gap', table.concat(out), e, have}
     else
       if nargs > 0 then
-        apply(p, id, ver, ARGV, first, nargs)
+        local ok, err = pcall(apply, p, id, ver, ARGV, first, nargs)
+        if not ok then
+          flush()
+          error(err)
+        end
       end
-      seen[stream] = ver
-      redis.call('HSET', versions, stream, ver)
+      cur[stream] = ver
+      if not changed[stream] then
+        changed[stream] = true
+        order[#order + 1] = stream
+      end
       out[e] = 'a'
     end
   end
   nextOffset = tonumber(offset) + 1
 end
-if nextOffset and not replay then
-  redis.call('HSET', pos, 'next:' .. topic, nextOffset)
-end
-if ARGV[3] == '1' and not replay then
-  redis.call('HSET', pos, 'caughtup:' .. topic, '1')
+flush()
+if not replay then
+  local fields = {}
+  if nextOffset then
+    fields = {'next:' .. topic, nextOffset}
+  end
+  if ARGV[3] == '1' then
+    fields[#fields + 1] = 'caughtup:' .. topic
+    fields[#fields + 1] = '1'
+  end
+  if #fields > 0 then
+    redis.call('HSET', pos, unpack(fields))
+  end
 end
 return {'ok', table.concat(out)}
 `
@@ -224,11 +275,50 @@ func (s *Steps) MarkCaughtUp(ctx context.Context, gen int64, topic string, parti
 // Apply runs the step over b: one round trip, one atomic change of the read
 // model and its position.
 func (s *Steps) Apply(ctx context.Context, b Batch) (Result, error) {
+	keys, args := s.stepArgs(b)
+	reply, err := s.step.Run(ctx, s.rdb, keys, args...).Slice()
+	return s.result(b, reply, err)
+}
+
+// ApplyAll runs the steps of several batches, typically of different
+// partitions, in one round trip: a pipeline of script calls, each still its
+// own atomic step that moves its own partition's position (and touches one
+// Redis Cluster slot). It returns a result and an error per batch: one
+// batch's failure leaves the others' outcomes as they are.
+func (s *Steps) ApplyAll(ctx context.Context, batches []Batch) ([]Result, []error) {
+	results := make([]Result, len(batches))
+	errs := make([]error, len(batches))
+	if len(batches) == 1 {
+		results[0], errs[0] = s.Apply(ctx, batches[0])
+		return results, errs
+	}
+	pipe := s.rdb.Pipeline()
+	cmds := make([]*redis.Cmd, len(batches))
+	for i, b := range batches {
+		keys, args := s.stepArgs(b)
+		cmds[i] = s.step.EvalSha(ctx, pipe, keys, args...)
+	}
+	_, _ = pipe.Exec(ctx) // every command carries its own error
+	for i, b := range batches {
+		reply, err := cmds[i].Slice()
+		if err != nil && redis.HasErrorPrefix(err, "NOSCRIPT") {
+			// Redis lost its scripts (a restart, SCRIPT FLUSH): this call
+			// ran nothing; Apply loads the script and runs it.
+			results[i], errs[i] = s.Apply(ctx, b)
+			continue
+		}
+		results[i], errs[i] = s.result(b, reply, err)
+	}
+	return results, errs
+}
+
+// stepArgs are the keys and arguments of b's step (see stepScript).
+func (s *Steps) stepArgs(b Batch) (keys []string, args []any) {
 	argc := 5
 	for _, it := range b.Items {
 		argc += 5 + len(it.Args)
 	}
-	args := make([]any, 0, argc)
+	args = make([]any, 0, argc)
 	caught := ""
 	if b.CaughtUp {
 		caught = "1"
@@ -240,7 +330,11 @@ func (s *Steps) Apply(ctx context.Context, b Batch) (Result, error) {
 			args = append(args, a)
 		}
 	}
-	reply, err := s.step.Run(ctx, s.rdb, []string{s.layout.Position(b.Generation, b.Partition)}, args...).Slice()
+	return []string{s.layout.Position(b.Generation, b.Partition)}, args
+}
+
+// result reads the reply of b's step.
+func (s *Steps) result(b Batch, reply []any, err error) (Result, error) {
 	if err != nil {
 		return Result{}, fmt.Errorf("apply %d events to %s partition %d: %w", len(b.Items), s.layout.Name(), b.Partition, err)
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -23,6 +24,15 @@ func (logProjection) Lua() string {
 	return `redis.call('RPUSH', p .. 'log:' .. id, ver .. '=' .. a[i])`
 }
 func (logProjection) Args(log.Event) ([]string, error) { return nil, nil }
+
+// notedLog is logProjection with a note in its Lua: a script of its own,
+// which Redis has not seen.
+type notedLog struct {
+	logProjection
+	note string
+}
+
+func (n notedLog) Lua() string { return logProjection{}.Lua() + "\n-- " + n.note }
 
 const stepTopic = "things"
 
@@ -245,6 +255,116 @@ func TestStepReplayDoesNotMoveThePosition(t *testing.T) {
 	owner.Items = []Item{item(4, "x", 4)}
 	wantOutcomes(t, e.apply(owner), "a")
 	e.wantPosition(1, 5, 5, false)
+}
+
+// A Redis error inside the projection's Lua (here WRONGTYPE: y's log key
+// holds a string) fails the step, but what it applied before keeps its
+// versions: the retry finds those events applied and applies each of them
+// once, never twice.
+func TestStepFailingMidwayKeepsTheVersionsOfWhatItApplied(t *testing.T) {
+	e := newStepEnv(t)
+	ctx := context.Background()
+	e.claim(1, 4, "owner")
+	bad := e.layout.Prefix(1, 4) + "log:y"
+	if err := e.rdb.Set(ctx, bad, "not a list", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	b := Batch{Generation: 1, Topic: stepTopic, Partition: 4, Epoch: "owner",
+		Items: []Item{item(0, "x", 1), item(1, "x", 2), item(2, "y", 1), item(3, "x", 3)}}
+	if _, err := e.steps.Apply(ctx, b); err == nil || !strings.Contains(err.Error(), "WRONGTYPE") {
+		t.Fatalf("apply over a key of the wrong type: err = %v, want WRONGTYPE", err)
+	}
+	e.wantLog(1, 4, "x", "1=o0", "2=o1")
+	if v, err := e.rdb.HGet(ctx, e.layout.Versions(1, 4), StreamKey("thing", "x")).Result(); err != nil || v != "2" {
+		t.Fatalf("version of x after the failed step = %q (%v), want 2", v, err)
+	}
+	if _, _, ok, err := e.steps.Position(ctx, 1, stepTopic, 4); err != nil || !ok {
+		t.Fatalf("position: ok=%v err=%v", ok, err)
+	}
+	e.wantPosition(1, 4, 0, false) // the position stays before the batch
+
+	if err := e.rdb.Del(ctx, bad).Err(); err != nil {
+		t.Fatal(err)
+	}
+	wantOutcomes(t, e.apply(b), "ddaa")
+	e.wantLog(1, 4, "x", "1=o0", "2=o1", "3=o3")
+	e.wantLog(1, 4, "y", "1=o2")
+	e.wantPosition(1, 4, 4, false)
+}
+
+// ApplyAll sends the steps of several partitions in one round trip; each
+// stays its own atomic step: one partition's failure or fencing leaves the
+// others applied with their positions, and its own position where it was.
+func TestApplyAllKeepsEachPartitionsStepApart(t *testing.T) {
+	e := newStepEnv(t)
+	ctx := context.Background()
+	for p := range int32(4) {
+		e.claim(1, p, "owner")
+	}
+	e.claim(1, 2, "another owner") // partition 2 was taken over
+	bad := e.layout.Prefix(1, 1) + "log:y"
+	if err := e.rdb.Set(ctx, bad, "not a list", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	batch := func(p int32, items ...Item) Batch {
+		return Batch{Generation: 1, Topic: stepTopic, Partition: p, Epoch: "owner", Items: items}
+	}
+	batches := []Batch{
+		batch(0, item(0, "x", 1), item(1, "y", 1)),
+		batch(1, item(0, "x", 1), item(1, "y", 1), item(2, "z", 1)),
+		batch(2, item(0, "x", 1)),
+		batch(3, item(0, "x", 1), item(1, "x", 3)), // a gap
+	}
+	res, errs := e.steps.ApplyAll(ctx, batches)
+	if errs[0] != nil || errs[3] != nil {
+		t.Fatalf("errors of the sound partitions: %v, %v", errs[0], errs[3])
+	}
+	if errs[1] == nil || !strings.Contains(errs[1].Error(), "WRONGTYPE") {
+		t.Fatalf("partition 1: err = %v, want WRONGTYPE", errs[1])
+	}
+	if !errors.Is(errs[2], ErrFenced) {
+		t.Fatalf("partition 2: err = %v, want ErrFenced", errs[2])
+	}
+	wantOutcomes(t, res[0], "aa")
+	wantOutcomes(t, res[3], "a")
+	if res[3].Gap == nil || res[3].Gap.Index != 1 {
+		t.Fatalf("partition 3: gap = %+v, want one at index 1", res[3].Gap)
+	}
+	e.wantPosition(1, 0, 2, false)
+	e.wantPosition(1, 1, 0, false)
+	e.wantPosition(1, 2, 0, false)
+	e.wantPosition(1, 3, 1, false)
+	e.wantLog(1, 1, "x", "1=o0")
+	e.wantLog(1, 2, "x")
+
+	// Once the key is fixed, the retry applies the rest of partition 1 and
+	// x v1 (already applied) is a duplicate.
+	if err := e.rdb.Del(ctx, bad).Err(); err != nil {
+		t.Fatal(err)
+	}
+	res, errs = e.steps.ApplyAll(ctx, batches[:2])
+	if errs[0] != nil || errs[1] != nil {
+		t.Fatalf("retry: %v, %v", errs[0], errs[1])
+	}
+	wantOutcomes(t, res[0], "dd")
+	wantOutcomes(t, res[1], "daa")
+	e.wantLog(1, 1, "x", "1=o0")
+	e.wantLog(1, 1, "y", "1=o1")
+	e.wantLog(1, 1, "z", "1=o2")
+	e.wantPosition(1, 1, 3, false)
+
+	// A script Redis does not hold (never loaded, or lost in a restart):
+	// the pipeline's EVALSHAs fail with NOSCRIPT and the steps are run again
+	// with the script.
+	unloaded := NewSteps(e.rdb, e.layout, notedLog{note: e.layout.Meta()})
+	res, errs = unloaded.ApplyAll(ctx, []Batch{batch(0, item(2, "x", 2)), batch(3, item(1, "x", 2))})
+	if errs[0] != nil || errs[1] != nil {
+		t.Fatalf("after SCRIPT FLUSH: %v, %v", errs[0], errs[1])
+	}
+	wantOutcomes(t, res[0], "a")
+	wantOutcomes(t, res[1], "a")
+	e.wantPosition(1, 0, 3, false)
+	e.wantPosition(1, 3, 2, false)
 }
 
 func TestClaim(t *testing.T) {
