@@ -2,28 +2,29 @@ package projector
 
 import (
 	"context"
+	"sync"
 
 	"github.com/tributary-es/tributary/internal/readmodels"
 )
 
 // applier sends the atomic steps of one runner's partitions to Redis
 // together: a worker hands its batch over and waits, and the steps handed
-// over while a round trip is in flight go out together in the next one, as
-// one pipeline. Under a steady load, where each partition's batch holds a
-// few events, this spares Redis and the projector a round trip (and its
-// system calls) per partition. Every step stays its own script call: atomic
-// with its own partition's position, fenced by its own epoch, failing on
-// its own.
+// over while the round trips in flight run go out together in the next
+// one, as one pipeline. Under a steady load, where each partition's batch
+// holds a few events, this spares Redis and the projector a round trip (and
+// its system calls) per partition. Every step stays its own script call:
+// atomic with its own partition's position, fenced by its own epoch,
+// failing on its own.
 //
-// A round trip gathers steps until they hold maxEvents events: full
-// batches (catching up on a backlog) go on their own, so that Redis applies
-// one while the workers prepare the next ones, rather than all of them
-// waiting for the slowest of a large pipeline.
+// Up to senders round trips are in flight at once, and one gathers steps
+// until they hold maxEvents events, so that while catching up on a backlog
+// (full batches) Redis always has the next step queued while the workers
+// prepare more, as when each worker had its own round trip.
 type applier struct {
 	steps     *readmodels.Steps
 	maxEvents int
 	reqs      chan *applyRequest
-	done      chan struct{}
+	senders   sync.WaitGroup
 }
 
 // applyRequest is one worker's step, and then its outcome.
@@ -35,16 +36,19 @@ type applyRequest struct {
 	ready chan struct{} // closed once res and err are set
 }
 
-// newApplier starts an applier of steps that sends up to maxEvents events
-// a round trip (more when a single step holds more); close stops it.
-func newApplier(steps *readmodels.Steps, maxEvents int) *applier {
-	a := &applier{steps: steps, maxEvents: maxEvents, reqs: make(chan *applyRequest, 64), done: make(chan struct{})}
-	go a.run()
+// newApplier starts an applier of steps with senders round trips in flight
+// at most, each of up to maxEvents events (more when a single step holds
+// more); close stops it.
+func newApplier(steps *readmodels.Steps, senders, maxEvents int) *applier {
+	a := &applier{steps: steps, maxEvents: maxEvents, reqs: make(chan *applyRequest, 64)}
+	for range senders {
+		a.senders.Go(a.send)
+	}
 	return a
 }
 
-// apply runs b's step in a round trip shared with the other partitions'
-// steps, and returns what it did.
+// apply runs b's step in a round trip shared with other partitions' steps,
+// and returns what it did.
 func (a *applier) apply(ctx context.Context, b readmodels.Batch) (readmodels.Result, error) {
 	req := &applyRequest{ctx: ctx, batch: b, ready: make(chan struct{})}
 	a.reqs <- req
@@ -55,11 +59,11 @@ func (a *applier) apply(ctx context.Context, b readmodels.Batch) (readmodels.Res
 // close stops the applier. No worker may apply any more.
 func (a *applier) close() {
 	close(a.reqs)
-	<-a.done
+	a.senders.Wait()
 }
 
-func (a *applier) run() {
-	defer close(a.done)
+// send runs round trips until the applier is closed.
+func (a *applier) send() {
 	var pending []*applyRequest
 	var batches []readmodels.Batch
 	for req := range a.reqs {

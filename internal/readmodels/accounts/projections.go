@@ -11,6 +11,7 @@ import (
 
 	"github.com/tributary-es/tributary/internal/domain/account"
 	"github.com/tributary-es/tributary/internal/log"
+	"github.com/tributary-es/tributary/internal/readmodels"
 )
 
 // Names of the projections.
@@ -151,16 +152,16 @@ func (HistoryProjection) Args(e log.Event) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	entry, err := json.Marshal(Entry{
-		Version: e.Version, Type: e.Type, EventID: e.ID.String(), RecordedAt: e.RecordedAt.UTC(),
-		CorrelationID: e.CorrelationID, Data: data, Amount: delta,
-	})
+	// The Entry as json.Marshal writes it (TestHistoryEntryIsEntrysJSON),
+	// without balanceAfter and the closing brace: Lua appends them.
+	open, err := readmodels.NewJSONObject(256+len(data)).
+		Int("version", e.Version).String("type", e.Type).String("eventId", e.ID.String()).
+		Time("recordedAt", e.RecordedAt.UTC()).StringOmitEmpty("correlationId", e.CorrelationID).
+		Marshaled("data", data).Int("amount", delta).Open()
 	if err != nil {
 		return nil, err
 	}
-	// Drop the closing brace and the zero balanceAfter: Lua appends the real one.
-	open := string(entry[:len(entry)-len(`,"balanceAfter":0}`)])
-	return []string{open, strconv.FormatInt(delta, 10), e.Principal}, nil
+	return []string{string(open), strconv.FormatInt(delta, 10), e.Principal}, nil
 }
 
 // DirectoryProjection keeps the accounts by status (sorted by opening time)

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -342,6 +343,53 @@ func TestDirectoryQueriesWithoutALimit(t *testing.T) {
 					t.Errorf("%s(%d) = %v, %v; want no account", name, n, got, err)
 				}
 			}()
+		}
+	}
+}
+
+// The history's entry is written without encoding/json's reflection; it
+// must still be the Entry json.Marshal writes, byte for byte, whatever the
+// strings hold.
+func TestHistoryEntryIsEntrysJSON(t *testing.T) {
+	at := time.Date(2026, 12, 4, 5, 6, 7, 890123000, time.FixedZone("x", -7200))
+	domain := []account.Event{
+		account.AccountOpened{Owner: `Ø "q" <b>&` + "\u2028\xff", Currency: "EUR"},
+		account.AccountActivated{},
+		account.FundsDeposited{Amount: 120, Currency: "EUR", Source: "sa\\lary\n"},
+		account.FundsWithdrawn{Amount: 20, Currency: "EUR", Reason: "rent"},
+		account.AccountClosed{Reason: ""},
+	}
+	for i, ev := range domain {
+		for _, corr := range []string{"", "corr-1", `<c"orr>` + "\t\u00e9"} {
+			payload, err := json.Marshal(ev)
+			if err != nil {
+				t.Fatal(err)
+			}
+			e := log.Event{ID: uuid.Must(uuid.NewV7()), AggregateType: account.AggregateType, AggregateID: "a1",
+				Version: int64(i + 1), Type: ev.EventType(), SchemaVersion: ev.SchemaVersion(), Payload: payload,
+				RecordedAt: at, Metadata: log.Metadata{CorrelationID: corr, Principal: "p"}}
+			args, err := accounts.HistoryProjection{}.Args(e)
+			if err != nil {
+				t.Fatal(err)
+			}
+			amount, _ := strconv.ParseInt(args[1], 10, 64)
+			// The data is the decoded event marshaled again, as before.
+			decoded, err := account.DecodeEvent(e.Type, payload)
+			if err != nil {
+				t.Fatal(err)
+			}
+			data, err := json.Marshal(decoded)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want, err := json.Marshal(accounts.Entry{Version: e.Version, Type: e.Type, EventID: e.ID.String(),
+				RecordedAt: at.UTC(), CorrelationID: corr, Data: data, Amount: amount})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := args[0] + `,"balanceAfter":0}`; got != string(want) {
+				t.Fatalf("%s with correlation %q: entry\n%s\njson.Marshal writes\n%s", e.Type, corr, got, want)
+			}
 		}
 	}
 }

@@ -331,3 +331,31 @@ func TestEventsSeenByTheirAudience(t *testing.T) {
 	}
 	check()
 }
+
+// The link is written without encoding/json's reflection; it must still be
+// the Link json.Marshal writes, byte for byte, whatever the strings hold.
+func TestLinkIsLinksJSON(t *testing.T) {
+	odd := `<"q"> & \ ` + "\t\u2028é\xff"
+	for _, e := range []log.Event{
+		{ID: uuid.Must(uuid.NewV7()), AggregateType: "account", AggregateID: "a1", Version: 3, Type: "FundsDeposited",
+			GlobalPosition: 1234567, RecordedAt: time.Date(2026, 12, 4, 5, 6, 7, 123000, time.FixedZone("x", 3600)),
+			Metadata: log.Metadata{CorrelationID: "c1", CausationID: "k1", Principal: "alice"}},
+		{ID: uuid.Must(uuid.NewV7()), AggregateType: odd, AggregateID: odd, Version: 1, Type: odd,
+			GlobalPosition: 1, RecordedAt: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC),
+			Metadata: log.Metadata{CorrelationID: odd, CausationID: odd, Principal: odd, OnBehalfOf: odd}},
+	} {
+		args, err := correlation.Projection{}.Args(e)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, err := json.Marshal(correlation.Link{EventID: e.ID.String(), CausationID: e.CausationID, CorrelationID: e.CorrelationID,
+			AggregateType: e.AggregateType, AggregateID: e.AggregateID, Version: e.Version, Type: e.Type,
+			GlobalPosition: e.GlobalPosition, RecordedAt: e.RecordedAt.UTC(), Principal: e.Principal, OnBehalfOf: e.OnBehalfOf})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if args[2] != string(want) {
+			t.Fatalf("link\n%s\njson.Marshal writes\n%s", args[2], want)
+		}
+	}
+}
