@@ -24,6 +24,7 @@ import (
 func TestAFailingStepHoldsBackItsPartitionAlone(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
+	e.cfg.BatchSize = 50 // small steps: they share round trips
 	h := generate(40, 1200, 61)
 	const stuckID = "acc-late"
 	late := []log.Event{

@@ -62,15 +62,15 @@ func (h *runnerHandle) stop() {
 	<-h.done
 }
 
-// applySenders is how many round trips of steps a runner has in flight at
-// most: enough to keep Redis busy while workers prepare batches.
-const applySenders = 4
+// applyAlone is the size of a step that goes to Redis on its own round
+// trip: a script call's cost is spread thin over this many events.
+const applyAlone = 64
 
 // start runs a member of gen's consumer group until the handle is stopped.
 func (p *Projector) start(ctx context.Context, gen int64, served bool) *runnerHandle {
 	ctx, cancel := context.WithCancel(ctx)
 	r := &runner{p: p, gen: gen, group: p.Group(gen), workers: make(map[topicPartition]*worker), clSet: make(chan struct{}),
-		applier: newApplier(p.steps, applySenders, p.cfg.BatchSize)}
+		applier: newApplier(p.steps, applyAlone, p.cfg.BatchSize)}
 	r.served.Store(served)
 	h := &runnerHandle{r: r, cancel: cancel, done: make(chan struct{})}
 	go func() {
