@@ -62,7 +62,10 @@ func TestOneTracePerTransfer(t *testing.T) {
 				root = s
 			}
 		}
-		return root.SpanContext.IsValid()
+		// Every span of the trace has ended, its parent too: the relay's send
+		// span of the last event ends when Kafka acknowledges, which may come
+		// after the consumers already handled the record.
+		return root.SpanContext.IsValid() && parentsEnded(spans, root.SpanContext.TraceID())
 	})
 	traceID := root.SpanContext.TraceID()
 	byID := map[trace.SpanID]tracetest.SpanStub{}
@@ -112,4 +115,19 @@ func TestOneTracePerTransfer(t *testing.T) {
 	if !completionWritten {
 		t.Fatalf("no transfers write span in the request's trace; trace:\n%s", describe(inTrace))
 	}
+}
+
+// parentsEnded reports whether every span of the trace whose parent is in
+// the trace has that parent among the ended spans.
+func parentsEnded(spans tracetest.SpanStubs, traceID trace.TraceID) bool {
+	ended := map[trace.SpanID]bool{}
+	for _, s := range spans {
+		ended[s.SpanContext.SpanID()] = true
+	}
+	for _, s := range spans {
+		if s.SpanContext.TraceID() == traceID && s.Parent.IsValid() && s.Parent.TraceID() == traceID && !ended[s.Parent.SpanID()] {
+			return false
+		}
+	}
+	return true
 }
