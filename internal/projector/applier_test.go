@@ -79,29 +79,43 @@ func TestAFailingStepHoldsBackItsPartitionAlone(t *testing.T) {
 // together: partitions move between them (their workers stopped after the
 // step in flight, the new owner starting at the stored position), and every
 // event is applied exactly once across the members.
+//
+// The events come in two waves: the second starts only once the second
+// member owns partitions, so that it has events to apply however long the
+// group takes to rebalance on a loaded machine.
 func TestRebalancesWhileStepsAreInFlightApplyEachEventOnce(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	e.cfg.BatchSize = 20
 	h := generate(120, 4000, 67)
+	first, second := h.events[:2000], h.events[2000:]
 	regA, regB := prometheus.NewRegistry(), prometheus.NewRegistry()
 	stopA := e.run(e.projector(accounts.SummaryProjection{}, regA))
-	produced := e.produceSteadily(h.events, 100, 25*time.Millisecond)
+	producedFirst := e.produceSteadily(first, 100, 25*time.Millisecond)
 
 	waitFor(t, 30*time.Second, "the first member applied some events", func() (bool, error) {
 		return eventsCounted(t, regA, "applied") >= 300, nil
 	})
 	e.run(e.projector(accounts.SummaryProjection{}, regB))
-	waitFor(t, 30*time.Second, "the second member took partitions over", func() (bool, error) {
+	waitFor(t, 60*time.Second, "the second member owns partitions", func() (bool, error) {
+		return len(lagGauges(t, regB)) > 0, nil
+	})
+	select {
+	case <-producedFirst:
+	case <-time.After(60 * time.Second):
+		t.Fatal("producing the first wave took over 60s")
+	}
+	producedSecond := e.produceSteadily(second, 100, 25*time.Millisecond)
+	waitFor(t, 60*time.Second, "the second member applied events", func() (bool, error) {
 		return eventsCounted(t, regB, "applied") > 0, nil
 	})
 	if err := stopA(); err != nil {
 		t.Fatalf("stop the first member: %v", err)
 	}
 	select {
-	case <-produced:
+	case <-producedSecond:
 	case <-time.After(60 * time.Second):
-		t.Fatal("producing took over 60s")
+		t.Fatal("producing the second wave took over 60s")
 	}
 	if a := eventsCounted(t, regA, "applied"); a >= len(h.events) {
 		t.Fatalf("the first member applied all %d events before it left: too weak a test", a)
