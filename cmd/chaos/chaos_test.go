@@ -18,6 +18,7 @@ import (
 // and every kind of fault once; the release check is the same command at
 // 50,000 commands and 20 faults (docs/CHAOS.md).
 func TestShortChaosFindsNoViolation(t *testing.T) {
+	t.Parallel()           // each run has its own database, Redis, Kafka and proxies
 	testenv.PostgresURL(t) // the server must be up; chaos makes its own database
 	var out, progress bytes.Buffer
 	err := run(context.Background(), []string{"--seed", "7", "--commands", "3000", "--accounts", "50", "--faults", "9",
@@ -41,6 +42,7 @@ func TestShortChaosFindsNoViolation(t *testing.T) {
 // checkpoint before Kafka acknowledged a batch must end in violations —
 // proof that the checker can fail.
 func TestChaosCatchesARelayThatCheckpointsBeforeTheAck(t *testing.T) {
+	t.Parallel()
 	testenv.PostgresURL(t)
 	var out, progress bytes.Buffer
 	// Eight faults are every kind but the 40 s stall, which this check does
