@@ -35,6 +35,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/tributary-es/tributary/internal/decider"
 	"log/slog"
 	"net/http"
 	"strings"
@@ -222,15 +223,12 @@ func step[S any, C any, E aggregate.Event](ctx context.Context, s *Steps, transf
 		},
 		Idempotency: &postgres.IdempotencyCompletion{Principal: Principal, Key: key, Status: http.StatusOK, RequestHash: hash[:]},
 	})
-	var ruleAccount *account.RuleError
-	var ruleTransfer *transfer.RuleError
+	var rule *decider.RuleError
 	switch {
 	case errors.Is(err, postgres.ErrIdempotencyKeyCompleted):
 		return s.done(ctx, transferID, name, key)
-	case errors.As(err, &ruleAccount):
-		return s.refused(ctx, transferID, name, key, hash[:], refusal{Code: ruleAccount.Code, Detail: ruleAccount.Detail})
-	case errors.As(err, &ruleTransfer):
-		return s.refused(ctx, transferID, name, key, hash[:], refusal{Code: ruleTransfer.Code, Detail: ruleTransfer.Detail})
+	case errors.As(err, &rule):
+		return s.refused(ctx, transferID, name, key, hash[:], refusal{Code: rule.Code, Detail: rule.Detail})
 	case err != nil:
 		return log.Event{}, "", fmt.Errorf("transfer %s, step %s: %w", transferID, name, err)
 	case len(res.Events) == 0:

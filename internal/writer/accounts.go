@@ -1,7 +1,6 @@
 package writer
 
 import (
-	"errors"
 	"log/slog"
 	"net/http"
 
@@ -115,7 +114,7 @@ func (s *Server) openAccount(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	cmd := account.OpenAccount{ID: body.ID, Owner: body.Owner, Currency: body.Currency, InitialDeposit: body.InitialDeposit}
-	runCommand(s, w, r, s.accounts, body.ID, account.Command(cmd), cc, true, "OpenAccount", accountProblem)
+	runCommand(s, w, r, s.accounts, body.ID, account.Command(cmd), cc, true, "OpenAccount")
 }
 
 // accountAction handles POST /v1/accounts/{id}/<action>: the body, of type
@@ -138,7 +137,7 @@ func accountAction[B any](s *Server, name string, allowEmpty bool, toCommand fun
 			problem.Write(w, r, p)
 			return
 		}
-		runCommand(s, w, r, s.accounts, id, toCommand(body), cc, false, name, accountProblem)
+		runCommand(s, w, r, s.accounts, id, toCommand(body), cc, false, name)
 	}
 }
 
@@ -158,27 +157,4 @@ func (s *Server) accountRoutes() []route {
 		{"POST /v1/accounts/{id}/close", accountAction(s, "CloseAccount", true,
 			func(b closeBody) account.Command { return account.CloseAccount{Reason: b.Reason} })},
 	}
-}
-
-// accountProblem maps the account domain's refusals to problems.
-func accountProblem(err error) *problem.Problem {
-	var rule *account.RuleError
-	if !errors.As(err, &rule) {
-		return nil
-	}
-	return refusal(err, "Account", rule.Code, rule.Detail, account.ErrNotFound, account.ErrAlreadyExists, account.ErrInvalidCommand)
-}
-
-// refusal maps a domain's refusal of a command to a problem by its kind:
-// not found 404, already exists 409, invalid 400, any other rule 422.
-func refusal(err error, noun, code, detail string, notFound, exists, invalid error) *problem.Problem {
-	switch {
-	case errors.Is(err, notFound):
-		return problem.New(http.StatusNotFound, code, noun+" not found", detail)
-	case errors.Is(err, exists):
-		return problem.New(http.StatusConflict, code, noun+" already exists", detail)
-	case errors.Is(err, invalid):
-		return problem.New(http.StatusBadRequest, code, "Invalid command", detail)
-	}
-	return problem.New(http.StatusUnprocessableEntity, code, "Business rule violated", detail)
 }

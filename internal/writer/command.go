@@ -5,7 +5,9 @@ import (
 	"crypto/sha256"
 	"encoding/json"
 	"errors"
+	"github.com/tributary-es/tributary/internal/decider"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/google/uuid"
@@ -113,7 +115,6 @@ func (s *Server) parseCommandContext(r *http.Request, body []byte) (commandConte
 // the response, and the idempotency record of what was answered.
 func runCommand[S any, C any, E aggregate.Event](s *Server, w http.ResponseWriter, r *http.Request,
 	h *aggregate.Handler[S, C, E], id string, cmd C, cc commandContext, created bool, commandName string,
-	mapErr func(error) *problem.Problem,
 ) {
 	ctx := r.Context()
 	started := time.Now()
@@ -175,7 +176,7 @@ func runCommand[S any, C any, E aggregate.Event](s *Server, w http.ResponseWrite
 		return
 	}
 	if err != nil {
-		p := s.commandProblem(err, mapErr)
+		p := s.commandProblem(err, h.TypeName())
 		if p.Status >= 500 {
 			if ctx.Err() != nil {
 				// The client went away; nothing of ours failed.
@@ -315,11 +316,12 @@ func (s *Server) replay(w http.ResponseWriter, r *http.Request, stored postgres.
 	writeCommandResponse(w, resp, stored.Status, stored.Status == http.StatusCreated, true)
 }
 
-// commandProblem maps the platform's errors to problems, after giving the
-// domain's mapping the first word.
-func (s *Server) commandProblem(err error, mapErr func(error) *problem.Problem) *problem.Problem {
-	if p := mapErr(err); p != nil {
-		return p
+// commandProblem maps a command's error on an aggregate of aggregateType
+// to a problem: a domain's refusal by its kind, then the platform's errors.
+func (s *Server) commandProblem(err error, aggregateType string) *problem.Problem {
+	var rule *decider.RuleError
+	if errors.As(err, &rule) {
+		return refusal(rule, aggregateType)
 	}
 	var mismatch *aggregate.VersionMismatchError
 	var forbidden *forbiddenError
@@ -356,3 +358,19 @@ type forbiddenError struct{ stream string }
 func (e *forbiddenError) Error() string { return e.stream + " belongs to another principal" }
 
 func (e *forbiddenError) Unwrap() error { return auth.ErrForbidden }
+
+// refusal maps a domain's refusal of a command to a problem by its kind:
+// not found 404, already exists 409, invalid 400, any other rule 422. The
+// code is the domain's; the title names the aggregate type.
+func refusal(rule *decider.RuleError, aggregateType string) *problem.Problem {
+	noun := strings.ToUpper(aggregateType[:1]) + aggregateType[1:]
+	switch {
+	case errors.Is(rule, decider.ErrNotFound):
+		return problem.New(http.StatusNotFound, rule.Code, noun+" not found", rule.Detail)
+	case errors.Is(rule, decider.ErrAlreadyExists):
+		return problem.New(http.StatusConflict, rule.Code, noun+" already exists", rule.Detail)
+	case errors.Is(rule, decider.ErrInvalidCommand):
+		return problem.New(http.StatusBadRequest, rule.Code, "Invalid command", rule.Detail)
+	}
+	return problem.New(http.StatusUnprocessableEntity, rule.Code, "Business rule violated", rule.Detail)
+}

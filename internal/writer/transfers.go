@@ -2,7 +2,6 @@ package writer
 
 import (
 	"context"
-	"errors"
 	"net/http"
 	"time"
 
@@ -94,14 +93,5 @@ func (s *Server) requestTransfer(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	cmd := transfer.RequestTransfer{From: body.From, To: body.To, Amount: body.Amount, Currency: body.Currency, Reference: body.Reference}
-	runCommand(s, w, r, s.transfers, body.ID, transfer.Command(cmd), cc, true, "RequestTransfer", transferProblem)
-}
-
-// transferProblem maps the transfer domain's refusals to problems.
-func transferProblem(err error) *problem.Problem {
-	var rule *transfer.RuleError
-	if !errors.As(err, &rule) {
-		return nil
-	}
-	return refusal(err, "Transfer", rule.Code, rule.Detail, transfer.ErrNotFound, transfer.ErrAlreadyExists, transfer.ErrInvalidCommand)
+	runCommand(s, w, r, s.transfers, body.ID, transfer.Command(cmd), cc, true, "RequestTransfer")
 }

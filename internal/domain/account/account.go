@@ -4,8 +4,8 @@
 package account
 
 import (
-	"errors"
-	"fmt"
+	"github.com/tributary-es/tributary/internal/decider"
+
 	"strings"
 	"unicode/utf8"
 )
@@ -91,38 +91,6 @@ func (RefundFunds) commandName() string     { return "RefundFunds" }
 // CommandName returns the name of a command, for metrics and traces.
 func CommandName(c Command) string { return c.commandName() }
 
-// Error kinds that callers branch on. Every rule violation wraps one of them.
-var (
-	// ErrInvalidCommand: the command itself is malformed (a field missing or out of range).
-	ErrInvalidCommand = errors.New("invalid command")
-	// ErrRuleViolated: the command is well formed but the account's state forbids it.
-	ErrRuleViolated = errors.New("business rule violated")
-	// ErrNotFound: the command addresses an account that was never opened.
-	ErrNotFound = errors.New("account not found")
-	// ErrAlreadyExists: OpenAccount names an account that is already open.
-	ErrAlreadyExists = errors.New("account already exists")
-)
-
-// RuleError says which rule a command broke and why.
-type RuleError struct {
-	Kind   error  // ErrInvalidCommand, ErrRuleViolated, ErrNotFound or ErrAlreadyExists
-	Code   string // stable machine-readable code, e.g. "insufficient-funds"
-	Detail string // human-readable explanation
-}
-
-func (e *RuleError) Error() string { return e.Detail }
-
-// Unwrap lets errors.Is match the kind.
-func (e *RuleError) Unwrap() error { return e.Kind }
-
-func invalid(code, format string, args ...any) error {
-	return &RuleError{Kind: ErrInvalidCommand, Code: code, Detail: fmt.Sprintf(format, args...)}
-}
-
-func violated(code, format string, args ...any) error {
-	return &RuleError{Kind: ErrRuleViolated, Code: code, Detail: fmt.Sprintf(format, args...)}
-}
-
 // currencyExponent tells whether accounts may hold a currency and its number
 // of decimal places (ISO 4217 minor unit).
 func currencyExponent(code string) (int, bool) {
@@ -153,37 +121,37 @@ const maxTextLen = 200
 
 func checkText(field, value string, required bool) error {
 	if required && strings.TrimSpace(value) == "" {
-		return invalid("missing-"+field, "%s is required", field)
+		return decider.Invalid("missing-"+field, "%s is required", field)
 	}
 	if !utf8.ValidString(value) || utf8.RuneCountInString(value) > maxTextLen {
-		return invalid("invalid-"+field, "%s must be valid UTF-8 of at most %d characters", field, maxTextLen)
+		return decider.Invalid("invalid-"+field, "%s must be valid UTF-8 of at most %d characters", field, maxTextLen)
 	}
 	return nil
 }
 
 func checkAmount(s State, amount int64, currency string) error {
 	if amount <= 0 {
-		return invalid("invalid-amount", "amount must be a positive number of minor units, got %d", amount)
+		return decider.Invalid("invalid-amount", "amount must be a positive number of minor units, got %d", amount)
 	}
 	if currency != s.Currency {
-		return violated("currency-mismatch", "amount is in %q but the account holds %q", currency, s.Currency)
+		return decider.Violated("currency-mismatch", "amount is in %q but the account holds %q", currency, s.Currency)
 	}
 	return nil
 }
 
 // Decide returns the events that command c causes on an account in state s,
-// or a *RuleError saying why it is refused. Events carry no clock of their
+// or a *decider.RuleError saying why it is refused. Events carry no clock of their
 // own: the store stamps the recorded time.
 func Decide(s State, c Command) ([]Event, error) {
 	if _, ok := c.(OpenAccount); !ok && s.Status == StatusNone {
-		return nil, &RuleError{Kind: ErrNotFound, Code: "account-not-found", Detail: "the account was never opened"}
+		return nil, decider.NotFound("account-not-found", "the account was never opened")
 	}
 	switch c := c.(type) {
 	case OpenAccount:
 		return decideOpen(s, c)
 	case ActivateAccount:
 		if s.Status != StatusPending {
-			return nil, violated("not-pending", "only a pending account can be activated; this one is %s", s.Status)
+			return nil, decider.Violated("not-pending", "only a pending account can be activated; this one is %s", s.Status)
 		}
 		return []Event{AccountActivated{}}, nil
 	case DepositFunds:
@@ -194,10 +162,10 @@ func Decide(s State, c Command) ([]Event, error) {
 			return nil, err
 		}
 		if s.Status != StatusActive {
-			return nil, violated("account-not-active", "deposits need an active account; this one is %s", s.Status)
+			return nil, decider.Violated("account-not-active", "deposits need an active account; this one is %s", s.Status)
 		}
 		if limit := MaxDeposit(s.Currency); c.Amount > limit {
-			return nil, violated("deposit-limit-exceeded", "a single deposit may be at most %d minor units, got %d", limit, c.Amount)
+			return nil, decider.Violated("deposit-limit-exceeded", "a single deposit may be at most %d minor units, got %d", limit, c.Amount)
 		}
 		return []Event{FundsDeposited{Amount: c.Amount, Currency: c.Currency, Source: c.Source}}, nil
 	case WithdrawFunds:
@@ -208,10 +176,10 @@ func Decide(s State, c Command) ([]Event, error) {
 			return nil, err
 		}
 		if s.Status != StatusActive {
-			return nil, violated("account-not-active", "withdrawals need an active account; this one is %s", s.Status)
+			return nil, decider.Violated("account-not-active", "withdrawals need an active account; this one is %s", s.Status)
 		}
 		if c.Amount > s.Balance {
-			return nil, violated("insufficient-funds", "balance %d is less than the %d requested", s.Balance, c.Amount)
+			return nil, decider.Violated("insufficient-funds", "balance %d is less than the %d requested", s.Balance, c.Amount)
 		}
 		return []Event{FundsWithdrawn{Amount: c.Amount, Currency: c.Currency, Reason: c.Reason}}, nil
 	case RefundFunds:
@@ -227,31 +195,31 @@ func Decide(s State, c Command) ([]Event, error) {
 			return nil, err
 		}
 		if s.Status == StatusClosed {
-			return nil, violated("already-closed", "the account is already closed")
+			return nil, decider.Violated("already-closed", "the account is already closed")
 		}
 		if s.Balance != 0 {
-			return nil, violated("balance-not-zero", "only an account with a zero balance can be closed; balance is %d", s.Balance)
+			return nil, decider.Violated("balance-not-zero", "only an account with a zero balance can be closed; balance is %d", s.Balance)
 		}
 		return []Event{AccountClosed{Reason: c.Reason}}, nil
 	}
-	return nil, invalid("unknown-command", "unknown command %T", c)
+	return nil, decider.Invalid("unknown-command", "unknown command %T", c)
 }
 
 func decideOpen(s State, c OpenAccount) ([]Event, error) {
 	if s.Status != StatusNone {
-		return nil, &RuleError{Kind: ErrAlreadyExists, Code: "already-open", Detail: fmt.Sprintf("account %s already exists", s.ID)}
+		return nil, decider.AlreadyExists("already-open", "account %s already exists", s.ID)
 	}
 	if err := checkText("owner", c.Owner, true); err != nil {
 		return nil, err
 	}
 	if _, ok := currencyExponent(c.Currency); !ok {
-		return nil, invalid("unsupported-currency", "currency %q is not supported", c.Currency)
+		return nil, decider.Invalid("unsupported-currency", "currency %q is not supported", c.Currency)
 	}
 	if c.InitialDeposit < 0 {
-		return nil, invalid("invalid-amount", "initial deposit must not be negative, got %d", c.InitialDeposit)
+		return nil, decider.Invalid("invalid-amount", "initial deposit must not be negative, got %d", c.InitialDeposit)
 	}
 	if limit := MaxDeposit(c.Currency); c.InitialDeposit > limit {
-		return nil, violated("deposit-limit-exceeded", "a single deposit may be at most %d minor units, got %d", limit, c.InitialDeposit)
+		return nil, decider.Violated("deposit-limit-exceeded", "a single deposit may be at most %d minor units, got %d", limit, c.InitialDeposit)
 	}
 	events := []Event{AccountOpened{Owner: c.Owner, Currency: c.Currency}}
 	if c.InitialDeposit > 0 {
@@ -281,10 +249,4 @@ func Evolve(s State, e Event) State {
 func Initial(id string) State { return State{ID: id} }
 
 // Fold replays events over the initial state.
-func Fold(id string, events []Event) State {
-	s := Initial(id)
-	for _, e := range events {
-		s = Evolve(s, e)
-	}
-	return s
-}
+func Fold(id string, events []Event) State { return decider.Fold(Initial(id), Evolve, events) }

@@ -1,6 +1,8 @@
 package account_test
 
 import (
+	"github.com/tributary-es/tributary/internal/decider"
+
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -63,17 +65,17 @@ func TestDecide(t *testing.T) {
 		{
 			name:  "a refund in another currency is refused",
 			given: active, when: account.RefundFunds{Amount: 5, Currency: "USD", Source: "refund:transfer:t1"},
-			err: account.ErrRuleViolated, code: "currency-mismatch",
+			err: decider.ErrRuleViolated, code: "currency-mismatch",
 		},
 		{
 			name:  "a refund of nothing is invalid",
 			given: active, when: account.RefundFunds{Amount: 0, Currency: "EUR", Source: "refund:transfer:t1"},
-			err: account.ErrInvalidCommand, code: "invalid-amount",
+			err: decider.ErrInvalidCommand, code: "invalid-amount",
 		},
 		{
 			name: "a refund to an account never opened is refused",
 			when: account.RefundFunds{Amount: 5, Currency: "EUR", Source: "refund:transfer:t1"},
-			err:  account.ErrNotFound, code: "account-not-found",
+			err:  decider.ErrNotFound, code: "account-not-found",
 		},
 		// OpenAccount
 		{
@@ -100,27 +102,27 @@ func TestDecide(t *testing.T) {
 		{
 			name: "open with initial deposit above the limit",
 			when: account.OpenAccount{ID: testID, Owner: "Ada", Currency: "EUR", InitialDeposit: maxEUR + 1},
-			err:  account.ErrRuleViolated, code: "deposit-limit-exceeded",
+			err:  decider.ErrRuleViolated, code: "deposit-limit-exceeded",
 		},
 		{
 			name: "open in JPY with initial deposit above the limit for exponent 0",
 			when: account.OpenAccount{ID: testID, Owner: "Hokusai", Currency: "JPY", InitialDeposit: maxJPY + 1},
-			err:  account.ErrRuleViolated, code: "deposit-limit-exceeded",
+			err:  decider.ErrRuleViolated, code: "deposit-limit-exceeded",
 		},
 		{
 			name: "open with negative initial deposit",
 			when: account.OpenAccount{ID: testID, Owner: "Ada", Currency: "EUR", InitialDeposit: -1},
-			err:  account.ErrInvalidCommand, code: "invalid-amount",
+			err:  decider.ErrInvalidCommand, code: "invalid-amount",
 		},
 		{
 			name: "open without owner",
 			when: account.OpenAccount{ID: testID, Currency: "EUR"},
-			err:  account.ErrInvalidCommand, code: "missing-owner",
+			err:  decider.ErrInvalidCommand, code: "missing-owner",
 		},
 		{
 			name: "open with blank owner",
 			when: account.OpenAccount{ID: testID, Owner: " \t\n", Currency: "EUR"},
-			err:  account.ErrInvalidCommand, code: "missing-owner",
+			err:  decider.ErrInvalidCommand, code: "missing-owner",
 		},
 		{
 			name: "open with owner of 200 multi-byte runes",
@@ -130,67 +132,67 @@ func TestDecide(t *testing.T) {
 		{
 			name: "open with owner of 201 runes",
 			when: account.OpenAccount{ID: testID, Owner: strings.Repeat("a", 201), Currency: "EUR"},
-			err:  account.ErrInvalidCommand, code: "invalid-owner",
+			err:  decider.ErrInvalidCommand, code: "invalid-owner",
 		},
 		{
 			name: "open with owner that is not valid UTF-8",
 			when: account.OpenAccount{ID: testID, Owner: "Ada \xff", Currency: "EUR"},
-			err:  account.ErrInvalidCommand, code: "invalid-owner",
+			err:  decider.ErrInvalidCommand, code: "invalid-owner",
 		},
 		{
 			name: "open in unsupported currency",
 			when: account.OpenAccount{ID: testID, Owner: "Ada", Currency: "XYZ"},
-			err:  account.ErrInvalidCommand, code: "unsupported-currency",
+			err:  decider.ErrInvalidCommand, code: "unsupported-currency",
 		},
 		{
 			name: "open in lower-case currency",
 			when: account.OpenAccount{ID: testID, Owner: "Ada", Currency: "eur"},
-			err:  account.ErrInvalidCommand, code: "unsupported-currency",
+			err:  decider.ErrInvalidCommand, code: "unsupported-currency",
 		},
 		{
 			name: "open without currency",
 			when: account.OpenAccount{ID: testID, Owner: "Ada"},
-			err:  account.ErrInvalidCommand, code: "unsupported-currency",
+			err:  decider.ErrInvalidCommand, code: "unsupported-currency",
 		},
 		{
 			name:  "open a pending account again",
 			given: pending,
 			when:  account.OpenAccount{ID: testID, Owner: "Ada", Currency: "EUR"},
-			err:   account.ErrAlreadyExists, code: "already-open",
+			err:   decider.ErrAlreadyExists, code: "already-open",
 		},
 		{
 			name:  "open an active account again",
 			given: active,
 			when:  account.OpenAccount{ID: testID, Owner: "Ada", Currency: "EUR"},
-			err:   account.ErrAlreadyExists, code: "already-open",
+			err:   decider.ErrAlreadyExists, code: "already-open",
 		},
 		{
 			name:  "open a closed account again",
 			given: closed,
 			when:  account.OpenAccount{ID: testID, Owner: "Ada", Currency: "EUR"},
-			err:   account.ErrAlreadyExists, code: "already-open",
+			err:   decider.ErrAlreadyExists, code: "already-open",
 		},
 
 		// Commands on an account that was never opened
 		{
 			name: "activate a never-opened account",
 			when: account.ActivateAccount{},
-			err:  account.ErrNotFound, code: "account-not-found",
+			err:  decider.ErrNotFound, code: "account-not-found",
 		},
 		{
 			name: "deposit to a never-opened account",
 			when: account.DepositFunds{Amount: 100, Currency: "EUR", Source: "salary"},
-			err:  account.ErrNotFound, code: "account-not-found",
+			err:  decider.ErrNotFound, code: "account-not-found",
 		},
 		{
 			name: "withdraw from a never-opened account",
 			when: account.WithdrawFunds{Amount: 100, Currency: "EUR", Reason: "rent"},
-			err:  account.ErrNotFound, code: "account-not-found",
+			err:  decider.ErrNotFound, code: "account-not-found",
 		},
 		{
 			name: "close a never-opened account",
 			when: account.CloseAccount{},
-			err:  account.ErrNotFound, code: "account-not-found",
+			err:  decider.ErrNotFound, code: "account-not-found",
 		},
 
 		// ActivateAccount
@@ -204,13 +206,13 @@ func TestDecide(t *testing.T) {
 			name:  "activate an active account",
 			given: active,
 			when:  account.ActivateAccount{},
-			err:   account.ErrRuleViolated, code: "not-pending",
+			err:   decider.ErrRuleViolated, code: "not-pending",
 		},
 		{
 			name:  "activate a closed account",
 			given: closed,
 			when:  account.ActivateAccount{},
-			err:   account.ErrRuleViolated, code: "not-pending",
+			err:   decider.ErrRuleViolated, code: "not-pending",
 		},
 
 		// DepositFunds
@@ -224,31 +226,31 @@ func TestDecide(t *testing.T) {
 			name:  "deposit to a pending account",
 			given: pending,
 			when:  account.DepositFunds{Amount: 1_250, Currency: "EUR", Source: "salary"},
-			err:   account.ErrRuleViolated, code: "account-not-active",
+			err:   decider.ErrRuleViolated, code: "account-not-active",
 		},
 		{
 			name:  "deposit to a closed account",
 			given: closed,
 			when:  account.DepositFunds{Amount: 1_250, Currency: "EUR", Source: "salary"},
-			err:   account.ErrRuleViolated, code: "account-not-active",
+			err:   decider.ErrRuleViolated, code: "account-not-active",
 		},
 		{
 			name:  "deposit of zero",
 			given: active,
 			when:  account.DepositFunds{Amount: 0, Currency: "EUR", Source: "salary"},
-			err:   account.ErrInvalidCommand, code: "invalid-amount",
+			err:   decider.ErrInvalidCommand, code: "invalid-amount",
 		},
 		{
 			name:  "deposit of a negative amount",
 			given: active,
 			when:  account.DepositFunds{Amount: -5, Currency: "EUR", Source: "salary"},
-			err:   account.ErrInvalidCommand, code: "invalid-amount",
+			err:   decider.ErrInvalidCommand, code: "invalid-amount",
 		},
 		{
 			name:  "deposit in another currency",
 			given: active,
 			when:  account.DepositFunds{Amount: 100, Currency: "USD", Source: "salary"},
-			err:   account.ErrRuleViolated, code: "currency-mismatch",
+			err:   decider.ErrRuleViolated, code: "currency-mismatch",
 		},
 		{
 			name:  "deposit exactly at the limit",
@@ -260,7 +262,7 @@ func TestDecide(t *testing.T) {
 			name:  "deposit one minor unit above the limit",
 			given: active,
 			when:  account.DepositFunds{Amount: maxEUR + 1, Currency: "EUR", Source: "lottery"},
-			err:   account.ErrRuleViolated, code: "deposit-limit-exceeded",
+			err:   decider.ErrRuleViolated, code: "deposit-limit-exceeded",
 		},
 		{
 			name:  "JPY deposit exactly at the limit for exponent 0",
@@ -272,25 +274,25 @@ func TestDecide(t *testing.T) {
 			name:  "JPY deposit one yen above the limit",
 			given: actJPY,
 			when:  account.DepositFunds{Amount: 1_000_001, Currency: "JPY", Source: "bonus"},
-			err:   account.ErrRuleViolated, code: "deposit-limit-exceeded",
+			err:   decider.ErrRuleViolated, code: "deposit-limit-exceeded",
 		},
 		{
 			name:  "deposit without source",
 			given: active,
 			when:  account.DepositFunds{Amount: 100, Currency: "EUR"},
-			err:   account.ErrInvalidCommand, code: "missing-source",
+			err:   decider.ErrInvalidCommand, code: "missing-source",
 		},
 		{
 			name:  "deposit with blank source",
 			given: active,
 			when:  account.DepositFunds{Amount: 100, Currency: "EUR", Source: "   "},
-			err:   account.ErrInvalidCommand, code: "missing-source",
+			err:   decider.ErrInvalidCommand, code: "missing-source",
 		},
 		{
 			name:  "deposit with source of 201 runes",
 			given: active,
 			when:  account.DepositFunds{Amount: 100, Currency: "EUR", Source: strings.Repeat("s", 201)},
-			err:   account.ErrInvalidCommand, code: "invalid-source",
+			err:   decider.ErrInvalidCommand, code: "invalid-source",
 		},
 
 		// WithdrawFunds
@@ -310,50 +312,50 @@ func TestDecide(t *testing.T) {
 			name:  "withdraw one minor unit more than the balance",
 			given: funded(5_000),
 			when:  account.WithdrawFunds{Amount: 5_001, Currency: "EUR", Reason: "rent"},
-			err:   account.ErrRuleViolated, code: "insufficient-funds",
+			err:   decider.ErrRuleViolated, code: "insufficient-funds",
 		},
 		{
 			name:  "withdraw from an empty active account",
 			given: active,
 			when:  account.WithdrawFunds{Amount: 1, Currency: "EUR", Reason: "rent"},
-			err:   account.ErrRuleViolated, code: "insufficient-funds",
+			err:   decider.ErrRuleViolated, code: "insufficient-funds",
 		},
 		{
 			name: "withdraw from a pending account that holds an initial deposit",
 			given: append(clone(pending),
 				account.FundsDeposited{Amount: 5_000, Currency: "EUR", Source: "initial-deposit"}),
 			when: account.WithdrawFunds{Amount: 100, Currency: "EUR", Reason: "rent"},
-			err:  account.ErrRuleViolated, code: "account-not-active",
+			err:  decider.ErrRuleViolated, code: "account-not-active",
 		},
 		{
 			name:  "withdraw from a closed account",
 			given: closed,
 			when:  account.WithdrawFunds{Amount: 100, Currency: "EUR", Reason: "rent"},
-			err:   account.ErrRuleViolated, code: "account-not-active",
+			err:   decider.ErrRuleViolated, code: "account-not-active",
 		},
 		{
 			name:  "withdraw without reason",
 			given: funded(5_000),
 			when:  account.WithdrawFunds{Amount: 100, Currency: "EUR"},
-			err:   account.ErrInvalidCommand, code: "missing-reason",
+			err:   decider.ErrInvalidCommand, code: "missing-reason",
 		},
 		{
 			name:  "withdraw with reason that is not valid UTF-8",
 			given: funded(5_000),
 			when:  account.WithdrawFunds{Amount: 100, Currency: "EUR", Reason: "\xc3\x28"},
-			err:   account.ErrInvalidCommand, code: "invalid-reason",
+			err:   decider.ErrInvalidCommand, code: "invalid-reason",
 		},
 		{
 			name:  "withdraw zero",
 			given: funded(5_000),
 			when:  account.WithdrawFunds{Amount: 0, Currency: "EUR", Reason: "rent"},
-			err:   account.ErrInvalidCommand, code: "invalid-amount",
+			err:   decider.ErrInvalidCommand, code: "invalid-amount",
 		},
 		{
 			name:  "withdraw in another currency",
 			given: funded(5_000),
 			when:  account.WithdrawFunds{Amount: 100, Currency: "GBP", Reason: "rent"},
-			err:   account.ErrRuleViolated, code: "currency-mismatch",
+			err:   decider.ErrRuleViolated, code: "currency-mismatch",
 		},
 
 		// CloseAccount
@@ -386,26 +388,26 @@ func TestDecide(t *testing.T) {
 			name:  "close an account that holds money",
 			given: funded(1),
 			when:  account.CloseAccount{},
-			err:   account.ErrRuleViolated, code: "balance-not-zero",
+			err:   decider.ErrRuleViolated, code: "balance-not-zero",
 		},
 		{
 			name: "close a pending account that holds an initial deposit",
 			given: append(clone(pending),
 				account.FundsDeposited{Amount: 5_000, Currency: "EUR", Source: "initial-deposit"}),
 			when: account.CloseAccount{},
-			err:  account.ErrRuleViolated, code: "balance-not-zero",
+			err:  decider.ErrRuleViolated, code: "balance-not-zero",
 		},
 		{
 			name:  "close an account that is already closed",
 			given: closed,
 			when:  account.CloseAccount{},
-			err:   account.ErrRuleViolated, code: "already-closed",
+			err:   decider.ErrRuleViolated, code: "already-closed",
 		},
 		{
 			name:  "close with reason of 201 runes",
 			given: active,
 			when:  account.CloseAccount{Reason: strings.Repeat("r", 201)},
-			err:   account.ErrInvalidCommand, code: "invalid-reason",
+			err:   decider.ErrInvalidCommand, code: "invalid-reason",
 		},
 
 		// Anything else
@@ -413,7 +415,7 @@ func TestDecide(t *testing.T) {
 			name:  "unknown command",
 			given: active,
 			when:  otherCommand{},
-			err:   account.ErrInvalidCommand, code: "unknown-command",
+			err:   decider.ErrInvalidCommand, code: "unknown-command",
 		},
 	}
 	for _, tt := range tests {
@@ -442,9 +444,9 @@ func checkRuleError(t *testing.T, err, kind error, code string) {
 	if !errors.Is(err, kind) {
 		t.Fatalf("error = %v, want one wrapping %v", err, kind)
 	}
-	var re *account.RuleError
+	var re *decider.RuleError
 	if !errors.As(err, &re) {
-		t.Fatalf("error %v (%T) is not a *account.RuleError", err, err)
+		t.Fatalf("error %v (%T) is not a *decider.RuleError", err, err)
 	}
 	if re.Code != code {
 		t.Errorf("RuleError.Code = %q, want %q (detail: %s)", re.Code, code, re.Detail)
@@ -635,7 +637,7 @@ func TestDecideKeepsBalanceConsistent(t *testing.T) {
 		before := state
 		events, err := account.Decide(state, cmd)
 		if err != nil {
-			var re *account.RuleError
+			var re *decider.RuleError
 			if !errors.As(err, &re) {
 				t.Fatalf("step %d: Decide(%+v) error %v is not a *RuleError", step, cmd, err)
 			}

@@ -3,6 +3,7 @@ package account
 import (
 	"encoding/json"
 	"fmt"
+	"github.com/tributary-es/tributary/internal/decider"
 )
 
 // Event is one fact about an account. The type name and schema version are
@@ -58,26 +59,17 @@ func (AccountClosed) SchemaVersion() int    { return 1 }
 func DecodeEvent(eventType string, payload []byte) (Event, error) {
 	switch eventType {
 	case "AccountOpened":
-		return decode[AccountOpened](payload)
+		return decider.Decode[AccountOpened, Event](payload)
 	case "AccountActivated":
-		return decode[AccountActivated](payload)
+		return decider.Decode[AccountActivated, Event](payload)
 	case "FundsDeposited":
-		return decode[FundsDeposited](payload)
+		return decider.Decode[FundsDeposited, Event](payload)
 	case "FundsWithdrawn":
-		return decode[FundsWithdrawn](payload)
+		return decider.Decode[FundsWithdrawn, Event](payload)
 	case "AccountClosed":
-		return decode[AccountClosed](payload)
+		return decider.Decode[AccountClosed, Event](payload)
 	}
 	return nil, fmt.Errorf("unknown account event type %q", eventType)
-}
-
-func decode[E Event](payload []byte) (Event, error) {
-	var e E
-	if err := json.Unmarshal(payload, &e); err != nil {
-		var zero E
-		return nil, fmt.Errorf("decode %s: %w", zero.EventType(), err)
-	}
-	return e, nil
 }
 
 // UpcastFundsDepositedV1 turns a FundsDeposited v1 payload, which had no

@@ -1,8 +1,8 @@
 package transfer
 
 import (
-	"encoding/json"
 	"fmt"
+	"github.com/tributary-es/tributary/internal/decider"
 )
 
 // Event is one fact about a transfer.
@@ -42,20 +42,11 @@ func (TransferFailed) SchemaVersion() int    { return 1 }
 func DecodeEvent(eventType string, payload []byte) (Event, error) {
 	switch eventType {
 	case "TransferRequested":
-		return decode[TransferRequested](payload)
+		return decider.Decode[TransferRequested, Event](payload)
 	case "TransferCompleted":
-		return decode[TransferCompleted](payload)
+		return decider.Decode[TransferCompleted, Event](payload)
 	case "TransferFailed":
-		return decode[TransferFailed](payload)
+		return decider.Decode[TransferFailed, Event](payload)
 	}
 	return nil, fmt.Errorf("unknown transfer event type %q", eventType)
-}
-
-func decode[E Event](payload []byte) (Event, error) {
-	var e E
-	if err := json.Unmarshal(payload, &e); err != nil {
-		var zero E
-		return nil, fmt.Errorf("decode %s: %w", zero.EventType(), err)
-	}
-	return e, nil
 }

@@ -7,8 +7,8 @@
 package transfer
 
 import (
-	"errors"
-	"fmt"
+	"github.com/tributary-es/tributary/internal/decider"
+
 	"regexp"
 	"strings"
 	"unicode/utf8"
@@ -75,34 +75,6 @@ func (FailTransfer) commandName() string     { return "FailTransfer" }
 // CommandName returns the name of a command, for metrics and traces.
 func CommandName(c Command) string { return c.commandName() }
 
-// Error kinds that callers branch on. Every refusal wraps one of them.
-var (
-	ErrInvalidCommand = errors.New("invalid command")
-	ErrRuleViolated   = errors.New("business rule violated")
-	ErrNotFound       = errors.New("transfer not found")
-	ErrAlreadyExists  = errors.New("transfer already exists")
-)
-
-// RuleError says which rule a command broke and why.
-type RuleError struct {
-	Kind   error
-	Code   string
-	Detail string
-}
-
-func (e *RuleError) Error() string { return e.Detail }
-
-// Unwrap lets errors.Is match the kind.
-func (e *RuleError) Unwrap() error { return e.Kind }
-
-func invalid(code, format string, args ...any) error {
-	return &RuleError{Kind: ErrInvalidCommand, Code: code, Detail: fmt.Sprintf(format, args...)}
-}
-
-func violated(code, format string, args ...any) error {
-	return &RuleError{Kind: ErrRuleViolated, Code: code, Detail: fmt.Sprintf(format, args...)}
-}
-
 var (
 	accountIDPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$`)
 	currencyPattern  = regexp.MustCompile(`^[A-Z]{3}$`)
@@ -112,38 +84,38 @@ const maxTextLen = 200
 
 func checkText(field, value string) error {
 	if strings.TrimSpace(value) == "" {
-		return invalid("missing-"+field, "%s is required", field)
+		return decider.Invalid("missing-"+field, "%s is required", field)
 	}
 	if !utf8.ValidString(value) || utf8.RuneCountInString(value) > maxTextLen {
-		return invalid("invalid-"+field, "%s must be valid UTF-8 of at most %d characters", field, maxTextLen)
+		return decider.Invalid("invalid-"+field, "%s must be valid UTF-8 of at most %d characters", field, maxTextLen)
 	}
 	return nil
 }
 
 // Decide returns the events that command c causes on a transfer in state s,
-// or a *RuleError saying why it is refused. The accounts' own rules (funds,
+// or a *decider.RuleError saying why it is refused. The accounts' own rules (funds,
 // status, currency, limits) are theirs to enforce when the process manager
 // moves the money.
 func Decide(s State, c Command) ([]Event, error) {
 	if _, ok := c.(RequestTransfer); !ok && s.Status == StatusNone {
-		return nil, &RuleError{Kind: ErrNotFound, Code: "transfer-not-found", Detail: "the transfer was never requested"}
+		return nil, decider.NotFound("transfer-not-found", "the transfer was never requested")
 	}
 	switch c := c.(type) {
 	case RequestTransfer:
 		if s.Status != StatusNone {
-			return nil, &RuleError{Kind: ErrAlreadyExists, Code: "already-requested", Detail: fmt.Sprintf("transfer %s already exists", s.ID)}
+			return nil, decider.AlreadyExists("already-requested", "transfer %s already exists", s.ID)
 		}
 		switch {
 		case !accountIDPattern.MatchString(c.From):
-			return nil, invalid("invalid-from", "from must be an account id")
+			return nil, decider.Invalid("invalid-from", "from must be an account id")
 		case !accountIDPattern.MatchString(c.To):
-			return nil, invalid("invalid-to", "to must be an account id")
+			return nil, decider.Invalid("invalid-to", "to must be an account id")
 		case c.From == c.To:
-			return nil, invalid("same-account", "from and to must be different accounts")
+			return nil, decider.Invalid("same-account", "from and to must be different accounts")
 		case c.Amount <= 0:
-			return nil, invalid("invalid-amount", "amount must be a positive number of minor units, got %d", c.Amount)
+			return nil, decider.Invalid("invalid-amount", "amount must be a positive number of minor units, got %d", c.Amount)
 		case !currencyPattern.MatchString(c.Currency):
-			return nil, invalid("invalid-currency", "currency must be an ISO 4217 code such as EUR")
+			return nil, decider.Invalid("invalid-currency", "currency must be an ISO 4217 code such as EUR")
 		}
 		if err := checkText("reference", c.Reference); err != nil {
 			return nil, err
@@ -151,7 +123,7 @@ func Decide(s State, c Command) ([]Event, error) {
 		return []Event{TransferRequested{From: c.From, To: c.To, Amount: c.Amount, Currency: c.Currency, Reference: c.Reference}}, nil
 	case CompleteTransfer:
 		if s.Status != StatusRequested {
-			return nil, violated("not-in-progress", "only a requested transfer can complete; this one is %s", s.Status)
+			return nil, decider.Violated("not-in-progress", "only a requested transfer can complete; this one is %s", s.Status)
 		}
 		return []Event{TransferCompleted{}}, nil
 	case FailTransfer:
@@ -159,11 +131,11 @@ func Decide(s State, c Command) ([]Event, error) {
 			return nil, err
 		}
 		if s.Status != StatusRequested {
-			return nil, violated("not-in-progress", "only a requested transfer can fail; this one is %s", s.Status)
+			return nil, decider.Violated("not-in-progress", "only a requested transfer can fail; this one is %s", s.Status)
 		}
 		return []Event{TransferFailed{Reason: c.Reason, Refunded: c.Refunded}}, nil
 	}
-	return nil, invalid("unknown-command", "unknown command %T", c)
+	return nil, decider.Invalid("unknown-command", "unknown command %T", c)
 }
 
 // Evolve applies one event to the state. It never fails.
@@ -184,10 +156,4 @@ func Evolve(s State, e Event) State {
 func Initial(id string) State { return State{ID: id} }
 
 // Fold replays events over the initial state.
-func Fold(id string, events []Event) State {
-	s := Initial(id)
-	for _, e := range events {
-		s = Evolve(s, e)
-	}
-	return s
-}
+func Fold(id string, events []Event) State { return decider.Fold(Initial(id), Evolve, events) }

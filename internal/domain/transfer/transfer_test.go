@@ -1,6 +1,8 @@
 package transfer
 
 import (
+	"github.com/tributary-es/tributary/internal/decider"
+
 	"encoding/json"
 	"errors"
 	"reflect"
@@ -19,28 +21,28 @@ func TestDecide(t *testing.T) {
 		kind  error
 	}{
 		{"request", nil, RequestTransfer{From: "a", To: "b", Amount: 500, Currency: "EUR", Reference: "rent"}, []Event{requested}, "", nil},
-		{"request twice", []Event{requested}, RequestTransfer{From: "a", To: "b", Amount: 500, Currency: "EUR", Reference: "rent"}, nil, "already-requested", ErrAlreadyExists},
-		{"to itself", nil, RequestTransfer{From: "a", To: "a", Amount: 1, Currency: "EUR", Reference: "x"}, nil, "same-account", ErrInvalidCommand},
-		{"zero amount", nil, RequestTransfer{From: "a", To: "b", Amount: 0, Currency: "EUR", Reference: "x"}, nil, "invalid-amount", ErrInvalidCommand},
-		{"negative amount", nil, RequestTransfer{From: "a", To: "b", Amount: -5, Currency: "EUR", Reference: "x"}, nil, "invalid-amount", ErrInvalidCommand},
-		{"bad currency", nil, RequestTransfer{From: "a", To: "b", Amount: 5, Currency: "eur", Reference: "x"}, nil, "invalid-currency", ErrInvalidCommand},
-		{"hostile from", nil, RequestTransfer{From: "../a", To: "b", Amount: 5, Currency: "EUR", Reference: "x"}, nil, "invalid-from", ErrInvalidCommand},
-		{"empty to", nil, RequestTransfer{From: "a", To: "", Amount: 5, Currency: "EUR", Reference: "x"}, nil, "invalid-to", ErrInvalidCommand},
-		{"no reference", nil, RequestTransfer{From: "a", To: "b", Amount: 5, Currency: "EUR", Reference: " "}, nil, "missing-reference", ErrInvalidCommand},
-		{"long reference", nil, RequestTransfer{From: "a", To: "b", Amount: 5, Currency: "EUR", Reference: strings.Repeat("r", 201)}, nil, "invalid-reference", ErrInvalidCommand},
+		{"request twice", []Event{requested}, RequestTransfer{From: "a", To: "b", Amount: 500, Currency: "EUR", Reference: "rent"}, nil, "already-requested", decider.ErrAlreadyExists},
+		{"to itself", nil, RequestTransfer{From: "a", To: "a", Amount: 1, Currency: "EUR", Reference: "x"}, nil, "same-account", decider.ErrInvalidCommand},
+		{"zero amount", nil, RequestTransfer{From: "a", To: "b", Amount: 0, Currency: "EUR", Reference: "x"}, nil, "invalid-amount", decider.ErrInvalidCommand},
+		{"negative amount", nil, RequestTransfer{From: "a", To: "b", Amount: -5, Currency: "EUR", Reference: "x"}, nil, "invalid-amount", decider.ErrInvalidCommand},
+		{"bad currency", nil, RequestTransfer{From: "a", To: "b", Amount: 5, Currency: "eur", Reference: "x"}, nil, "invalid-currency", decider.ErrInvalidCommand},
+		{"hostile from", nil, RequestTransfer{From: "../a", To: "b", Amount: 5, Currency: "EUR", Reference: "x"}, nil, "invalid-from", decider.ErrInvalidCommand},
+		{"empty to", nil, RequestTransfer{From: "a", To: "", Amount: 5, Currency: "EUR", Reference: "x"}, nil, "invalid-to", decider.ErrInvalidCommand},
+		{"no reference", nil, RequestTransfer{From: "a", To: "b", Amount: 5, Currency: "EUR", Reference: " "}, nil, "missing-reference", decider.ErrInvalidCommand},
+		{"long reference", nil, RequestTransfer{From: "a", To: "b", Amount: 5, Currency: "EUR", Reference: strings.Repeat("r", 201)}, nil, "invalid-reference", decider.ErrInvalidCommand},
 		{"complete", []Event{requested}, CompleteTransfer{}, []Event{TransferCompleted{}}, "", nil},
-		{"complete unknown", nil, CompleteTransfer{}, nil, "transfer-not-found", ErrNotFound},
-		{"complete twice", []Event{requested, TransferCompleted{}}, CompleteTransfer{}, nil, "not-in-progress", ErrRuleViolated},
+		{"complete unknown", nil, CompleteTransfer{}, nil, "transfer-not-found", decider.ErrNotFound},
+		{"complete twice", []Event{requested, TransferCompleted{}}, CompleteTransfer{}, nil, "not-in-progress", decider.ErrRuleViolated},
 		{"fail", []Event{requested}, FailTransfer{Reason: "target closed", Refunded: true}, []Event{TransferFailed{Reason: "target closed", Refunded: true}}, "", nil},
-		{"fail without reason", []Event{requested}, FailTransfer{}, nil, "missing-reason", ErrInvalidCommand},
-		{"fail after completion", []Event{requested, TransferCompleted{}}, FailTransfer{Reason: "late"}, nil, "not-in-progress", ErrRuleViolated},
-		{"complete after failure", []Event{requested, TransferFailed{Reason: "no funds"}}, CompleteTransfer{}, nil, "not-in-progress", ErrRuleViolated},
+		{"fail without reason", []Event{requested}, FailTransfer{}, nil, "missing-reason", decider.ErrInvalidCommand},
+		{"fail after completion", []Event{requested, TransferCompleted{}}, FailTransfer{Reason: "late"}, nil, "not-in-progress", decider.ErrRuleViolated},
+		{"complete after failure", []Event{requested, TransferFailed{Reason: "no funds"}}, CompleteTransfer{}, nil, "not-in-progress", decider.ErrRuleViolated},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			got, err := Decide(Fold("t1", tc.given), tc.when)
 			if tc.kind != nil {
-				var re *RuleError
+				var re *decider.RuleError
 				if !errors.As(err, &re) || re.Code != tc.code || !errors.Is(err, tc.kind) || got != nil {
 					t.Fatalf("got %v, %v; want a %v error with code %s", got, err, tc.kind, tc.code)
 				}

@@ -1,0 +1,91 @@
+// Package decider holds what every domain's decider shares: refusals that
+// say which rule a command broke (with a kind the platform maps to an
+// answer, a stable code and a detail), decoding events by type, and
+// folding a stream into a state. It is pure: no I/O, no infrastructure.
+package decider
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+)
+
+// Kinds of refusal. Every *RuleError wraps one of them; the platform maps
+// them to answers (HTTP: 400, 422, 404 and 409).
+var (
+	// ErrInvalidCommand: the command itself is malformed (a field missing or
+	// out of range).
+	ErrInvalidCommand = errors.New("invalid command")
+	// ErrRuleViolated: the command is well formed but the aggregate's state
+	// forbids it.
+	ErrRuleViolated = errors.New("business rule violated")
+	// ErrNotFound: the command addresses an aggregate that does not exist.
+	ErrNotFound = errors.New("not found")
+	// ErrAlreadyExists: a command that creates an aggregate names one that
+	// exists.
+	ErrAlreadyExists = errors.New("already exists")
+)
+
+// RuleError says which rule a command broke and why.
+type RuleError struct {
+	// Kind is ErrInvalidCommand, ErrRuleViolated, ErrNotFound or
+	// ErrAlreadyExists.
+	Kind error
+	// Code is stable and machine-readable, e.g. "insufficient-funds".
+	Code string
+	// Detail explains the refusal to a human.
+	Detail string
+}
+
+func (e *RuleError) Error() string { return e.Detail }
+
+// Unwrap lets errors.Is match the kind.
+func (e *RuleError) Unwrap() error { return e.Kind }
+
+// Invalid refuses a malformed command.
+func Invalid(code, format string, args ...any) error {
+	return &RuleError{Kind: ErrInvalidCommand, Code: code, Detail: fmt.Sprintf(format, args...)}
+}
+
+// Violated refuses a command the state forbids.
+func Violated(code, format string, args ...any) error {
+	return &RuleError{Kind: ErrRuleViolated, Code: code, Detail: fmt.Sprintf(format, args...)}
+}
+
+// NotFound refuses a command addressed to an aggregate that does not exist.
+func NotFound(code, format string, args ...any) error {
+	return &RuleError{Kind: ErrNotFound, Code: code, Detail: fmt.Sprintf(format, args...)}
+}
+
+// AlreadyExists refuses a command creating an aggregate that exists.
+func AlreadyExists(code, format string, args ...any) error {
+	return &RuleError{Kind: ErrAlreadyExists, Code: code, Detail: fmt.Sprintf(format, args...)}
+}
+
+// Typed is what an event tells about its type.
+type Typed interface{ EventType() string }
+
+// Decode decodes a JSON payload of event type T, returned as the domain's
+// event interface E (which T must implement): a domain's DecodeEvent
+// switches on the type name and calls Decode for each.
+func Decode[T Typed, E any](payload []byte) (E, error) {
+	var t T
+	var zero E
+	if err := json.Unmarshal(payload, &t); err != nil {
+		return zero, fmt.Errorf("decode %s: %w", t.EventType(), err)
+	}
+	e, ok := any(t).(E)
+	if !ok {
+		return zero, fmt.Errorf("decode %s: %T does not implement the domain's event interface", t.EventType(), t)
+	}
+	return e, nil
+}
+
+// Fold replays events over initial with evolve.
+func Fold[S, E any](initial S, evolve func(S, E) S, events []E) S {
+	s := initial
+	for _, e := range events {
+		s = evolve(s, e)
+	}
+	return s
+}
