@@ -7,11 +7,14 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/tributary-es/tributary/internal/domain/account"
 	"github.com/tributary-es/tributary/internal/log"
+	"github.com/tributary-es/tributary/internal/log/kafka"
 	"github.com/tributary-es/tributary/internal/readmodels"
 	"github.com/tributary-es/tributary/internal/readmodels/accounts"
+	"github.com/tributary-es/tributary/internal/testenv"
 )
 
 // The partitions' steps go to Redis together, several in one round trip.
@@ -46,7 +49,28 @@ func TestAFailingStepHoldsBackItsPartitionAlone(t *testing.T) {
 	}
 	// The second half in one go, the late account last: its partition's
 	// step holds the partition's events of the second half, then its open.
-	e.produce(append(slices.Clone(h.events[600:]), late...))
+	// The producer lingers, so that each partition's records go out as one
+	// batch, and are fetched and taken together, whatever the machine's
+	// pace: a step of the late open alone would apply nothing before it
+	// fails.
+	second := append(slices.Clone(h.events[600:]), late...)
+	before := 0
+	for _, ev := range h.events[600:] {
+		if readmodels.PartitionOf(ev.AggregateID, partitions) == stuck {
+			before++
+		}
+	}
+	if before%e.cfg.BatchSize == 0 {
+		t.Fatalf("%d events of the second half on the late account's partition: a whole number of steps, none before its open", before)
+	}
+	lingering := testenv.KafkaClient(t, e.addrs, kgo.ProducerLinger(500*time.Millisecond))
+	recs := make([]*kgo.Record, len(second))
+	for i, ev := range second {
+		recs[i] = kafka.NewRecord(ev, e.cfg.Topics.For(ev.AggregateType), "test")
+	}
+	if err := lingering.ProduceSync(ctx, recs...).FirstErr(); err != nil {
+		t.Fatalf("produce: %v", err)
+	}
 	h.events = append(h.events, late...)
 	h.byID[stuckID] = late
 
