@@ -20,7 +20,7 @@ import (
 	"github.com/tributary-es/tributary/internal/apispec"
 	"github.com/tributary-es/tributary/internal/domain/account"
 	"github.com/tributary-es/tributary/internal/domain/transfer"
-	"github.com/tributary-es/tributary/internal/log"
+	"github.com/tributary-es/tributary/internal/domains"
 	"github.com/tributary-es/tributary/internal/log/kafka"
 	"github.com/tributary-es/tributary/internal/log/relay"
 	"github.com/tributary-es/tributary/internal/projector"
@@ -29,9 +29,7 @@ import (
 	"github.com/tributary-es/tributary/internal/readmodels/accounts"
 	"github.com/tributary-es/tributary/internal/readmodels/correlation"
 	readtransfers "github.com/tributary-es/tributary/internal/readmodels/transfers"
-	"github.com/tributary-es/tributary/internal/transfers"
-	"github.com/tributary-es/tributary/internal/writer"
-	"github.com/tributary-es/tributary/schemas"
+	"github.com/tributary-es/tributary/internal/registry"
 )
 
 // pipelineProjections are the projections cmd/projector runs by default:
@@ -91,7 +89,7 @@ func startPipeline(ctx context.Context, databaseURL, redisAddr, prefix string, p
 			p.close()
 		}
 	}()
-	eventSchemas, err := log.LoadSchemas(schemas.Events)
+	domains, err := domains.All()
 	if err != nil {
 		return nil, err
 	}
@@ -117,7 +115,7 @@ func startPipeline(ctx context.Context, databaseURL, redisAddr, prefix string, p
 			return
 		}
 		p.closes = append(p.closes, p.pool.Close)
-		if p.writer, err = serveWriter(ctx, p.pool, a, processRegistry(), logger); err != nil {
+		if p.writer, err = serveWriter(ctx, p.pool, a, domains, processRegistry(), logger); err != nil {
 			return
 		}
 		p.closes = append(p.closes, func() { _ = p.writer.close() })
@@ -137,8 +135,8 @@ func startPipeline(ctx context.Context, databaseURL, redisAddr, prefix string, p
 		p.closes = append(p.closes, client.Close)
 		rcfg := relay.DefaultConfig()
 		rcfg.Topics = topics
-		rcfg.AggregateTypes = []string{account.AggregateType, transfer.AggregateType}
-		rl = relay.New(rcfg, databaseURL, p.pool, writer.Upcasters(), client, relay.NewMetrics(p.relayReg), logger, relay.Hooks{})
+		rcfg.AggregateTypes = domains.AggregateTypes()
+		rl = relay.New(rcfg, databaseURL, p.pool, domains.Upcasters(), client, relay.NewMetrics(p.relayReg), logger, relay.Hooks{})
 		if err = rl.EnsureTopics(ctx); err != nil {
 			err = fmt.Errorf("relay: %w", err)
 		}
@@ -146,16 +144,24 @@ func startPipeline(ctx context.Context, databaseURL, redisAddr, prefix string, p
 	if err != nil {
 		return nil, err
 	}
-	var manager *transfers.Manager
+	var managers []registry.ProcessRunner
 	labelled(ctx, partTransfers, func(context.Context) {
-		// As cmd/writer serve: the manager runs on the API's store and handlers.
-		steps := transfers.NewSteps(p.writer.api.Store(), p.writer.api.Accounts(), p.writer.api.Transfers(), 10*time.Second, logger)
-		mcfg := transfers.DefaultConfig()
-		mcfg.Client = kafkaOpts("tributary-transfers")
-		mcfg.Topics = topics
-		mcfg.Group = topics.Prefix + ".transfers"
-		manager = transfers.NewManager(mcfg, steps, writer.Upcasters(), logger)
+		// As cmd/writer serve: the managers run on the API's handlers.
+		for _, proc := range domains.Processes() {
+			m, perr := proc.New(registry.ProcessDeps{
+				Handlers: p.writer.api.Handlers(), Client: kafkaOpts("tributary-" + proc.Name), Topics: topics,
+				Group: topics.Prefix + "." + proc.Name, SessionTimeout: 10 * time.Second, Upcasters: domains.Upcasters(), Logger: logger,
+			})
+			if perr != nil {
+				err = fmt.Errorf("process manager %s: %w", proc.Name, perr)
+				return
+			}
+			managers = append(managers, m)
+		}
 	})
+	if err != nil {
+		return nil, err
+	}
 
 	// cmd/projector run: every projection.
 	labelled(ctx, partProjectors, func(context.Context) {
@@ -167,7 +173,7 @@ func startPipeline(ctx context.Context, databaseURL, redisAddr, prefix string, p
 		pcfg.Topics = topics
 		pcfg.GroupPrefix = prefix
 		pcfg.RedisPrefix = prefix
-		deps := projector.Deps{Redis: p.projRedis, Schemas: eventSchemas, Upcasters: writer.Upcasters(),
+		deps := projector.Deps{Redis: p.projRedis, Schemas: domains.Schemas(), Upcasters: domains.Upcasters(),
 			Metrics: projector.NewMetrics(p.projectorReg), Logger: logger, KafkaMetrics: p.projectorReg}
 		for _, proj := range p.projections {
 			p.projectors = append(p.projectors, projector.New(proj, pcfg, deps))
@@ -185,7 +191,11 @@ func startPipeline(ctx context.Context, databaseURL, redisAddr, prefix string, p
 		}
 		rdcfg := reader.DefaultConfig()
 		rdcfg.Authenticator = a.authenticator
-		api := reader.NewServer(rdcfg, p.readerRedis, prefix, processRegistry(), spec, logger)
+		api, aerr := reader.NewServer(rdcfg, p.readerRedis, prefix, domains.Reader(), processRegistry(), spec, logger)
+		if aerr != nil {
+			err = aerr
+			return
+		}
 		ln, lerr := net.Listen("tcp", "127.0.0.1:0")
 		if lerr != nil {
 			err = fmt.Errorf("reader: listen: %w", lerr)
@@ -214,7 +224,9 @@ func startPipeline(ctx context.Context, databaseURL, redisAddr, prefix string, p
 		g.Go(func() error { return named("relay", rl.Run(gctx)) })
 	})
 	labelled(ctx, partTransfers, func(context.Context) {
-		g.Go(func() error { return named("transfers process manager", manager.Run(gctx)) })
+		for _, m := range managers {
+			g.Go(func() error { return named("process manager", m.Run(gctx)) })
+		}
 	})
 	labelled(ctx, partProjectors, func(context.Context) {
 		for _, pr := range p.projectors {

@@ -21,14 +21,13 @@ import (
 
 	"github.com/tributary-es/tributary/internal/config"
 	"github.com/tributary-es/tributary/internal/domain/account"
+	"github.com/tributary-es/tributary/internal/domains"
 	"github.com/tributary-es/tributary/internal/log"
 	"github.com/tributary-es/tributary/internal/projector"
 	"github.com/tributary-es/tributary/internal/readmodels"
 	"github.com/tributary-es/tributary/internal/readmodels/accounts"
 	"github.com/tributary-es/tributary/internal/readmodels/correlation"
 	"github.com/tributary-es/tributary/internal/testenv"
-	"github.com/tributary-es/tributary/internal/writer"
-	"github.com/tributary-es/tributary/schemas"
 )
 
 // projectorSettings are the flags of bench projector, validated.
@@ -136,13 +135,14 @@ var (
 
 // projectorBench is what the measurements share.
 type projectorBench struct {
-	s        projectorSettings
-	rdb      *redis.Client
-	log      *eventLog
-	schemas  *log.Schemas
-	prefix   string // every Redis key and consumer group of the run starts with it
-	logger   *slog.Logger
-	progress io.Writer
+	s         projectorSettings
+	rdb       *redis.Client
+	log       *eventLog
+	schemas   *log.Schemas
+	upcasters *log.Upcasters
+	prefix    string // every Redis key and consumer group of the run starts with it
+	logger    *slog.Logger
+	progress  io.Writer
 }
 
 // benchProjector pre-fills a topic, then measures in every round each
@@ -175,9 +175,11 @@ func benchProjector(ctx context.Context, s projectorSettings, stdout io.Writer) 
 			err = errors.Join(err, delErr)
 		}
 	}()
-	if b.schemas, err = log.LoadSchemas(schemas.Events); err != nil {
+	domains, err := domains.All()
+	if err != nil {
 		return err
 	}
+	b.schemas, b.upcasters = domains.Schemas(), domains.Upcasters()
 
 	rep := newProjectorReport(s, version)
 	rep.keyPrefix = b.prefix
@@ -299,7 +301,7 @@ func (b *projectorBench) measureProjections(ctx context.Context, round int, set 
 	cfg.BatchSize = b.s.batchSize
 	reg := prometheus.NewRegistry()
 	deps := projector.Deps{
-		Redis: b.rdb, Schemas: b.schemas, Upcasters: writer.Upcasters(),
+		Redis: b.rdb, Schemas: b.schemas, Upcasters: b.upcasters,
 		Metrics: projector.NewMetrics(reg), Logger: b.logger,
 	}
 	run = projectionRun{round: round, events: b.s.events, projections: len(set.projections)}

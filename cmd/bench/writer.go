@@ -13,7 +13,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/tributary-es/tributary/internal/aggregate"
+	"github.com/tributary-es/tributary/internal/domains"
 	"github.com/tributary-es/tributary/internal/log/postgres"
+	"github.com/tributary-es/tributary/internal/registry"
 	"github.com/tributary-es/tributary/internal/writer"
 )
 
@@ -39,7 +41,12 @@ func startWriter(ctx context.Context, databaseURL string, a *benchAuth) (*writer
 	if err != nil {
 		return nil, err
 	}
-	w, err := serveWriter(ctx, pool, a, prometheus.NewRegistry(), slog.New(slog.DiscardHandler))
+	domains, err := domains.All()
+	if err != nil {
+		pool.Close()
+		return nil, err
+	}
+	w, err := serveWriter(ctx, pool, a, domains, prometheus.NewRegistry(), slog.New(slog.DiscardHandler))
 	if err != nil {
 		pool.Close()
 		return nil, err
@@ -69,10 +76,10 @@ func openWriterPool(ctx context.Context, databaseURL string) (*pgxpool.Pool, err
 
 // serveWriter serves the writer API over pool, which stays the caller's,
 // with its metrics in reg; every request must carry a token of a.
-func serveWriter(ctx context.Context, pool *pgxpool.Pool, a *benchAuth, reg *prometheus.Registry, logger *slog.Logger) (*writerServer, error) {
+func serveWriter(ctx context.Context, pool *pgxpool.Pool, a *benchAuth, domains *registry.Registry, reg *prometheus.Registry, logger *slog.Logger) (*writerServer, error) {
 	cfg := writer.DefaultConfig()
 	cfg.Authenticator = a.authenticator
-	api, err := writer.New(pool, cfg, aggregate.Options{SnapshotEvery: 100}, reg, logger)
+	api, err := writer.New(pool, cfg, aggregate.Options{SnapshotEvery: 100}, domains.Writer(http.NotFoundHandler()), reg, logger)
 	if err != nil {
 		return nil, fmt.Errorf("writer: %w", err)
 	}

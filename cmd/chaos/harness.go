@@ -194,12 +194,12 @@ func (h *harness) startPlatform(ctx context.Context, bin string) error {
 	h.writerURL = "http://" + addr(0)
 	// Small pools (24 connections in all): make test runs two chaos runs
 	// at once beside other packages, within Postgres's max_connections.
-	h.writer = h.newProcess("writer", writer, append([]string{"serve", "--relay=false", "--transfers=false", "--http-addr", addr(0),
+	h.writer = h.newProcess("writer", writer, append([]string{"serve", "--relay=false", "--processes=false", "--http-addr", addr(0),
 		"--database-url", h.proxiedURL, "--db-max-conns", "12", "--log-level", "warn"}, h.creds.writerArgs()...)...)
 	h.relay = h.newProcess("relay", writer, append([]string{"relay", "--http-addr", addr(1),
 		"--database-url", h.proxiedURL, "--db-max-conns", "4", "--log-level", "warn"}, kafkaArgs...)...)
-	h.transfers = h.newProcess("transfers", writer, append([]string{"transfers", "--http-addr", addr(2),
-		"--database-url", h.proxiedURL, "--db-max-conns", "8", "--transfers-session-timeout", session, "--log-level", "warn"}, kafkaArgs...)...)
+	h.transfers = h.newProcess("transfers", writer, append([]string{"processes", "--http-addr", addr(2),
+		"--database-url", h.proxiedURL, "--db-max-conns", "8", "--process-session-timeout", session, "--log-level", "warn"}, kafkaArgs...)...)
 	h.projector = h.newProcess("projector", filepath.Join(bin, "projector"), append([]string{"run", "--http-addr", addr(3),
 		"--redis-url", "redis://" + h.redisAddr + "/0", "--session-timeout", session, "--log-level", "warn"}, kafkaArgs...)...)
 	for _, p := range h.processes() {

@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -19,50 +20,26 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/tributary-es/tributary/internal/config"
-	"github.com/tributary-es/tributary/internal/domain/account"
-	"github.com/tributary-es/tributary/internal/domain/transfer"
-	"github.com/tributary-es/tributary/internal/log"
+	"github.com/tributary-es/tributary/internal/domains"
 	"github.com/tributary-es/tributary/internal/projector"
 	"github.com/tributary-es/tributary/internal/readmodels"
-	"github.com/tributary-es/tributary/internal/readmodels/accounts"
-	"github.com/tributary-es/tributary/internal/readmodels/correlation"
-	"github.com/tributary-es/tributary/internal/readmodels/transfers"
 	"github.com/tributary-es/tributary/internal/telemetry"
-	"github.com/tributary-es/tributary/internal/writer"
-	"github.com/tributary-es/tributary/schemas"
 )
 
-// projectionNames are the projections this build knows, in start order.
-func projectionNames() []string {
-	return []string{accounts.SummaryName, accounts.HistoryName, accounts.DirectoryName, correlation.Name, transfers.Name}
-}
-
-// projection returns the projection called name.
-func projection(name string) readmodels.Projection {
-	switch name {
-	case accounts.SummaryName:
-		return accounts.SummaryProjection{}
-	case accounts.HistoryName:
-		return accounts.HistoryProjection{}
-	case accounts.DirectoryName:
-		return accounts.DirectoryProjection{}
-	case correlation.Name:
-		return correlation.Projection{Types: []string{account.AggregateType, transfer.AggregateType}}
-	case transfers.Name:
-		return transfers.Projection{}
-	}
-	return nil
-}
-
-const usage = `usage:
+const usageFormat = `usage:
   projector [run] [flags]                     consume the event topics and keep the read models
   projector rebuild <projection> [flags]      build a new generation from offset 0 beside the served one, then switch
   projector dlq list <projection> [flags]     show the events parked on the projection's dead-letter topic
   projector dlq replay <projection> [flags]   apply the parked events again, oldest first
-projections: account-summary, account-history, account-directory, correlation, transfers
+projections: %s
 'projector <command> -h' lists the flags.`
 
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	domains, err := domains.All()
+	if err != nil {
+		return err
+	}
+	usage := fmt.Sprintf(usageFormat, strings.Join(domains.ProjectionNames(), ", "))
 	cmd := "run"
 	if len(args) > 0 && (args[0] == "run" || args[0] == "rebuild" || args[0] == "dlq") {
 		cmd, args = args[0], args[1:]
@@ -76,12 +53,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	// The projection name comes first for rebuild and dlq: the rest are flags.
 	var name string
 	if cmd != "run" {
-		if len(args) == 0 || projection(args[0]) == nil {
+		if len(args) == 0 || domains.Projection(args[0]) == nil {
 			return config.UsageError{Err: fmt.Errorf("%s needs a projection name\n%s", cmd, usage)}
 		}
 		name, args = args[0], args[1:]
 	}
-	s, err := parseSettings(cmd, args, getenv, stderr)
+	s, err := parseSettings(cmd, args, domains.ProjectionNames(), getenv, stderr)
 	if err != nil {
 		return err
 	}
@@ -117,18 +94,14 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	warnIfEvicting(ctx, rdb, logger)
 	kopts, _ := s.kafka.Client("tributary-projector").Options()
 	s.projector.Client = kopts
-	eventSchemas, err := log.LoadSchemas(schemas.Events)
-	if err != nil {
-		return err
-	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	deps := projector.Deps{Redis: rdb, Schemas: eventSchemas, Upcasters: writer.Upcasters(), Metrics: projector.NewMetrics(reg), Logger: logger,
+	deps := projector.Deps{Redis: rdb, Schemas: domains.Schemas(), Upcasters: domains.Upcasters(), Metrics: projector.NewMetrics(reg), Logger: logger,
 		KafkaMetrics: reg}
 	if tracing.Exporting {
 		deps.TracerProvider = tracing.TracerProvider
 	}
-	newProjector := func(n string) *projector.Projector { return projector.New(projection(n), s.projector, deps) }
+	newProjector := func(n string) *projector.Projector { return projector.New(domains.Projection(n), s.projector, deps) }
 
 	switch cmd {
 	case "rebuild":

@@ -27,13 +27,13 @@ type settings struct {
 	args            []string // positional arguments after the flags
 }
 
-func parseSettings(cmd string, args []string, getenv func(string) string, stderr io.Writer) (settings, error) {
+func parseSettings(cmd string, args []string, known []string, getenv func(string) string, stderr io.Writer) (settings, error) {
 	s := settings{projector: projector.DefaultConfig()}
 	fs := config.New("projector "+cmd, stderr)
 	s.redis.Register(fs)
 	fs.StringVar(&s.httpAddr, "http-addr", ":8081", "address of /metrics, /healthz and /readyz")
 	fs.Env("http-addr", "PROJECTOR_HTTP_ADDR")
-	names := strings.Join(projectionNames(), ",")
+	names := strings.Join(known, ",")
 	fs.StringVar(&names, "projections", names, "comma-separated projections this process runs")
 	fs.Env("projections", "PROJECTIONS")
 	fs.DurationVar(&s.shutdownTimeout, "shutdown-timeout", 30*time.Second, "how long the batches in flight may take to finish on SIGTERM")
@@ -81,8 +81,8 @@ func parseSettings(cmd string, args []string, getenv func(string) string, stderr
 		if n = strings.TrimSpace(n); n == "" {
 			continue
 		}
-		if !slices.Contains(projectionNames(), n) {
-			return s, config.UsageError{Err: fmt.Errorf("%s: unknown projection %q; known: %s", fs.Setting("projections"), n, strings.Join(projectionNames(), ", "))}
+		if !slices.Contains(known, n) {
+			return s, config.UsageError{Err: fmt.Errorf("%s: unknown projection %q; known: %s", fs.Setting("projections"), n, strings.Join(known, ", "))}
 		}
 		s.projections = append(s.projections, n)
 	}

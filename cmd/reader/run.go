@@ -19,6 +19,7 @@ import (
 	"github.com/tributary-es/tributary/internal/apispec"
 	"github.com/tributary-es/tributary/internal/auth"
 	"github.com/tributary-es/tributary/internal/config"
+	"github.com/tributary-es/tributary/internal/domains"
 	"github.com/tributary-es/tributary/internal/httpapi"
 	"github.com/tributary-es/tributary/internal/reader"
 	"github.com/tributary-es/tributary/internal/telemetry"
@@ -145,7 +146,14 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	s.api.TracerProvider, s.api.Propagator = tracing.TracerProvider, tracing.Propagator
-	api := reader.NewServer(s.api, rdb, s.redis.Prefix, reg, spec, logger)
+	domains, err := domains.All()
+	if err != nil {
+		return err
+	}
+	api, err := reader.NewServer(s.api, rdb, s.redis.Prefix, domains.Reader(), reg, spec, logger)
+	if err != nil {
+		return err
+	}
 
 	ln, err := net.Listen("tcp", s.httpAddr)
 	if err != nil {

@@ -30,7 +30,7 @@ func TestAPIAuthenticatesWithTheConfiguredKeySet(t *testing.T) {
 	signer, _ := testenv.Auth(t)
 	env := append([]string{"DATABASE_URL", testenv.PostgresURL(t), "AUTH_MODE", "jwt"}, testenv.AuthEnv(t, signer)...)
 	getenv := testenv.Getenv(env...)
-	base, _ := startWriter(t, []string{"--migrate", "--relay=false", "--transfers=false"}, getenv)
+	base, _ := startWriter(t, []string{"--migrate", "--relay=false", "--processes=false"}, getenv)
 	open := `{"id":"a1","owner":"Ada","currency":"EUR"}`
 	if s := post(t, base+"/v1/accounts", open); s != http.StatusUnauthorized {
 		t.Fatalf("without a token: %d, want 401", s)
@@ -55,7 +55,7 @@ func TestAPIAuthenticatesWithTheConfiguredKeySet(t *testing.T) {
 // Authentication is on unless turned off explicitly: a writer without a key
 // set refuses to start, naming the settings; bad settings are named too.
 func TestAuthSettingsAreChecked(t *testing.T) {
-	base := []string{"DATABASE_URL", "postgres://x/y", "WRITER_RELAY", "false", "WRITER_TRANSFERS", "false"}
+	base := []string{"DATABASE_URL", "postgres://x/y", "WRITER_RELAY", "false", "WRITER_PROCESSES", "false"}
 	for _, tc := range []struct {
 		name string
 		env  []string

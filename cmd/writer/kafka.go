@@ -15,15 +15,11 @@ import (
 
 	"github.com/tributary-es/tributary/internal/aggregate"
 	"github.com/tributary-es/tributary/internal/config"
-	"github.com/tributary-es/tributary/internal/domain/account"
-	"github.com/tributary-es/tributary/internal/domain/transfer"
-	"github.com/tributary-es/tributary/internal/log"
 	"github.com/tributary-es/tributary/internal/log/kafka"
 	"github.com/tributary-es/tributary/internal/log/postgres"
 	"github.com/tributary-es/tributary/internal/log/relay"
-	"github.com/tributary-es/tributary/internal/transfers"
+	"github.com/tributary-es/tributary/internal/registry"
 	"github.com/tributary-es/tributary/internal/writer"
-	"github.com/tributary-es/tributary/schemas"
 )
 
 // startEmbeddedKafka starts an in-process Kafka (kfake) on 127.0.0.1:port
@@ -54,7 +50,7 @@ type startedRelay struct {
 // newRelay connects to Kafka (or starts the embedded one) and checks the
 // topics, failing fast with a message naming the setting when Kafka cannot
 // be reached or a topic's partition count differs.
-func newRelay(ctx context.Context, s settings, pool *pgxpool.Pool, reg prometheus.Registerer, logger *slog.Logger) (*startedRelay, error) {
+func newRelay(ctx context.Context, s settings, domains *registry.Registry, pool *pgxpool.Pool, reg prometheus.Registerer, logger *slog.Logger) (*startedRelay, error) {
 	k := s.kafka
 	cfg := k.Client("tributary-relay")
 	var closers []func()
@@ -86,9 +82,9 @@ func newRelay(ctx context.Context, s settings, pool *pgxpool.Pool, reg prometheu
 
 	rcfg := relay.DefaultConfig()
 	rcfg.Topics = k.Topics()
-	rcfg.AggregateTypes = []string{account.AggregateType, transfer.AggregateType}
+	rcfg.AggregateTypes = domains.AggregateTypes()
 	rcfg.TracerProvider = s.tracerProvider
-	r := relay.New(rcfg, s.databaseURL, pool, writer.Upcasters(), client, relay.NewMetrics(reg), logger, relay.Hooks{})
+	r := relay.New(rcfg, s.databaseURL, pool, domains.Upcasters(), client, relay.NewMetrics(reg), logger, relay.Hooks{})
 
 	startCtx, cancel := context.WithTimeout(ctx, k.StartTimeout)
 	defer cancel()
@@ -113,44 +109,47 @@ func newRelay(ctx context.Context, s settings, pool *pgxpool.Pool, reg prometheu
 	return &startedRelay{relay: r, close: closeAll, broker: strings.Join(cfg.Brokers, ",")}, nil
 }
 
-// newTransfers returns the transfers process manager of this process. It
-// reaches Kafka like the relay (brokers is the embedded cluster's, when the
-// relay started one) and runs its commands with api's store and handlers
-// when the API runs in this process too — one group commit, one cache of
-// states and one lock per aggregate for both — else with its own on pool.
-func newTransfers(s settings, pool *pgxpool.Pool, api *writer.Server, brokers string, logger *slog.Logger) (*transfers.Manager, error) {
-	cfg := s.kafka.Client("tributary-transfers")
-	if brokers != "" {
-		cfg.Brokers = strings.Split(brokers, ",")
-	}
-	opts, err := cfg.Options()
-	if err != nil {
-		return nil, config.UsageError{Err: err}
-	}
-	var steps *transfers.Steps
-	if api != nil && api.Transfers() != nil {
-		steps = transfers.NewSteps(api.Store(), api.Accounts(), api.Transfers(), 10*time.Second, logger)
+// newProcesses returns the domains' process managers for this process.
+// They reach Kafka like the relay (brokers is the embedded cluster's, when
+// the relay started one) and run their commands with api's handlers when
+// the API runs in this process too — one group commit, one cache of states
+// and one lock per aggregate for all — else with their own on pool.
+func newProcesses(s settings, domains *registry.Registry, pool *pgxpool.Pool, api *writer.Server, brokers string, logger *slog.Logger) ([]registry.ProcessRunner, error) {
+	var handlers *aggregate.Handlers
+	if api != nil {
+		handlers = api.Handlers()
 	} else {
-		eventSchemas, err := log.LoadSchemas(schemas.Events)
-		if err != nil {
-			return nil, err
-		}
 		var storeOpts []postgres.StoreOption
 		if s.tracerProvider != nil {
 			storeOpts = append(storeOpts, postgres.WithTracerProvider(s.tracerProvider))
 		}
-		store := postgres.NewStore(pool, writer.Upcasters(), storeOpts...)
-		aggOpts := aggregate.Options{SnapshotEvery: s.snapshotEvery}
-		steps = transfers.NewSteps(store,
-			aggregate.NewHandler(writer.AccountType(), store, eventSchemas, aggOpts),
-			aggregate.NewHandler(writer.TransferType(), store, eventSchemas, aggOpts),
-			10*time.Second, logger)
+		store := postgres.NewStore(pool, domains.Upcasters(), storeOpts...)
+		var err error
+		handlers, err = aggregate.Bind(domains.Aggregates(), store, domains.Schemas(), aggregate.Options{SnapshotEvery: s.snapshotEvery})
+		if err != nil {
+			return nil, err
+		}
 	}
-	mcfg := transfers.DefaultConfig()
-	mcfg.Client = opts
-	mcfg.Topics = s.kafka.Topics()
-	mcfg.Group = mcfg.Topics.Prefix + ".transfers"
-	mcfg.SessionTimeout = s.transfersSession
-	mcfg.TracerProvider = s.tracerProvider
-	return transfers.NewManager(mcfg, steps, writer.Upcasters(), logger), nil
+	var runners []registry.ProcessRunner
+	for _, p := range domains.Processes() {
+		cfg := s.kafka.Client("tributary-" + p.Name)
+		if brokers != "" {
+			cfg.Brokers = strings.Split(brokers, ",")
+		}
+		opts, err := cfg.Options()
+		if err != nil {
+			return nil, config.UsageError{Err: err}
+		}
+		topics := s.kafka.Topics()
+		runner, err := p.New(registry.ProcessDeps{
+			Handlers: handlers, Client: opts, Topics: topics, Group: topics.Prefix + "." + p.Name,
+			SessionTimeout: s.processSession, Upcasters: domains.Upcasters(), TracerProvider: s.tracerProvider,
+			Logger: logger.With("process", p.Name),
+		})
+		if err != nil {
+			return nil, fmt.Errorf("process manager %s: %w", p.Name, err)
+		}
+		runners = append(runners, runner)
+	}
+	return runners, nil
 }

@@ -151,7 +151,7 @@ func TestRelaySubcommand(t *testing.T) {
 	cluster := testenv.Kafka(t)
 	brokers := cluster.ListenAddrs()
 	dbURL := testenv.PostgresURL(t)
-	api, _ := startWriter(t, []string{"--relay=false", "--transfers=false"}, testenv.Getenv("DATABASE_URL", dbURL))
+	api, _ := startWriter(t, []string{"--relay=false", "--processes=false"}, testenv.Getenv("DATABASE_URL", dbURL))
 	if s := post(t, api+"/v1/accounts", `{"id":"a1","owner":"Ada","currency":"EUR"}`); s != http.StatusCreated {
 		t.Fatalf("open: %d", s)
 	}

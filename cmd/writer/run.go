@@ -11,15 +11,16 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/tributary-es/tributary/internal/config"
+	"github.com/tributary-es/tributary/internal/domains"
 	"github.com/tributary-es/tributary/internal/log/postgres"
 	"github.com/tributary-es/tributary/internal/telemetry"
 )
 
-// run dispatches the subcommands: serve (the default), relay, transfers and
+// run dispatches the subcommands: serve (the default), relay, processes and
 // migrate.
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	cmd := "serve"
-	if len(args) > 0 && (args[0] == "serve" || args[0] == "migrate" || args[0] == "relay" || args[0] == "transfers") {
+	if len(args) > 0 && (args[0] == "serve" || args[0] == "migrate" || args[0] == "relay" || args[0] == "processes") {
 		cmd, args = args[0], args[1:]
 	}
 	s, err := parseSettings(cmd, args, getenv, stderr)
@@ -38,6 +39,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			s.tracerProvider = tracing.TracerProvider
 		}
 	}
+	domains, err := domains.All()
+	if err != nil {
+		return err
+	}
 	switch cmd {
 	case "migrate":
 		if err := postgres.Migrate(ctx, s.databaseURL); err != nil {
@@ -46,13 +51,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		logger.Info("database schema is up to date")
 		return nil
 	case "relay":
-		s.relay, s.transfers = true, false
-		return serve(ctx, s, logger, false)
-	case "transfers":
-		s.relay, s.transfers = false, true
-		return serve(ctx, s, logger, false)
+		s.relay, s.processes = true, false
+		return serve(ctx, s, domains, logger, false)
+	case "processes":
+		s.relay, s.processes = false, true
+		return serve(ctx, s, domains, logger, false)
 	}
-	return serve(ctx, s, logger, true)
+	return serve(ctx, s, domains, logger, true)
 }
 
 // openPool connects to Postgres and checks that it answers, with a message

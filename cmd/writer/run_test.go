@@ -29,16 +29,16 @@ func TestBadConfigurationNamesTheSetting(t *testing.T) {
 		{"broker without port", nil, testenv.Getenv("DATABASE_URL", "postgres://x/y", "KAFKA_BROKERS", "kafka"), `KAFKA_BROKERS: "kafka" is not host:port`},
 		{"bad sasl mechanism", nil, testenv.Getenv("DATABASE_URL", "postgres://x/y", "KAFKA_BROKERS", "k:9092", "KAFKA_SASL_MECHANISM", "MD5"), `KAFKA_SASL_MECHANISM "MD5"`},
 		{"zero partitions", nil, testenv.Getenv("DATABASE_URL", "postgres://x/y", "KAFKA_BROKERS", "k:9092", "KAFKA_PARTITIONS", "0"), "--kafka-partitions / KAFKA_PARTITIONS must be from 1 to 10000"},
-		{"short transfers session", []string{"--transfers-session-timeout", "1s"}, testenv.Getenv("DATABASE_URL", "postgres://x/y", "KAFKA_BROKERS", "k:9092"), "--transfers-session-timeout / WRITER_TRANSFERS_SESSION_TIMEOUT must be at least 6s"},
-		{"transfers need brokers", []string{"--relay=false"}, testenv.Getenv("DATABASE_URL", "postgres://x/y"), "--kafka-brokers / KAFKA_BROKERS is required for the transfers process manager"},
-		{"transfers alone need real brokers", []string{"transfers", "--kafka-embedded"}, testenv.Getenv("DATABASE_URL", "postgres://x/y"), "'writer transfers' needs --kafka-brokers"},
+		{"short process session", []string{"--process-session-timeout", "1s"}, testenv.Getenv("DATABASE_URL", "postgres://x/y", "KAFKA_BROKERS", "k:9092"), "--process-session-timeout / WRITER_PROCESS_SESSION_TIMEOUT must be at least 6s"},
+		{"process managers need brokers", []string{"--relay=false"}, testenv.Getenv("DATABASE_URL", "postgres://x/y"), "--kafka-brokers / KAFKA_BROKERS is required for the process managers"},
+		{"process managers alone need real brokers", []string{"processes", "--kafka-embedded"}, testenv.Getenv("DATABASE_URL", "postgres://x/y"), "'writer processes' needs --kafka-brokers"},
 		{"relay alone needs brokers", []string{"relay"}, testenv.Getenv("DATABASE_URL", "postgres://x/y", "WRITER_RELAY", "false"), "KAFKA_BROKERS is required for the relay"},
-		{"bad database url", []string{"--relay=false", "--transfers=false"}, testenv.Getenv("DATABASE_URL", "postgres://%zz"), "--database-url / DATABASE_URL is not a valid Postgres URL"},
+		{"bad database url", []string{"--relay=false", "--processes=false"}, testenv.Getenv("DATABASE_URL", "postgres://%zz"), "--database-url / DATABASE_URL is not a valid Postgres URL"},
 		{"bad snapshot interval from env", nil, testenv.Getenv("DATABASE_URL", "postgres://x/y", "SNAPSHOT_EVERY", "often", "WRITER_RELAY", "false"), `invalid SNAPSHOT_EVERY="often" (flag --snapshot-every)`},
-		{"zero snapshot interval", []string{"--snapshot-every", "0", "--relay=false", "--transfers=false"}, testenv.Getenv("DATABASE_URL", "postgres://x/y"), "--snapshot-every / SNAPSHOT_EVERY must be at least 1"},
-		{"bad listen address", []string{"--http-addr", "nowhere", "--relay=false", "--transfers=false"}, testenv.Getenv("DATABASE_URL", "postgres://x/y"), "--http-addr / WRITER_HTTP_ADDR"},
+		{"zero snapshot interval", []string{"--snapshot-every", "0", "--relay=false", "--processes=false"}, testenv.Getenv("DATABASE_URL", "postgres://x/y"), "--snapshot-every / SNAPSHOT_EVERY must be at least 1"},
+		{"bad listen address", []string{"--http-addr", "nowhere", "--relay=false", "--processes=false"}, testenv.Getenv("DATABASE_URL", "postgres://x/y"), "--http-addr / WRITER_HTTP_ADDR"},
 		{"unknown flag", []string{"--frobnicate"}, testenv.Getenv(), "flag provided but not defined: -frobnicate"},
-		{"stray argument", []string{"serve", "--relay=false", "--transfers=false", "extra"}, testenv.Getenv("DATABASE_URL", "postgres://x/y"), `unexpected argument "extra"`},
+		{"stray argument", []string{"serve", "--relay=false", "--processes=false", "extra"}, testenv.Getenv("DATABASE_URL", "postgres://x/y"), `unexpected argument "extra"`},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -64,7 +64,7 @@ func TestUnreachablePostgresIsNamed(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	var out bytes.Buffer
-	err = run(ctx, []string{"--relay=false", "--transfers=false"}, withoutAuth(testenv.Getenv("DATABASE_URL", "postgres://postgres@"+addr+"/x?connect_timeout=2")), &out, &out)
+	err = run(ctx, []string{"--relay=false", "--processes=false"}, withoutAuth(testenv.Getenv("DATABASE_URL", "postgres://postgres@"+addr+"/x?connect_timeout=2")), &out, &out)
 	if err == nil || !strings.Contains(err.Error(), "cannot reach Postgres at DATABASE_URL") {
 		t.Fatalf("got %v, want a message naming DATABASE_URL", err)
 	}
@@ -74,7 +74,7 @@ func TestRefusesAnUnmigratedDatabase(t *testing.T) {
 	ctx := context.Background()
 	empty := emptyDatabaseURL(t)
 	var out bytes.Buffer
-	err := run(ctx, []string{"--http-addr", "127.0.0.1:0", "--relay=false", "--transfers=false"}, withoutAuth(testenv.Getenv("DATABASE_URL", empty)), &out, &out)
+	err := run(ctx, []string{"--http-addr", "127.0.0.1:0", "--relay=false", "--processes=false"}, withoutAuth(testenv.Getenv("DATABASE_URL", empty)), &out, &out)
 	if err == nil || !strings.Contains(err.Error(), "database is at version 0, this binary needs") {
 		t.Fatalf("got %v, want the schema check to refuse", err)
 	}

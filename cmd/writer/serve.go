@@ -15,19 +15,20 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/tributary-es/tributary/internal/aggregate"
+	"github.com/tributary-es/tributary/internal/apispec"
 	"github.com/tributary-es/tributary/internal/auth"
 	"github.com/tributary-es/tributary/internal/config"
 	"github.com/tributary-es/tributary/internal/httpapi"
 	"github.com/tributary-es/tributary/internal/log/postgres"
-	"github.com/tributary-es/tributary/internal/transfers"
+	"github.com/tributary-es/tributary/internal/registry"
 	"github.com/tributary-es/tributary/internal/writer"
 )
 
-// serve runs the command API (when api is set), the relay (when s.relay is
-// set) and the transfers process manager (when s.transfers is set) until ctx
-// is done, then drains: stop accepting requests,
-// finish those in flight, stop the relay, close the Kafka client and pool.
-func serve(ctx context.Context, s settings, logger *slog.Logger, api bool) error {
+// serve runs the command API of domains (when api is set), the relay (when
+// s.relay is set) and the domains' process managers (when s.processes is
+// set) until ctx is done, then drains: stop accepting requests, finish those
+// in flight, stop the relay, close the Kafka client and pool.
+func serve(ctx context.Context, s settings, domains *registry.Registry, logger *slog.Logger, api bool) error {
 	if s.migrate {
 		if err := postgres.Migrate(ctx, s.databaseURL); err != nil {
 			return err
@@ -45,7 +46,7 @@ func serve(ctx context.Context, s settings, logger *slog.Logger, api bool) error
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
 	var handler http.Handler
-	var apiServer *writer.Server // shares its handlers with the process manager
+	var apiServer *writer.Server // shares its handlers with the process managers
 	if api {
 		cfg := writer.DefaultConfig()
 		cfg.MaxBodyBytes = s.maxBodyBytes
@@ -61,7 +62,11 @@ func serve(ctx context.Context, s settings, logger *slog.Logger, api bool) error
 		if s.propagator != nil {
 			cfg.Propagator = s.propagator
 		}
-		if apiServer, err = writer.New(pool, cfg, aggregate.Options{SnapshotEvery: s.snapshotEvery}, reg, logger); err != nil {
+		spec, err := apispec.Handler("writer")
+		if err != nil {
+			return err
+		}
+		if apiServer, err = writer.New(pool, cfg, aggregate.Options{SnapshotEvery: s.snapshotEvery}, domains.Writer(spec), reg, logger); err != nil {
 			return err
 		}
 		handler = apiServer.Handler()
@@ -71,20 +76,20 @@ func serve(ctx context.Context, s settings, logger *slog.Logger, api bool) error
 
 	var rl *startedRelay
 	if s.relay {
-		if rl, err = newRelay(ctx, s, pool, reg, logger); err != nil {
+		if rl, err = newRelay(ctx, s, domains, pool, reg, logger); err != nil {
 			return err
 		}
 		defer rl.close()
 		logger.Info("relay ready", "brokers", rl.broker)
 	}
 
-	var manager *transfers.Manager
-	if s.transfers {
+	var managers []registry.ProcessRunner
+	if s.processes {
 		brokers := ""
 		if rl != nil && s.kafka.embedded {
 			brokers = rl.broker
 		}
-		if manager, err = newTransfers(s, pool, apiServer, brokers, logger); err != nil {
+		if managers, err = newProcesses(s, domains, pool, apiServer, brokers, logger); err != nil {
 			return err
 		}
 	}
@@ -109,7 +114,7 @@ func serve(ctx context.Context, s settings, logger *slog.Logger, api bool) error
 		IdleTimeout:       2 * time.Minute,
 		BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
 	}
-	logger.Info("writer listening", "addr", ln.Addr().String(), "api", api, "relay", s.relay, "transfers", s.transfers)
+	logger.Info("writer listening", "addr", ln.Addr().String(), "api", api, "relay", s.relay, "processes", s.processes, "domains", domains.String())
 
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
@@ -121,8 +126,8 @@ func serve(ctx context.Context, s settings, logger *slog.Logger, api bool) error
 	if rl != nil {
 		g.Go(func() error { return rl.relay.Run(gctx) })
 	}
-	if manager != nil {
-		g.Go(func() error { return manager.Run(gctx) })
+	for _, m := range managers {
+		g.Go(func() error { return m.Run(gctx) })
 	}
 	if api {
 		g.Go(func() error {

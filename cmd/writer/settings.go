@@ -32,11 +32,11 @@ type settings struct {
 	idempotencyTTL  time.Duration
 
 	relay     bool // run the relay in this process
-	transfers bool // run the transfers process manager in this process
-	// transfersSession is the process manager's consumer-group session
-	// timeout: how long transfers on a dead manager's partitions wait.
-	transfersSession time.Duration
-	kafka            kafkaSettings
+	processes bool // run the domains' process managers in this process
+	// processSession is the process managers' consumer-group session
+	// timeout: how long the work on a dead manager's partitions waits.
+	processSession time.Duration
+	kafka          kafkaSettings
 	// auth says how the API authenticates callers (serve only).
 	auth config.Auth
 }
@@ -75,10 +75,10 @@ func parseSettings(cmd string, args []string, getenv func(string) string, stderr
 
 	fs.BoolVar(&s.relay, "relay", true, "run the relay to Kafka in this process (one leads per database; the others stand by)")
 	fs.Env("relay", "WRITER_RELAY")
-	fs.BoolVar(&s.transfers, "transfers", true, "run the transfers process manager in this process (the managers of a cluster share a consumer group)")
-	fs.Env("transfers", "WRITER_TRANSFERS")
-	fs.DurationVar(&s.transfersSession, "transfers-session-timeout", 10*time.Second, "how soon a dead process manager's partitions move to the others (Kafka allows 6s to 30m by default)")
-	fs.Env("transfers-session-timeout", "WRITER_TRANSFERS_SESSION_TIMEOUT")
+	fs.BoolVar(&s.processes, "processes", true, "run the domains' process managers in this process (the managers of a cluster share a consumer group each)")
+	fs.Env("processes", "WRITER_PROCESSES")
+	fs.DurationVar(&s.processSession, "process-session-timeout", 10*time.Second, "how soon a dead process manager's partitions move to the others (Kafka allows 6s to 30m by default)")
+	fs.Env("process-session-timeout", "WRITER_PROCESS_SESSION_TIMEOUT")
 	if cmd == "serve" {
 		s.auth.Register(fs)
 	}
@@ -99,7 +99,7 @@ func parseSettings(cmd string, args []string, getenv func(string) string, stderr
 		return s, config.UsageError{Err: fmt.Errorf("unexpected argument %q", fs.Arg(0))}
 	}
 	relayRuns := cmd == "relay" || (cmd == "serve" && s.relay)
-	transfersRun := cmd == "transfers" || (cmd == "serve" && s.transfers)
+	processesRun := cmd == "processes" || (cmd == "serve" && s.processes)
 	switch {
 	case s.databaseURL == "":
 		return s, config.UsageError{Err: fmt.Errorf("%s is required, e.g. postgres://postgres@127.0.0.1:5432/tributary", fs.Setting("database-url"))}
@@ -114,13 +114,13 @@ func parseSettings(cmd string, args []string, getenv func(string) string, stderr
 	case relayRuns && k.Brokers == "" && !k.embedded:
 		return s, config.UsageError{Err: fmt.Errorf("%s is required for the relay (or set %s for development, or %s=false to run the relay elsewhere)",
 			fs.Setting("kafka-brokers"), fs.Setting("kafka-embedded"), fs.Setting("relay"))}
-	case transfersRun && k.Brokers == "" && !k.embedded:
-		return s, config.UsageError{Err: fmt.Errorf("%s is required for the transfers process manager (or %s=false to run it elsewhere)",
-			fs.Setting("kafka-brokers"), fs.Setting("transfers"))}
-	case cmd == "transfers" && k.embedded:
-		return s, config.UsageError{Err: fmt.Errorf("%s belongs to the process that runs the relay; 'writer transfers' needs %s", fs.Setting("kafka-embedded"), fs.Setting("kafka-brokers"))}
-	case s.transfersSession < 6*time.Second:
-		return s, config.UsageError{Err: fmt.Errorf("%s must be at least 6s (Kafka's group.min.session.timeout.ms)", fs.Setting("transfers-session-timeout"))}
+	case processesRun && k.Brokers == "" && !k.embedded:
+		return s, config.UsageError{Err: fmt.Errorf("%s is required for the process managers (or %s=false to run them elsewhere)",
+			fs.Setting("kafka-brokers"), fs.Setting("processes"))}
+	case cmd == "processes" && k.embedded:
+		return s, config.UsageError{Err: fmt.Errorf("%s belongs to the process that runs the relay; 'writer processes' needs %s", fs.Setting("kafka-embedded"), fs.Setting("kafka-brokers"))}
+	case s.processSession < 6*time.Second:
+		return s, config.UsageError{Err: fmt.Errorf("%s must be at least 6s (Kafka's group.min.session.timeout.ms)", fs.Setting("process-session-timeout"))}
 	case k.Brokers != "" && k.embedded:
 		return s, config.UsageError{Err: fmt.Errorf("%s and %s exclude each other", fs.Setting("kafka-brokers"), fs.Setting("kafka-embedded"))}
 	}
@@ -133,7 +133,7 @@ func parseSettings(cmd string, args []string, getenv func(string) string, stderr
 	if _, err := pgxpool.ParseConfig(s.databaseURL); err != nil {
 		return s, config.UsageError{Err: fmt.Errorf("%s is not a valid Postgres URL: %v", fs.Setting("database-url"), err)}
 	}
-	if (relayRuns || transfersRun) && !k.embedded {
+	if (relayRuns || processesRun) && !k.embedded {
 		if _, err := k.Client("tributary-relay").Options(); err != nil {
 			return s, config.UsageError{Err: err}
 		}

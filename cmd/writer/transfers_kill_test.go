@@ -16,11 +16,11 @@ import (
 	"github.com/tributary-es/tributary/internal/aggregate"
 	"github.com/tributary-es/tributary/internal/domain/account"
 	"github.com/tributary-es/tributary/internal/domain/transfer"
+	"github.com/tributary-es/tributary/internal/domains"
 	"github.com/tributary-es/tributary/internal/log"
 	"github.com/tributary-es/tributary/internal/log/postgres"
 	"github.com/tributary-es/tributary/internal/testenv"
 	"github.com/tributary-es/tributary/internal/transfers"
-	"github.com/tributary-es/tributary/internal/writer"
 	"github.com/tributary-es/tributary/schemas"
 )
 
@@ -36,7 +36,7 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
-// Issue 8, acceptance 1, with real processes: 'writer transfers' is killed
+// Issue 8, acceptance 1, with real processes: 'writer processes' is killed
 // with SIGKILL three times while 600 transfers run (this test's own writer
 // relays them), and a last one finishes the work: every transfer ends,
 // money is conserved, no account is negative, and each transfer moved its
@@ -46,15 +46,15 @@ func TestTransfersSurviveAKilledProcessManager(t *testing.T) {
 	cluster := testenv.Kafka(t)
 	brokers := strings.Join(cluster.ListenAddrs(), ",")
 	// The API and the relay run here; the process manager in children.
-	startWriter(t, []string{"--transfers=false", "--kafka-partitions", "8"}, testenv.Getenv("DATABASE_URL", dbURL, "KAFKA_BROKERS", brokers))
+	startWriter(t, []string{"--processes=false", "--kafka-partitions", "8"}, testenv.Getenv("DATABASE_URL", dbURL, "KAFKA_BROKERS", brokers))
 	pool := testenv.PostgresPool(t, dbURL)
 	sch, err := log.LoadSchemas(schemas.Events)
 	if err != nil {
 		t.Fatal(err)
 	}
-	store := postgres.NewStore(pool, writer.Upcasters())
-	accounts := aggregate.NewHandler(writer.AccountType(), store, sch, aggregate.Options{})
-	transferHandler := aggregate.NewHandler(writer.TransferType(), store, sch, aggregate.Options{})
+	store := postgres.NewStore(pool, domains.Must().Upcasters())
+	accounts := aggregate.NewHandler(account.Aggregate(), store, sch, aggregate.Options{})
+	transferHandler := aggregate.NewHandler(transfer.Aggregate(), store, sch, aggregate.Options{})
 	ctx := context.Background()
 	meta := log.Metadata{CorrelationID: "setup", CausationID: "setup", Principal: "test"}
 	var ids []string
@@ -73,7 +73,7 @@ func TestTransfersSurviveAKilledProcessManager(t *testing.T) {
 		ids, total = append(ids, id), total+deposit
 	}
 
-	args := []string{"transfers", "--database-url", dbURL, "--kafka-brokers", brokers, "--kafka-partitions", "8",
+	args := []string{"processes", "--database-url", dbURL, "--kafka-brokers", brokers, "--kafka-partitions", "8",
 		"--http-addr", "127.0.0.1:0", "--log-level", "warn"}
 	rng := rand.New(rand.NewPCG(3, 4))
 	var started []string
@@ -170,7 +170,7 @@ func TestTransfersSurviveAKilledProcessManager(t *testing.T) {
 }
 
 // ended counts the transfers that completed or failed.
-func ended(t *testing.T, h *writer.TransferHandler, ids []string) int {
+func ended(t *testing.T, h *aggregate.Handler[transfer.State, transfer.Command, transfer.Event], ids []string) int {
 	n := 0
 	for _, id := range ids {
 		st, _, err := h.Load(context.Background(), id)
@@ -184,7 +184,7 @@ func ended(t *testing.T, h *writer.TransferHandler, ids []string) int {
 	return n
 }
 
-// startManager starts 'writer transfers' as a child process.
+// startManager starts 'writer processes' as a child process.
 func startManager(t *testing.T, args []string) *exec.Cmd {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], args...)

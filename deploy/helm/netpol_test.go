@@ -142,7 +142,7 @@ func TestNetworkPolicies(t *testing.T) {
 				"projector": withDNS("9092/TCP", "9093/TCP", "6379/TCP", "4318/TCP"),
 				"reader":    withDNS("6379/TCP", "8080/TCP", "4318/TCP"),
 			}, true},
-		{"a writer without Kafka: no relay, no transfers", append(slices.Clone(minimal), "--set", "writer.relay=false,writer.env.WRITER_TRANSFERS=false"),
+		{"a writer without Kafka: no relay, no transfers", append(slices.Clone(minimal), "--set", "writer.relay=false,writer.env.WRITER_PROCESSES=false"),
 			map[string][]string{
 				"writer":    withDNS("5432/TCP", "443/TCP"),
 				"projector": withDNS("9092/TCP", "6379/TCP"),

@@ -15,6 +15,7 @@ import (
 	"github.com/google/uuid"
 	lru "github.com/hashicorp/golang-lru/v2"
 
+	"github.com/tributary-es/tributary/internal/decider"
 	"github.com/tributary-es/tributary/internal/log"
 	"github.com/tributary-es/tributary/internal/log/postgres"
 )
@@ -25,24 +26,9 @@ type Event interface {
 	SchemaVersion() int
 }
 
-// Type describes one aggregate type by its pure functions. S must be a value
-// that Evolve never changes in place (copy slices and maps it updates): the
-// handler keeps states in memory between commands.
-type Type[S any, C any, E Event] struct {
-	// Name is the aggregate type in the event log, e.g. "account".
-	Name string
-	// Initial returns the state of an aggregate that has no events.
-	Initial func(id string) S
-	// Decide turns a command into events, or an error saying why not.
-	Decide func(state S, command C) ([]E, error)
-	// Evolve folds one event into the state. It never fails.
-	Evolve func(state S, event E) S
-	// DecodeEvent decodes a payload already upcast to the current schema version.
-	DecodeEvent func(eventType string, payload []byte) (E, error)
-	// StateSchemaVersion is the version of S's JSON shape in snapshots. A
-	// snapshot of any other version is ignored.
-	StateSchemaVersion int
-}
+// Type describes one aggregate type by its pure functions: a domain
+// declares it (decider.Aggregate) without depending on this package.
+type Type[S any, C any, E Event] = decider.Aggregate[S, C, E]
 
 // VersionMismatchError: the command named an expected version that is not
 // the current one. Nothing was written.

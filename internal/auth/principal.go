@@ -46,6 +46,16 @@ func FromContext(ctx context.Context) (Principal, bool) {
 // not allow; the HTTP layer answers 403 (see Forbidden).
 var ErrForbidden = errors.New("forbidden")
 
+// Refuse is an ErrForbidden whose message is detail: what the caller is
+// told (Forbidden(err.Error())).
+func Refuse(detail string) error { return &refusal{detail} }
+
+type refusal struct{ detail string }
+
+func (e *refusal) Error() string { return e.detail }
+
+func (e *refusal) Unwrap() error { return ErrForbidden }
+
 // Unauthorized is the 401 problem for a request without valid credentials.
 func Unauthorized(detail string) *problem.Problem {
 	return problem.New(http.StatusUnauthorized, "unauthorized", "Unauthorized", detail)

@@ -62,6 +62,27 @@ func AlreadyExists(code, format string, args ...any) error {
 	return &RuleError{Kind: ErrAlreadyExists, Code: code, Detail: fmt.Sprintf(format, args...)}
 }
 
+// Aggregate describes one aggregate type by its pure functions: what a
+// domain hands the platform (package aggregate runs its commands). S must
+// be a value that Evolve never changes in place (copy slices and maps it
+// updates): the platform keeps states in memory between commands.
+type Aggregate[S, C, E any] struct {
+	// Name is the aggregate type in the event log, e.g. "account".
+	Name string
+	// Initial returns the state of an aggregate that has no events.
+	Initial func(id string) S
+	// Decide turns a command into events, or an error saying why not.
+	Decide func(state S, command C) ([]E, error)
+	// Evolve folds one event into the state. It never fails.
+	Evolve func(state S, event E) S
+	// DecodeEvent decodes a payload already upcast to the current schema
+	// version.
+	DecodeEvent func(eventType string, payload []byte) (E, error)
+	// StateSchemaVersion is the version of S's JSON shape in snapshots. A
+	// snapshot of any other version is ignored.
+	StateSchemaVersion int
+}
+
 // Typed is what an event tells about its type.
 type Typed interface{ EventType() string }
 

@@ -2,12 +2,14 @@ package log
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
 	"path"
 	"regexp"
+	"slices"
 	"strconv"
 
 	"github.com/santhosh-tekuri/jsonschema/v6"
@@ -48,13 +50,24 @@ type compiledSchema struct {
 var schemaFileName = regexp.MustCompile(`^([A-Za-z][A-Za-z0-9]*)\.v([1-9][0-9]*)\.json$`)
 
 // LoadSchemas compiles every file events/<aggregate type>/<EventType>.v<N>.json
-// in fsys. Formats (uuid, date-time, ...) are asserted, not just annotated.
-func LoadSchemas(fsys fs.FS) (*Schemas, error) {
+// in each of fsyss (one per domain, say). Formats (uuid, date-time, ...) are
+// asserted, not just annotated. The same file in two of them is an error.
+func LoadSchemas(fsyss ...fs.FS) (*Schemas, error) {
 	c := jsonschema.NewCompiler()
 	c.AssertFormat()
 	c.DefaultDraft(jsonschema.Draft2020)
 	s := &Schemas{byKey: make(map[schemaKey]compiledSchema)}
-	err := fs.WalkDir(fsys, "events", func(p string, d fs.DirEntry, err error) error {
+	for _, fsys := range fsyss {
+		if err := s.load(c, fsys); err != nil {
+			return nil, fmt.Errorf("load event schemas: %w", err)
+		}
+	}
+	return s, nil
+}
+
+// load compiles the schemas of fsys into s.
+func (s *Schemas) load(c *jsonschema.Compiler, fsys fs.FS) error {
+	return fs.WalkDir(fsys, "events", func(p string, d fs.DirEntry, err error) error {
 		if err != nil || d.IsDir() {
 			return err
 		}
@@ -81,13 +94,13 @@ func LoadSchemas(fsys fs.FS) (*Schemas, error) {
 		if err != nil {
 			return fmt.Errorf("schema file %s: %w", p, err)
 		}
-		s.byKey[schemaKey{path.Base(path.Dir(p)), m[1], version}] = compiledSchema{compiled, compileFast(doc)}
+		key := schemaKey{path.Base(path.Dir(p)), m[1], version}
+		if _, dup := s.byKey[key]; dup {
+			return fmt.Errorf("schema file %s: a schema of %s/%s v%d is loaded already", p, key.aggregateType, key.eventType, key.version)
+		}
+		s.byKey[key] = compiledSchema{compiled, compileFast(doc)}
 		return nil
 	})
-	if err != nil {
-		return nil, fmt.Errorf("load event schemas: %w", err)
-	}
-	return s, nil
 }
 
 // Validate checks payload against the schema of its aggregate type, event type
@@ -115,4 +128,24 @@ func (s *Schemas) Validate(aggregateType, eventType string, version int, payload
 func (s *Schemas) Has(aggregateType, eventType string, version int) bool {
 	_, ok := s.byKey[schemaKey{aggregateType, eventType, version}]
 	return ok
+}
+
+// EventSchema names one loaded schema: an event type of an aggregate type
+// at a schema version.
+type EventSchema struct {
+	AggregateType, EventType string
+	Version                  int
+}
+
+// List returns the loaded schemas by aggregate type, event type and
+// version.
+func (s *Schemas) List() []EventSchema {
+	out := make([]EventSchema, 0, len(s.byKey))
+	for k := range s.byKey {
+		out = append(out, EventSchema{k.aggregateType, k.eventType, k.version})
+	}
+	slices.SortFunc(out, func(a, b EventSchema) int {
+		return cmp.Or(cmp.Compare(a.AggregateType, b.AggregateType), cmp.Compare(a.EventType, b.EventType), cmp.Compare(a.Version, b.Version))
+	})
+	return out
 }

@@ -22,13 +22,13 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/tributary-es/tributary/internal/domain/account"
+	"github.com/tributary-es/tributary/internal/domains"
 	"github.com/tributary-es/tributary/internal/log"
 	"github.com/tributary-es/tributary/internal/log/kafka"
 	"github.com/tributary-es/tributary/internal/projector"
 	"github.com/tributary-es/tributary/internal/readmodels"
 	"github.com/tributary-es/tributary/internal/readmodels/accounts"
 	"github.com/tributary-es/tributary/internal/testenv"
-	"github.com/tributary-es/tributary/internal/writer"
 	"github.com/tributary-es/tributary/schemas"
 )
 
@@ -378,7 +378,7 @@ func TestDeadLetterUnknownSchemaVersionParkedThenReplayed(t *testing.T) {
 	// A projector that knows v3 replays them: once, in order.
 	fixedReg := prometheus.NewRegistry()
 	fixed := projector.New(accounts.SummaryProjection{}, e.cfg, projector.Deps{
-		Redis: e.rdb, Schemas: schemasWithFundsDepositedV3(t), Upcasters: writer.Upcasters(), Metrics: projector.NewMetrics(fixedReg),
+		Redis: e.rdb, Schemas: schemasWithFundsDepositedV3(t), Upcasters: domains.Must().Upcasters(), Metrics: projector.NewMetrics(fixedReg),
 	})
 	res, err = fixed.Replay(ctx, parked)
 	if err != nil {

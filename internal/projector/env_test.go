@@ -15,13 +15,13 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/tributary-es/tributary/internal/domain/account"
+	"github.com/tributary-es/tributary/internal/domains"
 	"github.com/tributary-es/tributary/internal/log"
 	"github.com/tributary-es/tributary/internal/log/kafka"
 	"github.com/tributary-es/tributary/internal/projector"
 	"github.com/tributary-es/tributary/internal/readmodels"
 	"github.com/tributary-es/tributary/internal/readmodels/accounts"
 	"github.com/tributary-es/tributary/internal/testenv"
-	"github.com/tributary-es/tributary/internal/writer"
 	"github.com/tributary-es/tributary/schemas"
 )
 
@@ -70,7 +70,7 @@ func (e *env) projector(p readmodels.Projection, reg *prometheus.Registry) *proj
 		reg = prometheus.NewRegistry()
 	}
 	return projector.New(p, e.cfg, projector.Deps{
-		Redis: e.rdb, Schemas: e.schemas, Upcasters: writer.Upcasters(), Metrics: projector.NewMetrics(reg),
+		Redis: e.rdb, Schemas: e.schemas, Upcasters: domains.Must().Upcasters(), Metrics: projector.NewMetrics(reg),
 	})
 }
 

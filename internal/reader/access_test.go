@@ -15,13 +15,13 @@ import (
 	"time"
 
 	"github.com/google/uuid"
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/tributary-es/tributary/internal/apispec"
 	"github.com/tributary-es/tributary/internal/auth"
 	"github.com/tributary-es/tributary/internal/domain/account"
 	"github.com/tributary-es/tributary/internal/domain/transfer"
+	"github.com/tributary-es/tributary/internal/domains/accountdomain"
 	"github.com/tributary-es/tributary/internal/log"
 	"github.com/tributary-es/tributary/internal/reader"
 	"github.com/tributary-es/tributary/internal/readmodels"
@@ -116,7 +116,7 @@ func (m *models) server(cfg reader.Config, noAuth bool) *httptest.Server {
 	if cfg.Authenticator == nil && !noAuth {
 		cfg.Authenticator = m.auth.authn
 	}
-	srv := httptest.NewServer(reader.NewServer(cfg, m.rdb, m.prefix, prometheus.NewRegistry(), specHandler(m.t), slog.New(slog.DiscardHandler)).Handler())
+	srv := httptest.NewServer(newReader(m.t, cfg, m.rdb, m.prefix, specHandler(m.t), slog.New(slog.DiscardHandler)).Handler())
 	m.t.Cleanup(srv.Close)
 	return srv
 }
@@ -298,7 +298,7 @@ func TestEveryRouteServesOnlyWhomItMay(t *testing.T) {
 	m.get(srv, asOwner, "/v1/accounts/acc-ada").json(t, &sum)
 	var tr transferview.Summary
 	m.get(srv, asOperator, "/v1/transfers/tr-ada").json(t, &tr)
-	var page reader.Transactions
+	var page accountdomain.Transactions
 	m.get(srv, asOwner, "/v1/accounts/acc-ada/transactions").json(t, &page)
 	if sum.Principal != owner || sum.Balance != 300 || tr.Principal != owner || tr.Status != "completed" || len(page.Items) != 4 {
 		t.Fatalf("summary %+v, transfer %+v, %d history entries", sum, tr, len(page.Items))

@@ -14,8 +14,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-
 	"github.com/tributary-es/tributary/internal/reader"
 	"github.com/tributary-es/tributary/internal/readmodels/accounts"
 	"github.com/tributary-es/tributary/internal/readmodels/modeltest"
@@ -53,7 +51,7 @@ func BenchmarkGetAccountVsBareHandler(b *testing.B) {
 	authorization := "Bearer " + token
 	cfg := reader.DefaultConfig()
 	cfg.Authenticator = is.authn
-	api := reader.NewServer(cfg, rdb, prefix, prometheus.NewRegistry(), http.NotFoundHandler(), slog.New(slog.DiscardHandler))
+	api := newReader(b, cfg, rdb, prefix, http.NotFoundHandler(), slog.New(slog.DiscardHandler))
 	readerURL := serve(b, api.Handler())
 	sample := fetch(b, readerURL+"/v1/accounts/"+ids[0], authorization)
 	bareURL := serve(b, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

@@ -17,8 +17,10 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/tributary-es/tributary/internal/aggregate"
+	"github.com/tributary-es/tributary/internal/apispec"
 	"github.com/tributary-es/tributary/internal/domain/account"
 	"github.com/tributary-es/tributary/internal/domain/transfer"
+	"github.com/tributary-es/tributary/internal/domains"
 	"github.com/tributary-es/tributary/internal/log"
 	"github.com/tributary-es/tributary/internal/log/kafka"
 	"github.com/tributary-es/tributary/internal/log/postgres"
@@ -75,10 +77,14 @@ func newHookedPipeline(t testing.TB, cfg reader.Config, summaryHooks projector.H
 	var wg sync.WaitGroup
 	t.Cleanup(func() { cancel(); wg.Wait() })
 
-	p := &pipeline{t: t, auth: newIssuer(t), store: postgres.NewStore(pool, writer.Upcasters()), rdb: rdb, prefix: prefix}
+	p := &pipeline{t: t, auth: newIssuer(t), store: postgres.NewStore(pool, domains.Must().Upcasters()), rdb: rdb, prefix: prefix}
 	wcfg := writer.DefaultConfig()
 	wcfg.Authenticator = p.auth.authn
-	ws, err := writer.New(pool, wcfg, aggregate.Options{}, prometheus.NewRegistry(), logger)
+	spec, err := apispec.Handler("writer")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ws, err := writer.New(pool, wcfg, aggregate.Options{}, domains.Must().Writer(spec), prometheus.NewRegistry(), logger)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -90,7 +96,7 @@ func newHookedPipeline(t testing.TB, cfg reader.Config, summaryHooks projector.H
 	rcfg.AggregateTypes = []string{account.AggregateType, transfer.AggregateType}
 	rcfg.PollInterval = 2 * time.Millisecond
 	client := testenv.KafkaClient(t, cluster.ListenAddrs(), relay.ProducerOptions(5*time.Second)...)
-	rl := relay.New(rcfg, dbURL, pool, writer.Upcasters(), client, relay.NewMetrics(prometheus.NewRegistry()), logger, relay.Hooks{})
+	rl := relay.New(rcfg, dbURL, pool, domains.Must().Upcasters(), client, relay.NewMetrics(prometheus.NewRegistry()), logger, relay.Hooks{})
 	if err := rl.EnsureTopics(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -101,13 +107,13 @@ func newHookedPipeline(t testing.TB, cfg reader.Config, summaryHooks projector.H
 		t.Fatal(err)
 	}
 	// The transfers process manager, as the writer process runs it.
-	pmStore := postgres.NewStore(pool, writer.Upcasters())
-	steps := transfers.NewSteps(pmStore, aggregate.NewHandler(writer.AccountType(), pmStore, eventSchemas, aggregate.Options{}),
-		aggregate.NewHandler(writer.TransferType(), pmStore, eventSchemas, aggregate.Options{}), 5*time.Second, logger)
+	pmStore := postgres.NewStore(pool, domains.Must().Upcasters())
+	steps := transfers.NewSteps(pmStore, aggregate.NewHandler(account.Aggregate(), pmStore, eventSchemas, aggregate.Options{}),
+		aggregate.NewHandler(transfer.Aggregate(), pmStore, eventSchemas, aggregate.Options{}), 5*time.Second, logger)
 	mcfg := transfers.DefaultConfig()
 	mcfg.Client = []kgo.Opt{kgo.SeedBrokers(cluster.ListenAddrs()...)}
 	mcfg.Topics = topics
-	pm := transfers.NewManager(mcfg, steps, writer.Upcasters(), logger)
+	pm := transfers.NewManager(mcfg, steps, domains.Must().Upcasters(), logger)
 	wg.Go(func() { _ = pm.Run(ctx) })
 	pcfg := projector.DefaultConfig()
 	pcfg.Client = []kgo.Opt{kgo.SeedBrokers(cluster.ListenAddrs()...)}
@@ -117,7 +123,7 @@ func newHookedPipeline(t testing.TB, cfg reader.Config, summaryHooks projector.H
 	pcfg.RedisPrefix = prefix
 	pcfg.Poll = 50 * time.Millisecond
 	pcfg.SessionTimeout = 6 * time.Second
-	deps := projector.Deps{Redis: rdb, Schemas: eventSchemas, Upcasters: writer.Upcasters(),
+	deps := projector.Deps{Redis: rdb, Schemas: eventSchemas, Upcasters: domains.Must().Upcasters(),
 		Metrics: projector.NewMetrics(prometheus.NewRegistry()), Logger: logger}
 	p.newProjector = func(proj readmodels.Projection) *projector.Projector {
 		pr := projector.New(proj, pcfg, deps)
@@ -149,7 +155,7 @@ func newHookedPipeline(t testing.TB, cfg reader.Config, summaryHooks projector.H
 	if cfg.Authenticator == nil {
 		cfg.Authenticator = p.auth.authn
 	}
-	p.reader = httptest.NewServer(reader.NewServer(cfg, rdb, prefix, prometheus.NewRegistry(), specHandler(t), logger).Handler())
+	p.reader = httptest.NewServer(newReader(t, cfg, rdb, prefix, specHandler(t), logger).Handler())
 	t.Cleanup(p.reader.Close)
 	p.check = responseChecker(t)
 	return p
@@ -242,4 +248,15 @@ func waitFor(t testing.TB, d time.Duration, what string, cond func() bool) {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
+}
+
+// newReader is the reader over the read models under prefix, serving this
+// build's domains' queries.
+func newReader(t testing.TB, cfg reader.Config, rdb redis.UniversalClient, prefix string, spec http.Handler, logger *slog.Logger) *reader.Server {
+	t.Helper()
+	api, err := reader.NewServer(cfg, rdb, prefix, domains.Must().Reader(), prometheus.NewRegistry(), spec, logger)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return api
 }

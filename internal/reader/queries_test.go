@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tributary-es/tributary/internal/domains/accountdomain"
 	"github.com/tributary-es/tributary/internal/reader"
 )
 
@@ -79,7 +80,7 @@ func TestBadQueriesGetProblems(t *testing.T) {
 		t.Errorf("DELETE an account: %d Allow %q %s", r.status, r.header.Get("Allow"), r.body)
 	}
 	// The next page of bad-1's history is a cursor for bad-1 only.
-	var page reader.Transactions
+	var page accountdomain.Transactions
 	p.read("/v1/accounts/bad-1/transactions?limit=1").json(t, &page)
 	if r := p.read("/v1/accounts/bad-0/transactions?cursor=" + url.QueryEscape(page.Next)); r.status != http.StatusBadRequest || page.Next == "" {
 		t.Errorf("bad-1's cursor on bad-0's history: %d %s", r.status, r.body)
@@ -101,7 +102,7 @@ func TestBadQueriesGetProblems(t *testing.T) {
 
 func nextOf(t *testing.T, r response) string {
 	t.Helper()
-	var d reader.Directory
+	var d accountdomain.Directory
 	r.json(t, &d)
 	if d.Next == "" {
 		t.Fatalf("a listing without a next page: %s", r.body)
@@ -141,15 +142,15 @@ func TestDirectoryOverHTTP(t *testing.T) {
 	}
 	p.command(http.StatusCreated, "/v1/accounts", `{"id":"dir-pending","owner":"Cy","currency":"USD"}`)
 	p.read(fmt.Sprintf("/v1/accounts/dir-22?min_version=%d", last.version))
-	list := func(query string) []reader.DirectoryEntry {
-		var all []reader.DirectoryEntry
+	list := func(query string) []accountdomain.DirectoryEntry {
+		var all []accountdomain.DirectoryEntry
 		cursor := ""
 		for pages := 0; pages < 50; pages++ {
 			r := p.readAs(asOperator, "/v1/accounts?"+query+"&limit=4&cursor="+url.QueryEscape(cursor))
 			if r.status != http.StatusOK {
 				t.Fatalf("%s: %d %s", query, r.status, r.body)
 			}
-			var d reader.Directory
+			var d accountdomain.Directory
 			r.json(t, &d)
 			all = append(all, d.Items...)
 			if cursor = d.Next; cursor == "" {
@@ -159,7 +160,7 @@ func TestDirectoryOverHTTP(t *testing.T) {
 		t.Fatalf("%s: no end", query)
 		return nil
 	}
-	var active []reader.DirectoryEntry
+	var active []accountdomain.DirectoryEntry
 	waitFor(t, 30*time.Second, "23 active accounts in the directory", func() bool {
 		active = list("status=active")
 		return len(active) == 23
@@ -184,7 +185,7 @@ func TestDirectoryOverHTTP(t *testing.T) {
 	if *ranked[0].Balance != 400 {
 		t.Fatalf("top balance %d, want 400", *ranked[0].Balance)
 	}
-	var pending []reader.DirectoryEntry
+	var pending []accountdomain.DirectoryEntry
 	waitFor(t, 30*time.Second, "the pending account in the directory", func() bool {
 		pending = list("status=pending&sort=opened")
 		return len(pending) > 0

@@ -16,6 +16,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/tributary-es/tributary/internal/domain/account"
+	"github.com/tributary-es/tributary/internal/domains/accountdomain"
 	"github.com/tributary-es/tributary/internal/log"
 	"github.com/tributary-es/tributary/internal/log/postgres"
 	"github.com/tributary-es/tributary/internal/reader"
@@ -80,7 +81,7 @@ func TestReadYourWritesEveryTime(t *testing.T) {
 					}
 				case 2:
 					q := p.read("/v1/accounts/" + id + "/transactions?limit=1&min_version=" + strconv.FormatInt(c.StreamVersion, 10))
-					var page reader.Transactions
+					var page accountdomain.Transactions
 					q.json(t, &page)
 					if q.status != http.StatusOK || len(page.Items) != 1 || page.Items[0].Version != c.StreamVersion ||
 						page.Items[0].BalanceAfter != balance {
@@ -315,7 +316,7 @@ func TestPagingThroughTransactionsWhileAppending(t *testing.T) {
 		t.Fatalf("only %d events", top)
 	}
 	first := p.read(fmt.Sprintf("/v1/accounts/pages/transactions?limit=37&min_version=%d", top))
-	var page reader.Transactions
+	var page accountdomain.Transactions
 	first.json(t, &page)
 	if first.status != http.StatusOK || len(page.Items) == 0 || page.Items[0].Version != top {
 		t.Fatalf("first page: %d %s, want version %d first", first.status, first.body, top)
@@ -335,7 +336,7 @@ func TestPagingThroughTransactionsWhileAppending(t *testing.T) {
 		if r.status != http.StatusOK {
 			t.Fatalf("page %d: %d %s", pages+1, r.status, r.body)
 		}
-		page = reader.Transactions{}
+		page = accountdomain.Transactions{}
 		r.json(t, &page)
 	}
 	want := make([]int64, 0, top)

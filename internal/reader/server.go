@@ -1,18 +1,20 @@
-// Package reader is the query side's HTTP API: account summaries, histories,
-// the account directory and causation trees, read from the Redis read models
-// only, with read-your-writes on request.
+// Package reader is the query side's HTTP API: the domains' queries
+// (Route: summaries, histories, directories) and the platform's causation
+// trees, read from the Redis read models only, with read-your-writes on
+// request.
 //
 // Every route but the public ones (PublicPaths) authenticates its caller,
 // and serves each only what the access policy (internal/auth) lets them
-// read: an account's or a transfer's read models to its owner — the
-// principal of its first event, kept in the read model and read with the
-// data — and to operators; the directory to operators; of a causation tree,
-// the events the caller may see.
+// read: an aggregate's read models to its owner — the principal of its
+// first event, kept in the read model and read with the data — and to
+// operators; listings across owners to operators; of a causation tree, the
+// events the caller may see.
 package reader
 
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"net/url"
@@ -29,8 +31,6 @@ import (
 	"github.com/tributary-es/tributary/internal/httpapi"
 	"github.com/tributary-es/tributary/internal/problem"
 	"github.com/tributary-es/tributary/internal/readmodels"
-	"github.com/tributary-es/tributary/internal/readmodels/accounts"
-	"github.com/tributary-es/tributary/internal/readmodels/transfers"
 )
 
 // Config tunes the query API.
@@ -78,23 +78,35 @@ func DefaultConfig() Config {
 
 // Server serves the reader's HTTP API.
 type Server struct {
-	cfg       Config
-	rdb       redis.UniversalClient
-	reads     redis.Cmdable // rdb, or its automatic pipeliner
-	root      string
-	accounts  *accounts.Queries
-	transfers *transfers.Queries
-	metrics   *metrics
-	waits     waitTracker
-	gatherer  prometheus.Gatherer
-	logger    *slog.Logger
-	spec      http.Handler
+	cfg      Config
+	rdb      redis.UniversalClient
+	reads    redis.Cmdable // rdb, or its automatic pipeliner
+	root     string
+	views    *readmodels.Views
+	routes   []Route
+	metrics  *metrics
+	waits    waitTracker
+	gatherer prometheus.Gatherer
+	logger   *slog.Logger
+	spec     http.Handler
 }
 
 // NewServer returns the query API over the read models kept in rdb under
-// the key prefix root. Its metrics are registered in reg; spec serves the
-// OpenAPI document.
-func NewServer(cfg Config, rdb redis.UniversalClient, root string, reg *prometheus.Registry, spec http.Handler, logger *slog.Logger) *Server {
+// the key prefix root: the domains' routes, and the platform's causation
+// trees. Its metrics are registered in reg; spec serves the OpenAPI
+// document. It fails when a route was not made by Versioned or Handle, or
+// two routes share a pattern.
+func NewServer(cfg Config, rdb redis.UniversalClient, root string, routes []Route, reg *prometheus.Registry, spec http.Handler, logger *slog.Logger) (*Server, error) {
+	seen := map[string]bool{}
+	for _, rt := range routes {
+		if rt.build == nil {
+			return nil, fmt.Errorf("reader: route %q was not made by reader.Versioned or reader.Handle", rt.Pattern)
+		}
+		if seen[rt.Pattern] {
+			return nil, fmt.Errorf("reader: two routes are %q", rt.Pattern)
+		}
+		seen[rt.Pattern] = true
+	}
 	var reads redis.Cmdable = rdb
 	if cfg.AutoPipeline {
 		if ap, err := rdb.AutoPipeline(); err != nil {
@@ -103,22 +115,18 @@ func NewServer(cfg Config, rdb redis.UniversalClient, root string, reg *promethe
 			reads = ap
 		}
 	}
-	views := readmodels.NewViews(reads, cfg.ViewCache)
 	return &Server{
-		cfg: cfg, rdb: rdb, reads: reads, root: root,
-		accounts:  accounts.NewQueriesWithViews(reads, root, views),
-		transfers: transfers.NewQueries(reads, root, views),
-		metrics:   newMetrics(reg), gatherer: reg, logger: logger, spec: spec,
-	}
+		cfg: cfg, rdb: rdb, reads: reads, root: root, views: readmodels.NewViews(reads, cfg.ViewCache), routes: routes,
+		metrics: newMetrics(reg), gatherer: reg, logger: logger, spec: spec,
+	}, nil
 }
 
 // Handler returns the HTTP handler with every route.
 func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /v1/accounts", s.listAccounts)
-	mux.HandleFunc("GET /v1/accounts/{id}", s.getAccount)
-	mux.HandleFunc("GET /v1/accounts/{id}/transactions", s.getTransactions)
-	mux.HandleFunc("GET /v1/transfers/{id}", s.getTransfer)
+	for _, rt := range s.routes {
+		mux.Handle(rt.Pattern, rt.build(Query{s}))
+	}
 	mux.HandleFunc("GET /v1/correlations/{id}", s.getCorrelation)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		httpapi.WriteJSON(w, http.StatusOK, map[string]string{"status": "ok"})
@@ -147,7 +155,7 @@ func caller(w http.ResponseWriter, r *http.Request) (auth.Principal, bool) {
 func rejectMalformedQueries(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if _, err := url.ParseQuery(r.URL.RawQuery); err != nil {
-			problem.Write(w, r, invalidQuery("the query string is malformed: "+err.Error()))
+			problem.Write(w, r, InvalidQuery("the query string is malformed: "+err.Error()))
 			return
 		}
 		next.ServeHTTP(w, r)

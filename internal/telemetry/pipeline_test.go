@@ -24,6 +24,7 @@ import (
 	"github.com/tributary-es/tributary/internal/apispec"
 	"github.com/tributary-es/tributary/internal/domain/account"
 	"github.com/tributary-es/tributary/internal/domain/transfer"
+	"github.com/tributary-es/tributary/internal/domains"
 	"github.com/tributary-es/tributary/internal/log"
 	"github.com/tributary-es/tributary/internal/log/kafka"
 	"github.com/tributary-es/tributary/internal/log/postgres"
@@ -116,7 +117,11 @@ func newPipeline(t testing.TB, o pipelineOptions) *pipeline {
 	if tp != nil {
 		wcfg.TracerProvider = tp
 	}
-	ws, err := writer.New(pool, wcfg, aggregate.Options{}, wreg, logger)
+	spec, err := apispec.Handler("writer")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ws, err := writer.New(pool, wcfg, aggregate.Options{}, domains.Must().Writer(spec), wreg, logger)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -134,7 +139,7 @@ func newPipeline(t testing.TB, o pipelineOptions) *pipeline {
 	rcfg.TracerProvider = tp
 	client := testenv.KafkaClient(t, cluster.ListenAddrs(), append(relay.ProducerOptions(5*time.Second),
 		kafka.ClientMetrics(rreg, nil))...)
-	rl := relay.New(rcfg, dbURL, pool, writer.Upcasters(), client, relay.NewMetrics(rreg), logger, relay.Hooks{})
+	rl := relay.New(rcfg, dbURL, pool, domains.Must().Upcasters(), client, relay.NewMetrics(rreg), logger, relay.Hooks{})
 	if err := rl.EnsureTopics(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -156,7 +161,7 @@ func newPipeline(t testing.TB, o pipelineOptions) *pipeline {
 	prcfg.Poll = 100 * time.Millisecond
 	prcfg.SessionTimeout = 6 * time.Second
 	prcfg.Retries, prcfg.RetryBackoff = 1, 10*time.Millisecond
-	deps := projector.Deps{Redis: rdb, Schemas: eventSchemas, Upcasters: writer.Upcasters(),
+	deps := projector.Deps{Redis: rdb, Schemas: eventSchemas, Upcasters: domains.Must().Upcasters(),
 		Metrics: projector.NewMetrics(preg), Logger: logger, TracerProvider: tp, KafkaMetrics: preg}
 	projections := []readmodels.Projection{
 		accounts.SummaryProjection{}, accounts.HistoryProjection{}, accounts.DirectoryProjection{},
@@ -178,7 +183,7 @@ func newPipeline(t testing.TB, o pipelineOptions) *pipeline {
 	p.proj = serve(t, metricsHandler(preg))
 
 	// The reader.
-	spec, err := apispec.Handler("reader")
+	spec, err = apispec.Handler("reader")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -188,7 +193,11 @@ func newPipeline(t testing.TB, o pipelineOptions) *pipeline {
 		rdcfg.TracerProvider = tp
 	}
 	rdreg := processRegistry()
-	p.reader = serve(t, reader.NewServer(rdcfg, rdb, prefix, rdreg, spec, logger).Handler())
+	rd, err := reader.NewServer(rdcfg, rdb, prefix, domains.Must().Reader(), rdreg, spec, logger)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.reader = serve(t, rd.Handler())
 	p.registries = map[string]*prometheus.Registry{"writer": wreg, "relay": rreg, "projector": preg, "reader": rdreg}
 	return p
 }
@@ -273,14 +282,14 @@ func newTransfersManager(t testing.TB, pool *pgxpool.Pool, brokers []string, top
 	if tp != nil {
 		opts = append(opts, postgres.WithTracerProvider(tp))
 	}
-	store := postgres.NewStore(pool, writer.Upcasters(), opts...)
+	store := postgres.NewStore(pool, domains.Must().Upcasters(), opts...)
 	steps := transfers.NewSteps(store,
-		aggregate.NewHandler(writer.AccountType(), store, eventSchemas, aggregate.Options{}),
-		aggregate.NewHandler(writer.TransferType(), store, eventSchemas, aggregate.Options{}),
+		aggregate.NewHandler(account.Aggregate(), store, eventSchemas, aggregate.Options{}),
+		aggregate.NewHandler(transfer.Aggregate(), store, eventSchemas, aggregate.Options{}),
 		10*time.Second, logger)
 	cfg := transfers.DefaultConfig()
 	cfg.Client = []kgo.Opt{kgo.SeedBrokers(brokers...)}
 	cfg.Topics = topics
 	cfg.TracerProvider = tp
-	return transfers.NewManager(cfg, steps, writer.Upcasters(), logger)
+	return transfers.NewManager(cfg, steps, domains.Must().Upcasters(), logger)
 }

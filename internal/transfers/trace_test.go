@@ -18,7 +18,6 @@ import (
 	"github.com/tributary-es/tributary/internal/log"
 	"github.com/tributary-es/tributary/internal/log/postgres"
 	"github.com/tributary-es/tributary/internal/telemetry"
-	"github.com/tributary-es/tributary/internal/writer"
 	"github.com/tributary-es/tributary/schemas"
 )
 
@@ -36,16 +35,16 @@ func TestTransferIsOneTrace(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	traced := postgres.NewStore(e.store.Pool(), writer.Upcasters(), postgres.WithTracerProvider(tp))
+	traced := postgres.NewStore(e.store.Pool(), testUpcasters(), postgres.WithTracerProvider(tp))
 	steps := NewSteps(traced,
-		aggregate.NewHandler(writer.AccountType(), traced, sch, aggregate.Options{}),
-		aggregate.NewHandler(writer.TransferType(), traced, sch, aggregate.Options{}),
+		aggregate.NewHandler(account.Aggregate(), traced, sch, aggregate.Options{}),
+		aggregate.NewHandler(transfer.Aggregate(), traced, sch, aggregate.Options{}),
 		2*time.Second, slog.New(slog.DiscardHandler))
 	cfg := DefaultConfig()
 	cfg.Client = []kgo.Opt{kgo.SeedBrokers(e.brokers...)}
 	cfg.Topics = e.topics
 	cfg.TracerProvider = tp
-	m := NewManager(cfg, steps, writer.Upcasters(), slog.New(slog.DiscardHandler))
+	m := NewManager(cfg, steps, testUpcasters(), slog.New(slog.DiscardHandler))
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { defer close(done); _ = m.Run(ctx) }()

@@ -30,7 +30,6 @@ import (
 	"github.com/tributary-es/tributary/internal/readmodels/accounts"
 	transferview "github.com/tributary-es/tributary/internal/readmodels/transfers"
 	"github.com/tributary-es/tributary/internal/testenv"
-	"github.com/tributary-es/tributary/internal/writer"
 	"github.com/tributary-es/tributary/schemas"
 )
 
@@ -54,11 +53,11 @@ func newEnv(t *testing.T) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	store := postgres.NewStore(pool, writer.Upcasters())
+	store := postgres.NewStore(pool, testUpcasters())
 	e := &env{
 		t: t, store: store, brokers: cluster.ListenAddrs(),
-		accounts:  aggregate.NewHandler(writer.AccountType(), store, sch, aggregate.Options{}),
-		transfers: aggregate.NewHandler(writer.TransferType(), store, sch, aggregate.Options{}),
+		accounts:  aggregate.NewHandler(account.Aggregate(), store, sch, aggregate.Options{}),
+		transfers: aggregate.NewHandler(transfer.Aggregate(), store, sch, aggregate.Options{}),
 		topics:    kafka.Topics{Prefix: "tributary", Partitions: 8, ReplicationFactor: -1},
 	}
 	rcfg := relay.DefaultConfig()
@@ -66,7 +65,7 @@ func newEnv(t *testing.T) *env {
 	rcfg.AggregateTypes = []string{account.AggregateType, transfer.AggregateType}
 	rcfg.PollInterval = 2 * time.Millisecond
 	client := testenv.KafkaClient(t, e.brokers, relay.ProducerOptions(5*time.Second)...)
-	rl := relay.New(rcfg, dbURL, pool, writer.Upcasters(), client, relay.NewMetrics(prometheus.NewRegistry()), slog.New(slog.DiscardHandler), relay.Hooks{})
+	rl := relay.New(rcfg, dbURL, pool, testUpcasters(), client, relay.NewMetrics(prometheus.NewRegistry()), slog.New(slog.DiscardHandler), relay.Hooks{})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { defer close(done); _ = rl.Run(ctx) }()
@@ -88,7 +87,7 @@ func (e *env) project() (*accounts.Queries, *transferview.Queries) {
 	cfg.Topics = e.topics
 	cfg.GroupPrefix, cfg.RedisPrefix = prefix, prefix
 	cfg.Poll = 50 * time.Millisecond
-	deps := projector.Deps{Redis: rdb, Schemas: sch, Upcasters: writer.Upcasters(),
+	deps := projector.Deps{Redis: rdb, Schemas: sch, Upcasters: testUpcasters(),
 		Metrics: projector.NewMetrics(prometheus.NewRegistry()), Logger: slog.New(slog.DiscardHandler)}
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
@@ -110,7 +109,7 @@ func (e *env) manager(afterStep func(id, step string) error) (stop func()) {
 	cfg.Client = []kgo.Opt{kgo.SeedBrokers(e.brokers...)}
 	cfg.Topics = e.topics
 	cfg.RetryBackoff, cfg.MaxBackoff = 5*time.Millisecond, 100*time.Millisecond
-	m := NewManager(cfg, steps, writer.Upcasters(), slog.New(slog.DiscardHandler))
+	m := NewManager(cfg, steps, testUpcasters(), slog.New(slog.DiscardHandler))
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { defer close(done); _ = m.Run(ctx) }()
@@ -495,4 +494,11 @@ func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// testUpcasters are the upcasters of the events the manager reads (the
+// account domain's registration holds the same; this package's tests
+// cannot import it without a cycle).
+func testUpcasters() *log.Upcasters {
+	return log.NewUpcasters().Register(account.AggregateType, "FundsDeposited", 1, account.UpcastFundsDepositedV1)
 }

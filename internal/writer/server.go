@@ -5,6 +5,7 @@ package writer
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"time"
@@ -15,8 +16,12 @@ import (
 	"go.opentelemetry.io/otel/trace"
 	"go.opentelemetry.io/otel/trace/noop"
 
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/tributary-es/tributary/internal/aggregate"
 	"github.com/tributary-es/tributary/internal/auth"
 	"github.com/tributary-es/tributary/internal/httpapi"
+	"github.com/tributary-es/tributary/internal/log"
 	"github.com/tributary-es/tributary/internal/log/postgres"
 	"github.com/tributary-es/tributary/internal/problem"
 )
@@ -53,33 +58,73 @@ func DefaultConfig() Config {
 // Server serves the writer's HTTP API.
 type Server struct {
 	cfg      Config
+	handlers *aggregate.Handlers
 	store    *postgres.Store
-	accounts *AccountHandler
-	// transfers is nil unless WithTransfers was called.
-	transfers *TransferHandler
-	logger    *slog.Logger
-	metrics   *metrics
-	gatherer  prometheus.Gatherer
-	spec      http.Handler
-	// stateAt answers temporal queries per aggregate type.
-	stateAt map[string]stateFunc
+	logger   *slog.Logger
+	metrics  *metrics
+	gatherer prometheus.Gatherer
+	spec     http.Handler
+	// commands are the domains' routes, built.
+	commands []route
 }
 
-// NewServer returns the writer API over store. Its metrics are registered in
-// reg; spec serves the OpenAPI document at GET /openapi.json (see
-// apispec.Handler).
-func NewServer(cfg Config, store *postgres.Store, accounts *AccountHandler, reg *prometheus.Registry, spec http.Handler, logger *slog.Logger) *Server {
-	s := &Server{
-		cfg: cfg, store: store, accounts: accounts, logger: logger,
-		metrics: newMetrics(reg), gatherer: reg, spec: spec,
-		stateAt: map[string]stateFunc{
-			accounts.TypeName(): func(ctx context.Context, id string, v int64, t time.Time) (any, int64, error) {
-				return accounts.StateAt(ctx, id, v, t)
-			},
-		},
-	}
-	return s
+// App is what the writer serves: the domains' aggregate types and the
+// routes of their commands, the schemas their events must meet, the
+// upcasters of their older events, and the OpenAPI document served at GET
+// /openapi.json (see apispec.Handler). A registry of domains makes it.
+type App struct {
+	Aggregates []aggregate.Kind
+	Routes     []Route
+	Schemas    *log.Schemas
+	Upcasters  *log.Upcasters
+	Spec       http.Handler
 }
+
+// New wires the writer's API over pool: the event store (with app's
+// upcasters), a handler for each of app's aggregate types, and app's
+// command routes.
+func New(pool *pgxpool.Pool, cfg Config, opts aggregate.Options, app App, reg *prometheus.Registry, logger *slog.Logger) (*Server, error) {
+	store := postgres.NewStore(pool, app.Upcasters, postgres.WithTracerProvider(cfg.TracerProvider))
+	handlers, err := aggregate.Bind(app.Aggregates, store, app.Schemas, opts)
+	if err != nil {
+		return nil, err
+	}
+	return NewServer(cfg, handlers, app.Routes, reg, app.Spec, logger)
+}
+
+// NewServer returns the writer API: routes run their commands with
+// handlers, and the streams and states of every aggregate type handlers
+// hold can be read. Its metrics are registered in reg; spec serves the
+// OpenAPI document. It fails when a route is malformed or names an
+// aggregate type handlers do not hold, or two routes share a pattern.
+func NewServer(cfg Config, handlers *aggregate.Handlers, routes []Route, reg *prometheus.Registry, spec http.Handler, logger *slog.Logger) (*Server, error) {
+	s := &Server{
+		cfg: cfg, handlers: handlers, store: handlers.Store(), logger: logger,
+		metrics: newMetrics(reg), gatherer: reg, spec: spec,
+	}
+	seen := make(map[string]bool, len(routes))
+	for _, rt := range routes {
+		if seen[rt.Pattern] {
+			return nil, fmt.Errorf("writer: two routes are %q", rt.Pattern)
+		}
+		seen[rt.Pattern] = true
+		if rt.build == nil {
+			return nil, fmt.Errorf("writer: route %q was not made by writer.Command", rt.Pattern)
+		}
+		h, err := rt.build(s)
+		if err != nil {
+			return nil, fmt.Errorf("writer: %w", err)
+		}
+		s.commands = append(s.commands, route{rt.Pattern, h})
+	}
+	return s, nil
+}
+
+// Handlers returns the handlers the API runs commands with, to share with
+// process managers in the same process: one cache of states and one lock
+// per aggregate for all, so that none finds the others' appends a
+// conflict.
+func (s *Server) Handlers() *aggregate.Handlers { return s.handlers }
 
 // route is one pattern of the API's ServeMux and its handler.
 type route struct {
@@ -87,9 +132,10 @@ type route struct {
 	handler http.Handler
 }
 
-// routes are the API's routes; schemas/openapi/writer.yaml documents each.
+// routes are the API's routes: the domains' commands, then the platform's
+// (streams, states, operations).
 func (s *Server) routes() []route {
-	return append(append(s.accountRoutes(), s.transferRoutes()...),
+	return append(append([]route(nil), s.commands...),
 		route{"GET /v1/streams/{type}/{id}", http.HandlerFunc(s.readStream)},
 		route{"GET /v1/streams/{type}/{id}/state", http.HandlerFunc(s.readState)},
 		route{"GET /healthz", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

@@ -19,6 +19,7 @@ import (
 	"github.com/tributary-es/tributary/internal/apispec"
 	"github.com/tributary-es/tributary/internal/auth"
 	"github.com/tributary-es/tributary/internal/domain/account"
+	"github.com/tributary-es/tributary/internal/domains"
 	"github.com/tributary-es/tributary/internal/log"
 	"github.com/tributary-es/tributary/internal/log/postgres"
 	"github.com/tributary-es/tributary/internal/testenv"
@@ -69,16 +70,21 @@ func newStackWith(t testing.TB, processes int, cfg writer.Config) *stack {
 	if err != nil {
 		t.Fatal(err)
 	}
-	st := &stack{t: t, pool: pool, store: postgres.NewStore(pool, writer.Upcasters()), spec: apispec.NewValidator(t, "writer")}
+	st := &stack{t: t, pool: pool, store: postgres.NewStore(pool, domains.Must().Upcasters()), spec: apispec.NewValidator(t, "writer")}
 	if cfg.Authenticator == nil {
 		st.signer, cfg.Authenticator = testenv.Auth(t)
 		st.bearer = st.authorization(defaultPrincipal)
 	}
+	app := domains.Must().Writer(spec)
 	for range processes {
-		accounts := aggregate.NewHandler(writer.AccountType(), st.store, eventSchemas, aggregate.Options{})
-		transfers := aggregate.NewHandler(writer.TransferType(), st.store, eventSchemas, aggregate.Options{})
-		api := writer.NewServer(cfg, st.store, accounts, prometheus.NewRegistry(), spec, slog.New(slog.DiscardHandler)).
-			WithTransfers(transfers)
+		handlers, err := aggregate.Bind(app.Aggregates, st.store, eventSchemas, aggregate.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		api, err := writer.NewServer(cfg, handlers, app.Routes, prometheus.NewRegistry(), spec, slog.New(slog.DiscardHandler))
+		if err != nil {
+			t.Fatal(err)
+		}
 		h := api.Handler()
 		srv := httptest.NewServer(h)
 		client := srv.Client()

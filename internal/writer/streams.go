@@ -1,7 +1,6 @@
 package writer
 
 import (
-	"context"
 	"net/http"
 	"strconv"
 	"time"
@@ -12,9 +11,6 @@ import (
 	"github.com/tributary-es/tributary/internal/log/postgres"
 	"github.com/tributary-es/tributary/internal/problem"
 )
-
-// stateFunc folds one aggregate's stream up to a version and a time.
-type stateFunc func(ctx context.Context, id string, untilVersion int64, until time.Time) (any, int64, error)
 
 // StreamPage is the body of GET /v1/streams/{type}/{id}.
 type StreamPage struct {
@@ -38,7 +34,7 @@ type StateAt struct {
 // the caller not allowed to read it.
 func (s *Server) streamTarget(w http.ResponseWriter, r *http.Request) (typ, id string, ok bool) {
 	typ, id = r.PathValue("type"), r.PathValue("id")
-	if _, known := s.stateAt[typ]; !known {
+	if _, known := s.handlers.Runner(typ); !known {
 		problem.Write(w, r, problem.New(http.StatusNotFound, "unknown-aggregate-type", "Unknown aggregate type",
 			"there is no aggregate type "+strconv.Quote(typ)))
 		return "", "", false
@@ -132,7 +128,8 @@ func (s *Server) readState(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	state, v, err := s.stateAt[typ](r.Context(), id, version, at)
+	runner, _ := s.handlers.Runner(typ) // streamTarget checked it
+	state, v, err := runner.StateAny(r.Context(), id, version, at)
 	if err != nil {
 		s.internalError(w, r, err)
 		return

@@ -245,6 +245,14 @@ func Evolve(s State, e Event) State {
 	return s
 }
 
+// Aggregate is the account as an aggregate type: what the platform runs.
+func Aggregate() decider.Aggregate[State, Command, Event] {
+	return decider.Aggregate[State, Command, Event]{
+		Name: AggregateType, Initial: Initial, Decide: Decide, Evolve: Evolve,
+		DecodeEvent: DecodeEvent, StateSchemaVersion: StateSchemaVersion,
+	}
+}
+
 // Initial returns the state of an account with no events yet.
 func Initial(id string) State { return State{ID: id} }
 

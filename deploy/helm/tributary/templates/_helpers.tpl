@@ -292,13 +292,13 @@ The TCP port of a URL: its explicit port, else 443 for https and 80 for http.
 
 {{/*
 Non-empty when the writer talks to Kafka: it runs the relay (writer.relay) or
-the transfers process manager (WRITER_TRANSFERS, on unless writer.env turns
-it off), which consumes the event topics.
+the domains' process managers (WRITER_PROCESSES, on unless writer.env turns
+them off), which consume the event topics.
 */}}
 {{- define "tributary.writerUsesKafka" -}}
-{{- $transfers := "true" }}
-{{- if hasKey .Values.writer.env "WRITER_TRANSFERS" }}
-{{- $transfers = toString (index .Values.writer.env "WRITER_TRANSFERS") | lower }}
+{{- $processes := "true" }}
+{{- if hasKey .Values.writer.env "WRITER_PROCESSES" }}
+{{- $processes = toString (index .Values.writer.env "WRITER_PROCESSES") | lower }}
 {{- end }}
-{{- if or .Values.writer.relay (not (has $transfers (list "false" "0" "f"))) }}true{{ end }}
+{{- if or .Values.writer.relay (not (has $processes (list "false" "0" "f"))) }}true{{ end }}
 {{- end }}
