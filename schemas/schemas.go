@@ -95,3 +95,13 @@ func (f eventsOf) ReadDir(name string) ([]fs.DirEntry, error) {
 	}
 	return slices.DeleteFunc(entries, func(e fs.DirEntry) bool { return !f.types[e.Name()] }), nil
 }
+
+// APIOf returns the parts a domain contributes to the APIs' OpenAPI
+// documents: openapi/domains/<domain>/writer.yaml and reader.yaml.
+func APIOf(domain string) fs.FS {
+	sub, err := fs.Sub(OpenAPI, "openapi/domains/"+domain)
+	if err != nil { // only for an invalid path: a bug in the caller
+		panic(err)
+	}
+	return sub
+}

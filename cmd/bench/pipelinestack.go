@@ -17,7 +17,6 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"golang.org/x/sync/errgroup"
 
-	"github.com/tributary-es/tributary/internal/apispec"
 	"github.com/tributary-es/tributary/internal/domain/account"
 	"github.com/tributary-es/tributary/internal/domain/transfer"
 	"github.com/tributary-es/tributary/internal/domains"
@@ -184,14 +183,9 @@ func startPipeline(ctx context.Context, databaseURL, redisAddr, prefix string, p
 	labelled(ctx, partReader, func(context.Context) {
 		p.readerRedis = redis.NewUniversalClient(&redis.UniversalOptions{Addrs: []string{redisAddr}})
 		p.closes = append(p.closes, func() { _ = p.readerRedis.Close() })
-		spec, serr := apispec.Handler("reader")
-		if serr != nil {
-			err = serr
-			return
-		}
 		rdcfg := reader.DefaultConfig()
 		rdcfg.Authenticator = a.authenticator
-		api, aerr := reader.NewServer(rdcfg, p.readerRedis, prefix, domains.Reader(), processRegistry(), spec, logger)
+		api, aerr := reader.NewServer(rdcfg, p.readerRedis, prefix, domains.Reader(), processRegistry(), domains.API("reader").Handler(), logger)
 		if aerr != nil {
 			err = aerr
 			return

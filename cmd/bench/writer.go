@@ -79,7 +79,7 @@ func openWriterPool(ctx context.Context, databaseURL string) (*pgxpool.Pool, err
 func serveWriter(ctx context.Context, pool *pgxpool.Pool, a *benchAuth, domains *registry.Registry, reg *prometheus.Registry, logger *slog.Logger) (*writerServer, error) {
 	cfg := writer.DefaultConfig()
 	cfg.Authenticator = a.authenticator
-	api, err := writer.New(pool, cfg, aggregate.Options{SnapshotEvery: 100}, domains.Writer(http.NotFoundHandler()), reg, logger)
+	api, err := writer.New(pool, cfg, aggregate.Options{SnapshotEvery: 100}, domains.Writer(), reg, logger)
 	if err != nil {
 		return nil, fmt.Errorf("writer: %w", err)
 	}

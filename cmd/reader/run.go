@@ -16,7 +16,6 @@ import (
 	"github.com/redis/go-redis/v9"
 	"golang.org/x/sync/errgroup"
 
-	"github.com/tributary-es/tributary/internal/apispec"
 	"github.com/tributary-es/tributary/internal/auth"
 	"github.com/tributary-es/tributary/internal/config"
 	"github.com/tributary-es/tributary/internal/domains"
@@ -139,10 +138,6 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	if err := rdb.Ping(pingCtx).Err(); err != nil {
 		return fmt.Errorf("cannot reach Redis at REDIS_URL=%s: %w", s.redis.Redacted(), err)
 	}
-	spec, err := apispec.Handler("reader")
-	if err != nil {
-		return err
-	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	s.api.TracerProvider, s.api.Propagator = tracing.TracerProvider, tracing.Propagator
@@ -150,7 +145,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	if err != nil {
 		return err
 	}
-	api, err := reader.NewServer(s.api, rdb, s.redis.Prefix, domains.Reader(), reg, spec, logger)
+	api, err := reader.NewServer(s.api, rdb, s.redis.Prefix, domains.Reader(), reg, domains.API("reader").Handler(), logger)
 	if err != nil {
 		return err
 	}

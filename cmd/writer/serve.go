@@ -15,7 +15,6 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/tributary-es/tributary/internal/aggregate"
-	"github.com/tributary-es/tributary/internal/apispec"
 	"github.com/tributary-es/tributary/internal/auth"
 	"github.com/tributary-es/tributary/internal/config"
 	"github.com/tributary-es/tributary/internal/httpapi"
@@ -62,11 +61,7 @@ func serve(ctx context.Context, s settings, domains *registry.Registry, logger *
 		if s.propagator != nil {
 			cfg.Propagator = s.propagator
 		}
-		spec, err := apispec.Handler("writer")
-		if err != nil {
-			return err
-		}
-		if apiServer, err = writer.New(pool, cfg, aggregate.Options{SnapshotEvery: s.snapshotEvery}, domains.Writer(spec), reg, logger); err != nil {
+		if apiServer, err = writer.New(pool, cfg, aggregate.Options{SnapshotEvery: s.snapshotEvery}, domains.Writer(), reg, logger); err != nil {
 			return err
 		}
 		handler = apiServer.Handler()

@@ -1,21 +1,18 @@
 // Package apispec holds the HTTP APIs' OpenAPI 3.1 documents at run time and
-// in tests: it loads and validates the documents embedded from
-// schemas/openapi/<name>.yaml, serves one as JSON, and checks requests and
-// responses against it.
+// in tests: it assembles each from the platform's part embedded from
+// schemas/openapi/<name>.yaml and the domains' fragments, validates it,
+// serves it as JSON, and checks requests and responses against it.
 //
-// A server mounts its document:
+// The registry of domains assembles the documents (registry.Registry.API);
+// a server mounts one:
 //
-//	spec, err := apispec.Handler("writer") // schemas/openapi/writer.yaml
-//	if err != nil {
-//		return err
-//	}
-//	mux.Handle("GET /openapi.json", spec)
+//	mux.Handle("GET /openapi.json", doc.Handler())
 //
 // A test checks every exchange it makes against the document, either
 // through an http.Client whose transport validates each request and
 // response:
 //
-//	v := apispec.NewValidator(t, "reader")
+//	v := apispec.NewValidator(t, doc)
 //	srv := httptest.NewServer(handler)
 //	client := srv.Client()
 //	client.Transport = v.Transport(t, client.Transport)
@@ -35,10 +32,8 @@ package apispec
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io/fs"
-	"net/http"
 	"path"
 	"strings"
 
@@ -49,21 +44,6 @@ import (
 
 // dir is where the documents are inside schemas.OpenAPI.
 const dir = "openapi"
-
-// Load reads schemas/openapi/<name>.yaml from the files embedded in the
-// binary, resolves its references (only internal ones are allowed) and
-// validates it. The document must be OpenAPI 3.1.
-func Load(name string) (*openapi3.T, error) {
-	file, err := fileOf(name)
-	if err != nil {
-		return nil, err
-	}
-	data, err := fs.ReadFile(schemas.OpenAPI, file)
-	if err != nil {
-		return nil, fmt.Errorf("apispec: no document %q: %w", name, err)
-	}
-	return parse(file, data)
-}
 
 // parse loads and validates the OpenAPI 3.1 document data read from file.
 func parse(file string, data []byte) (*openapi3.T, error) {
@@ -78,24 +58,6 @@ func parse(file string, data []byte) (*openapi3.T, error) {
 		return nil, fmt.Errorf("apispec: %s is not a valid OpenAPI 3.1 document: %w", file, err)
 	}
 	return doc, nil
-}
-
-// Handler serves the document name as JSON (application/json). The document
-// is loaded, validated and encoded once, here; the handler only writes the
-// bytes.
-func Handler(name string) (http.Handler, error) {
-	doc, err := Load(name)
-	if err != nil {
-		return nil, err
-	}
-	body, err := json.Marshal(doc)
-	if err != nil {
-		return nil, fmt.Errorf("apispec: encode %s as JSON: %w", name, err)
-	}
-	return http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		_, _ = w.Write(body)
-	}), nil
 }
 
 // fileOf is the path of document name in schemas.OpenAPI.

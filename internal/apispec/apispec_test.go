@@ -3,14 +3,19 @@ package apispec
 import (
 	"encoding/json"
 	"io"
+	"io/fs"
 	"maps"
 	"net/http"
 	"net/http/httptest"
+	"path"
 	"slices"
 	"strings"
 	"testing"
 
 	"github.com/getkin/kin-openapi/openapi3"
+
+	"github.com/tributary-es/tributary/internal/log"
+	"github.com/tributary-es/tributary/schemas"
 )
 
 // Every document in schemas/openapi loads as a valid OpenAPI 3.1 document.
@@ -23,21 +28,17 @@ func TestEveryDocumentLoadsAsOpenAPI31(t *testing.T) {
 		t.Fatalf("documents %v lack writer", docs)
 	}
 	for _, name := range docs {
-		doc, err := Load(name)
-		if err != nil {
-			t.Errorf("%s: %v", name, err)
-			continue
-		}
+		doc := realDocument(t, name).OpenAPI()
 		if !strings.HasPrefix(doc.OpenAPI, "3.1.") || doc.Paths.Len() == 0 {
 			t.Errorf("%s: openapi %q with %d paths", name, doc.OpenAPI, doc.Paths.Len())
 		}
 	}
 }
 
-func TestLoadRefusesWhatIsNotAnEmbeddedDocument(t *testing.T) {
+func TestBaseRefusesWhatIsNotAnEmbeddedDocument(t *testing.T) {
 	for _, name := range []string{"", ".", "..", "../events/account/AccountOpened.v1", "openapi/writer", "writer.yaml", "nothing"} {
-		if _, err := Load(name); err == nil {
-			t.Errorf("Load(%q) succeeded", name)
+		if _, err := Base(name); err == nil {
+			t.Errorf("Base(%q) succeeded", name)
 		}
 	}
 }
@@ -67,10 +68,7 @@ func TestHandlerServesTheDocumentAsJSON(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, name := range docs {
-		h, err := Handler(name)
-		if err != nil {
-			t.Fatal(err)
-		}
+		h := realDocument(t, name).Handler()
 		rec := httptest.NewRecorder()
 		h.ServeHTTP(rec, httptest.NewRequest("GET", "/openapi.json", nil))
 		if rec.Code != http.StatusOK || rec.Header().Get("Content-Type") != "application/json" || !json.Valid(rec.Body.Bytes()) {
@@ -80,10 +78,7 @@ func TestHandlerServesTheDocumentAsJSON(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%s: the served JSON does not load: %v", name, err)
 		}
-		loaded, err := Load(name)
-		if err != nil {
-			t.Fatal(err)
-		}
+		loaded := realDocument(t, name).OpenAPI()
 		if got, want := operations(served), operations(loaded); !slices.Equal(got, want) {
 			t.Errorf("%s: served operations %v, want %v", name, got, want)
 		}
@@ -316,7 +311,7 @@ func TestTransportChecksEveryExchange(t *testing.T) {
 // request without a bearer token breaks the document; the 401 it should
 // get follows it, and so does a success with a token.
 func TestSecuredOperationsNeedABearerToken(t *testing.T) {
-	v := NewValidator(t, "writer")
+	v := NewValidator(t, realDocument(t, "writer"))
 	problem := []byte(`{"type":"https://tributary.dev/problems/unauthorized","title":"Unauthorized","status":401,"detail":"send a token","instance":"/v1/streams/account/a1"}`)
 	header := http.Header{"Content-Type": {"application/problem+json"}, "X-Content-Type-Options": {"nosniff"}, "Www-Authenticate": {`Bearer realm="tributary"`}}
 	req := httptest.NewRequest(http.MethodGet, "/v1/streams/account/a1", nil)
@@ -338,4 +333,46 @@ func TestSecuredOperationsNeedABearerToken(t *testing.T) {
 	if err := v.Validate(health, nil, http.StatusOK, ok, []byte(`{"status":"ok"}`)); err != nil {
 		t.Fatalf("/healthz without a token: %v", err)
 	}
+}
+
+// realDocument assembles document name as this build's domains make it:
+// the platform's part, every domain fragment under openapi/domains, and the
+// newest schema of every event type.
+func realDocument(t testing.TB, name string) *Document {
+	t.Helper()
+	base, err := Base(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var parts Parts
+	files, err := fs.Glob(schemas.OpenAPI, "openapi/domains/*/"+name+".yaml")
+	if err != nil || len(files) == 0 {
+		t.Fatalf("domain fragments of %s: %v %v", name, files, err)
+	}
+	for _, f := range files {
+		data, err := fs.ReadFile(schemas.OpenAPI, f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		parts.Fragments = append(parts.Fragments, Fragment{Domain: path.Base(path.Dir(f)), YAML: data})
+	}
+	sch, err := log.LoadSchemas(schemas.Events)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range sch.List() {
+		if !slices.Contains(parts.AggregateTypes, s.AggregateType) {
+			parts.AggregateTypes = append(parts.AggregateTypes, s.AggregateType)
+		}
+		if n := len(parts.Events); n > 0 && parts.Events[n-1].EventType == s.EventType && parts.Events[n-1].AggregateType == s.AggregateType {
+			parts.Events = parts.Events[:n-1]
+		}
+		parts.Events = append(parts.Events, EventSchema{AggregateType: s.AggregateType, EventType: s.EventType, Version: s.Version,
+			Schema: sch.Raw(s.AggregateType, s.EventType, s.Version)})
+	}
+	doc, err := Assemble(name, base, parts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return doc
 }

@@ -35,15 +35,11 @@ type Validator struct {
 	problem *openapi3.Schema
 }
 
-// NewValidator loads the document name (see [Load]) for checking exchanges,
-// failing t if it does not load.
-func NewValidator(t testing.TB, name string) *Validator {
+// NewValidator checks exchanges against doc (see [Assemble]), failing t
+// if it cannot route by it.
+func NewValidator(t testing.TB, doc *Document) *Validator {
 	t.Helper()
-	doc, err := Load(name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	v, err := newValidator(name, doc)
+	v, err := newValidator(doc.Name(), doc.OpenAPI())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -43,6 +43,7 @@ type Schemas struct {
 }
 
 type compiledSchema struct {
+	raw  []byte // the file, as read
 	full *jsonschema.Schema
 	fast *fastSchema // nil: the schema is outside the fast path's subset
 }
@@ -98,7 +99,7 @@ func (s *Schemas) load(c *jsonschema.Compiler, fsys fs.FS) error {
 		if _, dup := s.byKey[key]; dup {
 			return fmt.Errorf("schema file %s: a schema of %s/%s v%d is loaded already", p, key.aggregateType, key.eventType, key.version)
 		}
-		s.byKey[key] = compiledSchema{compiled, compileFast(doc)}
+		s.byKey[key] = compiledSchema{raw, compiled, compileFast(doc)}
 		return nil
 	})
 }
@@ -148,4 +149,10 @@ func (s *Schemas) List() []EventSchema {
 		return cmp.Or(cmp.Compare(a.AggregateType, b.AggregateType), cmp.Compare(a.EventType, b.EventType), cmp.Compare(a.Version, b.Version))
 	})
 	return out
+}
+
+// Raw returns the schema file of an event type at a version, as read; nil
+// when there is none.
+func (s *Schemas) Raw(aggregateType, eventType string, version int) []byte {
+	return s.byKey[schemaKey{aggregateType, eventType, version}].raw
 }

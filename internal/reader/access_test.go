@@ -21,6 +21,7 @@ import (
 	"github.com/tributary-es/tributary/internal/auth"
 	"github.com/tributary-es/tributary/internal/domain/account"
 	"github.com/tributary-es/tributary/internal/domain/transfer"
+	"github.com/tributary-es/tributary/internal/domains"
 	"github.com/tributary-es/tributary/internal/domains/accountdomain"
 	"github.com/tributary-es/tributary/internal/log"
 	"github.com/tributary-es/tributary/internal/reader"
@@ -80,7 +81,7 @@ func (m *models) event(aggregateType, id, corr string, ev interface {
 func newModels(t *testing.T) *models {
 	t.Helper()
 	rdb, prefix := testenv.Redis(t)
-	m := &models{t: t, rdb: rdb, prefix: prefix, auth: newIssuer(t), spec: apispec.NewValidator(t, "reader")}
+	m := &models{t: t, rdb: rdb, prefix: prefix, auth: newIssuer(t), spec: apispec.NewValidator(t, domains.Must().API("reader"))}
 	const pm = "process-manager"
 	opened := m.event(account.AggregateType, "acc-ada", "open-ada", account.AccountOpened{Owner: "Ada", Currency: "EUR"}, nil, owner, "")
 	m.event(account.AggregateType, "acc-ada", "open-ada", account.FundsDeposited{Amount: 500, Currency: "EUR", Source: "salary"}, &opened, owner, "")
@@ -179,10 +180,7 @@ func TestEveryRouteServesOnlyWhomItMay(t *testing.T) {
 	cfg := reader.DefaultConfig()
 	cfg.MaxWait = 5 * time.Second // a refusal must not wait for it
 	srv := m.server(cfg, false)
-	doc, err := apispec.Load("reader")
-	if err != nil {
-		t.Fatal(err)
-	}
+	doc := domains.Must().API("reader").OpenAPI()
 	type sample struct {
 		path              string
 		owner, stranger   int

@@ -17,7 +17,6 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/tributary-es/tributary/internal/aggregate"
-	"github.com/tributary-es/tributary/internal/apispec"
 	"github.com/tributary-es/tributary/internal/domain/account"
 	"github.com/tributary-es/tributary/internal/domain/transfer"
 	"github.com/tributary-es/tributary/internal/domains"
@@ -80,11 +79,7 @@ func newHookedPipeline(t testing.TB, cfg reader.Config, summaryHooks projector.H
 	p := &pipeline{t: t, auth: newIssuer(t), store: postgres.NewStore(pool, domains.Must().Upcasters()), rdb: rdb, prefix: prefix}
 	wcfg := writer.DefaultConfig()
 	wcfg.Authenticator = p.auth.authn
-	spec, err := apispec.Handler("writer")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ws, err := writer.New(pool, wcfg, aggregate.Options{}, domains.Must().Writer(spec), prometheus.NewRegistry(), logger)
+	ws, err := writer.New(pool, wcfg, aggregate.Options{}, domains.Must().Writer(), prometheus.NewRegistry(), logger)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -8,23 +8,20 @@ import (
 	"testing"
 
 	"github.com/tributary-es/tributary/internal/apispec"
+	"github.com/tributary-es/tributary/internal/domains"
 	"github.com/tributary-es/tributary/internal/reader"
 )
 
 // specHandler serves the reader's OpenAPI document.
 func specHandler(t testing.TB) http.Handler {
 	t.Helper()
-	h, err := apispec.Handler("reader")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return h
+	return domains.Must().API("reader").Handler()
 }
 
 // responseChecker checks every exchange with the reader against its OpenAPI
 // document: every response a test provokes must be documented.
 func responseChecker(t testing.TB) func(*http.Request, []byte, *http.Response, []byte) {
-	v := apispec.NewValidator(t, "reader")
+	v := apispec.NewValidator(t, domains.Must().API("reader"))
 	return func(req *http.Request, reqBody []byte, resp *http.Response, body []byte) {
 		t.Helper()
 		v.Check(t, req, reqBody, resp.StatusCode, resp.Header, body)

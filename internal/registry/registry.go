@@ -14,7 +14,6 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
-	"net/http"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -24,6 +23,7 @@ import (
 	"strings"
 
 	"github.com/tributary-es/tributary/internal/aggregate"
+	"github.com/tributary-es/tributary/internal/apispec"
 	"github.com/tributary-es/tributary/internal/log"
 	"github.com/tributary-es/tributary/internal/log/kafka"
 	"github.com/tributary-es/tributary/internal/reader"
@@ -54,6 +54,10 @@ type Domain struct {
 	Queries []reader.Route
 	// Processes are the domain's process managers: the writer runs them.
 	Processes []Process
+	// API holds the domain's parts of the APIs' OpenAPI documents:
+	// writer.yaml, documenting its commands, and reader.yaml, its queries
+	// (apispec.Fragment says what a part holds).
+	API fs.FS
 }
 
 // Process is a process manager: it reacts to events by running commands.
@@ -108,6 +112,8 @@ type Registry struct {
 	schemas     *log.Schemas
 	upcasters   *log.Upcasters
 	projections []readmodels.Projection
+	// docs are the writer's and the reader's OpenAPI documents.
+	docs map[string]*apispec.Document
 }
 
 var namePattern = regexp.MustCompile(`^[a-z][a-z0-9-]{0,62}$`)
@@ -242,8 +248,91 @@ func New(domains ...Domain) (*Registry, error) {
 		}
 	}
 	r.projections = append(r.projections, correlation.Projection{Types: r.AggregateTypes()})
+	if err := r.assembleDocuments(); err != nil {
+		return nil, err
+	}
 	return r, nil
 }
+
+// assembleDocuments assembles the writer's and the reader's OpenAPI
+// documents from the platform's parts, the domains' fragments and the
+// event schemas, and checks that each domain route is documented.
+func (r *Registry) assembleDocuments() error {
+	events := r.currentEvents()
+	r.docs = map[string]*apispec.Document{}
+	for _, name := range []string{"writer", "reader"} {
+		base, err := apispec.Base(name)
+		if err != nil {
+			return fmt.Errorf("registry: %w", err)
+		}
+		parts := apispec.Parts{AggregateTypes: r.AggregateTypes(), Events: events}
+		for _, d := range r.domains {
+			routes := len(d.Commands)
+			if name == "reader" {
+				routes = len(d.Queries)
+			}
+			if routes == 0 {
+				continue
+			}
+			if d.API == nil {
+				return fmt.Errorf("registry: domain %q has %s routes but no API documents (API with %s.yaml)", d.Name, name, name)
+			}
+			frag, err := fs.ReadFile(d.API, name+".yaml")
+			if err != nil {
+				return fmt.Errorf("registry: domain %q has %s routes but no %s.yaml in API: %w", d.Name, name, name, err)
+			}
+			parts.Fragments = append(parts.Fragments, apispec.Fragment{Domain: d.Name, YAML: frag})
+		}
+		doc, err := apispec.Assemble(name, base, parts)
+		if err != nil {
+			return fmt.Errorf("registry: %w", err)
+		}
+		r.docs[name] = doc
+	}
+	for _, d := range r.domains {
+		for _, c := range d.Commands {
+			if !documented(r.docs["writer"], c.Pattern) {
+				return fmt.Errorf("registry: domain %q: command route %q is not in its writer.yaml", d.Name, c.Pattern)
+			}
+		}
+		for _, q := range d.Queries {
+			if !documented(r.docs["reader"], q.Pattern) {
+				return fmt.Errorf("registry: domain %q: query route %q is not in its reader.yaml", d.Name, q.Pattern)
+			}
+		}
+	}
+	return nil
+}
+
+// documented tells whether doc has the operation of a ServeMux pattern
+// ("METHOD /path").
+func documented(doc *apispec.Document, pattern string) bool {
+	method, path, ok := strings.Cut(pattern, " ")
+	if !ok {
+		return false
+	}
+	item := doc.OpenAPI().Paths.Value(path)
+	return item != nil && item.GetOperation(method) != nil
+}
+
+// currentEvents returns the newest schema of every event type: the
+// payloads the APIs answer with are upcast to it.
+func (r *Registry) currentEvents() []apispec.EventSchema {
+	var out []apispec.EventSchema
+	for _, s := range r.schemas.List() { // by type, event type, version
+		if n := len(out); n > 0 && out[n-1].AggregateType == s.AggregateType && out[n-1].EventType == s.EventType {
+			out = out[:n-1]
+		}
+		out = append(out, apispec.EventSchema{AggregateType: s.AggregateType, EventType: s.EventType, Version: s.Version,
+			Schema: r.schemas.Raw(s.AggregateType, s.EventType, s.Version)})
+	}
+	return out
+}
+
+// API returns the OpenAPI document of the API called name ("writer" or
+// "reader"), assembled from the platform's part and the domains'; nil for
+// another name.
+func (r *Registry) API(name string) *apispec.Document { return r.docs[name] }
 
 // register adds u to ups, turning a duplicate into an error.
 func register(ups *log.Upcasters, u Upcaster) (err error) {
@@ -318,10 +407,9 @@ func (r *Registry) Projection(name string) readmodels.Projection {
 }
 
 // Writer returns what the writer serves: every domain's aggregate types,
-// command routes, event schemas and upcasters, with spec the OpenAPI
-// document it serves.
-func (r *Registry) Writer(spec http.Handler) writer.App {
-	app := writer.App{Aggregates: r.Aggregates(), Schemas: r.schemas, Upcasters: r.upcasters, Spec: spec}
+// command routes, event schemas and upcasters, and the OpenAPI document.
+func (r *Registry) Writer() writer.App {
+	app := writer.App{Aggregates: r.Aggregates(), Schemas: r.schemas, Upcasters: r.upcasters, Spec: r.docs["writer"].Handler()}
 	for _, d := range r.domains {
 		app.Routes = append(app.Routes, d.Commands...)
 	}

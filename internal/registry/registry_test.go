@@ -62,9 +62,28 @@ func (widgetProjection) Describe() string                 { return "" }
 
 var _ readmodels.Projection = widgetProjection{}
 
+// widgetAPI documents the widget's command.
+var widgetAPI = fstest.MapFS{"writer.yaml": {Data: []byte(`
+paths:
+  /v1/widgets/{id}:
+    parameters:
+      - $ref: '#/components/parameters/AggregateIdParam'
+    post:
+      operationId: makeWidget
+      responses:
+        '200': {$ref: '#/components/responses/CommandOK'}
+        '400': {$ref: '#/components/responses/CommandBadRequest'}
+components:
+  schemas:
+    WidgetState: {type: object}
+x-states:
+  widget: WidgetState
+`)}}
+
 func widgets() registry.Domain {
 	return registry.Domain{
 		Name:       "widgets",
+		API:        widgetAPI,
 		Aggregates: []aggregate.Kind{aggregate.Of(widgetType("widget"))},
 		Events:     events("widget/WidgetMade.v1.json", "widget/WidgetMade.v2.json"),
 		Upcasters: []registry.Upcaster{{AggregateType: "widget", EventType: "WidgetMade", From: 1,
@@ -101,7 +120,7 @@ func TestAWholeDomainRegisters(t *testing.T) {
 	if err != nil || up.SchemaVersion != 2 {
 		t.Errorf("upcast: v%d, %v", up.SchemaVersion, err)
 	}
-	if app := r.Writer(nil); len(app.Routes) != 1 || len(app.Aggregates) != 1 {
+	if app := r.Writer(); len(app.Routes) != 1 || len(app.Aggregates) != 1 {
 		t.Errorf("writer app: %d routes, %d aggregate types", len(app.Routes), len(app.Aggregates))
 	}
 	if ps := r.Processes(); len(ps) != 1 || ps[0].Name != "widget-maker" {
@@ -164,6 +183,19 @@ func TestAHalfRegisteredDomainIsRefused(t *testing.T) {
 			d.Projections = []readmodels.Projection{widgetProjection{"", []string{"widget"}}}
 			return nil
 		}, `a projection without a valid name`},
+		{"a route without documents", func(d *registry.Domain) []registry.Domain {
+			d.API = nil
+			return nil
+		}, `domain "widgets" has writer routes but no API documents`},
+		{"a route not documented", func(d *registry.Domain) []registry.Domain {
+			d.Commands = append(d.Commands, writer.Command(widgetType("widget"), writer.CommandRoute[struct{}, makeWidget]{
+				Pattern: "POST /v1/widgets/{id}/polish", Name: "PolishWidget", Command: func(string, struct{}) makeWidget { return makeWidget{} }}))
+			return nil
+		}, `command route "POST /v1/widgets/{id}/polish" is not in its writer.yaml`},
+		{"a fragment redefining the platform's", func(d *registry.Domain) []registry.Domain {
+			d.API = fstest.MapFS{"writer.yaml": {Data: []byte("paths:\n  /healthz: {}\n")}}
+			return nil
+		}, `path "/healthz" is defined already`},
 		{"a process without New", func(d *registry.Domain) []registry.Domain {
 			d.Processes[0].New = nil
 			return nil

@@ -21,7 +21,6 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/tributary-es/tributary/internal/aggregate"
-	"github.com/tributary-es/tributary/internal/apispec"
 	"github.com/tributary-es/tributary/internal/domain/account"
 	"github.com/tributary-es/tributary/internal/domain/transfer"
 	"github.com/tributary-es/tributary/internal/domains"
@@ -117,11 +116,7 @@ func newPipeline(t testing.TB, o pipelineOptions) *pipeline {
 	if tp != nil {
 		wcfg.TracerProvider = tp
 	}
-	spec, err := apispec.Handler("writer")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ws, err := writer.New(pool, wcfg, aggregate.Options{}, domains.Must().Writer(spec), wreg, logger)
+	ws, err := writer.New(pool, wcfg, aggregate.Options{}, domains.Must().Writer(), wreg, logger)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -183,17 +178,13 @@ func newPipeline(t testing.TB, o pipelineOptions) *pipeline {
 	p.proj = serve(t, metricsHandler(preg))
 
 	// The reader.
-	spec, err = apispec.Handler("reader")
-	if err != nil {
-		t.Fatal(err)
-	}
 	rdcfg := reader.DefaultConfig()
 	rdcfg.Authenticator = authenticator
 	if tp != nil {
 		rdcfg.TracerProvider = tp
 	}
 	rdreg := processRegistry()
-	rd, err := reader.NewServer(rdcfg, rdb, prefix, domains.Must().Reader(), rdreg, spec, logger)
+	rd, err := reader.NewServer(rdcfg, rdb, prefix, domains.Must().Reader(), rdreg, domains.Must().API("reader").Handler(), logger)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -7,9 +7,10 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/tributary-es/tributary/internal/telemetry"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+
+	"github.com/tributary-es/tributary/internal/telemetry"
 )
 
 // Spans are exported only when the OTEL_* environment asks for it: an OTLP

@@ -52,7 +52,7 @@ func TestMiswiredRoutesFailAtStart(t *testing.T) {
 			}
 		})
 	}
-	twice := d.Writer(nil).Routes[0]
+	twice := d.Writer().Routes[0]
 	if _, err := writer.NewServer(writer.DefaultConfig(), onlyAccounts, []writer.Route{twice, twice}, prometheus.NewRegistry(),
 		http.NotFoundHandler(), slog.New(slog.DiscardHandler)); err == nil || !strings.Contains(err.Error(), "two routes are") {
 		t.Fatalf("the same route twice: %v", err)

@@ -66,22 +66,18 @@ func newStackWith(t testing.TB, processes int, cfg writer.Config) *stack {
 	if err != nil {
 		t.Fatal(err)
 	}
-	spec, err := apispec.Handler("writer")
-	if err != nil {
-		t.Fatal(err)
-	}
-	st := &stack{t: t, pool: pool, store: postgres.NewStore(pool, domains.Must().Upcasters()), spec: apispec.NewValidator(t, "writer")}
+	st := &stack{t: t, pool: pool, store: postgres.NewStore(pool, domains.Must().Upcasters()), spec: apispec.NewValidator(t, domains.Must().API("writer"))}
 	if cfg.Authenticator == nil {
 		st.signer, cfg.Authenticator = testenv.Auth(t)
 		st.bearer = st.authorization(defaultPrincipal)
 	}
-	app := domains.Must().Writer(spec)
+	app := domains.Must().Writer()
 	for range processes {
 		handlers, err := aggregate.Bind(app.Aggregates, st.store, eventSchemas, aggregate.Options{})
 		if err != nil {
 			t.Fatal(err)
 		}
-		api, err := writer.NewServer(cfg, handlers, app.Routes, prometheus.NewRegistry(), spec, slog.New(slog.DiscardHandler))
+		api, err := writer.NewServer(cfg, handlers, app.Routes, prometheus.NewRegistry(), app.Spec, slog.New(slog.DiscardHandler))
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -19,6 +19,7 @@ func Domain() registry.Domain {
 	return registry.Domain{
 		Name:       "accounts",
 		Aggregates: []aggregate.Kind{aggregate.Of(account.Aggregate())},
+		API:        schemas.APIOf("accounts"),
 		Events:     schemas.EventsOf(account.AggregateType),
 		Upcasters: []registry.Upcaster{
 			{AggregateType: account.AggregateType, EventType: "FundsDeposited", From: 1, Upcast: account.UpcastFundsDepositedV1},

@@ -24,6 +24,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/tributary-es/tributary/internal/aggregate"
+	"github.com/tributary-es/tributary/internal/apispec"
 	"github.com/tributary-es/tributary/internal/decider"
 	"github.com/tributary-es/tributary/internal/log"
 	"github.com/tributary-es/tributary/internal/log/kafka"
@@ -90,6 +91,100 @@ var eventSchemas = fstest.MapFS{
 }`)},
 }
 
+// The domain's parts of the APIs' documents: its command and its query,
+// with the problem codes its rules answer and the schema of its state.
+var apiFragments = fstest.MapFS{
+	"writer.yaml": {Data: []byte(`
+tags:
+  - name: stampcards
+    description: Loyalty stamp cards.
+paths:
+  /v1/cards/{id}/stamps:
+    parameters:
+      - $ref: '#/components/parameters/AggregateIdParam'
+    post:
+      tags: [stampcards]
+      operationId: addStamp
+      summary: Add a stamp to a card (at most ten)
+      requestBody:
+        required: true
+        content:
+          application/json:
+            schema: {$ref: '#/components/schemas/StampRequest'}
+      responses:
+        '200': {$ref: '#/components/responses/CommandOK'}
+        '400': {$ref: '#/components/responses/CommandBadRequest'}
+        '401': {$ref: '#/components/responses/Unauthorized'}
+        '403': {$ref: '#/components/responses/Forbidden'}
+        '409': {$ref: '#/components/responses/CommandConflict'}
+        '412': {$ref: '#/components/responses/CommandPreconditionFailed'}
+        '413': {$ref: '#/components/responses/ContentTooLarge'}
+        '415': {$ref: '#/components/responses/UnsupportedMediaType'}
+        '422': {$ref: '#/components/responses/CommandUnprocessable'}
+        '431': {$ref: '#/components/responses/HeadersTooLarge'}
+        '500': {$ref: '#/components/responses/InternalServerError'}
+        '503': {$ref: '#/components/responses/CommandTimeout'}
+components:
+  schemas:
+    StampRequest:
+      type: object
+      additionalProperties: false
+      required: [shop]
+      properties:
+        shop: {type: string}
+    CardState:
+      type: object
+      additionalProperties: false
+      required: [stamps]
+      properties:
+        stamps: {type: integer, minimum: 0, maximum: 10}
+x-problem-codes:
+  '400': [missing-shop]
+  '422': [card-full]
+x-states:
+  stampcard: CardState
+`)},
+	"reader.yaml": {Data: []byte(`
+paths:
+  /v1/cards/{id}:
+    get:
+      operationId: getCard
+      summary: A stamp card
+      parameters:
+        - $ref: '#/components/parameters/AggregateID'
+        - $ref: '#/components/parameters/MinVersion'
+        - $ref: '#/components/parameters/MinVersionHeader'
+        - $ref: '#/components/parameters/Prefer'
+      responses:
+        '200':
+          description: The card; its version is the ETag.
+          headers:
+            ETag: {$ref: '#/components/headers/ETag'}
+          content:
+            application/json:
+              schema: {$ref: '#/components/schemas/Card'}
+        '304': {description: Not modified.}
+        '400': {$ref: '#/components/responses/BadRequest'}
+        '401': {$ref: '#/components/responses/Unauthorized'}
+        '403': {$ref: '#/components/responses/Forbidden'}
+        '404': {$ref: '#/components/responses/NotFound'}
+        '431': {$ref: '#/components/responses/HeadersTooLarge'}
+        '503': {$ref: '#/components/responses/Unavailable'}
+components:
+  schemas:
+    Card:
+      type: object
+      additionalProperties: false
+      required: [id, stamps, lastShop, version, principal]
+      properties:
+        id: {type: string}
+        stamps: {type: integer, minimum: 1, maximum: 10}
+        lastShop: {type: string}
+        version: {type: integer, minimum: 1}
+        principal: {type: string}
+`)},
+}
+
 // The projection: one hash per card, with its owner.
 
 type stampsProjection struct{}
@@ -150,6 +245,7 @@ func domain() registry.Domain {
 		Name:       "stampcards",
 		Aggregates: []aggregate.Kind{aggregate.Of(stampCard())},
 		Events:     eventSchemas,
+		API:        apiFragments,
 		Commands: []writer.Route{writer.Command(stampCard(), writer.CommandRoute[stampBody, addStamp]{
 			Pattern: "POST /v1/cards/{id}/stamps", Name: "AddStamp",
 			Command: func(_ string, b stampBody) addStamp { return addStamp{Shop: b.Shop} },
@@ -182,7 +278,7 @@ func TestAStampCardDomainRunsEndToEnd(t *testing.T) {
 	// The writer, as cmd/writer builds it from a registry.
 	wcfg := writer.DefaultConfig()
 	wcfg.Authenticator = authn
-	api, err := writer.New(pool, wcfg, aggregate.Options{}, domains.Writer(http.NotFoundHandler()), prometheus.NewRegistry(), logger)
+	api, err := writer.New(pool, wcfg, aggregate.Options{}, domains.Writer(), prometheus.NewRegistry(), logger)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -217,13 +313,16 @@ func TestAStampCardDomainRunsEndToEnd(t *testing.T) {
 	// The reader serves the registry's queries.
 	rd, err := reader.NewServer(reader.Config{MaxWait: 10 * time.Second, ViewCache: 50 * time.Millisecond, DefaultPage: 10, MaxPage: 10,
 		MaxCorrelationEvents: 100, MaxHeaderBytes: 1 << 16, Authenticator: authn}, rdb, prefix, domains.Reader(), prometheus.NewRegistry(),
-		http.NotFoundHandler(), logger)
+		domains.API("reader").Handler(), logger)
 	if err != nil {
 		t.Fatal(err)
 	}
 	readerSrv := httptest.NewServer(rd.Handler())
 	t.Cleanup(readerSrv.Close)
 
+	// Every exchange is checked against the documents the registry
+	// assembled, the card's fragments included.
+	writerSpec, readerSpec := apispec.NewValidator(t, domains.API("writer")), apispec.NewValidator(t, domains.API("reader"))
 	do := func(method, url, who, body string, header ...string) (int, http.Header, []byte) {
 		t.Helper()
 		req, err := http.NewRequestWithContext(ctx, method, url, strings.NewReader(body))
@@ -245,6 +344,11 @@ func TestAStampCardDomainRunsEndToEnd(t *testing.T) {
 		}
 		defer resp.Body.Close()
 		b, _ := io.ReadAll(resp.Body)
+		check := writerSpec
+		if strings.HasPrefix(url, readerSrv.URL) {
+			check = readerSpec
+		}
+		check.Check(t, req, []byte(body), resp.StatusCode, resp.Header, b)
 		return resp.StatusCode, resp.Header, b
 	}
 
@@ -291,6 +395,13 @@ func TestAStampCardDomainRunsEndToEnd(t *testing.T) {
 	if status, _, body := do("GET", readerSrv.URL+"/v1/cards/card-9", "carla", ""); status != http.StatusNotFound ||
 		!strings.Contains(string(body), "unknown-card") {
 		t.Errorf("an unknown card: %d %s, want 404 unknown-card", status, body)
+	}
+	// The served documents hold the card's routes beside the platform's.
+	for _, doc := range []struct{ url, want string }{{writerSrv.URL, "/v1/cards/{id}/stamps"}, {readerSrv.URL, "/v1/cards/{id}"}} {
+		if status, _, body := do("GET", doc.url+"/openapi.json", "carla", ""); status != http.StatusOK || !strings.Contains(string(body), `"`+doc.want+`"`) ||
+			!strings.Contains(string(body), `"/healthz"`) {
+			t.Errorf("%s/openapi.json: %d, without %s or the platform's routes", doc.url, status, doc.want)
+		}
 	}
 	// The platform's own routes serve the new type without knowing it.
 	if status, _, body := do("GET", writerSrv.URL+"/v1/streams/stampcard/card-1/state?version=2", "carla", ""); status != http.StatusOK ||

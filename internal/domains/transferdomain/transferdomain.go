@@ -29,6 +29,7 @@ func Domain() registry.Domain {
 	return registry.Domain{
 		Name:        "transfers",
 		Aggregates:  []aggregate.Kind{aggregate.Of(transfer.Aggregate())},
+		API:         schemas.APIOf("transfers"),
 		Events:      schemas.EventsOf(transfer.AggregateType),
 		Commands:    []writer.Route{requestTransfer()},
 		Projections: []readmodels.Projection{transferview.Projection{}},
