@@ -52,7 +52,7 @@ func TestTransfersSurviveAKilledProcessManager(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	store := postgres.NewStore(pool, domains.Must().Upcasters())
+	store := postgres.NewStore(pool, registered.Upcasters())
 	accounts := aggregate.NewHandler(account.Aggregate(), store, sch, aggregate.Options{})
 	transferHandler := aggregate.NewHandler(transfer.Aggregate(), store, sch, aggregate.Options{})
 	ctx := context.Background()
@@ -200,3 +200,7 @@ func startManager(t *testing.T, args []string) *exec.Cmd {
 	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
 	return cmd
 }
+
+// registered is this build's registry of domains, made once for the
+// package's tests (each make costs the schemas' and documents' assembly).
+var registered = domains.Must()

@@ -378,7 +378,7 @@ func TestDeadLetterUnknownSchemaVersionParkedThenReplayed(t *testing.T) {
 	// A projector that knows v3 replays them: once, in order.
 	fixedReg := prometheus.NewRegistry()
 	fixed := projector.New(accounts.SummaryProjection{}, e.cfg, projector.Deps{
-		Redis: e.rdb, Schemas: schemasWithFundsDepositedV3(t), Upcasters: domains.Must().Upcasters(), Metrics: projector.NewMetrics(fixedReg),
+		Redis: e.rdb, Schemas: schemasWithFundsDepositedV3(t), Upcasters: registered.Upcasters(), Metrics: projector.NewMetrics(fixedReg),
 	})
 	res, err = fixed.Replay(ctx, parked)
 	if err != nil {
@@ -743,3 +743,7 @@ func TestDeadLetterOtherPartitionsKeepGoingWhileOneRetries(t *testing.T) {
 		t.Fatalf("parked %v after it was produced, before its %d retries (%v of backoff)", waited, e.cfg.Retries, retrying)
 	}
 }
+
+// registered is this build's registry of domains, made once for the
+// package's tests (each make costs the schemas' and documents' assembly).
+var registered = domains.Must()

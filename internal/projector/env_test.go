@@ -15,7 +15,6 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/tributary-es/tributary/internal/domain/account"
-	"github.com/tributary-es/tributary/internal/domains"
 	"github.com/tributary-es/tributary/internal/log"
 	"github.com/tributary-es/tributary/internal/log/kafka"
 	"github.com/tributary-es/tributary/internal/projector"
@@ -70,7 +69,7 @@ func (e *env) projector(p readmodels.Projection, reg *prometheus.Registry) *proj
 		reg = prometheus.NewRegistry()
 	}
 	return projector.New(p, e.cfg, projector.Deps{
-		Redis: e.rdb, Schemas: e.schemas, Upcasters: domains.Must().Upcasters(), Metrics: projector.NewMetrics(reg),
+		Redis: e.rdb, Schemas: e.schemas, Upcasters: registered.Upcasters(), Metrics: projector.NewMetrics(reg),
 	})
 }
 

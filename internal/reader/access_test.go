@@ -81,7 +81,7 @@ func (m *models) event(aggregateType, id, corr string, ev interface {
 func newModels(t *testing.T) *models {
 	t.Helper()
 	rdb, prefix := testenv.Redis(t)
-	m := &models{t: t, rdb: rdb, prefix: prefix, auth: newIssuer(t), spec: apispec.NewValidator(t, domains.Must().API("reader"))}
+	m := &models{t: t, rdb: rdb, prefix: prefix, auth: newIssuer(t), spec: apispec.NewValidator(t, registered.API("reader"))}
 	const pm = "process-manager"
 	opened := m.event(account.AggregateType, "acc-ada", "open-ada", account.AccountOpened{Owner: "Ada", Currency: "EUR"}, nil, owner, "")
 	m.event(account.AggregateType, "acc-ada", "open-ada", account.FundsDeposited{Amount: 500, Currency: "EUR", Source: "salary"}, &opened, owner, "")
@@ -180,7 +180,7 @@ func TestEveryRouteServesOnlyWhomItMay(t *testing.T) {
 	cfg := reader.DefaultConfig()
 	cfg.MaxWait = 5 * time.Second // a refusal must not wait for it
 	srv := m.server(cfg, false)
-	doc := domains.Must().API("reader").OpenAPI()
+	doc := registered.API("reader").OpenAPI()
 	type sample struct {
 		path              string
 		owner, stranger   int
@@ -453,3 +453,7 @@ func TestHugeHeadersGetAProblem(t *testing.T) {
 		t.Fatalf("%d %s: %s", r.status, r.header.Get("Content-Type"), r.body)
 	}
 }
+
+// registered is this build's registry of domains, made once for the
+// package's tests (each make costs the schemas' and documents' assembly).
+var registered = domains.Must()

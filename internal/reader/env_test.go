@@ -19,7 +19,6 @@ import (
 	"github.com/tributary-es/tributary/internal/aggregate"
 	"github.com/tributary-es/tributary/internal/domain/account"
 	"github.com/tributary-es/tributary/internal/domain/transfer"
-	"github.com/tributary-es/tributary/internal/domains"
 	"github.com/tributary-es/tributary/internal/log"
 	"github.com/tributary-es/tributary/internal/log/kafka"
 	"github.com/tributary-es/tributary/internal/log/postgres"
@@ -76,10 +75,10 @@ func newHookedPipeline(t testing.TB, cfg reader.Config, summaryHooks projector.H
 	var wg sync.WaitGroup
 	t.Cleanup(func() { cancel(); wg.Wait() })
 
-	p := &pipeline{t: t, auth: newIssuer(t), store: postgres.NewStore(pool, domains.Must().Upcasters()), rdb: rdb, prefix: prefix}
+	p := &pipeline{t: t, auth: newIssuer(t), store: postgres.NewStore(pool, registered.Upcasters()), rdb: rdb, prefix: prefix}
 	wcfg := writer.DefaultConfig()
 	wcfg.Authenticator = p.auth.authn
-	ws, err := writer.New(pool, wcfg, aggregate.Options{}, domains.Must().Writer(), prometheus.NewRegistry(), logger)
+	ws, err := writer.New(pool, wcfg, aggregate.Options{}, registered.Writer(), prometheus.NewRegistry(), logger)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -91,7 +90,7 @@ func newHookedPipeline(t testing.TB, cfg reader.Config, summaryHooks projector.H
 	rcfg.AggregateTypes = []string{account.AggregateType, transfer.AggregateType}
 	rcfg.PollInterval = 2 * time.Millisecond
 	client := testenv.KafkaClient(t, cluster.ListenAddrs(), relay.ProducerOptions(5*time.Second)...)
-	rl := relay.New(rcfg, dbURL, pool, domains.Must().Upcasters(), client, relay.NewMetrics(prometheus.NewRegistry()), logger, relay.Hooks{})
+	rl := relay.New(rcfg, dbURL, pool, registered.Upcasters(), client, relay.NewMetrics(prometheus.NewRegistry()), logger, relay.Hooks{})
 	if err := rl.EnsureTopics(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -102,13 +101,13 @@ func newHookedPipeline(t testing.TB, cfg reader.Config, summaryHooks projector.H
 		t.Fatal(err)
 	}
 	// The transfers process manager, as the writer process runs it.
-	pmStore := postgres.NewStore(pool, domains.Must().Upcasters())
+	pmStore := postgres.NewStore(pool, registered.Upcasters())
 	steps := transfers.NewSteps(pmStore, aggregate.NewHandler(account.Aggregate(), pmStore, eventSchemas, aggregate.Options{}),
 		aggregate.NewHandler(transfer.Aggregate(), pmStore, eventSchemas, aggregate.Options{}), 5*time.Second, logger)
 	mcfg := transfers.DefaultConfig()
 	mcfg.Client = []kgo.Opt{kgo.SeedBrokers(cluster.ListenAddrs()...)}
 	mcfg.Topics = topics
-	pm := transfers.NewManager(mcfg, steps, domains.Must().Upcasters(), logger)
+	pm := transfers.NewManager(mcfg, steps, registered.Upcasters(), logger)
 	wg.Go(func() { _ = pm.Run(ctx) })
 	pcfg := projector.DefaultConfig()
 	pcfg.Client = []kgo.Opt{kgo.SeedBrokers(cluster.ListenAddrs()...)}
@@ -118,7 +117,7 @@ func newHookedPipeline(t testing.TB, cfg reader.Config, summaryHooks projector.H
 	pcfg.RedisPrefix = prefix
 	pcfg.Poll = 50 * time.Millisecond
 	pcfg.SessionTimeout = 6 * time.Second
-	deps := projector.Deps{Redis: rdb, Schemas: eventSchemas, Upcasters: domains.Must().Upcasters(),
+	deps := projector.Deps{Redis: rdb, Schemas: eventSchemas, Upcasters: registered.Upcasters(),
 		Metrics: projector.NewMetrics(prometheus.NewRegistry()), Logger: logger}
 	p.newProjector = func(proj readmodels.Projection) *projector.Projector {
 		pr := projector.New(proj, pcfg, deps)
@@ -249,7 +248,7 @@ func waitFor(t testing.TB, d time.Duration, what string, cond func() bool) {
 // build's domains' queries.
 func newReader(t testing.TB, cfg reader.Config, rdb redis.UniversalClient, prefix string, spec http.Handler, logger *slog.Logger) *reader.Server {
 	t.Helper()
-	api, err := reader.NewServer(cfg, rdb, prefix, domains.Must().Reader(), prometheus.NewRegistry(), spec, logger)
+	api, err := reader.NewServer(cfg, rdb, prefix, registered.Reader(), prometheus.NewRegistry(), spec, logger)
 	if err != nil {
 		t.Fatal(err)
 	}

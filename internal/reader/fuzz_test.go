@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/tributary-es/tributary/internal/apispec"
-	"github.com/tributary-es/tributary/internal/domains"
 	"github.com/tributary-es/tributary/internal/reader"
 )
 
@@ -60,7 +59,7 @@ func FuzzQueries(f *testing.F) {
 		last = p.openActive(fmt.Sprintf("fz-%d", i), 100)
 	}
 	p.read(fmt.Sprintf("/v1/accounts/fz-1/transactions?min_version=%d", last.version))
-	spec := apispec.NewValidator(f, domains.Must().API("reader"))
+	spec := apispec.NewValidator(f, registered.API("reader"))
 	handler := p.reader.Config.Handler
 	authorization := make([]string, forged+1)
 	for c := range authorization {

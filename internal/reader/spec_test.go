@@ -8,20 +8,19 @@ import (
 	"testing"
 
 	"github.com/tributary-es/tributary/internal/apispec"
-	"github.com/tributary-es/tributary/internal/domains"
 	"github.com/tributary-es/tributary/internal/reader"
 )
 
 // specHandler serves the reader's OpenAPI document.
 func specHandler(t testing.TB) http.Handler {
 	t.Helper()
-	return domains.Must().API("reader").Handler()
+	return registered.API("reader").Handler()
 }
 
 // responseChecker checks every exchange with the reader against its OpenAPI
 // document: every response a test provokes must be documented.
 func responseChecker(t testing.TB) func(*http.Request, []byte, *http.Response, []byte) {
-	v := apispec.NewValidator(t, domains.Must().API("reader"))
+	v := apispec.NewValidator(t, registered.API("reader"))
 	return func(req *http.Request, reqBody []byte, resp *http.Response, body []byte) {
 		t.Helper()
 		v.Check(t, req, reqBody, resp.StatusCode, resp.Header, body)

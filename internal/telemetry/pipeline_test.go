@@ -116,7 +116,7 @@ func newPipeline(t testing.TB, o pipelineOptions) *pipeline {
 	if tp != nil {
 		wcfg.TracerProvider = tp
 	}
-	ws, err := writer.New(pool, wcfg, aggregate.Options{}, domains.Must().Writer(), wreg, logger)
+	ws, err := writer.New(pool, wcfg, aggregate.Options{}, registered.Writer(), wreg, logger)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -134,7 +134,7 @@ func newPipeline(t testing.TB, o pipelineOptions) *pipeline {
 	rcfg.TracerProvider = tp
 	client := testenv.KafkaClient(t, cluster.ListenAddrs(), append(relay.ProducerOptions(5*time.Second),
 		kafka.ClientMetrics(rreg, nil))...)
-	rl := relay.New(rcfg, dbURL, pool, domains.Must().Upcasters(), client, relay.NewMetrics(rreg), logger, relay.Hooks{})
+	rl := relay.New(rcfg, dbURL, pool, registered.Upcasters(), client, relay.NewMetrics(rreg), logger, relay.Hooks{})
 	if err := rl.EnsureTopics(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -156,7 +156,7 @@ func newPipeline(t testing.TB, o pipelineOptions) *pipeline {
 	prcfg.Poll = 100 * time.Millisecond
 	prcfg.SessionTimeout = 6 * time.Second
 	prcfg.Retries, prcfg.RetryBackoff = 1, 10*time.Millisecond
-	deps := projector.Deps{Redis: rdb, Schemas: eventSchemas, Upcasters: domains.Must().Upcasters(),
+	deps := projector.Deps{Redis: rdb, Schemas: eventSchemas, Upcasters: registered.Upcasters(),
 		Metrics: projector.NewMetrics(preg), Logger: logger, TracerProvider: tp, KafkaMetrics: preg}
 	projections := []readmodels.Projection{
 		accounts.SummaryProjection{}, accounts.HistoryProjection{}, accounts.DirectoryProjection{},
@@ -184,7 +184,7 @@ func newPipeline(t testing.TB, o pipelineOptions) *pipeline {
 		rdcfg.TracerProvider = tp
 	}
 	rdreg := processRegistry()
-	rd, err := reader.NewServer(rdcfg, rdb, prefix, domains.Must().Reader(), rdreg, domains.Must().API("reader").Handler(), logger)
+	rd, err := reader.NewServer(rdcfg, rdb, prefix, registered.Reader(), rdreg, registered.API("reader").Handler(), logger)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -273,7 +273,7 @@ func newTransfersManager(t testing.TB, pool *pgxpool.Pool, brokers []string, top
 	if tp != nil {
 		opts = append(opts, postgres.WithTracerProvider(tp))
 	}
-	store := postgres.NewStore(pool, domains.Must().Upcasters(), opts...)
+	store := postgres.NewStore(pool, registered.Upcasters(), opts...)
 	steps := transfers.NewSteps(store,
 		aggregate.NewHandler(account.Aggregate(), store, eventSchemas, aggregate.Options{}),
 		aggregate.NewHandler(transfer.Aggregate(), store, eventSchemas, aggregate.Options{}),
@@ -282,5 +282,9 @@ func newTransfersManager(t testing.TB, pool *pgxpool.Pool, brokers []string, top
 	cfg.Client = []kgo.Opt{kgo.SeedBrokers(brokers...)}
 	cfg.Topics = topics
 	cfg.TracerProvider = tp
-	return transfers.NewManager(cfg, steps, domains.Must().Upcasters(), logger)
+	return transfers.NewManager(cfg, steps, registered.Upcasters(), logger)
 }
+
+// registered is this build's registry of domains, made once for the
+// package's tests (each make costs the schemas' and documents' assembly).
+var registered = domains.Must()

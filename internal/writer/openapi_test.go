@@ -177,7 +177,7 @@ func TestOpenAPIValidatorCatchesAnswersTheDocumentDoesNotAllow(t *testing.T) {
 // validates with (schemas/events), at the latest version of each type, the
 // one a stream read upcasts to — for every aggregate type the writer serves.
 func TestOpenAPIEventPayloadsAreTheEventSchemas(t *testing.T) {
-	doc := domains.Must().API("writer").OpenAPI()
+	doc := registered.API("writer").OpenAPI()
 	served := make(map[string]bool)
 	for _, v := range doc.Components.Schemas["AggregateType"].Value.Enum {
 		served[fmt.Sprint(v)] = true
@@ -277,3 +277,7 @@ func TestNullOptionalMembersAreAbsent(t *testing.T) {
 	st.must(http.StatusOK, "POST", "/v1/accounts/"+opened.AggregateID+"/activate", `{}`)
 	st.must(http.StatusOK, "POST", "/v1/accounts/"+opened.AggregateID+"/close", `{"reason":null}`)
 }
+
+// registered is this build's registry of domains, made once for the
+// package's tests (each make costs the schemas' and documents' assembly).
+var registered = domains.Must()

@@ -11,7 +11,6 @@ import (
 	"github.com/tributary-es/tributary/internal/aggregate"
 	"github.com/tributary-es/tributary/internal/domain/account"
 	"github.com/tributary-es/tributary/internal/domain/transfer"
-	"github.com/tributary-es/tributary/internal/domains"
 	"github.com/tributary-es/tributary/internal/log/postgres"
 	"github.com/tributary-es/tributary/internal/writer"
 )
@@ -19,7 +18,7 @@ import (
 // A route wired wrong is refused when the server is made, saying which and
 // why, not when its first request comes.
 func TestMiswiredRoutesFailAtStart(t *testing.T) {
-	d := domains.Must()
+	d := registered
 	store := postgres.NewStore(nil, d.Upcasters())
 	onlyAccounts, err := aggregate.Bind(d.Aggregates()[:1], store, d.Schemas(), aggregate.Options{})
 	if err != nil {

@@ -19,7 +19,6 @@ import (
 	"github.com/tributary-es/tributary/internal/apispec"
 	"github.com/tributary-es/tributary/internal/auth"
 	"github.com/tributary-es/tributary/internal/domain/account"
-	"github.com/tributary-es/tributary/internal/domains"
 	"github.com/tributary-es/tributary/internal/log"
 	"github.com/tributary-es/tributary/internal/log/postgres"
 	"github.com/tributary-es/tributary/internal/testenv"
@@ -66,12 +65,12 @@ func newStackWith(t testing.TB, processes int, cfg writer.Config) *stack {
 	if err != nil {
 		t.Fatal(err)
 	}
-	st := &stack{t: t, pool: pool, store: postgres.NewStore(pool, domains.Must().Upcasters()), spec: apispec.NewValidator(t, domains.Must().API("writer"))}
+	st := &stack{t: t, pool: pool, store: postgres.NewStore(pool, registered.Upcasters()), spec: apispec.NewValidator(t, registered.API("writer"))}
 	if cfg.Authenticator == nil {
 		st.signer, cfg.Authenticator = testenv.Auth(t)
 		st.bearer = st.authorization(defaultPrincipal)
 	}
-	app := domains.Must().Writer()
+	app := registered.Writer()
 	for range processes {
 		handlers, err := aggregate.Bind(app.Aggregates, st.store, eventSchemas, aggregate.Options{})
 		if err != nil {
