@@ -122,7 +122,7 @@ func TestOpenAPIValidatorCatchesAnswersTheDocumentDoesNotAllow(t *testing.T) {
 		{"an event whose payload is another type's", "GET", "/v1/streams/account/a1", "", nil,
 			func(a *answer) {
 				edit(a.body, map[string]any{"amount": 100.0, "currency": "EUR"}, "events", 0, "payload")
-			}, "at '/events/0/payload': "},
+			}, "'/events/0/payload': missing property 'owner'"},
 		{"an event without its principal", "GET", "/v1/streams/account/a1", "", nil,
 			func(a *answer) { edit(a.body, nil, "events", 1, "principal") }, "missing property 'principal'"},
 		{"an event id that is not a UUID", "GET", "/v1/streams/account/a1", "", nil,
@@ -164,8 +164,14 @@ func TestOpenAPIValidatorCatchesAnswersTheDocumentDoesNotAllow(t *testing.T) {
 			if err == nil {
 				t.Fatalf("altered answer %d %s passes, want an error about %q", a.status, body, tc.want)
 			}
-			// The reason comes first; schema and value dumps follow.
+			// The reason comes first; schema and value dumps follow. For a
+			// oneOf (an event's payload) the reasons of every variant come,
+			// in no fixed order: the one of the variant of the event's type
+			// must be among them.
 			reason, _, _ := strings.Cut(err.Error(), "\n")
+			if strings.HasPrefix(tc.path, "/v1/streams/") && strings.Contains(tc.want, "payload") {
+				reason = err.Error()
+			}
 			if !strings.Contains(reason, tc.want) {
 				t.Fatalf("altered answer %d %s: error %v, want one about %q", a.status, body, err, tc.want)
 			}
