@@ -1,9 +1,10 @@
 // Package projector runs projections: Kafka consumer groups whose members
 // apply batches of events to Redis read models, each batch in one atomic
-// step together with the Kafka position it reached (G4). It keeps a
-// projection's generations — building a new one beside the served one and
-// switching atomically (G5) — and parks what it cannot apply on a
-// dead-letter topic (G7).
+// step together with the Kafka position it reached (G4). A process runs its
+// projections on one Consumer: one client and group membership whose
+// records every projection gets. It keeps a projection's generations —
+// building a new one beside the served one and switching atomically (G5) —
+// and parks what it cannot apply on a dead-letter topic (G7).
 package projector
 
 import (
@@ -32,7 +33,8 @@ type Config struct {
 	Client []kgo.Opt
 	// Topics names the event topics and fixes their partition count.
 	Topics kafka.Topics
-	// GroupPrefix starts the consumer group names: <prefix>.<projection>.g<generation>.
+	// GroupPrefix starts the consumer group names: a process's shared
+	// consumer's (ConsumerGroup) and a rebuild's (Projector.Group).
 	GroupPrefix string
 	// RedisPrefix is the root of every Redis key.
 	RedisPrefix string
@@ -55,8 +57,9 @@ type Config struct {
 	// StartTimeout is how long the start keeps trying when Kafka or Redis
 	// does not answer yet (both may come up after the projector); 0 tries once.
 	StartTimeout time.Duration
-	// QueueLimit is the number of fetched records per partition above which
-	// fetching that partition pauses.
+	// QueueLimit is the number of fetched records per partition and
+	// projection above which fetching that partition pauses — for every
+	// projection of the consumer, until that queue is half empty.
 	QueueLimit int
 	// FetchMaxWait is how long Kafka may hold a fetch for partitions that
 	// have nothing new. A fetch in flight is not redone when paused
