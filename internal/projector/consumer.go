@@ -10,6 +10,8 @@ import (
 	"strings"
 	"sync/atomic"
 	"time"
+
+	"github.com/tributary-es/tributary/internal/readmodels"
 )
 
 // Consumer runs several projectors on one consumer-group membership: one
@@ -17,8 +19,8 @@ import (
 // upcast once, and every projection gets it. Each projection keeps its own
 // workers per partition, its own positions (claimed and fenced by its own
 // epochs, written with its read model), its own retries, dead-letter topic,
-// lag gauges and generations; a rebuild's generation beside the served one
-// runs on a client of its own (Projector.Group).
+// lag gauges and generations; a generation built beside the served ones
+// runs on a client of its own (Projector.Group; see Run).
 //
 // The projections of a partition share its fetching: it pauses while any
 // of their queues for it is full (Config.QueueLimit), so a projection that
@@ -75,14 +77,22 @@ func (c *Consumer) Group() string { return c.group }
 func (c *Consumer) Ready() bool { return c.ready.Load() }
 
 // Run keeps the projections up to date until ctx ends: it feeds each
-// projection's served generation (or its first build) from the shared
-// client, runs a rebuild's generation beside it on its own, promotes a
-// rebuilt generation once it has caught up, rebuilds a projection whose
-// positions Redis lost, and drops retired generations. When a projection's
-// fed generation changes (a promotion, a loss), the shared client leaves
-// the group and joins again with the new generation: the other projections
-// pause for that rebalance. On return every batch in flight is written
-// with its position and the group is left.
+// projection's served generation from the shared client, runs a generation
+// being built beside it on a client of its own, promotes a built generation
+// once it has caught up, rebuilds a projection whose positions Redis lost,
+// and drops retired generations. When the generations the shared client
+// feeds change (a promotion, a loss), it leaves the group and joins again
+// with the new ones: the other projections pause for that rebalance. On
+// return every batch in flight is written with its position and the group
+// is left.
+//
+// Where a generation being built runs: while no projection of the consumer
+// is served (a new deployment, or Redis lost everything) the shared client
+// builds them all at once, and keeps each until it is served; otherwise a
+// build from offset 0 (a projection added, or one that lost its
+// positions, or a rebuild) runs on its own client, so that it never holds
+// the served projections back on their partitions, and joins the shared
+// client once it is served.
 func (c *Consumer) Run(ctx context.Context) error {
 	for _, p := range c.ps {
 		if err := p.setUp(ctx); err != nil {
@@ -106,40 +116,63 @@ func (c *Consumer) Run(ctx context.Context) error {
 	}()
 	tick := time.NewTicker(c.ps[0].cfg.Poll)
 	defer tick.Stop()
+	metas := make(map[*Projector]readmodels.Meta, len(c.ps))
+	states := make(map[*Projector]bookkeeping, len(c.ps))
 	for {
-		want := make(map[*Projector]int64, len(c.ps))
-		served := make(map[*Projector]bool, len(c.ps))
 		var fed map[*Projector]int64
 		if shared != nil {
 			fed = shared.gens()
 		}
+		anyServed := false
 		for _, p := range c.ps {
-			meta, state, err := p.supervise(ctx, own[p], besideMain)
+			meta, state, err := p.readBookkeeping(ctx, own[p])
 			if err != nil {
 				return err
 			}
-			switch state {
+			metas[p], states[p] = meta, state
+			anyServed = anyServed || (state == current && meta.Active != 0)
+		}
+		want := make(map[*Projector]int64, len(c.ps))
+		served := make(map[*Projector]bool, len(c.ps))
+		pending := false // a projection whose place is not known yet
+		for _, p := range c.ps {
+			meta := metas[p]
+			switch states[p] {
 			case current:
-				want[p] = mainGeneration(meta)
-				served[p] = want[p] == meta.Active
+				if gen := sharedGeneration(meta, fed[p], anyServed); gen != 0 {
+					want[p], served[p] = gen, gen == meta.Active
+				}
 			case unread:
 				if gen, ok := fed[p]; ok {
 					want[p] = gen // as it is, until Redis answers
+				} else {
+					pending = true
 				}
 			case recreated:
-				if shared != nil {
-					shared.stop() // its generation starts again from nothing
-					shared, fed = nil, nil
-				}
+				pending = true
 			}
 		}
-		if shared != nil && !maps.Equal(fed, want) {
-			c.log.Info("a projection's generation changed: joining the group again", "from", generations(fed), "to", generations(want))
+		lost := false // a fed generation whose bookkeeping is gone
+		for p := range fed {
+			lost = lost || states[p] == recreated
+		}
+		if shared != nil && (lost || !maps.Equal(fed, want)) {
+			c.log.Info("the generations the shared consumer feeds change: joining the group again", "from", generations(fed), "to", generations(want))
 			shared.stop()
 			shared = nil
 		}
+		for _, p := range c.ps {
+			if states[p] != current {
+				continue
+			}
+			var beside []int64
+			if meta := metas[p]; meta.Target != 0 && meta.Target != want[p] {
+				beside = []int64{meta.Target}
+			}
+			p.keep(ctx, metas[p], own[p], beside)
+		}
 		switch {
-		case shared == nil && len(want) == len(c.ps):
+		case shared == nil && !pending && len(want) > 0:
 			shared = startRunner(ctx, c.group, want, served, c.ps)
 		case shared != nil:
 			for _, l := range shared.r.lanes {
@@ -171,6 +204,20 @@ func (c *Consumer) Run(ctx context.Context) error {
 			}
 		}
 	}
+}
+
+// sharedGeneration is the generation of a projection that the shared
+// client feeds, 0 for none: the served one; or the one being built if the
+// shared client builds it already, or if no projection of the consumer is
+// served. fed is what the shared client feeds now, 0 for nothing.
+func sharedGeneration(m readmodels.Meta, fed int64, anyServed bool) int64 {
+	switch {
+	case m.Active != 0:
+		return m.Active
+	case m.Target == fed || !anyServed:
+		return m.Target
+	}
+	return 0
 }
 
 func (c *Consumer) setReady(ready bool) {

@@ -3,6 +3,7 @@ package projector_test
 import (
 	"context"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -316,4 +317,79 @@ func TestSharedConsumerParksOnEachProjectionsDeadLetterTopic(t *testing.T) {
 	}
 	e.checkSummaries(q, h)
 	e.checkHistories(q, h)
+}
+
+// A projection added to a process whose other projections are served
+// builds from offset 0 on a client of its own (its generation's group), so
+// that it does not hold the served ones back: here its build is held, and
+// the summary keeps applying new events meanwhile. Once built and served,
+// it joins the shared consumer; every event is applied once by each.
+func TestAProjectionBuildingBesideServedOnesRunsOnItsOwnClient(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	h := generate(100, 3000, 89)
+	summary, hist := accounts.SummaryProjection{}, accounts.HistoryProjection{}
+	q := accounts.NewQueries(e.rdb, e.prefix)
+	regOld := prometheus.NewRegistry()
+	stop := e.run(e.consumer(regOld, summary))
+	e.produce(h.events[:1000])
+	waitFor(t, 60*time.Second, "the summary served", e.caughtUp(q, firstEvents(h, 1000)))
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+
+	// The history is added; its build waits at the gate.
+	gate := make(chan struct{})
+	var gateOnce sync.Once
+	openGate := func() { gateOnce.Do(func() { close(gate) }) }
+	held := projector.Hooks{BeforeApply: func(ctx context.Context, _ readmodels.Batch) error {
+		select {
+		case <-gate:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}}
+	reg := prometheus.NewRegistry()
+	c := e.hookedConsumer(reg, map[string]projector.Hooks{accounts.HistoryName: held}, summary, hist)
+	e.run(c)
+	t.Cleanup(openGate) // before the consumer stops
+	e.produce(h.events[1000:2000])
+	waitFor(t, 60*time.Second, "the summary applies new events while the history's build is held", e.caughtUp(q, firstEvents(h, 2000)))
+	ctx := context.Background()
+	adm := kadm.NewClient(e.client)
+	building := projector.New(hist, e.cfg, projector.Deps{Metrics: projector.NewMetrics(prometheus.NewRegistry())}).Group(1)
+	waitFor(t, 30*time.Second, "the history's build in a group of its own", func() (bool, error) {
+		listed, err := adm.ListGroups(ctx)
+		return err == nil && slices.Contains(listed.Groups(), building), err
+	})
+	if n := counted(t, reg, accounts.HistoryName, "applied"); n != 0 {
+		t.Fatalf("the history applied %d events with its build held", n)
+	}
+
+	openGate()
+	e.produce(h.events[2000:])
+	waitFor(t, 60*time.Second, "the summary caught up", e.caughtUp(q, h))
+	waitFor(t, 60*time.Second, "the history built and served", historiesCaughtUp(q, h))
+	waitFor(t, 30*time.Second, "the history fed by the shared consumer", func() (bool, error) {
+		described, err := adm.DescribeGroups(ctx, c.Group())
+		if err != nil {
+			return false, err
+		}
+		for _, l := range lagGauges(t, reg) {
+			if l.labels["projection"] == accounts.HistoryName && l.labels["consumergroup"] == c.Group() {
+				return len(described[c.Group()].Members) == 1, nil
+			}
+		}
+		return false, nil
+	})
+	e.checkSummaries(q, h)
+	e.checkHistories(q, h)
+	if a, d := counted(t, regOld, accounts.SummaryName, "applied")+counted(t, reg, accounts.SummaryName, "applied"),
+		counted(t, reg, accounts.SummaryName, "duplicate"); a != len(h.events) || d != 0 {
+		t.Fatalf("the summary applied %d events and met %d duplicates; %d were produced once each", a, d, len(h.events))
+	}
+	if a, d := counted(t, reg, accounts.HistoryName, "applied"), counted(t, reg, accounts.HistoryName, "duplicate"); a != len(h.events) || d != 0 {
+		t.Fatalf("the history applied %d events and met %d duplicates; %d were produced once each", a, d, len(h.events))
+	}
 }

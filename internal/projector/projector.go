@@ -258,24 +258,6 @@ func (p *Projector) Rebuild(ctx context.Context, force bool, progress func(readm
 	return gen, nil
 }
 
-// mainGeneration is the generation a process's shared consumer feeds: the
-// served one, or the one being built while none is served yet.
-func mainGeneration(m readmodels.Meta) int64 {
-	if m.Active != 0 {
-		return m.Active
-	}
-	return m.Target
-}
-
-// besideMain are the generations a process running the projection consumes
-// on their own consumer: a rebuild's target beside the served one.
-func besideMain(m readmodels.Meta) []int64 {
-	if m.Target != 0 && m.Target != mainGeneration(m) {
-		return []int64{m.Target}
-	}
-	return nil
-}
-
 // stopAll stops the runners and forgets them.
 func stopAll(runners map[int64]*runnerHandle) {
 	for gen, h := range runners {
@@ -348,6 +330,16 @@ const (
 // on their own consumers match it: own says which generations those are.
 // It promotes a target that has caught up and drops retired generations.
 func (p *Projector) supervise(ctx context.Context, runners map[int64]*runnerHandle, own func(readmodels.Meta) []int64) (readmodels.Meta, bookkeeping, error) {
+	meta, state, err := p.readBookkeeping(ctx, runners)
+	if err == nil && state == current {
+		p.keep(ctx, meta, runners, own(meta))
+	}
+	return meta, state, err
+}
+
+// readBookkeeping reads the projection's generations. When Redis lost
+// them it stops the runners and creates them anew.
+func (p *Projector) readBookkeeping(ctx context.Context, runners map[int64]*runnerHandle) (readmodels.Meta, bookkeeping, error) {
 	meta, ok, err := p.gens.Read(ctx)
 	if err != nil {
 		p.log.Warn("read generations", "err", err)
@@ -367,8 +359,14 @@ func (p *Projector) supervise(ctx context.Context, runners map[int64]*runnerHand
 	}
 	p.deps.Metrics.active.WithLabelValues(p.proj.Name()).Set(float64(meta.Active))
 	p.deps.Metrics.target.WithLabelValues(p.proj.Name()).Set(float64(meta.Target))
+	return meta, current, nil
+}
+
+// keep runs the generations own on runners of their own (and no others),
+// promotes a target that has caught up and drops retired generations.
+func (p *Projector) keep(ctx context.Context, meta readmodels.Meta, runners map[int64]*runnerHandle, own []int64) {
 	want := make(map[int64]bool)
-	for _, gen := range own(meta) {
+	for _, gen := range own {
 		want[gen] = true
 	}
 	for gen, h := range runners {
@@ -402,7 +400,6 @@ func (p *Projector) supervise(ctx context.Context, runners map[int64]*runnerHand
 			p.log.Info("dropped retired generation", "generation", gen)
 		}
 	}
-	return meta, current, nil
 }
 
 // handleRunnerExit decides what a runner's end means.
