@@ -393,3 +393,60 @@ func TestAProjectionBuildingBesideServedOnesRunsOnItsOwnClient(t *testing.T) {
 		t.Fatalf("the history applied %d events and met %d duplicates; %d were produced once each", a, d, len(h.events))
 	}
 }
+
+// A projection fenced out of a partition by another owner (a member of
+// another group, or one this member's rebalance has not yet told about)
+// stops applying there, and its worker no longer counts for pausing the
+// partition: the other projections of the consumer apply everything.
+func TestAFencedProjectionDoesNotHoldBackTheOthersOnItsPartition(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.cfg.BatchSize = 20
+	e.cfg.QueueLimit = 50
+	e.cfg.FetchMaxBytes = 64 << 10
+	e.cfg.FetchMaxPartitionBytes = 16 << 10
+	h := generate(80, 2400, 97)
+	summary, hist := accounts.SummaryProjection{}, accounts.HistoryProjection{}
+	reg := prometheus.NewRegistry()
+	e.run(e.consumer(reg, summary, hist))
+	q := accounts.NewQueries(e.rdb, e.prefix)
+	e.produce(h.events[:400])
+	first := firstEvents(h, 400)
+	waitFor(t, 60*time.Second, "the first events applied", e.caughtUp(q, first))
+	waitFor(t, 60*time.Second, "the first events in the history", historiesCaughtUp(q, first))
+
+	const fenced = int32(0)
+	var onFenced int
+	for _, ev := range h.events[400:] {
+		if readmodels.PartitionOf(ev.AggregateID, partitions) == fenced {
+			onFenced++
+		}
+	}
+	if onFenced < 4*e.cfg.QueueLimit {
+		t.Fatalf("%d events on partition %d: too weak a test", onFenced, fenced)
+	}
+	ctx := context.Background()
+	topic := e.cfg.Topics.For(account.AggregateType)
+	steps := readmodels.NewSteps(e.rdb, readmodels.NewLayout(e.prefix, accounts.SummaryName), summary)
+	at, err := steps.Claim(ctx, 1, topic, fenced, "another-owner", true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-e.produceSteadily(h.events[400:], 16, time.Millisecond):
+	case <-time.After(60 * time.Second):
+		t.Fatal("producing took over 60s")
+	}
+	waitFor(t, 60*time.Second, "the history applied everything, also on the partition the summary is fenced out of", historiesCaughtUp(q, h))
+	e.checkHistories(q, h)
+	others := &history{byID: make(map[string][]log.Event)}
+	for id, evs := range h.byID {
+		if readmodels.PartitionOf(id, partitions) != fenced {
+			others.byID[id] = evs
+		}
+	}
+	waitFor(t, 60*time.Second, "the summary applied everything on its other partitions", e.caughtUp(q, others))
+	if next := e.position(summary, fenced); next != at {
+		t.Fatalf("the summary moved from %d to %d on partition %d, which another owner holds", at, next, fenced)
+	}
+}

@@ -129,6 +129,21 @@ func (w *worker) stop() {
 	m.lagSeconds.DeleteLabelValues(w.labels...)
 }
 
+// retire drops what the ended worker had queued and takes it out of the
+// partition's pausing: a worker fenced out by another owner must not hold
+// back the other projections of the partition until the rebalance comes.
+func (w *worker) retire() {
+	w.mu.Lock()
+	w.stopping = true
+	w.queue = nil
+	resume := w.paused
+	w.paused = false
+	w.mu.Unlock()
+	if resume {
+		w.f.resume()
+	}
+}
+
 func (w *worker) isStopping() bool {
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -137,6 +152,7 @@ func (w *worker) isStopping() bool {
 
 func (w *worker) run() {
 	defer close(w.done)
+	defer w.retire()
 	// The batch in flight finishes even when the process is shutting down:
 	// its Redis calls do not take the runner's context.
 	ctx := context.Background()
