@@ -63,13 +63,22 @@ func newWorker(r *runner, l *lane, f *feed, topic string, partition int32, token
 // push queues fetched records; above the queue limit fetching the
 // partition pauses (for every lane) until the worker catches up.
 func (w *worker) push(recs []*fetched, highWatermark int64) {
+	// Records below the position were applied already: fetched for a
+	// projection further behind on the partition, or fetched again.
+	for next := w.next.Load(); len(recs) > 0 && recs[0].rec.Offset < next; {
+		recs = recs[1:]
+	}
 	w.mu.Lock()
 	if w.stopping {
 		w.mu.Unlock()
 		return
 	}
-	w.queue = append(w.queue, recs...)
 	w.end = max(w.end, highWatermark)
+	if len(recs) == 0 {
+		w.mu.Unlock()
+		return
+	}
+	w.queue = append(w.queue, recs...)
 	pause := !w.paused && len(w.queue) >= w.l.p.cfg.QueueLimit
 	if pause {
 		w.paused = true
