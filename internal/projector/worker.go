@@ -4,10 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"go.opentelemetry.io/otel/codes"
 
@@ -27,13 +29,14 @@ type worker struct {
 	f         *feed
 	topic     string
 	partition int32
-	token     string // the epoch that fences earlier owners out
 	labels    []string
 
 	next   atomic.Int64 // the next offset to apply (= the stored position)
 	caught atomic.Bool  // marked caught up in Redis
 
 	mu       sync.Mutex
+	token    string    // the epoch that fences earlier owners out
+	fencedAt time.Time // fenced out by another owner: not pausing the partition until it claims again
 	queue    []*fetched
 	inflight time.Time // timestamp of the oldest record of the batch being applied
 	end      int64     // the highest end offset seen
@@ -79,7 +82,7 @@ func (w *worker) push(recs []*fetched, highWatermark int64) {
 		return
 	}
 	w.queue = append(w.queue, recs...)
-	pause := !w.paused && len(w.queue) >= w.l.p.cfg.QueueLimit
+	pause := !w.paused && w.fencedAt.IsZero() && len(w.queue) >= w.l.p.cfg.QueueLimit
 	if pause {
 		w.paused = true
 	}
@@ -179,8 +182,10 @@ func (w *worker) run() {
 		case errors.Is(err, errStopping):
 			return
 		case errors.Is(err, readmodels.ErrFenced):
-			w.fenced(ctx)
-			return
+			w.requeue(batch)
+			if !w.fenced(ctx) {
+				return
+			}
 		default:
 			w.l.p.log.Error("partition worker stopped", "topic", w.topic, "partition", w.partition, "err", err)
 			w.r.failWith(&laneError{p: w.l.p, gen: w.l.gen, err: err})
@@ -189,15 +194,69 @@ func (w *worker) run() {
 	}
 }
 
-// fenced: another owner claimed the partition (a rebalance this member has
-// not seen yet) or the position is gone with Redis' data.
-func (w *worker) fenced(ctx context.Context) {
-	_, _, ok, err := w.l.p.steps.Position(ctx, w.l.gen, w.topic, w.partition)
-	if err == nil && !ok {
-		w.r.failWith(&laneError{p: w.l.p, gen: w.l.gen, err: fmt.Errorf("%s partition %d: %w", w.topic, w.partition, readmodels.ErrPositionLost)})
-		return
+// requeue puts back the records of a batch that were not applied.
+func (w *worker) requeue(batch []*fetched) {
+	next := w.next.Load()
+	for len(batch) > 0 && batch[0].rec.Offset < next {
+		batch = batch[1:]
 	}
-	w.l.p.log.Info("partition claimed by another member", "topic", w.topic, "partition", w.partition)
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.queue = append(slices.Clip(batch), w.queue...)
+}
+
+// fenced: another owner claimed the partition, or the position is gone
+// with Redis' data. Another owner is a member of this group that a
+// rebalance this one has not seen yet handed the partition to (its
+// revocation stops this worker soon), or, while a generation moves between
+// consumer groups (a served rebuild joining the shared consumer), a member
+// of the other group. The worker steps aside for a third of the session
+// timeout — not holding the partition back for the other projections
+// meanwhile — and then claims the partition again unless it was revoked:
+// a partition this member's group still assigns to it is never left
+// without an owner. It returns false when the worker is to end.
+func (w *worker) fenced(ctx context.Context) bool {
+	p := w.l.p
+	_, _, ok, err := p.steps.Position(ctx, w.l.gen, w.topic, w.partition)
+	if err == nil && !ok {
+		w.r.failWith(&laneError{p: p, gen: w.l.gen, err: fmt.Errorf("%s partition %d: %w", w.topic, w.partition, readmodels.ErrPositionLost)})
+		return false
+	}
+	wait := max(p.cfg.SessionTimeout/3, p.cfg.Poll)
+	p.log.Info("partition claimed by another owner; claiming it again unless it is revoked meanwhile",
+		"topic", w.topic, "partition", w.partition, "generation", w.l.gen, "after", wait)
+	w.mu.Lock()
+	w.fencedAt = time.Now()
+	resume := w.paused
+	w.paused = false
+	w.mu.Unlock()
+	if resume {
+		w.f.resume()
+	}
+	if err := w.sleep(wait); err != nil {
+		return false
+	}
+	for attempt := 1; ; attempt++ {
+		token := uuid.NewString()
+		next, err := p.steps.Claim(ctx, w.l.gen, w.topic, w.partition, token, w.l.served.Load())
+		if err == nil {
+			w.next.Store(next)
+			w.caught.Store(false)
+			w.mu.Lock()
+			w.token, w.fencedAt = token, time.Time{}
+			w.mu.Unlock()
+			p.log.Info("partition claimed again", "topic", w.topic, "partition", w.partition, "generation", w.l.gen, "next", next)
+			return true
+		}
+		if errors.Is(err, readmodels.ErrPositionLost) {
+			w.r.failWith(&laneError{p: p, gen: w.l.gen, err: err})
+			return false
+		}
+		p.log.Warn("claim the partition again; retrying", "topic", w.topic, "partition", w.partition, "attempt", attempt, "err", err)
+		if err := w.pause(min(attempt, 6)); err != nil {
+			return false
+		}
+	}
 }
 
 // process applies a batch: prepares every event (parking what cannot be
@@ -206,6 +265,9 @@ func (w *worker) fenced(ctx context.Context) {
 func (w *worker) process(ctx context.Context, batch []*fetched) (err error) {
 	p := w.l.p
 	next := w.next.Load()
+	w.mu.Lock()
+	token := w.token
+	w.mu.Unlock()
 	var spans processSpans
 	defer func() { spans.end(err) }()
 	items := make([]readmodels.Item, 0, len(batch))
@@ -241,7 +303,7 @@ func (w *worker) process(ctx context.Context, batch []*fetched) (err error) {
 	gapTries := 0
 	for start := 0; start < len(items); {
 		b := readmodels.Batch{
-			Generation: w.l.gen, Topic: w.topic, Partition: w.partition, Epoch: w.token,
+			Generation: w.l.gen, Topic: w.topic, Partition: w.partition, Epoch: token,
 			Items: items[start:],
 		}
 		b.CaughtUp = !w.caught.Load() && w.atEnd(items[len(items)-1].Offset+1)
@@ -324,7 +386,11 @@ func (w *worker) apply(ctx context.Context, b readmodels.Batch) (readmodels.Resu
 
 // pause waits the backoff of an attempt, or returns errStopping.
 func (w *worker) pause(attempt int) error {
-	d := w.l.p.cfg.RetryBackoff << (attempt - 1)
+	return w.sleep(w.l.p.cfg.RetryBackoff << (attempt - 1))
+}
+
+// sleep waits d, or returns errStopping.
+func (w *worker) sleep(d time.Duration) error {
 	deadline := time.Now().Add(d)
 	for time.Now().Before(deadline) {
 		if w.isStopping() {
@@ -404,12 +470,13 @@ func (w *worker) observeEnd(ctx context.Context, end int64) {
 	} else {
 		w.lagSince = time.Time{}
 	}
+	token := w.token
 	w.mu.Unlock()
 	m := w.l.p.deps.Metrics
 	m.lagEvents.WithLabelValues(w.labels...).Set(float64(lag))
 	m.lagSeconds.WithLabelValues(w.labels...).Set(age.Seconds())
 	if lag == 0 && !w.caught.Load() {
-		if err := w.l.p.steps.MarkCaughtUp(ctx, w.l.gen, w.topic, w.partition, w.token); err == nil {
+		if err := w.l.p.steps.MarkCaughtUp(ctx, w.l.gen, w.topic, w.partition, token); err == nil {
 			w.caught.Store(true)
 		}
 	}
