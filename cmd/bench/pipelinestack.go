@@ -59,6 +59,7 @@ type pipelineStack struct {
 	projRedis   redis.UniversalClient
 	projections []readmodels.Projection
 	projectors  []*projector.Projector
+	consumer    *projector.Consumer // feeds the projectors, as cmd/projector run
 	// registries of the relay and the projectors: the rates come from
 	// their counters, as a dashboard's would.
 	relayReg, projectorReg *prometheus.Registry
@@ -177,6 +178,7 @@ func startPipeline(ctx context.Context, databaseURL, redisAddr, prefix string, p
 		for _, proj := range p.projections {
 			p.projectors = append(p.projectors, projector.New(proj, pcfg, deps))
 		}
+		p.consumer, err = projector.NewConsumer(p.projectors...)
 	})
 
 	// cmd/reader.
@@ -223,9 +225,7 @@ func startPipeline(ctx context.Context, databaseURL, redisAddr, prefix string, p
 		}
 	})
 	labelled(ctx, partProjectors, func(context.Context) {
-		for _, pr := range p.projectors {
-			g.Go(func() error { return named("projector "+pr.Name(), pr.Run(gctx)) })
-		}
+		g.Go(func() error { return named("projectors' consumer "+p.consumer.Group(), p.consumer.Run(gctx)) })
 	})
 	return p, p.waitReady(ctx, 60*time.Second)
 }

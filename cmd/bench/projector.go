@@ -123,7 +123,8 @@ type projectionSet struct {
 }
 
 // The measured sets: the summary alone, and the four projections of the
-// account domain built at once by four projectors of one process.
+// account domain built at once by four projectors of one process, on one
+// shared consumer (as cmd/projector run).
 var (
 	summaryOnly = projectionSet{name: "summary", projections: []readmodels.Projection{accounts.SummaryProjection{}}}
 	allFour     = projectionSet{name: "all", projections: []readmodels.Projection{
@@ -319,15 +320,21 @@ func (b *projectorBench) measureProjections(ctx context.Context, round int, set 
 	defer stop()
 	g, gctx := errgroup.WithContext(runCtx)
 	began := time.Now()
-	for _, p := range set.projections {
-		pr := projector.New(p, cfg, deps)
-		g.Go(func() error {
-			if err := pr.Run(gctx); err != nil {
-				return fmt.Errorf("projector %s: %w", p.Name(), err)
-			}
-			return nil
-		})
+	// As cmd/projector run: the projections on one shared consumer.
+	projectors := make([]*projector.Projector, len(set.projections))
+	for i, p := range set.projections {
+		projectors[i] = projector.New(p, cfg, deps)
 	}
+	consumer, err := projector.NewConsumer(projectors...)
+	if err != nil {
+		return run, err
+	}
+	g.Go(func() error {
+		if err := consumer.Run(gctx); err != nil {
+			return fmt.Errorf("consumer %s: %w", consumer.Group(), err)
+		}
+		return nil
+	})
 	waitErr := b.waitForEnd(gctx, layouts, began, &run)
 	run.elapsed = time.Since(began)
 	run.goCPU, run.machineCPU = processCPU()-cpuBefore, machineCPU()-machineBefore

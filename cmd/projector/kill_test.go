@@ -17,6 +17,7 @@ import (
 
 	"github.com/tributary-es/tributary/internal/log"
 	"github.com/tributary-es/tributary/internal/log/kafka"
+	"github.com/tributary-es/tributary/internal/projector"
 	"github.com/tributary-es/tributary/internal/readmodels"
 	"github.com/tributary-es/tributary/internal/readmodels/accounts"
 	"github.com/tributary-es/tributary/internal/testenv"
@@ -182,7 +183,7 @@ func TestKilledAndRebalancedProjectorsLoseNothingAndApplyNothingTwice(t *testing
 	waitUntil(t, 60*time.Second, "restarted member makes progress", func() bool { return applied() > killedAt+500 })
 	c := startChild(t, args...) // a second member joins mid-stream
 	adm := kadm.NewClient(cl)
-	group := prefix + ".account-summary.g1"
+	group := projector.ConsumerGroup(prefix, []string{accounts.SummaryName, accounts.HistoryName})
 	waitUntil(t, 60*time.Second, "the second member joins the group", func() bool {
 		described, err := adm.DescribeGroups(context.Background(), group)
 		return err == nil && len(described[group].Members) == 2 && described[group].State == "Stable"
@@ -190,8 +191,8 @@ func TestKilledAndRebalancedProjectorsLoseNothingAndApplyNothingTwice(t *testing
 	produce(h.Events[14000:])
 	waitUntil(t, 60*time.Second, "two members make progress", func() bool { return applied() > 15000 })
 	c.terminate(t) // and leaves mid-stream
-	// The summary and the history are separate consumer groups: wait for
-	// both before comparing.
+	// The summary and the history are separate workers of one consumer:
+	// wait for both before comparing.
 	historyApplied := func() int64 {
 		var n int64
 		for id := range h.ByID {

@@ -27,7 +27,7 @@ import (
 )
 
 const usageFormat = `usage:
-  projector [run] [flags]                     consume the event topics and keep the read models
+  projector [run] [flags]                     consume the event topics (one consumer for all the projections) and keep the read models
   projector rebuild <projection> [flags]      build a new generation from offset 0 beside the served one, then switch
   projector dlq list <projection> [flags]     show the events parked on the projection's dead-letter topic
   projector dlq replay <projection> [flags]   apply the parked events again, oldest first
@@ -115,11 +115,16 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	for _, n := range s.projections {
 		projectors = append(projectors, newProjector(n))
 	}
-	return serve(ctx, s, projectors, reg, logger)
+	consumer, err := projector.NewConsumer(projectors...)
+	if err != nil {
+		return err
+	}
+	return serve(ctx, s, consumer, projectors, reg, logger)
 }
 
-// serve runs the projectors and the ops endpoints until ctx ends.
-func serve(ctx context.Context, s settings, projectors []*projector.Projector, reg *prometheus.Registry, logger *slog.Logger) error {
+// serve runs the projectors on their shared consumer and the ops endpoints
+// until ctx ends.
+func serve(ctx context.Context, s settings, consumer *projector.Consumer, projectors []*projector.Projector, reg *prometheus.Registry, logger *slog.Logger) error {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
@@ -140,16 +145,14 @@ func serve(ctx context.Context, s settings, projectors []*projector.Projector, r
 		}
 		return nil
 	})
-	for _, p := range projectors {
-		g.Go(func() error { return p.Run(gctx) })
-	}
+	g.Go(func() error { return consumer.Run(gctx) })
 	g.Go(func() error {
 		<-gctx.Done()
 		shutdownCtx, cancel := context.WithTimeout(context.Background(), s.shutdownTimeout)
 		defer cancel()
 		return srv.Shutdown(shutdownCtx)
 	})
-	logger.Info("projector started", "projections", s.projections, "http_addr", s.httpAddr, "kafka_brokers", s.kafka.Brokers)
+	logger.Info("projector started", "projections", s.projections, "consumergroup", consumer.Group(), "http_addr", s.httpAddr, "kafka_brokers", s.kafka.Brokers)
 	err := g.Wait()
 	logger.Info("projector stopped")
 	return err

@@ -41,7 +41,7 @@ func parseSettings(cmd string, args []string, known []string, getenv func(string
 	fs.TextVar(&s.logLevel, "log-level", slog.LevelInfo, "log level: debug, info, warn, error")
 	fs.Env("log-level", "LOG_LEVEL")
 	p := &s.projector
-	fs.StringVar(&p.GroupPrefix, "group-prefix", p.GroupPrefix, "prefix of the consumer groups: <prefix>.<projection>.g<generation>")
+	fs.StringVar(&p.GroupPrefix, "group-prefix", p.GroupPrefix, "prefix of the consumer groups: <prefix>.projector.<projections joined by +> (the shared consumer), <prefix>.<projection>.g<generation> (a rebuild)")
 	fs.Env("group-prefix", "PROJECTOR_GROUP_PREFIX")
 	fs.IntVar(&p.BatchSize, "batch-size", p.BatchSize, "most events applied in one atomic Redis step")
 	fs.Env("batch-size", "PROJECTOR_BATCH_SIZE")

@@ -73,8 +73,38 @@ func (e *env) projector(p readmodels.Projection, reg *prometheus.Registry) *proj
 	})
 }
 
+// consumer returns a consumer of the projections, as one process runs
+// them: one metrics registry and one set of dependencies.
+func (e *env) consumer(reg *prometheus.Registry, projections ...readmodels.Projection) *projector.Consumer {
+	e.t.Helper()
+	return e.hookedConsumer(reg, nil, projections...)
+}
+
+// hookedConsumer is consumer with test hooks by projection name.
+func (e *env) hookedConsumer(reg *prometheus.Registry, hooks map[string]projector.Hooks, projections ...readmodels.Projection) *projector.Consumer {
+	e.t.Helper()
+	if reg == nil {
+		reg = prometheus.NewRegistry()
+	}
+	deps := projector.Deps{Redis: e.rdb, Schemas: e.schemas, Upcasters: writer.Upcasters(), Metrics: projector.NewMetrics(reg)}
+	ps := make([]*projector.Projector, len(projections))
+	for i, p := range projections {
+		ps[i] = projector.New(p, e.cfg, deps).WithHooks(hooks[p.Name()])
+	}
+	c, err := projector.NewConsumer(ps...)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return c
+}
+
+// runner is a projector or a consumer.
+type runner interface {
+	Run(ctx context.Context) error
+}
+
 // run runs pr until the returned stop is called (or the test ends).
-func (e *env) run(pr *projector.Projector) (stop func() error) {
+func (e *env) run(pr runner) (stop func() error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	var once sync.Once
 	var err error

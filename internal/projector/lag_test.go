@@ -134,7 +134,7 @@ func TestLagMetricsReadZeroWhenCaughtUpAndGrowWhilePaused(t *testing.T) {
 	waitFor(t, 60*time.Second, "first events projected", e.caughtUp(q, historyOf(h.events[:first])))
 
 	topic := e.cfg.Topics.For(account.AggregateType)
-	group := e.prefix + "." + accounts.SummaryName + ".g1"
+	group := projector.ConsumerGroup(e.prefix, []string{accounts.SummaryName})
 	allZero := func() (bool, error) {
 		lags := lagGauges(t, reg)
 		if len(lags) != partitions {

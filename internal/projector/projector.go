@@ -1,9 +1,10 @@
 // Package projector runs projections: Kafka consumer groups whose members
 // apply batches of events to Redis read models, each batch in one atomic
-// step together with the Kafka position it reached (G4). It keeps a
-// projection's generations — building a new one beside the served one and
-// switching atomically (G5) — and parks what it cannot apply on a
-// dead-letter topic (G7).
+// step together with the Kafka position it reached (G4). A process runs its
+// projections on one Consumer: one client and group membership whose
+// records every projection gets. It keeps a projection's generations —
+// building a new one beside the served one and switching atomically (G5) —
+// and parks what it cannot apply on a dead-letter topic (G7).
 package projector
 
 import (
@@ -32,7 +33,8 @@ type Config struct {
 	Client []kgo.Opt
 	// Topics names the event topics and fixes their partition count.
 	Topics kafka.Topics
-	// GroupPrefix starts the consumer group names: <prefix>.<projection>.g<generation>.
+	// GroupPrefix starts the consumer group names: a process's shared
+	// consumer's (ConsumerGroup) and a rebuild's (Projector.Group).
 	GroupPrefix string
 	// RedisPrefix is the root of every Redis key.
 	RedisPrefix string
@@ -55,8 +57,9 @@ type Config struct {
 	// StartTimeout is how long the start keeps trying when Kafka or Redis
 	// does not answer yet (both may come up after the projector); 0 tries once.
 	StartTimeout time.Duration
-	// QueueLimit is the number of fetched records per partition above which
-	// fetching that partition pauses.
+	// QueueLimit is the number of fetched records per partition and
+	// projection above which fetching that partition pauses — for every
+	// projection of the consumer, until that queue is half empty.
 	QueueLimit int
 	// FetchMaxWait is how long Kafka may hold a fetch for partitions that
 	// have nothing new. A fetch in flight is not redone when paused
@@ -182,18 +185,24 @@ func DeadLetterTopic(prefix, projection string) string {
 	return prefix + ".dlq." + projection
 }
 
-// Group names the consumer group of a projection's generation.
+// Group names the consumer group of a generation that the projector runs
+// on a client of its own: a rebuild's, built beside the served one. The
+// `rebuild` command and every process running the projection share it, so
+// they share the work. The generation readers use (or the first build) is
+// fed by the process's shared consumer instead (see Consumer).
 func (p *Projector) Group(gen int64) string {
 	return p.cfg.GroupPrefix + "." + p.proj.Name() + ".g" + strconv.FormatInt(gen, 10)
 }
 
-// Run keeps the projection up to date until ctx ends: it consumes into the
-// target generation (and the active one while a rebuild runs), promotes the
-// target once it has caught up, rebuilds when Redis lost the positions, and
-// drops retired generations. On return every batch in flight is written
-// with its position and the group is left.
+// Run keeps the projection up to date until ctx ends on a consumer of its
+// own: NewConsumer(p).Run(ctx). A process running several projections
+// runs them on one Consumer instead.
 func (p *Projector) Run(ctx context.Context) error {
-	return p.run(ctx, nil)
+	c, err := NewConsumer(p)
+	if err != nil {
+		return err
+	}
+	return c.Run(ctx)
 }
 
 // Rebuild builds a new generation of the projection from the start of the
@@ -201,6 +210,9 @@ func (p *Projector) Run(ctx context.Context) error {
 // generation has caught up and is served; running projectors share the
 // work and keep the new generation afterwards. If a rebuild is already
 // running it joins that one (force starts over). It returns the generation.
+//
+// Rebuild consumes the new generation only, in its own consumer group
+// (Group); the served one is kept up to date by the running projectors.
 func (p *Projector) Rebuild(ctx context.Context, force bool, progress func(readmodels.Meta)) (int64, error) {
 	if err := p.setUp(ctx); err != nil {
 		return 0, err
@@ -209,63 +221,62 @@ func (p *Projector) Rebuild(ctx context.Context, force bool, progress func(readm
 	if err != nil {
 		return 0, err
 	}
-	var replaced bool
-	err = p.run(ctx, func(m readmodels.Meta) bool {
-		if progress != nil {
-			progress(m)
-		}
-		replaced = m.Target != gen
-		return m.Active == gen || replaced
-	})
-	if err == nil && replaced {
-		err = fmt.Errorf("generation %d was replaced by another rebuild before it was served", gen)
-	}
-	if err == nil && ctx.Err() != nil {
-		err = ctx.Err()
-	}
-	return gen, err
-}
-
-// run supervises the generations until ctx ends or done says so.
-func (p *Projector) run(ctx context.Context, done func(readmodels.Meta) bool) error {
-	if err := p.setUp(ctx); err != nil {
-		return err
-	}
 	runners := make(map[int64]*runnerHandle)
 	p.ready.Store(true)
 	defer p.ready.Store(false)
-	defer func() {
-		for gen, h := range runners {
-			h.stop()
-			delete(runners, gen)
-		}
-	}()
+	defer stopAll(runners)
+	target := func(m readmodels.Meta) []int64 { return []int64{m.Target} }
 	tick := time.NewTicker(p.cfg.Poll)
 	defer tick.Stop()
+	var replaced bool
 	for {
-		meta, err := p.supervise(ctx, runners)
+		meta, state, err := p.supervise(ctx, runners, target)
 		if err != nil {
-			return err
+			return gen, err
 		}
-		if done != nil && meta.Target != 0 && done(meta) {
-			return nil
+		if state == current {
+			if progress != nil {
+				progress(meta)
+			}
+			replaced = meta.Target != gen
+			if meta.Active == gen || replaced {
+				break
+			}
 		}
 		select {
 		case <-ctx.Done():
-			return nil
+			return gen, ctx.Err()
 		case <-tick.C:
 		}
-		for gen, h := range runners {
-			select {
-			case <-h.done:
-				delete(runners, gen)
-				if err := p.handleRunnerExit(ctx, gen, h.err); err != nil {
-					return err
-				}
-			default:
+		if err := p.reapRunners(ctx, runners); err != nil {
+			return gen, err
+		}
+	}
+	if replaced {
+		return gen, fmt.Errorf("generation %d was replaced by another rebuild before it was served", gen)
+	}
+	return gen, nil
+}
+
+// stopAll stops the runners and forgets them.
+func stopAll(runners map[int64]*runnerHandle) {
+	for gen, h := range runners {
+		h.stop()
+		delete(runners, gen)
+	}
+}
+
+// reapRunners handles the runners that ended by themselves.
+func (p *Projector) reapRunners(ctx context.Context, runners map[int64]*runnerHandle) error {
+	for gen, h := range runners {
+		if h.exited() {
+			delete(runners, gen)
+			if err := p.handleRunnerExit(ctx, gen, h.err); err != nil {
+				return err
 			}
 		}
 	}
+	return nil
 }
 
 // setUp creates the topics and the bookkeeping, trying again with backoff
@@ -306,33 +317,57 @@ func (p *Projector) trySetUp(ctx context.Context) error {
 	return nil
 }
 
-// supervise makes the running generations match the bookkeeping.
-func (p *Projector) supervise(ctx context.Context, runners map[int64]*runnerHandle) (readmodels.Meta, error) {
+// bookkeeping is what supervise found of a projection's generations.
+type bookkeeping int
+
+const (
+	unread    bookkeeping = iota // Redis did not answer: change nothing
+	recreated                    // gone with Redis' data, and created anew
+	current                      // read
+)
+
+// supervise reads the bookkeeping and makes the runners the projector runs
+// on their own consumers match it: own says which generations those are.
+// It promotes a target that has caught up and drops retired generations.
+func (p *Projector) supervise(ctx context.Context, runners map[int64]*runnerHandle, own func(readmodels.Meta) []int64) (readmodels.Meta, bookkeeping, error) {
+	meta, state, err := p.readBookkeeping(ctx, runners)
+	if err == nil && state == current {
+		p.keep(ctx, meta, runners, own(meta))
+	}
+	return meta, state, err
+}
+
+// readBookkeeping reads the projection's generations. When Redis lost
+// them it stops the runners and creates them anew.
+func (p *Projector) readBookkeeping(ctx context.Context, runners map[int64]*runnerHandle) (readmodels.Meta, bookkeeping, error) {
 	meta, ok, err := p.gens.Read(ctx)
 	if err != nil {
 		p.log.Warn("read generations", "err", err)
-		return readmodels.Meta{}, nil // Redis may be restarting: try again at the next tick
+		return readmodels.Meta{}, unread, nil // Redis may be restarting: try again at the next tick
 	}
 	if !ok {
 		p.log.Warn("the projection's bookkeeping is gone (Redis lost its data): building it again from the start")
-		for gen, h := range runners {
-			h.stop()
-			delete(runners, gen)
-		}
+		stopAll(runners)
 		if _, err := p.gens.Ensure(ctx, p.cfg.Topics.Partitions); err != nil {
 			p.log.Warn("recreate generations", "err", err)
 		}
-		return readmodels.Meta{}, nil
+		return readmodels.Meta{}, recreated, nil
 	}
 	if meta.Partitions != p.cfg.Topics.Partitions {
-		return meta, fmt.Errorf("%w: %s is laid out for %d partitions, KAFKA_PARTITIONS is %d",
+		return meta, current, fmt.Errorf("%w: %s is laid out for %d partitions, KAFKA_PARTITIONS is %d",
 			readmodels.ErrPartitionsChanged, p.proj.Name(), meta.Partitions, p.cfg.Topics.Partitions)
 	}
 	p.deps.Metrics.active.WithLabelValues(p.proj.Name()).Set(float64(meta.Active))
 	p.deps.Metrics.target.WithLabelValues(p.proj.Name()).Set(float64(meta.Target))
-	want := map[int64]bool{meta.Target: true}
-	if meta.Active != 0 {
-		want[meta.Active] = true
+	return meta, current, nil
+}
+
+// keep runs the generations own on runners of their own (and no others),
+// promotes a target that has caught up and drops retired generations.
+func (p *Projector) keep(ctx context.Context, meta readmodels.Meta, runners map[int64]*runnerHandle, own []int64) {
+	want := make(map[int64]bool)
+	for _, gen := range own {
+		want[gen] = true
 	}
 	for gen, h := range runners {
 		if !want[gen] {
@@ -340,11 +375,11 @@ func (p *Projector) supervise(ctx context.Context, runners map[int64]*runnerHand
 			delete(runners, gen)
 			continue
 		}
-		h.r.served.Store(gen == meta.Active)
+		h.r.lanes[0].served.Store(gen == meta.Active)
 	}
 	for gen := range want {
 		if _, running := runners[gen]; !running {
-			runners[gen] = p.start(ctx, gen, gen == meta.Active)
+			runners[gen] = startRunner(ctx, p.Group(gen), map[*Projector]int64{p: gen}, map[*Projector]bool{p: gen == meta.Active}, []*Projector{p})
 		}
 	}
 	if meta.Rebuilding() {
@@ -365,11 +400,13 @@ func (p *Projector) supervise(ctx context.Context, runners map[int64]*runnerHand
 			p.log.Info("dropped retired generation", "generation", gen)
 		}
 	}
-	return meta, nil
 }
 
 // handleRunnerExit decides what a runner's end means.
 func (p *Projector) handleRunnerExit(ctx context.Context, gen int64, err error) error {
+	if le, ok := errors.AsType[*laneError](err); ok {
+		err = le.err
+	}
 	switch {
 	case err == nil || ctx.Err() != nil:
 		return nil

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"slices"
 	"strconv"
 	"sync"
@@ -19,34 +20,99 @@ import (
 	"github.com/tributary-es/tributary/internal/readmodels"
 )
 
-// runner is one consumer-group member of one generation: it claims the
-// partitions the group assigns, starts a worker per partition, feeds them
-// the fetched records and measures their lag.
+// runner is one consumer-group member feeding one or more lanes — a lane is
+// one generation of one projection. It claims the partitions the group
+// assigns, starts a worker per partition and lane, hands every lane the
+// fetched records (each decoded once for all of them) and measures their
+// lag. The shared consumer of a process is a runner with a lane per
+// projection; a rebuild's generation beside the served one runs in a runner
+// of its own.
 type runner struct {
-	p      *Projector
-	gen    int64
+	lanes  []*lane
 	group  string
-	served atomic.Bool // readers use this generation: a missing position is a loss
+	topics []string // every lane's topics
+	cfg    Config   // the Kafka settings: the first lane's
+	log    *slog.Logger
+	kprom  prometheus.Registerer // nil: no client metrics
 
 	cl *kgo.Client
-	// applier sends the workers' steps to Redis, those of several
-	// partitions in one round trip.
-	applier *applier
 	// clSet is closed once cl is set: the group may assign partitions (and
 	// call assigned) before kgo.NewClient has returned.
 	clSet chan struct{}
 
-	mu      sync.Mutex
-	workers map[topicPartition]*worker
+	mu    sync.Mutex
+	feeds map[topicPartition]*feed
 
 	failOnce sync.Once
 	failErr  error
 	fail     context.CancelFunc // stops polling when a worker fails the runner
 }
 
+// lane is one generation of one projection that a runner feeds.
+type lane struct {
+	p      *Projector
+	gen    int64
+	served atomic.Bool // readers use this generation: a missing position is a loss
+	// applier sends the lane's workers' steps to Redis, those of several
+	// partitions in one round trip.
+	applier *applier
+}
+
+func (l *lane) consumes(topic string) bool { return slices.Contains(l.p.topics, topic) }
+
+// laneError is why a lane stopped its runner: the supervisor of the lane's
+// projection decides what it means.
+type laneError struct {
+	p   *Projector
+	gen int64
+	err error
+}
+
+func (e *laneError) Error() string {
+	return fmt.Sprintf("%s generation %d: %v", e.p.Name(), e.gen, e.err)
+}
+
+func (e *laneError) Unwrap() error { return e.err }
+
 type topicPartition struct {
 	topic     string
 	partition int32
+}
+
+// feed is an assigned partition's workers, one per lane that consumes its
+// topic. Fetching the partition pauses while any of their queues is full.
+type feed struct {
+	r       *runner
+	tp      topicPartition
+	workers []*worker
+
+	mu     sync.Mutex
+	full   int  // workers whose queue is above the limit
+	closed bool // the workers are stopped: no more pauses
+}
+
+// pause counts a worker whose queue filled up; the first pauses fetching.
+func (f *feed) pause() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.closed {
+		return
+	}
+	if f.full++; f.full == 1 {
+		f.r.cl.PauseFetchPartitions(map[string][]int32{f.tp.topic: {f.tp.partition}})
+	}
+}
+
+// resume counts a worker whose queue drained; the last resumes fetching.
+func (f *feed) resume() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.closed || f.full == 0 {
+		return
+	}
+	if f.full--; f.full == 0 {
+		f.r.cl.ResumeFetchPartitions(map[string][]int32{f.tp.topic: {f.tp.partition}})
+	}
 }
 
 // runnerHandle is the supervisor's grip on a running runner.
@@ -62,16 +128,51 @@ func (h *runnerHandle) stop() {
 	<-h.done
 }
 
+// exited tells whether the runner has ended by itself.
+func (h *runnerHandle) exited() bool {
+	select {
+	case <-h.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// gens maps each lane's projection to its generation.
+func (h *runnerHandle) gens() map[*Projector]int64 {
+	m := make(map[*Projector]int64, len(h.r.lanes))
+	for _, l := range h.r.lanes {
+		m[l.p] = l.gen
+	}
+	return m
+}
+
 // applyAlone is the size of a step that goes to Redis on its own round
 // trip: a script call's cost is spread thin over this many events.
 const applyAlone = 64
 
-// start runs a member of gen's consumer group until the handle is stopped.
-func (p *Projector) start(ctx context.Context, gen int64, served bool) *runnerHandle {
+// startRunner runs a member of group feeding the given generations until
+// the handle is stopped. served tells which of them readers use.
+func startRunner(ctx context.Context, group string, gens map[*Projector]int64, served map[*Projector]bool, order []*Projector) *runnerHandle {
 	ctx, cancel := context.WithCancel(ctx)
-	r := &runner{p: p, gen: gen, group: p.Group(gen), workers: make(map[topicPartition]*worker), clSet: make(chan struct{}),
-		applier: newApplier(p.steps, applyAlone, p.cfg.BatchSize)}
-	r.served.Store(served)
+	r := &runner{group: group, feeds: make(map[topicPartition]*feed), clSet: make(chan struct{})}
+	for _, p := range order {
+		gen, ok := gens[p]
+		if !ok {
+			continue
+		}
+		l := &lane{p: p, gen: gen, applier: newApplier(p.steps, applyAlone, p.cfg.BatchSize)}
+		l.served.Store(served[p])
+		r.lanes = append(r.lanes, l)
+		for _, t := range p.topics {
+			if !slices.Contains(r.topics, t) {
+				r.topics = append(r.topics, t)
+			}
+		}
+	}
+	first := r.lanes[0].p
+	r.cfg, r.kprom = first.cfg, first.deps.KafkaMetrics
+	r.log = first.deps.Logger.With("consumergroup", group)
 	h := &runnerHandle{r: r, cancel: cancel, done: make(chan struct{})}
 	go func() {
 		defer close(h.done)
@@ -81,13 +182,13 @@ func (p *Projector) start(ctx context.Context, gen int64, served bool) *runnerHa
 }
 
 func (r *runner) run(ctx context.Context) error {
-	cfg := r.p.cfg
+	cfg := r.cfg
 	pollCtx, stopPolling := context.WithCancel(ctx)
 	defer stopPolling()
 	r.fail = stopPolling
 	opts := append(slices.Clone(cfg.Client),
 		kgo.ConsumerGroup(r.group),
-		kgo.ConsumeTopics(r.p.topics...),
+		kgo.ConsumeTopics(r.topics...),
 		// A partition without a stored position starts at the beginning,
 		// never "one minute ago".
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
@@ -101,10 +202,15 @@ func (r *runner) run(ctx context.Context) error {
 		kgo.OnPartitionsRevoked(r.revoked),
 		kgo.OnPartitionsLost(r.revoked),
 	)
-	if reg := r.p.deps.KafkaMetrics; reg != nil {
-		opts = append(opts, kafka.ClientMetrics(reg, prometheus.Labels{"consumergroup": r.group}))
+	if r.kprom != nil {
+		opts = append(opts, kafka.ClientMetrics(r.kprom, prometheus.Labels{"consumergroup": r.group}))
 	}
-	defer r.applier.close() // after every worker stopped: below, or by the revocations of cl.Close
+	// After every worker stopped: below, or by the revocations of cl.Close.
+	defer func() {
+		for _, l := range r.lanes {
+			l.applier.close()
+		}
+	}()
 	cl, err := kgo.NewClient(opts...)
 	if err != nil {
 		return err
@@ -120,12 +226,22 @@ func (r *runner) run(ctx context.Context) error {
 		}
 		fetches.EachError(func(topic string, partition int32, err error) {
 			if !errors.Is(err, context.Canceled) {
-				r.p.log.Warn("fetch", "topic", topic, "partition", partition, "err", err)
+				r.log.Warn("fetch", "topic", topic, "partition", partition, "err", err)
 			}
 		})
 		fetches.EachPartition(func(ftp kgo.FetchTopicPartition) {
-			if w := r.worker(ftp.Topic, ftp.Partition); w != nil && len(ftp.Records) > 0 {
-				w.push(ftp.Records, ftp.HighWatermark)
+			if f := r.feed(ftp.Topic, ftp.Partition); f != nil && len(ftp.Records) > 0 {
+				// One shared record for every lane: the first worker to
+				// need it decodes it for all.
+				shared := make([]fetched, len(ftp.Records))
+				recs := make([]*fetched, len(ftp.Records))
+				for i, rec := range ftp.Records {
+					shared[i].rec = rec
+					recs[i] = &shared[i]
+				}
+				for _, w := range f.workers {
+					w.push(recs, ftp.HighWatermark)
+				}
 			}
 		})
 	}
@@ -146,14 +262,16 @@ func (r *runner) failWith(err error) {
 	})
 }
 
-func (r *runner) worker(topic string, partition int32) *worker {
+func (r *runner) feed(topic string, partition int32) *feed {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return r.workers[topicPartition{topic, partition}]
+	return r.feeds[topicPartition{topic, partition}]
 }
 
-// assigned claims the newly assigned partitions in Redis — fencing out their
-// previous owners — and starts each at its stored position.
+// assigned claims the newly assigned partitions in Redis for every lane —
+// fencing out their previous owners — and starts fetching each at the
+// lowest of its lanes' stored positions; a lane further on skips what it
+// applied already.
 func (r *runner) assigned(ctx context.Context, offsets map[string]map[int32]kgo.Offset) (map[string]map[int32]kgo.Offset, error) {
 	select {
 	case <-r.clSet:
@@ -169,39 +287,66 @@ func (r *runner) assigned(ctx context.Context, offsets map[string]map[int32]kgo.
 			return nil, err
 		}
 		for partition := range parts {
-			token := uuid.NewString()
-			next, err := r.p.steps.Claim(ctx, r.gen, topic, partition, token, r.served.Load())
-			if err == nil {
-				if end, ok := ends.Lookup(topic, partition); ok && end.Err == nil && next > end.Offset {
-					err = fmt.Errorf("%s partition %d: the stored position %d is beyond the end of the partition (%d): the topic is not the one the read model was built from: %w",
-						topic, partition, next, end.Offset, readmodels.ErrPositionLost)
+			tp := topicPartition{topic, partition}
+			f := &feed{r: r, tp: tp}
+			from := int64(-1)
+			for _, l := range r.lanes {
+				if !l.consumes(topic) {
+					continue
+				}
+				token := uuid.NewString()
+				next, err := l.p.steps.Claim(ctx, l.gen, topic, partition, token, l.served.Load())
+				if err == nil {
+					if end, ok := ends.Lookup(topic, partition); ok && end.Err == nil && next > end.Offset {
+						err = fmt.Errorf("%s partition %d: the stored position %d is beyond the end of the partition (%d): the topic is not the one the read model was built from: %w",
+							topic, partition, next, end.Offset, readmodels.ErrPositionLost)
+					}
+				}
+				if err != nil {
+					if errors.Is(err, readmodels.ErrPositionLost) {
+						r.failWith(&laneError{p: l.p, gen: l.gen, err: err})
+					}
+					return nil, err
+				}
+				f.workers = append(f.workers, newWorker(r, l, f, topic, partition, token, next))
+				if from < 0 || next < from {
+					from = next
 				}
 			}
-			if err != nil {
-				if errors.Is(err, readmodels.ErrPositionLost) {
-					r.failWith(err)
-				}
-				return nil, err
-			}
-			parts[partition] = kgo.NewOffset().At(next).WithEpoch(-1)
-			w := newWorker(r, topic, partition, token, next)
+			parts[partition] = kgo.NewOffset().At(max(from, 0)).WithEpoch(-1)
 			r.mu.Lock()
-			if old := r.workers[topicPartition{topic, partition}]; old != nil {
-				r.mu.Unlock()
-				old.stop()
-				r.mu.Lock()
-			}
-			r.workers[topicPartition{topic, partition}] = w
+			old := r.feeds[tp]
+			delete(r.feeds, tp)
 			r.mu.Unlock()
-			go w.run()
+			if old != nil {
+				old.stop()
+			}
+			r.mu.Lock()
+			r.feeds[tp] = f
+			r.mu.Unlock()
+			for _, w := range f.workers {
+				go w.run()
+			}
 		}
 	}
 	return offsets, nil
 }
 
-// revoked stops the workers of partitions leaving this member; it returns
-// once their batches in flight are written, so the next owner starts after
-// them (the rebalance waits for this callback).
+// stop stops the feed's workers after their batches in flight.
+func (f *feed) stop() {
+	f.mu.Lock()
+	f.closed = true
+	f.mu.Unlock()
+	var wg sync.WaitGroup
+	for _, w := range f.workers {
+		wg.Go(w.stop)
+	}
+	wg.Wait()
+}
+
+// revoked stops the workers of partitions leaving this member — every
+// lane's; it returns once their batches in flight are written, so the next
+// owner starts after them (the rebalance waits for this callback).
 func (r *runner) revoked(_ context.Context, _ *kgo.Client, lost map[string][]int32) {
 	r.stopWorkers(lost)
 }
@@ -209,17 +354,17 @@ func (r *runner) revoked(_ context.Context, _ *kgo.Client, lost map[string][]int
 // stopWorkers stops the workers of the given partitions, or all when nil.
 func (r *runner) stopWorkers(which map[string][]int32) {
 	r.mu.Lock()
-	var stopping []*worker
-	for tp, w := range r.workers {
+	var stopping []*feed
+	for tp, f := range r.feeds {
 		if which == nil || slices.Contains(which[tp.topic], tp.partition) {
-			stopping = append(stopping, w)
-			delete(r.workers, tp)
+			stopping = append(stopping, f)
+			delete(r.feeds, tp)
 		}
 	}
 	r.mu.Unlock()
 	var wg sync.WaitGroup
-	for _, w := range stopping {
-		wg.Go(w.stop)
+	for _, f := range stopping {
+		wg.Go(f.stop)
 	}
 	wg.Wait()
 	if r.cl != nil && which != nil {
@@ -231,7 +376,7 @@ func (r *runner) stopWorkers(which map[string][]int32) {
 // interval, and marks idle partitions that reached the end as caught up.
 func (r *runner) measureLag(ctx context.Context) {
 	adm := kadm.NewClient(r.cl)
-	tick := time.NewTicker(r.p.cfg.Poll)
+	tick := time.NewTicker(r.cfg.Poll)
 	defer tick.Stop()
 	for {
 		select {
@@ -239,14 +384,14 @@ func (r *runner) measureLag(ctx context.Context) {
 			return
 		case <-tick.C:
 		}
-		ends, err := adm.ListEndOffsets(ctx, r.p.topics...)
+		ends, err := adm.ListEndOffsets(ctx, r.topics...)
 		if err != nil {
 			continue
 		}
 		r.mu.Lock()
-		workers := make([]*worker, 0, len(r.workers))
-		for _, w := range r.workers {
-			workers = append(workers, w)
+		var workers []*worker
+		for _, f := range r.feeds {
+			workers = append(workers, f.workers...)
 		}
 		r.mu.Unlock()
 		for _, w := range workers {
@@ -259,6 +404,6 @@ func (r *runner) measureLag(ctx context.Context) {
 	}
 }
 
-func (r *runner) lagLabels(topic string, partition int32) []string {
-	return []string{r.p.proj.Name(), r.group, topic, strconv.Itoa(int(partition))}
+func (r *runner) lagLabels(p *Projector, topic string, partition int32) []string {
+	return []string{p.Name(), r.group, topic, strconv.Itoa(int(partition))}
 }

@@ -28,7 +28,7 @@ type processSpans struct {
 
 // start begins the process span of rec.
 func (w *worker) startProcessSpan(ctx context.Context, ps *processSpans, rec *kgo.Record) {
-	p := w.r.p
+	p := w.l.p
 	if p.tracer == nil {
 		return
 	}
@@ -51,7 +51,7 @@ func (w *worker) startProcessSpan(ctx context.Context, ps *processSpans, rec *kg
 // others, so the read-model write sits in the trace of the command whose
 // event starts the step and is reachable from the others.
 func (w *worker) startWriteSpan(ps *processSpans, from int, b readmodels.Batch) (context.Context, trace.Span) {
-	p := w.r.p
+	p := w.l.p
 	if from >= len(ps.spans) {
 		return context.Background(), trace.SpanFromContext(context.Background())
 	}

@@ -4,10 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"go.opentelemetry.io/otel/codes"
 
@@ -19,19 +21,23 @@ import (
 // not applied is applied by the partition's next owner.
 var errStopping = errors.New("worker stopping")
 
-// worker applies one partition's records in order, a batch per atomic step.
+// worker applies one partition's records to one lane in order, a batch per
+// atomic step.
 type worker struct {
 	r         *runner
+	l         *lane
+	f         *feed
 	topic     string
 	partition int32
-	token     string // the epoch that fences earlier owners out
 	labels    []string
 
 	next   atomic.Int64 // the next offset to apply (= the stored position)
 	caught atomic.Bool  // marked caught up in Redis
 
 	mu       sync.Mutex
-	queue    []*kgo.Record
+	token    string    // the epoch that fences earlier owners out
+	fencedAt time.Time // fenced out by another owner: not pausing the partition until it claims again
+	queue    []*fetched
 	inflight time.Time // timestamp of the oldest record of the batch being applied
 	end      int64     // the highest end offset seen
 	paused   bool
@@ -45,10 +51,10 @@ type worker struct {
 	parked map[string]bool
 }
 
-func newWorker(r *runner, topic string, partition int32, token string, next int64) *worker {
+func newWorker(r *runner, l *lane, f *feed, topic string, partition int32, token string, next int64) *worker {
 	w := &worker{
-		r: r, topic: topic, partition: partition, token: token,
-		labels: r.lagLabels(topic, partition),
+		r: r, l: l, f: f, topic: topic, partition: partition, token: token,
+		labels: r.lagLabels(l.p, topic, partition),
 		wake:   make(chan struct{}, 1),
 		done:   make(chan struct{}),
 		parked: make(map[string]bool),
@@ -57,19 +63,32 @@ func newWorker(r *runner, topic string, partition int32, token string, next int6
 	return w
 }
 
-// push queues fetched records; above the queue limit fetching the partition
-// pauses until the worker catches up.
-func (w *worker) push(recs []*kgo.Record, highWatermark int64) {
+// push queues fetched records; above the queue limit fetching the
+// partition pauses (for every lane) until the worker catches up.
+func (w *worker) push(recs []*fetched, highWatermark int64) {
+	// Records below the position were applied already: fetched for a
+	// projection further behind on the partition, or fetched again.
+	for next := w.next.Load(); len(recs) > 0 && recs[0].rec.Offset < next; {
+		recs = recs[1:]
+	}
 	w.mu.Lock()
-	w.queue = append(w.queue, recs...)
+	if w.stopping {
+		w.mu.Unlock()
+		return
+	}
 	w.end = max(w.end, highWatermark)
-	pause := !w.paused && len(w.queue) >= w.r.p.cfg.QueueLimit
+	if len(recs) == 0 {
+		w.mu.Unlock()
+		return
+	}
+	w.queue = append(w.queue, recs...)
+	pause := !w.paused && w.fencedAt.IsZero() && len(w.queue) >= w.l.p.cfg.QueueLimit
 	if pause {
 		w.paused = true
 	}
 	w.mu.Unlock()
 	if pause {
-		w.r.cl.PauseFetchPartitions(map[string][]int32{w.topic: {w.partition}})
+		w.f.pause()
 	}
 	select {
 	case w.wake <- struct{}{}:
@@ -79,7 +98,7 @@ func (w *worker) push(recs []*kgo.Record, highWatermark int64) {
 
 // take waits for records and returns up to a batch of them; stop is true
 // once the worker is told to stop.
-func (w *worker) take() (batch []*kgo.Record, stop bool) {
+func (w *worker) take() (batch []*fetched, stop bool) {
 	for {
 		w.mu.Lock()
 		if w.stopping {
@@ -87,17 +106,17 @@ func (w *worker) take() (batch []*kgo.Record, stop bool) {
 			return nil, true
 		}
 		if len(w.queue) > 0 {
-			n := min(len(w.queue), w.r.p.cfg.BatchSize)
+			n := min(len(w.queue), w.l.p.cfg.BatchSize)
 			batch = w.queue[:n:n]
 			w.queue = w.queue[n:]
-			w.inflight = batch[0].Timestamp
-			resume := w.paused && len(w.queue) < w.r.p.cfg.QueueLimit/2
+			w.inflight = batch[0].rec.Timestamp
+			resume := w.paused && len(w.queue) < w.l.p.cfg.QueueLimit/2
 			if resume {
 				w.paused = false
 			}
 			w.mu.Unlock()
 			if resume {
-				w.r.cl.ResumeFetchPartitions(map[string][]int32{w.topic: {w.partition}})
+				w.f.resume()
 			}
 			return batch, false
 		}
@@ -117,9 +136,24 @@ func (w *worker) stop() {
 	default:
 	}
 	<-w.done
-	m := w.r.p.deps.Metrics
+	m := w.l.p.deps.Metrics
 	m.lagEvents.DeleteLabelValues(w.labels...)
 	m.lagSeconds.DeleteLabelValues(w.labels...)
+}
+
+// retire drops what the ended worker had queued and takes it out of the
+// partition's pausing: a worker fenced out by another owner must not hold
+// back the other projections of the partition until the rebalance comes.
+func (w *worker) retire() {
+	w.mu.Lock()
+	w.stopping = true
+	w.queue = nil
+	resume := w.paused
+	w.paused = false
+	w.mu.Unlock()
+	if resume {
+		w.f.resume()
+	}
 }
 
 func (w *worker) isStopping() bool {
@@ -130,6 +164,7 @@ func (w *worker) isStopping() bool {
 
 func (w *worker) run() {
 	defer close(w.done)
+	defer w.retire()
 	// The batch in flight finishes even when the process is shutting down:
 	// its Redis calls do not take the runner's context.
 	ctx := context.Background()
@@ -147,44 +182,104 @@ func (w *worker) run() {
 		case errors.Is(err, errStopping):
 			return
 		case errors.Is(err, readmodels.ErrFenced):
-			w.fenced(ctx)
-			return
+			w.requeue(batch)
+			if !w.fenced(ctx) {
+				return
+			}
 		default:
-			w.r.p.log.Error("partition worker stopped", "topic", w.topic, "partition", w.partition, "err", err)
-			w.r.failWith(err)
+			w.l.p.log.Error("partition worker stopped", "topic", w.topic, "partition", w.partition, "err", err)
+			w.r.failWith(&laneError{p: w.l.p, gen: w.l.gen, err: err})
 			return
 		}
 	}
 }
 
-// fenced: another owner claimed the partition (a rebalance this member has
-// not seen yet) or the position is gone with Redis' data.
-func (w *worker) fenced(ctx context.Context) {
-	_, _, ok, err := w.r.p.steps.Position(ctx, w.r.gen, w.topic, w.partition)
-	if err == nil && !ok {
-		w.r.failWith(fmt.Errorf("%s partition %d: %w", w.topic, w.partition, readmodels.ErrPositionLost))
-		return
+// requeue puts back the records of a batch that were not applied.
+func (w *worker) requeue(batch []*fetched) {
+	next := w.next.Load()
+	for len(batch) > 0 && batch[0].rec.Offset < next {
+		batch = batch[1:]
 	}
-	w.r.p.log.Info("partition claimed by another member", "topic", w.topic, "partition", w.partition)
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.queue = append(slices.Clip(batch), w.queue...)
+}
+
+// fenced: another owner claimed the partition, or the position is gone
+// with Redis' data. Another owner is a member of this group that a
+// rebalance this one has not seen yet handed the partition to (its
+// revocation stops this worker soon), or, while a generation moves between
+// consumer groups (a served rebuild joining the shared consumer), a member
+// of the other group. The worker steps aside for a third of the session
+// timeout — not holding the partition back for the other projections
+// meanwhile — and then claims the partition again unless it was revoked:
+// a partition this member's group still assigns to it is never left
+// without an owner. It returns false when the worker is to end.
+func (w *worker) fenced(ctx context.Context) bool {
+	p := w.l.p
+	_, _, ok, err := p.steps.Position(ctx, w.l.gen, w.topic, w.partition)
+	if err == nil && !ok {
+		w.r.failWith(&laneError{p: p, gen: w.l.gen, err: fmt.Errorf("%s partition %d: %w", w.topic, w.partition, readmodels.ErrPositionLost)})
+		return false
+	}
+	wait := max(p.cfg.SessionTimeout/3, p.cfg.Poll)
+	p.log.Info("partition claimed by another owner; claiming it again unless it is revoked meanwhile",
+		"topic", w.topic, "partition", w.partition, "generation", w.l.gen, "after", wait)
+	w.mu.Lock()
+	w.fencedAt = time.Now()
+	resume := w.paused
+	w.paused = false
+	w.mu.Unlock()
+	if resume {
+		w.f.resume()
+	}
+	if err := w.sleep(wait); err != nil {
+		return false
+	}
+	for attempt := 1; ; attempt++ {
+		token := uuid.NewString()
+		next, err := p.steps.Claim(ctx, w.l.gen, w.topic, w.partition, token, w.l.served.Load())
+		if err == nil {
+			w.next.Store(next)
+			w.caught.Store(false)
+			w.mu.Lock()
+			w.token, w.fencedAt = token, time.Time{}
+			w.mu.Unlock()
+			p.log.Info("partition claimed again", "topic", w.topic, "partition", w.partition, "generation", w.l.gen, "next", next)
+			return true
+		}
+		if errors.Is(err, readmodels.ErrPositionLost) {
+			w.r.failWith(&laneError{p: p, gen: w.l.gen, err: err})
+			return false
+		}
+		p.log.Warn("claim the partition again; retrying", "topic", w.topic, "partition", w.partition, "attempt", attempt, "err", err)
+		if err := w.pause(min(attempt, 6)); err != nil {
+			return false
+		}
+	}
 }
 
 // process applies a batch: prepares every event (parking what cannot be
 // applied), then runs the atomic step, parking events that arrive after a
 // version gap.
-func (w *worker) process(ctx context.Context, batch []*kgo.Record) (err error) {
-	p := w.r.p
+func (w *worker) process(ctx context.Context, batch []*fetched) (err error) {
+	p := w.l.p
 	next := w.next.Load()
+	w.mu.Lock()
+	token := w.token
+	w.mu.Unlock()
 	var spans processSpans
 	defer func() { spans.end(err) }()
 	items := make([]readmodels.Item, 0, len(batch))
 	recs := make([]*kgo.Record, 0, len(batch))
 	types := make([]string, 0, len(batch))
-	for _, rec := range batch {
+	for _, f := range batch {
+		rec := f.rec
 		if rec.Offset < next {
-			continue // fetched again after a restart of the fetch: applied already
+			continue // applied already: fetched again, or fetched from another lane's position
 		}
 		w.startProcessSpan(ctx, &spans, rec)
-		item, typ, err := p.prepare(rec)
+		item, typ, err := p.itemOf(rec, f.decoded(p))
 		for attempt := 1; err != nil && attempt <= p.cfg.Retries; attempt++ {
 			if err := w.pause(attempt); err != nil {
 				return err
@@ -208,7 +303,7 @@ func (w *worker) process(ctx context.Context, batch []*kgo.Record) (err error) {
 	gapTries := 0
 	for start := 0; start < len(items); {
 		b := readmodels.Batch{
-			Generation: w.r.gen, Topic: w.topic, Partition: w.partition, Epoch: w.token,
+			Generation: w.l.gen, Topic: w.topic, Partition: w.partition, Epoch: token,
 			Items: items[start:],
 		}
 		b.CaughtUp = !w.caught.Load() && w.atEnd(items[len(items)-1].Offset+1)
@@ -269,7 +364,7 @@ func (w *worker) process(ctx context.Context, batch []*kgo.Record) (err error) {
 
 // apply runs one atomic step, retrying Redis errors until it is stopped.
 func (w *worker) apply(ctx context.Context, b readmodels.Batch) (readmodels.Result, error) {
-	p := w.r.p
+	p := w.l.p
 	for attempt := 1; ; attempt++ {
 		if h := p.hooks.BeforeApply; h != nil {
 			if err := h(ctx, b); err != nil {
@@ -277,7 +372,7 @@ func (w *worker) apply(ctx context.Context, b readmodels.Batch) (readmodels.Resu
 			}
 		}
 		began := time.Now()
-		res, err := w.r.applier.apply(ctx, b)
+		res, err := w.l.applier.apply(ctx, b)
 		if err == nil || errors.Is(err, readmodels.ErrFenced) {
 			p.deps.Metrics.apply.WithLabelValues(p.proj.Name()).Observe(time.Since(began).Seconds())
 			return res, err
@@ -291,7 +386,11 @@ func (w *worker) apply(ctx context.Context, b readmodels.Batch) (readmodels.Resu
 
 // pause waits the backoff of an attempt, or returns errStopping.
 func (w *worker) pause(attempt int) error {
-	d := w.r.p.cfg.RetryBackoff << (attempt - 1)
+	return w.sleep(w.l.p.cfg.RetryBackoff << (attempt - 1))
+}
+
+// sleep waits d, or returns errStopping.
+func (w *worker) sleep(d time.Duration) error {
 	deadline := time.Now().Add(d)
 	for time.Now().Before(deadline) {
 		if w.isStopping() {
@@ -305,7 +404,7 @@ func (w *worker) pause(attempt int) error {
 // park puts a record on the dead-letter topic, retrying until Kafka takes
 // it: an event is never skipped before it is parked.
 func (w *worker) park(ctx context.Context, rec *kgo.Record, reason string, attempts int) error {
-	p := w.r.p
+	p := w.l.p
 	dl := deadLetter(rec, p.dlq, p.proj.Name(), w.r.group, reason, attempts)
 	for attempt := 1; ; attempt++ {
 		pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
@@ -327,8 +426,8 @@ func (w *worker) park(ctx context.Context, rec *kgo.Record, reason string, attem
 }
 
 func (w *worker) count(types []string, outcomes []readmodels.Outcome) {
-	m := w.r.p.deps.Metrics
-	name := w.r.p.proj.Name()
+	m := w.l.p.deps.Metrics
+	name := w.l.p.proj.Name()
 	for i, o := range outcomes {
 		switch o {
 		case readmodels.Applied:
@@ -358,7 +457,7 @@ func (w *worker) observeEnd(ctx context.Context, end int64) {
 	if lag > 0 {
 		oldest := w.inflight
 		if oldest.IsZero() && len(w.queue) > 0 {
-			oldest = w.queue[0].Timestamp
+			oldest = w.queue[0].rec.Timestamp
 		}
 		if oldest.IsZero() {
 			// Not fetched yet: its age is at least the time we know of it.
@@ -371,12 +470,13 @@ func (w *worker) observeEnd(ctx context.Context, end int64) {
 	} else {
 		w.lagSince = time.Time{}
 	}
+	token := w.token
 	w.mu.Unlock()
-	m := w.r.p.deps.Metrics
+	m := w.l.p.deps.Metrics
 	m.lagEvents.WithLabelValues(w.labels...).Set(float64(lag))
 	m.lagSeconds.WithLabelValues(w.labels...).Set(age.Seconds())
 	if lag == 0 && !w.caught.Load() {
-		if err := w.r.p.steps.MarkCaughtUp(ctx, w.r.gen, w.topic, w.partition, w.token); err == nil {
+		if err := w.l.p.steps.MarkCaughtUp(ctx, w.l.gen, w.topic, w.partition, token); err == nil {
 			w.caught.Store(true)
 		}
 	}
