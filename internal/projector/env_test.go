@@ -86,7 +86,7 @@ func (e *env) hookedConsumer(reg *prometheus.Registry, hooks map[string]projecto
 	if reg == nil {
 		reg = prometheus.NewRegistry()
 	}
-	deps := projector.Deps{Redis: e.rdb, Schemas: e.schemas, Upcasters: writer.Upcasters(), Metrics: projector.NewMetrics(reg)}
+	deps := projector.Deps{Redis: e.rdb, Schemas: e.schemas, Upcasters: registered.Upcasters(), Metrics: projector.NewMetrics(reg)}
 	ps := make([]*projector.Projector, len(projections))
 	for i, p := range projections {
 		ps[i] = projector.New(p, e.cfg, deps).WithHooks(hooks[p.Name()])

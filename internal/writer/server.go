@@ -71,7 +71,7 @@ type Server struct {
 // App is what the writer serves: the domains' aggregate types and the
 // routes of their commands, the schemas their events must meet, the
 // upcasters of their older events, and the OpenAPI document served at GET
-// /openapi.json (see apispec.Handler). A registry of domains makes it.
+// /openapi.json (apispec.Document.Handler). A registry of domains makes it.
 type App struct {
 	Aggregates []aggregate.Kind
 	Routes     []Route
