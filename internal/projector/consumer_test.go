@@ -240,9 +240,14 @@ func TestRebalancesOfSharedConsumersApplyEachEventOncePerProjection(t *testing.T
 		t.Fatal("producing the first wave took over 60s")
 	}
 	producedSecond := e.produceSteadily(second, 100, 25*time.Millisecond)
+	var logged time.Time
 	waitFor(t, 60*time.Second, "the second process applied events of every projection", func() (bool, error) {
 		for _, p := range projections {
 			if counted(t, regB, p.Name(), "applied") == 0 {
+				if time.Since(logged) > 5*time.Second {
+					logged = time.Now()
+					t.Logf("%s: nothing applied by the second process yet; its lag gauges: %v", p.Name(), lagGauges(t, regB))
+				}
 				return false, nil
 			}
 		}
