@@ -86,13 +86,12 @@ func (c *Consumer) Ready() bool { return c.ready.Load() }
 // return every batch in flight is written with its position and the group
 // is left.
 //
-// Where a generation being built runs: while no projection of the consumer
-// is served (a new deployment, or Redis lost everything) the shared client
-// builds them all at once, and keeps each until it is served; otherwise a
-// build from offset 0 (a projection added, or one that lost its
-// positions, or a rebuild) runs on its own client, so that it never holds
-// the served projections back on their partitions, and joins the shared
-// client once it is served.
+// Where a generation being built runs: the first build of a projection
+// (generation 1) in the shared client — on a new deployment all are built
+// at once; a projection added to running ones keeps them back on each
+// partition to a queue ahead of it until it has caught up — and a later
+// one (a rebuild, also after lost positions) on a client of its own,
+// joining the shared client once it is served.
 func (c *Consumer) Run(ctx context.Context) error {
 	for _, p := range c.ps {
 		if err := p.setUp(ctx); err != nil {
@@ -123,14 +122,12 @@ func (c *Consumer) Run(ctx context.Context) error {
 		if shared != nil {
 			fed = shared.gens()
 		}
-		anyServed := false
 		for _, p := range c.ps {
 			meta, state, err := p.readBookkeeping(ctx, own[p])
 			if err != nil {
 				return err
 			}
 			metas[p], states[p] = meta, state
-			anyServed = anyServed || (state == current && meta.Active != 0)
 		}
 		want := make(map[*Projector]int64, len(c.ps))
 		served := make(map[*Projector]bool, len(c.ps))
@@ -139,7 +136,7 @@ func (c *Consumer) Run(ctx context.Context) error {
 			meta := metas[p]
 			switch states[p] {
 			case current:
-				if gen := sharedGeneration(meta, fed[p], anyServed); gen != 0 {
+				if gen := sharedGeneration(meta); gen != 0 {
 					want[p], served[p] = gen, gen == meta.Active
 				}
 			case unread:
@@ -207,14 +204,19 @@ func (c *Consumer) Run(ctx context.Context) error {
 }
 
 // sharedGeneration is the generation of a projection that the shared
-// client feeds, 0 for none: the served one; or the one being built if the
-// shared client builds it already, or if no projection of the consumer is
-// served. fed is what the shared client feeds now, 0 for nothing.
-func sharedGeneration(m readmodels.Meta, fed int64, anyServed bool) int64 {
+// client feeds, 0 for none: the served one, or the first build
+// (generation 1: a new deployment, a projection added, or Redis emptied).
+// A later generation being built — a rebuild, or a rebuild after lost
+// positions — runs on a client of its own until it is served. The choice
+// depends only on the bookkeeping in Redis, so every process makes the
+// same one: a generation is never fed by two groups at once, except while
+// the processes one after the other move a promoted generation into their
+// shared consumers.
+func sharedGeneration(m readmodels.Meta) int64 {
 	switch {
 	case m.Active != 0:
 		return m.Active
-	case m.Target == fed || !anyServed:
+	case m.Target == 1:
 		return m.Target
 	}
 	return 0

@@ -4,6 +4,7 @@ import (
 	"context"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -240,9 +241,14 @@ func TestRebalancesOfSharedConsumersApplyEachEventOncePerProjection(t *testing.T
 		t.Fatal("producing the first wave took over 60s")
 	}
 	producedSecond := e.produceSteadily(second, 100, 25*time.Millisecond)
+	var logged time.Time
 	waitFor(t, 60*time.Second, "the second process applied events of every projection", func() (bool, error) {
 		for _, p := range projections {
 			if counted(t, regB, p.Name(), "applied") == 0 {
+				if time.Since(logged) > 5*time.Second {
+					logged = time.Now()
+					t.Logf("%s: nothing applied by the second process yet; its lag gauges: %v", p.Name(), lagGauges(t, regB))
+				}
 				return false, nil
 			}
 		}
@@ -319,32 +325,30 @@ func TestSharedConsumerParksOnEachProjectionsDeadLetterTopic(t *testing.T) {
 	e.checkHistories(q, h)
 }
 
-// A projection added to a process whose other projections are served
-// builds from offset 0 on a client of its own (its generation's group), so
-// that it does not hold the served ones back: here its build is held, and
-// the summary keeps applying new events meanwhile. Once built and served,
-// it joins the shared consumer; every event is applied once by each.
-func TestAProjectionBuildingBesideServedOnesRunsOnItsOwnClient(t *testing.T) {
+// A rebuild of one projection of a consumer (a generation after the
+// first: also what follows lost positions) builds from offset 0 on a
+// client of its own, in its generation's group, so that it does not hold
+// the served projections back: here its build is held, and the summary and
+// the served history keep applying new events meanwhile. Once built and
+// served, the new generation joins the shared consumer; every event is
+// applied once by each generation.
+func TestARebuildBesideServedProjectionsRunsOnItsOwnClientThenJoinsTheSharedOne(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	h := generate(100, 3000, 89)
 	summary, hist := accounts.SummaryProjection{}, accounts.HistoryProjection{}
 	q := accounts.NewQueries(e.rdb, e.prefix)
-	regOld := prometheus.NewRegistry()
-	stop := e.run(e.consumer(regOld, summary))
-	e.produce(h.events[:1000])
-	waitFor(t, 60*time.Second, "the summary served", e.caughtUp(q, firstEvents(h, 1000)))
-	if err := stop(); err != nil {
-		t.Fatal(err)
-	}
-
-	// The history is added; its build waits at the gate.
 	gate := make(chan struct{})
 	var gateOnce sync.Once
 	openGate := func() { gateOnce.Do(func() { close(gate) }) }
-	held := projector.Hooks{BeforeApply: func(ctx context.Context, _ readmodels.Batch) error {
+	var gen2Applied atomic.Int64
+	held := projector.Hooks{BeforeApply: func(ctx context.Context, b readmodels.Batch) error {
+		if b.Generation != 2 {
+			return nil
+		}
 		select {
 		case <-gate:
+			gen2Applied.Add(int64(len(b.Items)))
 			return nil
 		case <-ctx.Done():
 			return ctx.Err()
@@ -354,43 +358,58 @@ func TestAProjectionBuildingBesideServedOnesRunsOnItsOwnClient(t *testing.T) {
 	c := e.hookedConsumer(reg, map[string]projector.Hooks{accounts.HistoryName: held}, summary, hist)
 	e.run(c)
 	t.Cleanup(openGate) // before the consumer stops
-	e.produce(h.events[1000:2000])
-	waitFor(t, 60*time.Second, "the summary applies new events while the history's build is held", e.caughtUp(q, firstEvents(h, 2000)))
+	e.produce(h.events[:1000])
+	first := firstEvents(h, 1000)
+	waitFor(t, 60*time.Second, "the summary served", e.caughtUp(q, first))
+	waitFor(t, 60*time.Second, "the history served", historiesCaughtUp(q, first))
+
 	ctx := context.Background()
+	gens := readmodels.NewGenerations(e.rdb, readmodels.NewLayout(e.prefix, accounts.HistoryName))
+	if gen, started, err := gens.StartRebuild(ctx, false); err != nil || !started || gen != 2 {
+		t.Fatalf("StartRebuild = %d, %v, %v; want 2, true, nil", gen, started, err)
+	}
 	adm := kadm.NewClient(e.client)
-	building := projector.New(hist, e.cfg, projector.Deps{Metrics: projector.NewMetrics(prometheus.NewRegistry())}).Group(1)
-	waitFor(t, 30*time.Second, "the history's build in a group of its own", func() (bool, error) {
+	building := projector.New(hist, e.cfg, projector.Deps{Metrics: projector.NewMetrics(prometheus.NewRegistry())}).Group(2)
+	waitFor(t, 30*time.Second, "the rebuild in a group of its own", func() (bool, error) {
 		listed, err := adm.ListGroups(ctx)
 		return err == nil && slices.Contains(listed.Groups(), building), err
 	})
-	if n := counted(t, reg, accounts.HistoryName, "applied"); n != 0 {
-		t.Fatalf("the history applied %d events with its build held", n)
+	e.produce(h.events[1000:2000])
+	second := firstEvents(h, 2000)
+	waitFor(t, 60*time.Second, "the summary applies new events while the rebuild is held", e.caughtUp(q, second))
+	waitFor(t, 60*time.Second, "the served history applies new events while the rebuild is held", historiesCaughtUp(q, second))
+	if n := gen2Applied.Load(); n != 0 {
+		t.Fatalf("the held rebuild applied %d events", n)
 	}
 
 	openGate()
 	e.produce(h.events[2000:])
+	waitFor(t, 60*time.Second, "the rebuilt generation served", func() (bool, error) {
+		m, _, err := gens.Read(ctx)
+		return err == nil && m.Active == 2, err
+	})
 	waitFor(t, 60*time.Second, "the summary caught up", e.caughtUp(q, h))
-	waitFor(t, 60*time.Second, "the history built and served", historiesCaughtUp(q, h))
-	waitFor(t, 30*time.Second, "the history fed by the shared consumer", func() (bool, error) {
-		described, err := adm.DescribeGroups(ctx, c.Group())
-		if err != nil {
-			return false, err
-		}
+	waitFor(t, 60*time.Second, "the rebuilt history caught up", historiesCaughtUp(q, h))
+	waitFor(t, 30*time.Second, "the rebuilt history fed by the shared consumer", func() (bool, error) {
 		for _, l := range lagGauges(t, reg) {
 			if l.labels["projection"] == accounts.HistoryName && l.labels["consumergroup"] == c.Group() {
-				return len(described[c.Group()].Members) == 1, nil
+				return true, nil
 			}
 		}
 		return false, nil
 	})
 	e.checkSummaries(q, h)
 	e.checkHistories(q, h)
-	if a, d := counted(t, regOld, accounts.SummaryName, "applied")+counted(t, reg, accounts.SummaryName, "applied"),
-		counted(t, reg, accounts.SummaryName, "duplicate"); a != len(h.events) || d != 0 {
+	waitFor(t, 10*time.Second, "every event counted", func() (bool, error) {
+		return counted(t, reg, accounts.SummaryName, "applied") >= len(h.events) && gen2Applied.Load() >= int64(len(h.events)), nil
+	})
+	if a, d := counted(t, reg, accounts.SummaryName, "applied"), counted(t, reg, accounts.SummaryName, "duplicate"); a != len(h.events) || d != 0 {
 		t.Fatalf("the summary applied %d events and met %d duplicates; %d were produced once each", a, d, len(h.events))
 	}
-	if a, d := counted(t, reg, accounts.HistoryName, "applied"), counted(t, reg, accounts.HistoryName, "duplicate"); a != len(h.events) || d != 0 {
-		t.Fatalf("the history applied %d events and met %d duplicates; %d were produced once each", a, d, len(h.events))
+	// Generation 1 applied the first 2000 and maybe some of the rest before
+	// the switch, generation 2 every event: none twice.
+	if d := counted(t, reg, accounts.HistoryName, "duplicate"); d != 0 {
+		t.Fatalf("the history met %d duplicates", d)
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"math/rand/v2"
 	"sync"
 	"testing"
@@ -86,7 +87,9 @@ func (e *env) hookedConsumer(reg *prometheus.Registry, hooks map[string]projecto
 	if reg == nil {
 		reg = prometheus.NewRegistry()
 	}
-	deps := projector.Deps{Redis: e.rdb, Schemas: e.schemas, Upcasters: registered.Upcasters(), Metrics: projector.NewMetrics(reg)}
+	// The consumer's log goes to the test's output: shown when it fails.
+	logger := slog.New(slog.NewTextHandler(e.t.Output(), &slog.HandlerOptions{Level: slog.LevelInfo}))
+	deps := projector.Deps{Redis: e.rdb, Schemas: e.schemas, Upcasters: registered.Upcasters(), Metrics: projector.NewMetrics(reg), Logger: logger}
 	ps := make([]*projector.Projector, len(projections))
 	for i, p := range projections {
 		ps[i] = projector.New(p, e.cfg, deps).WithHooks(hooks[p.Name()])
