@@ -42,6 +42,7 @@ func TestMain(m *testing.M) {
 // money is conserved, no account is negative, and each transfer moved its
 // money at most once.
 func TestTransfersSurviveAKilledProcessManager(t *testing.T) {
+	t.Parallel() // its own database and Kafka: the other tests run meanwhile (it waits out session timeouts)
 	dbURL := testenv.PostgresURL(t)
 	cluster := testenv.Kafka(t)
 	brokers := strings.Join(cluster.ListenAddrs(), ",")
