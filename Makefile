@@ -22,12 +22,13 @@ demo:
 ## test: vet and the whole test suite with the race detector, against the real servers (installs
 ## Debian's prometheus package when missing: the telemetry tests run the real Prometheus and promtool).
 ## Four packages at a time on two cores: most tests wait on Postgres, Redis, Kafka or a fault more
-## than they compute (the short chaos run alone waits out a 40 s stall)
+## than they compute (the short chaos run alone waits out a 40 s stall). -trimpath keys the build
+## cache by content alone, so a fresh clone or worktree reuses what another one compiled.
 test: services
 	@command -v promtool >/dev/null || apt-get install -y prometheus >/dev/null 2>&1 || (apt-get update >/dev/null 2>&1 && apt-get install -y prometheus >/dev/null 2>&1) || echo "make test: could not install Debian's prometheus package; the tests of internal/telemetry will fail saying so"
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$unformatted" ]; then echo "gofmt would change:"; echo "$$unformatted"; exit 1; fi
-	go vet ./...
-	go test -race -count=1 -p 4 -timeout 15m ./...
+	go vet -trimpath ./...
+	go test -trimpath -race -count=1 -p 4 -timeout 15m ./...
 
 services:
 	@scripts/services-up

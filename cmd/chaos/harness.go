@@ -118,7 +118,9 @@ func build(ctx context.Context, bin string, broken bool) error {
 	if err != nil || strings.TrimSpace(string(root)) == "" || strings.TrimSpace(string(root)) == os.DevNull {
 		return fmt.Errorf("run chaos inside the Tributary module (go env GOMOD: %v)", err)
 	}
-	args := []string{"build", "-o", bin + string(filepath.Separator)}
+	// -trimpath keeps the build cache's entries independent of where the
+	// checkout lives, so another clone or worktree reuses them.
+	args := []string{"build", "-trimpath", "-o", bin + string(filepath.Separator)}
 	if broken {
 		args = append(args, "-tags", "tributary_broken_relay")
 	}
