@@ -201,23 +201,13 @@ func TestKafkaOutageGrowsBacklogThenDrains(t *testing.T) {
 	testenv.CloseKafka(e.cluster)
 	e.appendEvents("during", 30, 5)
 	waitFor(t, 20*time.Second, func() bool { return r.gauge("tributary_relay_backlog_events") >= 150 })
-	waitFor(t, 20*time.Second, func() bool { return counter(r, "tributary_relay_publish_failures_total") > 0 })
+	waitFor(t, 20*time.Second, func() bool { return r.counter("tributary_relay_publish_failures_total") > 0 })
 
 	// Kafka comes back on the same address with its data.
 	restarted := testenv.Kafka(t, append(kfakeDataDir(dir), kfakePort(t, addr))...)
 	e.cluster, e.addrs = restarted, restarted.ListenAddrs()
 	e.checkComplete(e.consume(200, time.Minute))
 	waitFor(t, 20*time.Second, func() bool { return r.gauge("tributary_relay_backlog_events") == 0 })
-}
-
-func counter(r *running, name string) float64 {
-	mfs, _ := r.reg.Gather()
-	for _, mf := range mfs {
-		if mf.GetName() == name {
-			return mf.GetMetric()[0].GetCounter().GetValue()
-		}
-	}
-	return -1
 }
 
 // A relay refuses to start when a topic exists with another partition count.

@@ -92,6 +92,23 @@ func (r *running) gauge(name string) float64 {
 	return -1
 }
 
+// counter is the sum of the counter name's series, 0 when it has none.
+func (r *running) counter(name string) float64 {
+	mfs, err := r.reg.Gather()
+	if err != nil {
+		panic(err)
+	}
+	var sum float64
+	for _, mf := range mfs {
+		if mf.GetName() == name {
+			for _, m := range mf.GetMetric() {
+				sum += m.GetCounter().GetValue()
+			}
+		}
+	}
+	return sum
+}
+
 var traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
 
 // appendEvents writes perAggregate events to each of aggregates accounts,
@@ -307,6 +324,10 @@ func TestTheCheckpointMovesOnceForManyBatches(t *testing.T) {
 				return nil
 			}})
 			e.checkComplete(e.consume(200, 30*time.Second))
+			// A consumer can read the last batch before its producer has the
+			// acknowledgement: the relay checkpoints only what it knows Kafka
+			// acknowledged, so the test waits for that, not for the consumer.
+			waitFor(t, 10*time.Second, func() bool { return r.counter("tributary_relay_events_published_total") >= 200 })
 			var last postgres.Position
 			if err := e.pool.QueryRow(context.Background(), `SELECT transaction_id::text::bigint, global_position FROM events
                 ORDER BY transaction_id DESC, global_position DESC LIMIT 1`).Scan(&last.TransactionID, &last.GlobalPosition); err != nil {
