@@ -37,7 +37,7 @@ func TestEveryRouteKeepsStrangersOut(t *testing.T) {
 	// requests says what each route is sent by whom: the owner's and the
 	// operator's requests must succeed, so some act on counters of their own.
 	requests := func(pattern, who string) (routeRequest, int) {
-		increment := `{"amount":100,"unit":"items","note":"salary"}`
+		increment := `{"amount":100,"unit":"items","note":"stocked"}`
 		switch pattern {
 		case "POST /v1/counters":
 			// Anyone may create a counter; creating one that exists is acting on it.
@@ -54,7 +54,7 @@ func TestEveryRouteKeepsStrangersOut(t *testing.T) {
 		case "POST /v1/counters/{id}/increments":
 			return routeRequest{"POST", "/v1/counters/a1/increments", increment}, http.StatusOK
 		case "POST /v1/counters/{id}/decrements":
-			return routeRequest{"POST", "/v1/counters/a1/decrements", `{"amount":100,"unit":"items","note":"rent"}`}, http.StatusOK
+			return routeRequest{"POST", "/v1/counters/a1/decrements", `{"amount":100,"unit":"items","note":"used"}`}, http.StatusOK
 		case "POST /v1/counters/{id}/retire":
 			id := "c-" + who
 			if who != "owner" && who != "operator" {
@@ -119,7 +119,7 @@ func TestEveryRouteKeepsStrangersOut(t *testing.T) {
 
 	// Who asked is recorded: the operator's increment on alice's counter is
 	// the operator's.
-	_, events := fold(st, "a1")
+	_, events := fold(t, st, "a1")
 	var byOperator int
 	for _, e := range events {
 		if e.Principal == "root" {

@@ -49,7 +49,7 @@ func TestConcurrentCommandsOnOneAggregate(t *testing.T) {
 
 	check := func(id string, outcomes []outcome, wantAccepted func(int) bool, wantBalance func(accepted int) int64) {
 		t.Helper()
-		s, stored := fold(st, id)
+		s, stored := fold(t, st, id)
 		seen := make(map[uuid.UUID]int)
 		for _, e := range stored {
 			seen[e.ID]++
@@ -130,7 +130,7 @@ func TestIfMatchExactlyOneWins(t *testing.T) {
 			t.Fatalf("round %d: %d winners (%v), want exactly 1", round, won, statuses)
 		}
 	}
-	s, stored := fold(st, "a1")
+	s, stored := fold(t, st, "a1")
 	if s.Value != 20 || len(stored) != 22 {
 		t.Fatalf("value %d with %d events, want 20 with 22", s.Value, len(stored))
 	}
@@ -167,14 +167,14 @@ func TestIdempotencyKey(t *testing.T) {
 
 	// A refused command is remembered too: the retry does not run again even
 	// though it would succeed now.
-	decrement := `{"amount":800,"unit":"items","note":"rent"}`
+	decrement := `{"amount":800,"unit":"items","note":"used"}`
 	refused := st.Must(http.StatusUnprocessableEntity, "POST", "/v1/counters/a1/decrements", decrement, "Idempotency-Key", "w-1")
-	st.Must(http.StatusOK, "POST", "/v1/counters/a1/increments", `{"amount":1000,"unit":"items","note":"salary"}`)
+	st.Must(http.StatusOK, "POST", "/v1/counters/a1/increments", `{"amount":1000,"unit":"items","note":"stocked"}`)
 	replayed := st.Must(http.StatusUnprocessableEntity, "POST", "/v1/counters/a1/decrements", decrement, "Idempotency-Key", "w-1")
 	if string(replayed.Body) != string(refused.Body) || replayed.Header.Get("Content-Type") != "application/problem+json" {
 		t.Fatalf("refusal replay %s (%s), want %s", replayed.Body, replayed.Header.Get("Content-Type"), refused.Body)
 	}
-	if s, _ := fold(st, "a1"); s.Value != 1500 {
+	if s, _ := fold(t, st, "a1"); s.Value != 1500 {
 		t.Fatalf("value %d, want 1500: the replayed decrement must not run", s.Value)
 	}
 
@@ -209,7 +209,7 @@ func TestIdempotencyKey(t *testing.T) {
 		t.Fatalf("the held request ended with %d: %s", r.Status, r.Body)
 	}
 	st.Must(http.StatusOK, "POST", "/v1/counters/a1/increments", increment, "Idempotency-Key", "busy")
-	if s, _ := fold(st, "a1"); s.Value != 1501 {
+	if s, _ := fold(t, st, "a1"); s.Value != 1501 {
 		t.Fatalf("value %d, want 1501", s.Value)
 	}
 }
@@ -235,7 +235,7 @@ func TestIdempotencyKeyUnderConcurrentRetries(t *testing.T) {
 	if after := st.EventCount(); after != before+1 {
 		t.Fatalf("%d events appended by 16 retries of one command, want 1", after-before)
 	}
-	if s, _ := fold(st, "a1"); s.Value != 7 {
+	if s, _ := fold(t, st, "a1"); s.Value != 7 {
 		t.Fatalf("value %d, want 7", s.Value)
 	}
 }
@@ -256,7 +256,7 @@ func TestTraceContextIsReadWithTheConfiguredPropagator(t *testing.T) {
 		{"default", newStack(t, 1), ""},
 	} {
 		tt.st.Must(http.StatusCreated, "POST", "/v1/counters", `{"id":"a1","owner":"Ada","unit":"items"}`, "b3", b3Header)
-		_, stored := fold(tt.st, "a1")
+		_, stored := fold(t, tt.st, "a1")
 		if len(stored) != 1 || stored[0].TraceParent != tt.want {
 			t.Errorf("%s: stored %+v, want traceparent %q", tt.name, stored, tt.want)
 		}
@@ -274,7 +274,7 @@ func TestMetadataIsStoredWithEvents(t *testing.T) {
 	if cmd.CorrelationID != "req-42" || r.Header.Get("X-Correlation-ID") != "req-42" {
 		t.Fatalf("correlation id %q / header %q", cmd.CorrelationID, r.Header.Get("X-Correlation-ID"))
 	}
-	_, stored := fold(st, "a1")
+	_, stored := fold(t, st, "a1")
 	if len(stored) != 2 {
 		t.Fatalf("%d events", len(stored))
 	}
@@ -313,7 +313,7 @@ func TestStaleCacheInOneProcessNeverDecidesWrongly(t *testing.T) {
 	if r := st.Do(1, "POST", "/v1/counters/a1/increments", `{"amount":1,"unit":"items","note":"x"}`, "If-Match", `"4"`); r.Status != http.StatusOK {
 		t.Fatalf("If-Match current version through a stale cache: %d %s", r.Status, r.Body)
 	}
-	s, stored := fold(st, "a1")
+	s, stored := fold(t, st, "a1")
 	if s.Value != 41 || len(stored) != 5 {
 		t.Fatalf("value %d with %d events, want 41 with 5", s.Value, len(stored))
 	}
@@ -330,7 +330,7 @@ func TestServerChosenIDAndResponseShape(t *testing.T) {
 		r.Header.Get("ETag") != `"2"` || r.Header.Get("Location") != "/v1/streams/counter/"+c.AggregateID {
 		t.Fatalf("response %+v headers %v", c, r.Header)
 	}
-	s, _ := fold(st, c.AggregateID)
+	s, _ := fold(t, st, c.AggregateID)
 	if s.Status != domaintest.StatusPending || s.Value != 1000 || s.Unit != "meters" {
 		t.Fatalf("state %+v", s)
 	}

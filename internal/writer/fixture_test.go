@@ -35,18 +35,19 @@ func openActive(st *writertest.Stack, id string, value int64) {
 	st.Must(http.StatusOK, "POST", "/v1/counters/"+id+"/start", "")
 }
 
-// fold reads a counter's stream from the store and folds it, failing the
-// test if the value ever goes below zero.
-func fold(st *writertest.Stack, id string) (domaintest.State, []log.Event) {
+// fold reads a counter's stream from the store and folds it, failing t if
+// the value ever goes below zero.
+func fold(t testing.TB, st *writertest.Stack, id string) (domaintest.State, []log.Event) {
+	t.Helper()
 	stored := st.Stream(domaintest.AggregateType, id)
 	s := domaintest.Initial(id)
 	for _, e := range stored {
 		ev, err := domaintest.DecodeEvent(e.Type, e.Payload)
 		if err != nil {
-			panic(err)
+			t.Fatal(err)
 		}
 		if s = domaintest.Evolve(s, ev); s.Value < 0 {
-			panic("a counter below zero")
+			t.Fatalf("%s: value %d after version %d", id, s.Value, e.Version)
 		}
 	}
 	return s, stored

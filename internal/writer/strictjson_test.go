@@ -91,7 +91,7 @@ func TestStrictJSONTakesSurrogatePairsAndMultibyteUTF8(t *testing.T) {
 	st := newStack(t, 1)
 	openActive(st, "a1", 0)
 	st.Must(http.StatusOK, "POST", "/v1/counters/a1/increments", `{"amount":5,"unit":"items","n\u006fte":"caf\u00e9 \ud83d\ude00 Zoë"}`)
-	_, stored := fold(st, "a1")
+	_, stored := fold(t, st, "a1")
 	last := stored[len(stored)-1]
 	ev, err := domaintest.DecodeEvent(last.Type, last.Payload)
 	if err != nil {

@@ -6,9 +6,7 @@ import (
 	"net/http"
 	"testing"
 
-	"github.com/tributary-es/tributary/internal/domain/account"
 	"github.com/tributary-es/tributary/internal/domains"
-	"github.com/tributary-es/tributary/internal/log"
 	"github.com/tributary-es/tributary/internal/writer"
 	"github.com/tributary-es/tributary/internal/writer/writertest"
 )
@@ -29,25 +27,6 @@ func openActive(st *writertest.Stack, id string, balance int64) {
 	body, _ := json.Marshal(map[string]any{"id": id, "owner": "Ada", "currency": "EUR", "initialDeposit": balance})
 	st.Must(http.StatusCreated, "POST", "/v1/accounts", string(body))
 	st.Must(http.StatusOK, "POST", "/v1/accounts/"+id+"/activate", "")
-}
-
-// fold reads an account's stream from the store and folds it with the
-// domain, failing t if the balance ever goes negative.
-func fold(t testing.TB, st *writertest.Stack, id string) (account.State, []log.Event) {
-	t.Helper()
-	stored := st.Stream(account.AggregateType, id)
-	s := account.Initial(id)
-	for _, e := range stored {
-		ev, err := account.DecodeEvent(e.Type, e.Payload)
-		if err != nil {
-			t.Fatal(err)
-		}
-		s = account.Evolve(s, ev)
-		if s.Balance < 0 {
-			t.Fatalf("%s: balance %d after version %d", id, s.Balance, e.Version)
-		}
-	}
-	return s, stored
 }
 
 // An optional member may be null, which is the same as absent; the
