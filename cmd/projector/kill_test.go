@@ -2,9 +2,11 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
+	"os/signal"
 	"strings"
 	"sync"
 	"syscall"
@@ -15,21 +17,30 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/tributary-es/tributary/internal/config"
+	"github.com/tributary-es/tributary/internal/domains/domaintest"
 	"github.com/tributary-es/tributary/internal/log"
 	"github.com/tributary-es/tributary/internal/log/kafka"
 	"github.com/tributary-es/tributary/internal/projector"
 	"github.com/tributary-es/tributary/internal/readmodels"
-	"github.com/tributary-es/tributary/internal/readmodels/accounts"
 	"github.com/tributary-es/tributary/internal/testenv"
 )
 
-// childEnv makes the test binary run the projector's main instead of the
-// tests: a real process that can be killed without a chance to clean up.
+// childEnv makes the test binary run the projector (as main does, on the
+// fixture domain) instead of the tests: a real process that can be killed
+// without a chance to clean up.
 const childEnv = "TRIBUTARY_PROJECTOR_CHILD"
 
 func TestMain(m *testing.M) {
 	if os.Getenv(childEnv) == "1" {
-		main()
+		// main, on the fixture domain.
+		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+		err := run(ctx, fixture, os.Args[1:], os.Getenv, os.Stdout, os.Stderr)
+		stop()
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "projector:", err)
+			os.Exit(config.ExitCode(err))
+		}
 		os.Exit(0)
 	}
 	os.Exit(m.Run())
@@ -122,24 +133,24 @@ func TestKilledAndRebalancedProjectorsLoseNothingAndApplyNothingTwice(t *testing
 	rdb, prefix := testenv.Redis(t)
 	brokers := strings.Join(cluster.ListenAddrs(), ",")
 	args := []string{"run", "--kafka-brokers", brokers, "--kafka-topic-prefix", prefix, "--kafka-partitions", "8",
-		"--redis-prefix", prefix, "--group-prefix", prefix, "--projections", "account-summary,account-history",
+		"--redis-prefix", prefix, "--group-prefix", prefix, "--projections", "counter-summary,counter-log",
 		"--session-timeout", "6s", "--poll", "100ms", "--batch-size", "40", "--http-addr", "127.0.0.1:0", "--log-level", "warn"}
 	topics := kafka.Topics{Prefix: prefix, Partitions: 8, ReplicationFactor: -1}
 	cl := testenv.KafkaClient(t, cluster.ListenAddrs())
-	if err := topics.Ensure(context.Background(), cl, topics.For("account")); err != nil {
+	if err := topics.Ensure(context.Background(), cl, topics.For(domaintest.AggregateType)); err != nil {
 		t.Fatal(err)
 	}
-	h := testenv.GenerateAccounts(1000, 20_000, 7)
+	h := domaintest.Generate(1000, 20_000, 7, "test")
 	produce := func(events []log.Event) {
 		recs := make([]*kgo.Record, len(events))
 		for i, e := range events {
-			recs[i] = kafka.NewRecord(e, topics.For("account"), "test")
+			recs[i] = kafka.NewRecord(e, topics.For(domaintest.AggregateType), "test")
 		}
 		if err := cl.ProduceSync(context.Background(), recs...).FirstErr(); err != nil {
 			t.Fatal(err)
 		}
 	}
-	q := accounts.NewQueries(rdb, prefix)
+	q := domaintest.NewQueries(rdb, prefix, nil)
 	applied := func() int64 {
 		var n int64
 		for id := range h.ByID {
@@ -152,12 +163,12 @@ func TestKilledAndRebalancedProjectorsLoseNothingAndApplyNothingTwice(t *testing
 
 	// positions sums the stored offsets of the summary's first generation:
 	// one cheap round trip, so the kill lands mid-stream.
-	layout := readmodels.NewLayout(prefix, accounts.SummaryName)
+	layout := readmodels.NewLayout(prefix, domaintest.SummaryName)
 	positions := func() int64 {
 		pipe := rdb.Pipeline()
 		cmds := make([]*redis.StringCmd, 8)
 		for p := range int32(8) {
-			cmds[p] = pipe.HGet(context.Background(), layout.Position(1, p), "next:"+topics.For("account"))
+			cmds[p] = pipe.HGet(context.Background(), layout.Position(1, p), "next:"+topics.For(domaintest.AggregateType))
 		}
 		_, _ = pipe.Exec(context.Background())
 		var n int64
@@ -183,7 +194,7 @@ func TestKilledAndRebalancedProjectorsLoseNothingAndApplyNothingTwice(t *testing
 	waitUntil(t, 60*time.Second, "restarted member makes progress", func() bool { return applied() > killedAt+500 })
 	c := startChild(t, args...) // a second member joins mid-stream
 	adm := kadm.NewClient(cl)
-	group := projector.ConsumerGroup(prefix, []string{accounts.SummaryName, accounts.HistoryName})
+	group := projector.ConsumerGroup(prefix, []string{domaintest.SummaryName, domaintest.LogName})
 	waitUntil(t, 60*time.Second, "the second member joins the group", func() bool {
 		described, err := adm.DescribeGroups(context.Background(), group)
 		return err == nil && len(described[group].Members) == 2 && described[group].State == "Stable"
@@ -191,46 +202,53 @@ func TestKilledAndRebalancedProjectorsLoseNothingAndApplyNothingTwice(t *testing
 	produce(h.Events[14000:])
 	waitUntil(t, 60*time.Second, "two members make progress", func() bool { return applied() > 15000 })
 	c.terminate(t) // and leaves mid-stream
-	// The summary and the history are separate workers of one consumer:
-	// wait for both before comparing.
-	historyApplied := func() int64 {
+	// The summary and the log are separate workers of one consumer: wait
+	// for both before comparing.
+	logApplied := func() int64 {
 		var n int64
 		for id := range h.ByID {
-			if v, err := q.HistoryVersion(context.Background(), id); err == nil {
+			if _, _, v, err := q.Log(context.Background(), id); err == nil {
 				n += v
 			}
 		}
 		return n
 	}
 	waitUntil(t, 90*time.Second, "all events applied", func() bool {
-		return applied() == int64(len(h.Events)) && historyApplied() == int64(len(h.Events))
+		return applied() == int64(len(h.Events)) && logApplied() == int64(len(h.Events))
 	})
 	b.terminate(t)
 
 	for id, evs := range h.ByID {
-		want := testenv.FoldAccount(t, evs)
+		want, err := domaintest.Fold(evs)
+		if err != nil {
+			t.Fatal(err)
+		}
 		got, found, err := q.Summary(context.Background(), id)
 		if err != nil || !found {
 			t.Fatalf("summary of %s: found=%v err=%v", id, found, err)
 		}
-		if got.Balance != want.Balance || got.Status != string(want.Status) || got.Version != int64(len(evs)) {
-			t.Fatalf("summary of %s = balance %d status %s v%d; the fold of its %d events gives balance %d status %s",
-				id, got.Balance, got.Status, got.Version, len(evs), want.Balance, want.Status)
+		if got.Value != want.Value || got.Status != string(want.Status) || got.Version != int64(len(evs)) {
+			t.Fatalf("summary of %s = value %d status %s v%d; the fold of its %d events gives value %d status %s",
+				id, got.Value, got.Status, got.Version, len(evs), want.Value, want.Status)
 		}
-		page, err := q.History(context.Background(), id, 0, len(evs)+5)
+		ids, value, version, err := q.Log(context.Background(), id)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if len(page.Entries) != len(evs) {
-			t.Fatalf("history of %s has %d entries, want %d", id, len(page.Entries), len(evs))
+		if len(ids) != len(evs) || version != int64(len(evs)) {
+			t.Fatalf("log of %s has %d entries at version %d, want %d", id, len(ids), version, len(evs))
 		}
-		for i, e := range page.Entries {
-			if want := evs[len(evs)-1-i]; e.EventID != want.ID.String() {
-				t.Fatalf("history of %s entry %d is %s, want %s", id, i, e.EventID, want.ID)
+		for i, e := range evs {
+			if ids[i] != e.ID.String() {
+				t.Fatalf("log of %s entry %d is %s, want %s", id, i, ids[i], e.ID)
 			}
 		}
-		if page.Entries[0].BalanceAfter != want.Balance {
-			t.Fatalf("history of %s ends at balance %d, want %d", id, page.Entries[0].BalanceAfter, want.Balance)
+		if value != want.Value {
+			t.Fatalf("log of %s ends at value %d, want %d", id, value, want.Value)
 		}
 	}
 }
+
+// The projector's tests run it on the platform's fixture domain (package
+// domaintest): counters.
+var fixture = domaintest.Registry()

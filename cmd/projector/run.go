@@ -20,9 +20,9 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/tributary-es/tributary/internal/config"
-	"github.com/tributary-es/tributary/internal/domains"
 	"github.com/tributary-es/tributary/internal/projector"
 	"github.com/tributary-es/tributary/internal/readmodels"
+	"github.com/tributary-es/tributary/internal/registry"
 	"github.com/tributary-es/tributary/internal/telemetry"
 )
 
@@ -34,11 +34,9 @@ const usageFormat = `usage:
 projections: %s
 'projector <command> -h' lists the flags.`
 
-func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	domains, err := domains.All()
-	if err != nil {
-		return err
-	}
+// run dispatches the subcommands over the projections of a registry
+// (main's: the build's, domains.All).
+func run(ctx context.Context, domains *registry.Registry, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	usage := fmt.Sprintf(usageFormat, strings.Join(domains.ProjectionNames(), ", "))
 	cmd := "run"
 	if len(args) > 0 && (args[0] == "run" || args[0] == "rebuild" || args[0] == "dlq") {

@@ -19,7 +19,7 @@ func TestBadConfigurationNamesTheSetting(t *testing.T) {
 		getenv func(string) string
 		want   string
 	}{
-		{"unknown projection", nil, testenv.Getenv("PROJECTIONS", "account-summary,nope"), `--projections / PROJECTIONS: unknown projection "nope"`},
+		{"unknown projection", nil, testenv.Getenv("PROJECTIONS", "counter-summary,nope"), `--projections / PROJECTIONS: unknown projection "nope"`},
 		{"no projection", []string{"--projections", " , "}, testenv.Getenv(), "--projections / PROJECTIONS names no projection"},
 		{"batch too large", nil, testenv.Getenv("PROJECTOR_BATCH_SIZE", "20000"), "--batch-size / PROJECTOR_BATCH_SIZE must be from 1 to 10000"},
 		{"too many retries", []string{"--retries", "50"}, testenv.Getenv(), "--retries / PROJECTOR_RETRIES must be from 0 to 20"},
@@ -40,7 +40,7 @@ func TestBadConfigurationNamesTheSetting(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			var out bytes.Buffer
-			err := run(context.Background(), tc.args, tc.getenv, &out, &out)
+			err := run(context.Background(), fixture, tc.args, tc.getenv, &out, &out)
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("got %v, want an error containing %q", err, tc.want)
 			}

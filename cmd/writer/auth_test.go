@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tributary-es/tributary/internal/domains/domaintest"
 	"github.com/tributary-es/tributary/internal/testenv"
 )
 
@@ -31,15 +32,15 @@ func TestAPIAuthenticatesWithTheConfiguredKeySet(t *testing.T) {
 	env := append([]string{"DATABASE_URL", testenv.PostgresURL(t), "AUTH_MODE", "jwt"}, testenv.AuthEnv(t, signer)...)
 	getenv := testenv.Getenv(env...)
 	base, _ := startWriter(t, []string{"--migrate", "--relay=false", "--processes=false"}, getenv)
-	open := `{"id":"a1","owner":"Ada","currency":"EUR"}`
-	if s := post(t, base+"/v1/accounts", open); s != http.StatusUnauthorized {
+	open := `{"id":"a1","owner":"Ada","unit":"items"}`
+	if s := post(t, base+"/v1/counters", open); s != http.StatusUnauthorized {
 		t.Fatalf("without a token: %d, want 401", s)
 	}
 	tok, err := signer.Token("alice", nil, time.Minute)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if s := post(t, base+"/v1/accounts", open, "Authorization", "Bearer "+tok); s != http.StatusCreated {
+	if s := post(t, base+"/v1/counters", open, "Authorization", "Bearer "+tok); s != http.StatusCreated {
 		t.Fatalf("with a token: %d, want 201", s)
 	}
 	other, _ := testenv.Auth(t) // another issuer's key
@@ -47,7 +48,7 @@ func TestAPIAuthenticatesWithTheConfiguredKeySet(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if s := post(t, base+"/v1/accounts", `{"id":"a2","owner":"Ada","currency":"EUR"}`, "Authorization", "Bearer "+tok); s != http.StatusUnauthorized {
+	if s := post(t, base+"/v1/counters", `{"id":"a2","owner":"Ada","unit":"items"}`, "Authorization", "Bearer "+tok); s != http.StatusUnauthorized {
 		t.Fatalf("with a token of another key: %d, want 401", s)
 	}
 }
@@ -80,10 +81,16 @@ func TestAuthSettingsAreChecked(t *testing.T) {
 			if strings.Contains(tc.name, "missing key set") {
 				env = append(env, "DATABASE_URL", testenv.PostgresURL(t))
 			}
-			err := run(ctx, []string{"--http-addr", "127.0.0.1:0"}, testenv.Getenv(env...), &out, &out)
+			err := run(ctx, fixture, []string{"--http-addr", "127.0.0.1:0"}, testenv.Getenv(env...), &out, &out)
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("got %v, want an error containing %q", err, tc.want)
 			}
 		})
 	}
 }
+
+// The writer's tests run it on the platform's fixture domain (package
+// domaintest): counters. The domains a build ships are tested in their own
+// packages (a process manager killed mid-work too, with the writer binary
+// built from the module).
+var fixture = domaintest.Registry()

@@ -13,12 +13,17 @@ import (
 	"syscall"
 
 	"github.com/tributary-es/tributary/internal/config"
+	"github.com/tributary-es/tributary/internal/domains"
 )
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr); err != nil {
+	reg, err := domains.All()
+	if err == nil {
+		err = run(ctx, reg, os.Args[1:], os.Getenv, os.Stdout, os.Stderr)
+	}
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "writer:", err)
 		os.Exit(config.ExitCode(err))
 	}

@@ -42,7 +42,7 @@ func startWriter(t *testing.T, args []string, getenv func(string) string) (strin
 	if len(args) > 0 && !strings.HasPrefix(args[0], "-") { // a subcommand comes first
 		full = append([]string{args[0], "--http-addr", addr}, args[1:]...)
 	}
-	go func() { done <- run(ctx, full, withoutAuth(getenv), out, out) }()
+	go func() { done <- run(ctx, fixture, full, withoutAuth(getenv), out, out) }()
 	t.Cleanup(func() {
 		cancel()
 		select {
@@ -125,13 +125,13 @@ func TestWriterRelaysItsEventsToKafka(t *testing.T) {
 	brokers := cluster.ListenAddrs()
 	base, _ := startWriter(t, []string{"--migrate"}, testenv.Getenv("DATABASE_URL", testenv.PostgresURL(t), "KAFKA_BROKERS", strings.Join(brokers, ","), "KAFKA_PARTITIONS", "4"))
 	const traceparent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
-	if s := post(t, base+"/v1/accounts", `{"id":"a1","owner":"Ada","currency":"EUR","initialDeposit":100}`, "traceparent", traceparent); s != http.StatusCreated {
-		t.Fatalf("open: %d", s)
+	if s := post(t, base+"/v1/counters", `{"id":"a1","owner":"Ada","unit":"items","initial":100}`, "traceparent", traceparent); s != http.StatusCreated {
+		t.Fatalf("create: %d", s)
 	}
-	if s := post(t, base+"/v1/accounts/a1/activate", ``); s != http.StatusOK {
-		t.Fatalf("activate: %d", s)
+	if s := post(t, base+"/v1/counters/a1/start", ``); s != http.StatusOK {
+		t.Fatalf("start: %d", s)
 	}
-	records := consumeN(t, brokers, "tributary.account.events", 3)
+	records := consumeN(t, brokers, "tributary.counter.events", 3)
 	for i, r := range records {
 		e, err := kafka.DecodeRecord(r)
 		if err != nil {
@@ -152,11 +152,11 @@ func TestRelaySubcommand(t *testing.T) {
 	brokers := cluster.ListenAddrs()
 	dbURL := testenv.PostgresURL(t)
 	api, _ := startWriter(t, []string{"--relay=false", "--processes=false"}, testenv.Getenv("DATABASE_URL", dbURL))
-	if s := post(t, api+"/v1/accounts", `{"id":"a1","owner":"Ada","currency":"EUR"}`); s != http.StatusCreated {
-		t.Fatalf("open: %d", s)
+	if s := post(t, api+"/v1/counters", `{"id":"a1","owner":"Ada","unit":"items"}`); s != http.StatusCreated {
+		t.Fatalf("create: %d", s)
 	}
 	relayBase, _ := startWriter(t, []string{"relay"}, testenv.Getenv("DATABASE_URL", dbURL, "KAFKA_BROKERS", strings.Join(brokers, ",")))
-	consumeN(t, brokers, "tributary.account.events", 1)
+	consumeN(t, brokers, "tributary.counter.events", 1)
 	res, err := http.Get(relayBase + "/metrics")
 	if err != nil {
 		t.Fatal(err)
@@ -166,7 +166,7 @@ func TestRelaySubcommand(t *testing.T) {
 	if !bytes.Contains(body, []byte("tributary_relay_leader 1")) {
 		t.Fatalf("relay metrics lack the leader gauge at 1:\n%s", body)
 	}
-	if s := post(t, relayBase+"/v1/accounts", `{}`); s != http.StatusNotFound && s != http.StatusMethodNotAllowed {
+	if s := post(t, relayBase+"/v1/counters", `{}`); s != http.StatusNotFound && s != http.StatusMethodNotAllowed {
 		t.Fatalf("the relay-only process serves commands: %d", s)
 	}
 }
@@ -178,7 +178,7 @@ func TestBadKafkaSettingsFailFast(t *testing.T) {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
 		var out bytes.Buffer
-		return run(ctx, []string{"--http-addr", "127.0.0.1:0"}, withoutAuth(getenv), &out, &out)
+		return run(ctx, fixture, []string{"--http-addr", "127.0.0.1:0"}, withoutAuth(getenv), &out, &out)
 	}
 	t.Run("unreachable broker", func(t *testing.T) {
 		err := run1(testenv.Getenv("DATABASE_URL", dbURL, "KAFKA_BROKERS", freeAddr(t), "KAFKA_START_TIMEOUT", "2s"))
@@ -187,7 +187,7 @@ func TestBadKafkaSettingsFailFast(t *testing.T) {
 		}
 	})
 	t.Run("partition count mismatch", func(t *testing.T) {
-		cluster := testenv.Kafka(t, kfake.SeedTopics(3, "tributary.account.events"))
+		cluster := testenv.Kafka(t, kfake.SeedTopics(3, "tributary.counter.events"))
 		err := run1(testenv.Getenv("DATABASE_URL", dbURL, "KAFKA_BROKERS", strings.Join(cluster.ListenAddrs(), ","), "KAFKA_PARTITIONS", "12"))
 		if err == nil || !strings.Contains(err.Error(), "has 3 partitions but KAFKA_PARTITIONS is 12") {
 			t.Fatalf("got %v", err)
@@ -201,11 +201,11 @@ func TestCommandsSucceedWhileKafkaIsDown(t *testing.T) {
 	brokers := cluster.ListenAddrs()
 	base, _ := startWriter(t, []string{"--migrate"}, testenv.Getenv("DATABASE_URL", testenv.PostgresURL(t), "KAFKA_BROKERS", strings.Join(brokers, ",")))
 	testenv.CloseKafka(cluster)
-	if s := post(t, base+"/v1/accounts", `{"id":"a1","owner":"Ada","currency":"EUR"}`); s != http.StatusCreated {
-		t.Fatalf("open while Kafka is down: %d", s)
+	if s := post(t, base+"/v1/counters", `{"id":"a1","owner":"Ada","unit":"items"}`); s != http.StatusCreated {
+		t.Fatalf("create while Kafka is down: %d", s)
 	}
-	if s := post(t, base+"/v1/accounts/a1/activate", ``); s != http.StatusOK {
-		t.Fatalf("activate while Kafka is down: %d", s)
+	if s := post(t, base+"/v1/counters/a1/start", ``); s != http.StatusOK {
+		t.Fatalf("start while Kafka is down: %d", s)
 	}
 }
 
@@ -219,7 +219,7 @@ func TestRelayWithSASL(t *testing.T) {
 	var out bytes.Buffer
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	err := run(ctx, []string{"--http-addr", "127.0.0.1:0"}, withoutAuth(testenv.Getenv("DATABASE_URL", dbURL, "KAFKA_BROKERS", brokers,
+	err := run(ctx, fixture, []string{"--http-addr", "127.0.0.1:0"}, withoutAuth(testenv.Getenv("DATABASE_URL", dbURL, "KAFKA_BROKERS", brokers,
 		"KAFKA_SASL_MECHANISM", "SCRAM-SHA-256", "KAFKA_SASL_USERNAME", "relay", "KAFKA_SASL_PASSWORD", "wrong", "KAFKA_START_TIMEOUT", "3s")), &out, &out)
 	if err == nil || !strings.Contains(err.Error(), "cannot reach Kafka at KAFKA_BROKERS=") {
 		t.Fatalf("wrong password: got %v", err)
@@ -227,10 +227,10 @@ func TestRelayWithSASL(t *testing.T) {
 
 	base, _ := startWriter(t, nil, testenv.Getenv("DATABASE_URL", dbURL, "KAFKA_BROKERS", brokers,
 		"KAFKA_SASL_MECHANISM", "SCRAM-SHA-256", "KAFKA_SASL_USERNAME", "relay", "KAFKA_SASL_PASSWORD", "s3cret"))
-	if s := post(t, base+"/v1/accounts", `{"id":"a1","owner":"Ada","currency":"EUR"}`); s != http.StatusCreated {
-		t.Fatalf("open: %d", s)
+	if s := post(t, base+"/v1/counters", `{"id":"a1","owner":"Ada","unit":"items"}`); s != http.StatusCreated {
+		t.Fatalf("create: %d", s)
 	}
-	consumeN(t, cluster.ListenAddrs(), "tributary.account.events", 1, kgo.SASL(scramAuth("relay", "s3cret")))
+	consumeN(t, cluster.ListenAddrs(), "tributary.counter.events", 1, kgo.SASL(scramAuth("relay", "s3cret")))
 }
 
 func scramAuth(user, pass string) sasl.Mechanism {
@@ -252,19 +252,19 @@ func TestRelayWithTLS(t *testing.T) {
 	var out bytes.Buffer
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	err := run(ctx, []string{"--http-addr", "127.0.0.1:0"}, withoutAuth(testenv.Getenv("DATABASE_URL", dbURL, "KAFKA_BROKERS", brokers,
+	err := run(ctx, fixture, []string{"--http-addr", "127.0.0.1:0"}, withoutAuth(testenv.Getenv("DATABASE_URL", dbURL, "KAFKA_BROKERS", brokers,
 		"KAFKA_TLS", "true", "KAFKA_START_TIMEOUT", "3s")), &out, &out)
 	if err == nil || !strings.Contains(err.Error(), "cannot reach Kafka at KAFKA_BROKERS=") {
 		t.Fatalf("untrusted broker certificate: got %v", err)
 	}
 
 	base, _ := startWriter(t, nil, testenv.Getenv("DATABASE_URL", dbURL, "KAFKA_BROKERS", brokers, "KAFKA_TLS", "true", "KAFKA_TLS_CA_FILE", caFile))
-	if s := post(t, base+"/v1/accounts", `{"id":"a1","owner":"Ada","currency":"EUR"}`); s != http.StatusCreated {
-		t.Fatalf("open: %d", s)
+	if s := post(t, base+"/v1/counters", `{"id":"a1","owner":"Ada","unit":"items"}`); s != http.StatusCreated {
+		t.Fatalf("create: %d", s)
 	}
 	pool := x509.NewCertPool()
 	pool.AppendCertsFromPEM(caPEM)
-	consumeN(t, cluster.ListenAddrs(), "tributary.account.events", 1, kgo.DialTLSConfig(&tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}))
+	consumeN(t, cluster.ListenAddrs(), "tributary.counter.events", 1, kgo.DialTLSConfig(&tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}))
 }
 
 // selfSignedCA makes a CA certificate (PEM) and a server certificate for
@@ -316,10 +316,10 @@ func TestRelayWaitsForKafkaToComeUp(t *testing.T) {
 		t.Fatal("kfake could not start on its port")
 	}
 	t.Cleanup(func() { testenv.CloseKafka(cluster) })
-	if s := post(t, base+"/v1/accounts", `{"id":"late","owner":"Ada","currency":"EUR"}`); s != http.StatusCreated {
-		t.Fatalf("open: %d", s)
+	if s := post(t, base+"/v1/counters", `{"id":"late","owner":"Ada","unit":"items"}`); s != http.StatusCreated {
+		t.Fatalf("create: %d", s)
 	}
-	if r := consumeN(t, cluster.ListenAddrs(), "tributary.account.events", 1); string(r[0].Key) != "late" {
-		t.Fatalf("relayed %q, want the account late", r[0].Key)
+	if r := consumeN(t, cluster.ListenAddrs(), "tributary.counter.events", 1); string(r[0].Key) != "late" {
+		t.Fatalf("relayed %q, want the counter late", r[0].Key)
 	}
 }

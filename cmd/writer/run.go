@@ -11,14 +11,15 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/tributary-es/tributary/internal/config"
-	"github.com/tributary-es/tributary/internal/domains"
 	"github.com/tributary-es/tributary/internal/log/postgres"
+	"github.com/tributary-es/tributary/internal/registry"
 	"github.com/tributary-es/tributary/internal/telemetry"
 )
 
-// run dispatches the subcommands: serve (the default), relay, processes and
-// migrate.
-func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+// run dispatches the subcommands — serve (the default), relay, processes and
+// migrate — over the domains of a registry (main's: the build's,
+// domains.All).
+func run(ctx context.Context, domains *registry.Registry, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	cmd := "serve"
 	if len(args) > 0 && (args[0] == "serve" || args[0] == "migrate" || args[0] == "relay" || args[0] == "processes") {
 		cmd, args = args[0], args[1:]
@@ -38,10 +39,6 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		if tracing.Exporting {
 			s.tracerProvider = tracing.TracerProvider
 		}
-	}
-	domains, err := domains.All()
-	if err != nil {
-		return err
 	}
 	switch cmd {
 	case "migrate":

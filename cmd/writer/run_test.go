@@ -43,7 +43,7 @@ func TestBadConfigurationNamesTheSetting(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			var out bytes.Buffer
-			err := run(context.Background(), tc.args, tc.getenv, &out, &out)
+			err := run(context.Background(), fixture, tc.args, tc.getenv, &out, &out)
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("got %v, want an error containing %q", err, tc.want)
 			}
@@ -64,7 +64,7 @@ func TestUnreachablePostgresIsNamed(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	var out bytes.Buffer
-	err = run(ctx, []string{"--relay=false", "--processes=false"}, withoutAuth(testenv.Getenv("DATABASE_URL", "postgres://postgres@"+addr+"/x?connect_timeout=2")), &out, &out)
+	err = run(ctx, fixture, []string{"--relay=false", "--processes=false"}, withoutAuth(testenv.Getenv("DATABASE_URL", "postgres://postgres@"+addr+"/x?connect_timeout=2")), &out, &out)
 	if err == nil || !strings.Contains(err.Error(), "cannot reach Postgres at DATABASE_URL") {
 		t.Fatalf("got %v, want a message naming DATABASE_URL", err)
 	}
@@ -74,12 +74,12 @@ func TestRefusesAnUnmigratedDatabase(t *testing.T) {
 	ctx := context.Background()
 	empty := emptyDatabaseURL(t)
 	var out bytes.Buffer
-	err := run(ctx, []string{"--http-addr", "127.0.0.1:0", "--relay=false", "--processes=false"}, withoutAuth(testenv.Getenv("DATABASE_URL", empty)), &out, &out)
+	err := run(ctx, fixture, []string{"--http-addr", "127.0.0.1:0", "--relay=false", "--processes=false"}, withoutAuth(testenv.Getenv("DATABASE_URL", empty)), &out, &out)
 	if err == nil || !strings.Contains(err.Error(), "database is at version 0, this binary needs") {
 		t.Fatalf("got %v, want the schema check to refuse", err)
 	}
 	// The migrate command fixes it.
-	if err := run(ctx, []string{"migrate"}, testenv.Getenv("DATABASE_URL", empty), &out, &out); err != nil {
+	if err := run(ctx, fixture, []string{"migrate"}, testenv.Getenv("DATABASE_URL", empty), &out, &out); err != nil {
 		t.Fatal(err)
 	}
 	if !strings.Contains(out.String(), "database schema is up to date") {
@@ -101,7 +101,7 @@ func TestServeAndShutDownGracefully(t *testing.T) {
 	var out syncBuffer
 	done := make(chan error, 1)
 	go func() {
-		done <- run(ctx, []string{"--migrate", "--http-addr", addr, "--kafka-embedded", "--kafka-embedded-port", "0"}, withoutAuth(testenv.Getenv("DATABASE_URL", dbURL)), &out, &out)
+		done <- run(ctx, fixture, []string{"--migrate", "--http-addr", addr, "--kafka-embedded", "--kafka-embedded-port", "0"}, withoutAuth(testenv.Getenv("DATABASE_URL", dbURL)), &out, &out)
 	}()
 	base := "http://" + addr
 	deadline := time.Now().Add(20 * time.Second)
@@ -123,9 +123,9 @@ func TestServeAndShutDownGracefully(t *testing.T) {
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
-	res, err := http.Post(base+"/v1/accounts", "application/json", strings.NewReader(`{"id":"a1","owner":"Ada","currency":"EUR"}`))
+	res, err := http.Post(base+"/v1/counters", "application/json", strings.NewReader(`{"id":"a1","owner":"Ada","unit":"items"}`))
 	if err != nil || res.StatusCode != http.StatusCreated {
-		t.Fatalf("open account: %v %v", res, err)
+		t.Fatalf("create a counter: %v %v", res, err)
 	}
 	res.Body.Close()
 

@@ -1,11 +1,7 @@
 package reader_test
 
 import (
-	"context"
-	"encoding/json"
 	"fmt"
-	"io"
-	"log/slog"
 	"maps"
 	"net/http"
 	"net/http/httptest"
@@ -14,158 +10,35 @@ import (
 	"testing"
 	"time"
 
-	"github.com/google/uuid"
-	"github.com/redis/go-redis/v9"
-
-	"github.com/tributary-es/tributary/internal/apispec"
 	"github.com/tributary-es/tributary/internal/auth"
-	"github.com/tributary-es/tributary/internal/domain/account"
-	"github.com/tributary-es/tributary/internal/domain/transfer"
-	"github.com/tributary-es/tributary/internal/domains"
-	"github.com/tributary-es/tributary/internal/domains/accountdomain"
+	"github.com/tributary-es/tributary/internal/domains/domaintest"
 	"github.com/tributary-es/tributary/internal/log"
 	"github.com/tributary-es/tributary/internal/reader"
-	"github.com/tributary-es/tributary/internal/readmodels"
-	"github.com/tributary-es/tributary/internal/readmodels/accounts"
-	"github.com/tributary-es/tributary/internal/readmodels/correlation"
-	"github.com/tributary-es/tributary/internal/readmodels/modeltest"
-	transferview "github.com/tributary-es/tributary/internal/readmodels/transfers"
-	"github.com/tributary-es/tributary/internal/testenv"
+	"github.com/tributary-es/tributary/internal/reader/readertest"
 )
 
-// models is the reader over read models built straight from events the
-// test makes (modeltest), with the principals it chooses: no writer, no
-// Kafka, and nothing but the test writing to its Redis prefix.
-type models struct {
-	t      *testing.T
-	rdb    *redis.Client
-	prefix string
-	auth   *issuer
-	spec   *apispec.Validator
-	events []log.Event
-}
-
-// event is an event the test appends, caused by the event cause (nil: by a
-// command): its version and global position follow from those before it.
-func (m *models) event(aggregateType, id, corr string, ev interface {
-	EventType() string
-	SchemaVersion() int
-}, cause *log.Event, principal, onBehalfOf string) log.Event {
-	payload, err := json.Marshal(ev)
-	if err != nil {
-		m.t.Fatal(err)
-	}
-	version := int64(1)
-	for _, e := range m.events {
-		if e.AggregateType == aggregateType && e.AggregateID == id {
-			version++
-		}
-	}
-	causation := "command-" + uuid.NewString()
-	if cause != nil {
-		causation = cause.ID.String()
-	}
-	e := log.Event{ID: uuid.Must(uuid.NewV7()), AggregateType: aggregateType, AggregateID: id, Version: version,
-		Type: ev.EventType(), SchemaVersion: ev.SchemaVersion(), Payload: payload,
-		RecordedAt:     time.Date(2026, 12, 1, 9, 0, 0, 0, time.UTC).Add(time.Duration(len(m.events)) * time.Second),
-		GlobalPosition: int64(len(m.events) + 1),
-		Metadata:       log.Metadata{CorrelationID: corr, CausationID: causation, Principal: principal, OnBehalfOf: onBehalfOf}}
-	m.events = append(m.events, e)
-	return e
-}
-
-// newModels builds every read model from these events: the owner's account
-// and a transfer out of it to bob's account, carried out by the process
-// manager on the owner's behalf, and one deposit of bob's own that reuses
-// the owner's correlation id.
-func newModels(t *testing.T) *models {
+// newModels builds every read model of the fixture from these events: the
+// owner's counter and a move out of it to bob's counter (a "job" counter
+// records it), carried out by the process manager on the owner's behalf,
+// and one increment of bob's own that reuses the owner's correlation id.
+func newModels(t *testing.T) *readertest.Models {
 	t.Helper()
-	rdb, prefix := testenv.Redis(t)
-	m := &models{t: t, rdb: rdb, prefix: prefix, auth: newIssuer(t), spec: apispec.NewValidator(t, registered.API("reader"))}
+	m := readertest.NewModels(t, fixture)
 	const pm = "process-manager"
-	opened := m.event(account.AggregateType, "acc-ada", "open-ada", account.AccountOpened{Owner: "Ada", Currency: "EUR"}, nil, owner, "")
-	m.event(account.AggregateType, "acc-ada", "open-ada", account.FundsDeposited{Amount: 500, Currency: "EUR", Source: "salary"}, &opened, owner, "")
-	m.event(account.AggregateType, "acc-ada", "activate-ada", account.AccountActivated{}, nil, operator, "")
-	m.event(account.AggregateType, "acc-bob", "open-bob", account.AccountOpened{Owner: "Bob", Currency: "EUR"}, nil, "bob", "")
-	m.event(account.AggregateType, "acc-bob", "activate-bob", account.AccountActivated{}, nil, operator, "")
-	requested := m.event(transfer.AggregateType, "tr-ada", "corr-ada",
-		transfer.TransferRequested{From: "acc-ada", To: "acc-bob", Amount: 200, Currency: "EUR", Reference: "rent"}, nil, owner, "")
-	withdrawn := m.event(account.AggregateType, "acc-ada", "corr-ada", account.FundsWithdrawn{Amount: 200, Currency: "EUR", Reason: "tr-ada"}, &requested, pm, owner)
-	deposited := m.event(account.AggregateType, "acc-bob", "corr-ada", account.FundsDeposited{Amount: 200, Currency: "EUR", Source: "tr-ada"}, &withdrawn, pm, owner)
-	m.event(account.AggregateType, "acc-bob", "corr-ada", account.FundsDeposited{Amount: 7, Currency: "EUR", Source: "cash"}, &deposited, "bob", "")
-	m.event(transfer.AggregateType, "tr-ada", "corr-ada", transfer.TransferCompleted{}, &deposited, pm, owner)
-	m.event(account.AggregateType, "acc-bob", "corr-ada", account.FundsDeposited{Amount: 1, Currency: "EUR", Source: "migration"}, nil, "", "")
-	for _, p := range []readmodels.Projection{
-		accounts.SummaryProjection{}, accounts.HistoryProjection{}, accounts.DirectoryProjection{},
-		correlation.Projection{Types: []string{account.AggregateType, transfer.AggregateType}}, transferview.Projection{},
-	} {
-		var evs []log.Event
-		for _, e := range m.events {
-			if slices.Contains(p.AggregateTypes(), e.AggregateType) {
-				evs = append(evs, e)
-			}
-		}
-		modeltest.Project(t, rdb, prefix, p, partitions, evs)
-	}
+	typ := domaintest.AggregateType
+	created := m.Event(typ, "ctr-ada", "create-ada", domaintest.Created{Owner: "Ada", Unit: "items"}, nil, readertest.Owner, "")
+	m.Event(typ, "ctr-ada", "create-ada", domaintest.Incremented{Amount: 500, Unit: "items", Note: "stocked"}, &created, readertest.Owner, "")
+	m.Event(typ, "ctr-ada", "start-ada", domaintest.Started{}, nil, readertest.Operator, "")
+	m.Event(typ, "ctr-bob", "create-bob", domaintest.Created{Owner: "Bob", Unit: "items"}, nil, "bob", "")
+	m.Event(typ, "ctr-bob", "start-bob", domaintest.Started{}, nil, readertest.Operator, "")
+	requested := m.Event(typ, "job-ada", "corr-ada", domaintest.Created{Owner: "Ada", Unit: "items"}, nil, readertest.Owner, "")
+	taken := m.Event(typ, "ctr-ada", "corr-ada", domaintest.Decremented{Amount: 200, Unit: "items", Note: "job-ada"}, &requested, pm, readertest.Owner)
+	added := m.Event(typ, "ctr-bob", "corr-ada", domaintest.Incremented{Amount: 200, Unit: "items", Note: "job-ada"}, &taken, pm, readertest.Owner)
+	m.Event(typ, "ctr-bob", "corr-ada", domaintest.Incremented{Amount: 7, Unit: "items", Note: "cash"}, &added, "bob", "")
+	m.Event(typ, "job-ada", "corr-ada", domaintest.Retired{Reason: "done"}, &added, pm, readertest.Owner)
+	m.Event(typ, "ctr-bob", "corr-ada", domaintest.Incremented{Amount: 1, Unit: "items", Note: "migration"}, nil, "", "")
+	m.Project()
 	return m
-}
-
-// server is the reader over the models with cfg (the test's authenticator
-// unless cfg names one, or none when noAuth).
-func (m *models) server(cfg reader.Config, noAuth bool) *httptest.Server {
-	m.t.Helper()
-	if cfg.Authenticator == nil && !noAuth {
-		cfg.Authenticator = m.auth.authn
-	}
-	srv := httptest.NewServer(newReader(m.t, cfg, m.rdb, m.prefix, specHandler(m.t), slog.New(slog.DiscardHandler)).Handler())
-	m.t.Cleanup(srv.Close)
-	return srv
-}
-
-// get sends GET path to srv as c and checks the exchange against the
-// OpenAPI document.
-func (m *models) get(srv *httptest.Server, c caller, path string, headers ...string) response {
-	m.t.Helper()
-	req, err := http.NewRequest(http.MethodGet, srv.URL+path, nil)
-	if err != nil {
-		m.t.Fatal(err)
-	}
-	if a := m.auth.authorization(m.t, c); a != "" {
-		req.Header.Set("Authorization", a)
-	}
-	for i := 0; i+1 < len(headers); i += 2 {
-		req.Header.Set(headers[i], headers[i+1])
-	}
-	resp, err := srv.Client().Do(req)
-	if err != nil {
-		m.t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		m.t.Fatal(err)
-	}
-	m.spec.Check(m.t, req, nil, resp.StatusCode, resp.Header, body)
-	return response{status: resp.StatusCode, header: resp.Header, body: body}
-}
-
-// snapshot is every key under the test's prefix with its serialized value.
-func (m *models) snapshot() map[string]string {
-	m.t.Helper()
-	ctx := context.Background()
-	out := make(map[string]string)
-	iter := m.rdb.Scan(ctx, 0, m.prefix+"*", 1000).Iterator()
-	for iter.Next(ctx) {
-		dump, err := m.rdb.Dump(ctx, iter.Val()).Result()
-		if err != nil {
-			m.t.Fatal(err)
-		}
-		out[iter.Val()] = dump
-	}
-	if err := iter.Err(); err != nil {
-		m.t.Fatal(err)
-	}
-	return out
 }
 
 // G11 on every route the OpenAPI document names: the public ones serve
@@ -179,8 +52,8 @@ func TestEveryRouteServesOnlyWhomItMay(t *testing.T) {
 	m := newModels(t)
 	cfg := reader.DefaultConfig()
 	cfg.MaxWait = 5 * time.Second // a refusal must not wait for it
-	srv := m.server(cfg, false)
-	doc := registered.API("reader").OpenAPI()
+	srv := m.Server(cfg, false)
+	doc := fixture.API("reader").OpenAPI()
 	type sample struct {
 		path              string
 		owner, stranger   int
@@ -189,20 +62,17 @@ func TestEveryRouteServesOnlyWhomItMay(t *testing.T) {
 	// A request for each route of the document; the test fails on a route
 	// without one, so a new route cannot go untested.
 	samples := map[string]sample{
-		"/v1/accounts/{id}":              {path: "/v1/accounts/acc-ada", owner: 200, stranger: 403, versioned: true},
-		"/v1/accounts/{id}/transactions": {path: "/v1/accounts/acc-ada/transactions?limit=2", owner: 200, stranger: 403, versioned: true},
-		"/v1/accounts":                   {path: "/v1/accounts?status=active", owner: 403, stranger: 403},
-		"/v1/transfers/{id}":             {path: "/v1/transfers/tr-ada", owner: 200, stranger: 403, versioned: true},
-		"/v1/correlations/{id}":          {path: "/v1/correlations/corr-ada", owner: 200, stranger: 404},
-		"/healthz":                       {path: "/healthz", public: true},
-		"/readyz":                        {path: "/readyz", public: true},
-		"/metrics":                       {path: "/metrics", public: true},
-		"/openapi.json":                  {path: "/openapi.json", public: true},
+		"/v1/counters/{id}":     {path: "/v1/counters/ctr-ada", owner: 200, stranger: 403, versioned: true},
+		"/v1/correlations/{id}": {path: "/v1/correlations/corr-ada", owner: 200, stranger: 404},
+		"/healthz":              {path: "/healthz", public: true},
+		"/readyz":               {path: "/readyz", public: true},
+		"/metrics":              {path: "/metrics", public: true},
+		"/openapi.json":         {path: "/openapi.json", public: true},
 	}
 	if got, want := slices.Sorted(maps.Keys(doc.Paths.Map())), slices.Sorted(maps.Keys(samples)); !slices.Equal(got, want) {
 		t.Fatalf("the document's routes %v, the test's %v", got, want)
 	}
-	before := m.snapshot()
+	before := m.Snapshot()
 	if len(before) < 20 {
 		t.Fatalf("only %d keys under the prefix: too weak a test", len(before))
 	}
@@ -218,28 +88,28 @@ func TestEveryRouteServesOnlyWhomItMay(t *testing.T) {
 				t.Fatalf("%s: public in the document %v, in the test %v, in reader.PublicPaths %v", template, public, s.public,
 					slices.Contains(reader.PublicPaths(), template))
 			}
-			for _, c := range []caller{anonymous, forged, asStranger, asOwner, asOperator} {
+			for _, c := range []readertest.Caller{readertest.Anonymous, readertest.Forged, readertest.AsStranger, readertest.AsOwner, readertest.AsOperator} {
 				want := http.StatusOK
 				switch {
 				case public:
-				case c == anonymous || c == forged:
+				case c == readertest.Anonymous || c == readertest.Forged:
 					want = http.StatusUnauthorized
-				case c == asStranger:
+				case c == readertest.AsStranger:
 					want = s.stranger
-				case c == asOwner:
+				case c == readertest.AsOwner:
 					want = s.owner
 				}
-				r := m.get(srv, c, s.path)
-				if r.status != want {
-					t.Errorf("GET %s as %s: %d %s, want %d", s.path, c, r.status, r.body, want)
+				r := m.Get(srv, c, s.path)
+				if r.Status != want {
+					t.Errorf("GET %s as %s: %d %s, want %d", s.path, c, r.Status, r.Body, want)
 				}
-				if want == http.StatusUnauthorized && !strings.HasPrefix(r.header.Get("WWW-Authenticate"), "Bearer") {
+				if want == http.StatusUnauthorized && !strings.HasPrefix(r.Header.Get("WWW-Authenticate"), "Bearer") {
 					t.Errorf("GET %s as %s: 401 without a bearer challenge", s.path, c)
 				}
-				if want >= 400 && r.header.Get("Content-Type") != "application/problem+json" {
-					t.Errorf("GET %s as %s: %d as %s", s.path, c, r.status, r.header.Get("Content-Type"))
+				if want >= 400 && r.Header.Get("Content-Type") != "application/problem+json" {
+					t.Errorf("GET %s as %s: %d as %s", s.path, c, r.Status, r.Header.Get("Content-Type"))
 				}
-				if want == http.StatusOK && c == asStranger && !public {
+				if want == http.StatusOK && c == readertest.AsStranger && !public {
 					t.Errorf("GET %s: the stranger is served", s.path)
 				}
 				checked++
@@ -255,20 +125,20 @@ func TestEveryRouteServesOnlyWhomItMay(t *testing.T) {
 				sep = "&"
 			}
 			started := time.Now()
-			if r := m.get(srv, asStranger, s.path+sep+"min_version=99", "If-None-Match", "*"); r.status != http.StatusForbidden {
-				t.Errorf("GET %s?min_version=99 as the stranger: %d %s, want 403", s.path, r.status, r.body)
+			if r := m.Get(srv, readertest.AsStranger, s.path+sep+"min_version=99", "If-None-Match", "*"); r.Status != http.StatusForbidden {
+				t.Errorf("GET %s?min_version=99 as the stranger: %d %s, want 403", s.path, r.Status, r.Body)
 			}
 			if waited := time.Since(started); waited > cfg.MaxWait/2 {
 				t.Errorf("GET %s?min_version=99 as the stranger: refused after %v, want at once", s.path, waited)
 			}
-			if r := m.get(srv, asStranger, s.path, "If-None-Match", "*"); r.status != http.StatusForbidden {
-				t.Errorf("GET %s If-None-Match * as the stranger: %d %s, want 403", s.path, r.status, r.body)
+			if r := m.Get(srv, readertest.AsStranger, s.path, "If-None-Match", "*"); r.Status != http.StatusForbidden {
+				t.Errorf("GET %s If-None-Match * as the stranger: %d %s, want 403", s.path, r.Status, r.Body)
 			}
-			if r := m.get(srv, anonymous, s.path+sep+"min_version=99"); r.status != http.StatusUnauthorized {
-				t.Errorf("GET %s?min_version=99 anonymously: %d %s, want 401", s.path, r.status, r.body)
+			if r := m.Get(srv, readertest.Anonymous, s.path+sep+"min_version=99"); r.Status != http.StatusUnauthorized {
+				t.Errorf("GET %s?min_version=99 anonymously: %d %s, want 401", s.path, r.Status, r.Body)
 			}
-			if r := m.get(srv, asOwner, s.path+sep+"min_version=99", "Prefer", "wait=0.05"); r.status != http.StatusServiceUnavailable {
-				t.Errorf("GET %s?min_version=99 as the owner: %d %s, want 503 stale", s.path, r.status, r.body)
+			if r := m.Get(srv, readertest.AsOwner, s.path+sep+"min_version=99", "Prefer", "wait=0.05"); r.Status != http.StatusServiceUnavailable {
+				t.Errorf("GET %s?min_version=99 as the owner: %d %s, want 503 stale", s.path, r.Status, r.Body)
 			}
 		}
 	}
@@ -277,29 +147,26 @@ func TestEveryRouteServesOnlyWhomItMay(t *testing.T) {
 	}
 	// An id nobody has is 404 whoever asks; what exists and is not theirs,
 	// 403, whatever its kind.
-	for _, path := range []string{"/v1/accounts/acc-nobody", "/v1/accounts/acc-nobody/transactions", "/v1/transfers/tr-nobody", "/v1/correlations/nobody"} {
-		if r := m.get(srv, asStranger, path); r.status != http.StatusNotFound {
-			t.Errorf("GET %s as the stranger: %d %s, want 404", path, r.status, r.body)
+	for _, path := range []string{"/v1/counters/ctr-nobody", "/v1/correlations/nobody"} {
+		if r := m.Get(srv, readertest.AsStranger, path); r.Status != http.StatusNotFound {
+			t.Errorf("GET %s as the stranger: %d %s, want 404", path, r.Status, r.Body)
 		}
 	}
-	for _, path := range []string{"/v1/accounts/acc-bob", "/v1/accounts/acc-bob/transactions"} {
-		if r := m.get(srv, asOwner, path); r.status != http.StatusForbidden {
-			t.Errorf("GET %s as the owner of another account: %d %s, want 403", path, r.status, r.body)
+	for _, path := range []string{"/v1/counters/ctr-bob"} {
+		if r := m.Get(srv, readertest.AsOwner, path); r.Status != http.StatusForbidden {
+			t.Errorf("GET %s as the owner of another counter: %d %s, want 403", path, r.Status, r.Body)
 		}
 	}
-	if after := m.snapshot(); !maps.Equal(before, after) {
+	if after := m.Snapshot(); !maps.Equal(before, after) {
 		t.Fatalf("refused requests changed Redis: %d keys before, %d after", len(before), len(after))
 	}
 
 	// What the owner and the operator are served carries the owner.
-	var sum accounts.Summary
-	m.get(srv, asOwner, "/v1/accounts/acc-ada").json(t, &sum)
-	var tr transferview.Summary
-	m.get(srv, asOperator, "/v1/transfers/tr-ada").json(t, &tr)
-	var page accountdomain.Transactions
-	m.get(srv, asOwner, "/v1/accounts/acc-ada/transactions").json(t, &page)
-	if sum.Principal != owner || sum.Balance != 300 || tr.Principal != owner || tr.Status != "completed" || len(page.Items) != 4 {
-		t.Fatalf("summary %+v, transfer %+v, %d history entries", sum, tr, len(page.Items))
+	var sum, job domaintest.Summary
+	m.Get(srv, readertest.AsOwner, "/v1/counters/ctr-ada").JSON(t, &sum)
+	m.Get(srv, readertest.AsOperator, "/v1/counters/job-ada").JSON(t, &job)
+	if sum.Principal != readertest.Owner || sum.Value != 300 || sum.Version != 4 || job.Principal != readertest.Owner || job.Status != "retired" {
+		t.Fatalf("summary %+v, job %+v", sum, job)
 	}
 }
 
@@ -309,26 +176,26 @@ func TestEveryRouteServesOnlyWhomItMay(t *testing.T) {
 // event whose cause they may not see is a root; nothing to see is 404.
 func TestCorrelationShowsOnlyWhatTheCallerMaySee(t *testing.T) {
 	m := newModels(t)
-	srv := m.server(reader.DefaultConfig(), false)
+	srv := m.Server(reader.DefaultConfig(), false)
 	small := reader.DefaultConfig()
 	small.MaxCorrelationEvents = 2
-	bounded := m.server(small, false)
-	bob, err := m.auth.signer.Token("bob", nil, time.Hour)
+	bounded := m.Server(small, false)
+	bob, err := m.Auth.Signer.Token("bob", nil, time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}
 	var corr []log.Event
-	for _, e := range m.events {
+	for _, e := range m.Events {
 		if e.CorrelationID == "corr-ada" {
 			corr = append(corr, e)
 		}
 	}
-	tree := func(srv *httptest.Server, c caller, path string, headers ...string) (reader.CausationTree, response) {
+	tree := func(srv *httptest.Server, c readertest.Caller, path string, headers ...string) (reader.CausationTree, readertest.Response) {
 		t.Helper()
-		r := m.get(srv, c, path, headers...)
+		r := m.Get(srv, c, path, headers...)
 		var tr reader.CausationTree
-		if r.status == http.StatusOK {
-			r.json(t, &tr)
+		if r.Status == http.StatusOK {
+			r.JSON(t, &tr)
 		}
 		return tr, r
 	}
@@ -345,10 +212,10 @@ func TestCorrelationShowsOnlyWhatTheCallerMaySee(t *testing.T) {
 		slices.Sort(out)
 		return out
 	}
-	mayView := func(subject string, operator bool) []string {
+	mayView := func(subject string, isOperator bool) []string {
 		var out []string
 		for _, e := range corr {
-			if (auth.Principal{Subject: subject, Operator: operator}).MaySee(e.Principal, e.OnBehalfOf) {
+			if (auth.Principal{Subject: subject, Operator: isOperator}).MaySee(e.Principal, e.OnBehalfOf) {
 				out = append(out, e.ID.String())
 			}
 		}
@@ -356,43 +223,43 @@ func TestCorrelationShowsOnlyWhatTheCallerMaySee(t *testing.T) {
 		return out
 	}
 
-	all, r := tree(srv, asOperator, "/v1/correlations/corr-ada")
-	if r.status != http.StatusOK || all.Events != 6 || all.TotalEvents != 6 || all.Truncated || !slices.Equal(ids(all), mayView(operator, true)) {
-		t.Fatalf("the operator: %d %s", r.status, r.body)
+	all, r := tree(srv, readertest.AsOperator, "/v1/correlations/corr-ada")
+	if r.Status != http.StatusOK || all.Events != 6 || all.TotalEvents != 6 || all.Truncated || !slices.Equal(ids(all), mayView(readertest.Operator, true)) {
+		t.Fatalf("the operator: %d %s", r.Status, r.Body)
 	}
-	mine, r := tree(srv, asOwner, "/v1/correlations/corr-ada")
-	want := mayView(owner, false)
-	if r.status != http.StatusOK || len(want) != 4 || mine.Events != 4 || mine.TotalEvents != 4 || mine.Truncated || !slices.Equal(ids(mine), want) {
-		t.Fatalf("the owner: %d %s; want the events %v", r.status, r.body, want)
+	mine, r := tree(srv, readertest.AsOwner, "/v1/correlations/corr-ada")
+	want := mayView(readertest.Owner, false)
+	if r.Status != http.StatusOK || len(want) != 4 || mine.Events != 4 || mine.TotalEvents != 4 || mine.Truncated || !slices.Equal(ids(mine), want) {
+		t.Fatalf("the owner: %d %s; want the events %v", r.Status, r.Body, want)
 	}
-	// The owner's chain: requested → withdrawn → deposited (bob's deposit
-	// of his own in between is not theirs) → completed, one root.
-	if len(mine.Roots) != 1 || mine.Roots[0].Type != "TransferRequested" || len(mine.Roots[0].Children) != 1 ||
-		mine.Roots[0].Children[0].Children[0].Children[0].Type != "TransferCompleted" {
-		t.Fatalf("the owner's tree: %s", r.body)
+	// The owner's chain: the job created → taken → added (bob's increment
+	// of his own in between is not theirs) → the job retired, one root.
+	if len(mine.Roots) != 1 || mine.Roots[0].Type != "CounterCreated" || len(mine.Roots[0].Children) != 1 ||
+		mine.Roots[0].Children[0].Children[0].Children[0].Type != "CounterRetired" {
+		t.Fatalf("the owner's tree: %s", r.Body)
 	}
 	for _, n := range []*reader.Node{mine.Roots[0], mine.Roots[0].Children[0]} {
-		if n.Principal == "" || (n.Principal != owner && n.OnBehalfOf != owner) {
+		if n.Principal == "" || (n.Principal != readertest.Owner && n.OnBehalfOf != readertest.Owner) {
 			t.Fatalf("a node of the owner's tree: principal %q on behalf of %q", n.Principal, n.OnBehalfOf)
 		}
 	}
 	// Bob sees his own deposit only, as a root: its cause is not his.
-	r = m.get(srv, anonymous, "/v1/correlations/corr-ada", "Authorization", "Bearer "+bob)
+	r = m.Get(srv, readertest.Anonymous, "/v1/correlations/corr-ada", "Authorization", "Bearer "+bob)
 	var his reader.CausationTree
-	r.json(t, &his)
-	if r.status != http.StatusOK || his.Events != 1 || his.TotalEvents != 1 || len(his.Roots) != 1 || his.Roots[0].Principal != "bob" ||
+	r.JSON(t, &his)
+	if r.Status != http.StatusOK || his.Events != 1 || his.TotalEvents != 1 || len(his.Roots) != 1 || his.Roots[0].Principal != "bob" ||
 		!slices.Equal(ids(his), mayView("bob", false)) {
-		t.Fatalf("bob: %d %s", r.status, r.body)
+		t.Fatalf("bob: %d %s", r.Status, r.Body)
 	}
-	if _, r := tree(srv, asStranger, "/v1/correlations/corr-ada"); r.status != http.StatusNotFound || !strings.Contains(string(r.body), "unknown-correlation") {
-		t.Fatalf("the stranger: %d %s, want 404 as for an unknown correlation", r.status, r.body)
+	if _, r := tree(srv, readertest.AsStranger, "/v1/correlations/corr-ada"); r.Status != http.StatusNotFound || !strings.Contains(string(r.Body), "unknown-correlation") {
+		t.Fatalf("the stranger: %d %s, want 404 as for an unknown correlation", r.Status, r.Body)
 	}
 	// The bound applies to what each may see.
-	if tr, r := tree(bounded, asOwner, "/v1/correlations/corr-ada"); r.status != http.StatusOK || tr.Events != 2 || tr.TotalEvents != 4 || !tr.Truncated {
-		t.Fatalf("the owner with a bound of 2: %d %s", r.status, r.body)
+	if tr, r := tree(bounded, readertest.AsOwner, "/v1/correlations/corr-ada"); r.Status != http.StatusOK || tr.Events != 2 || tr.TotalEvents != 4 || !tr.Truncated {
+		t.Fatalf("the owner with a bound of 2: %d %s", r.Status, r.Body)
 	}
-	if tr, r := tree(bounded, asOperator, "/v1/correlations/corr-ada"); r.status != http.StatusOK || tr.Events != 2 || tr.TotalEvents != 6 || !tr.Truncated {
-		t.Fatalf("the operator with a bound of 2: %d %s", r.status, r.body)
+	if tr, r := tree(bounded, readertest.AsOperator, "/v1/correlations/corr-ada"); r.Status != http.StatusOK || tr.Events != 2 || tr.TotalEvents != 6 || !tr.Truncated {
+		t.Fatalf("the operator with a bound of 2: %d %s", r.Status, r.Body)
 	}
 	// Read-your-writes: the owner's own event is there; bob's, never.
 	var bobs, ownersLast log.Event
@@ -400,26 +267,26 @@ func TestCorrelationShowsOnlyWhatTheCallerMaySee(t *testing.T) {
 		switch {
 		case e.Principal == "bob":
 			bobs = e
-		case e.OnBehalfOf == owner:
+		case e.OnBehalfOf == readertest.Owner:
 			ownersLast = e
 		}
 	}
-	if _, r := tree(srv, asOwner, fmt.Sprintf("/v1/correlations/corr-ada?min_position=%d", ownersLast.GlobalPosition)); r.status != http.StatusOK {
-		t.Fatalf("the owner at the position of its event: %d %s", r.status, r.body)
+	if _, r := tree(srv, readertest.AsOwner, fmt.Sprintf("/v1/correlations/corr-ada?min_position=%d", ownersLast.GlobalPosition)); r.Status != http.StatusOK {
+		t.Fatalf("the owner at the position of its event: %d %s", r.Status, r.Body)
 	}
-	for c, present := range map[caller]int64{asOwner: 4, asStranger: 0} {
+	for c, present := range map[readertest.Caller]int64{readertest.AsOwner: 4, readertest.AsStranger: 0} {
 		_, r := tree(srv, c, fmt.Sprintf("/v1/correlations/corr-ada?min_position=%d", bobs.GlobalPosition), "Prefer", "wait=0.05")
 		var prob struct {
 			Type          string
 			EventsPresent int64
 		}
-		r.json(t, &prob)
-		if r.status != http.StatusServiceUnavailable || prob.Type != "https://tributary.dev/problems/stale" || prob.EventsPresent != present {
-			t.Fatalf("%s at the position of bob's event: %d %s; want stale with eventsPresent %d", c, r.status, r.body, present)
+		r.JSON(t, &prob)
+		if r.Status != http.StatusServiceUnavailable || prob.Type != "https://tributary.dev/problems/stale" || prob.EventsPresent != present {
+			t.Fatalf("%s at the position of bob's event: %d %s; want stale with eventsPresent %d", c, r.Status, r.Body, present)
 		}
 	}
-	if _, r := tree(srv, asOperator, fmt.Sprintf("/v1/correlations/corr-ada?min_position=%d", bobs.GlobalPosition)); r.status != http.StatusOK {
-		t.Fatalf("the operator at the position of bob's event: %d %s", r.status, r.body)
+	if _, r := tree(srv, readertest.AsOperator, fmt.Sprintf("/v1/correlations/corr-ada?min_position=%d", bobs.GlobalPosition)); r.Status != http.StatusOK {
+		t.Fatalf("the operator at the position of bob's event: %d %s", r.Status, r.Body)
 	}
 }
 
@@ -427,18 +294,17 @@ func TestCorrelationShowsOnlyWhatTheCallerMaySee(t *testing.T) {
 // whatever token comes.
 func TestReaderWithoutAuthenticatorRefusesEveryone(t *testing.T) {
 	m := newModels(t)
-	srv := m.server(reader.DefaultConfig(), true)
-	for _, path := range []string{"/v1/accounts/acc-ada", "/v1/accounts/acc-ada/transactions", "/v1/accounts?status=active",
-		"/v1/transfers/tr-ada", "/v1/correlations/corr-ada", "/v1/nothing"} {
-		for _, c := range []caller{anonymous, asOwner, asOperator} {
-			if r := m.get(srv, c, path); r.status != http.StatusUnauthorized {
-				t.Errorf("GET %s as %s without an authenticator: %d %s", path, c, r.status, r.body)
+	srv := m.Server(reader.DefaultConfig(), true)
+	for _, path := range []string{"/v1/counters/ctr-ada", "/v1/counters/job-ada", "/v1/correlations/corr-ada", "/v1/nothing"} {
+		for _, c := range []readertest.Caller{readertest.Anonymous, readertest.AsOwner, readertest.AsOperator} {
+			if r := m.Get(srv, c, path); r.Status != http.StatusUnauthorized {
+				t.Errorf("GET %s as %s without an authenticator: %d %s", path, c, r.Status, r.Body)
 			}
 		}
 	}
 	for _, path := range reader.PublicPaths() {
-		if r := m.get(srv, anonymous, path); r.status != http.StatusOK {
-			t.Errorf("GET %s without an authenticator: %d", path, r.status)
+		if r := m.Get(srv, readertest.Anonymous, path); r.Status != http.StatusOK {
+			t.Errorf("GET %s without an authenticator: %d", path, r.Status)
 		}
 	}
 }
@@ -447,13 +313,9 @@ func TestReaderWithoutAuthenticatorRefusesEveryone(t *testing.T) {
 // against the OpenAPI document), before anything else.
 func TestHugeHeadersGetAProblem(t *testing.T) {
 	p := newPipeline(t, reader.DefaultConfig())
-	r := p.read("/v1/accounts/a1", "X-Padding", strings.Repeat("p", 40<<10))
-	if r.status != http.StatusRequestHeaderFieldsTooLarge || r.header.Get("Content-Type") != "application/problem+json" ||
-		!strings.Contains(string(r.body), "headers-too-large") {
-		t.Fatalf("%d %s: %s", r.status, r.header.Get("Content-Type"), r.body)
+	r := p.Read("/v1/counters/a1", "X-Padding", strings.Repeat("p", 40<<10))
+	if r.Status != http.StatusRequestHeaderFieldsTooLarge || r.Header.Get("Content-Type") != "application/problem+json" ||
+		!strings.Contains(string(r.Body), "headers-too-large") {
+		t.Fatalf("%d %s: %s", r.Status, r.Header.Get("Content-Type"), r.Body)
 	}
 }
-
-// registered is this build's registry of domains, made once for the
-// package's tests (each make costs the schemas' and documents' assembly).
-var registered = domains.Must()

@@ -39,7 +39,7 @@ func TestAWaitingQueryReadsAboutWhenTheProjectionArrives(t *testing.T) {
 	query := func() int {
 		var reads atomic.Int32
 		started := time.Now()
-		have, err := s.await(httptest.NewRequest("GET", "/v1/accounts/a", nil), 2, func(context.Context) (int64, error) {
+		have, err := s.await(httptest.NewRequest("GET", "/v1/counters/a", nil), 2, func(context.Context) (int64, error) {
 			reads.Add(1)
 			if time.Since(started) >= lag {
 				return 2, nil

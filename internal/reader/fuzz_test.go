@@ -12,41 +12,40 @@ import (
 
 	"github.com/tributary-es/tributary/internal/apispec"
 	"github.com/tributary-es/tributary/internal/reader"
+	"github.com/tributary-es/tributary/internal/reader/readertest"
 )
 
 // FuzzQueries throws arbitrary requests at the reader's handler, over read
-// models that hold two accounts of the owner, from the owner, a stranger,
+// models that hold two counters of the owner (the fixture domain's; each domain
+// fuzzes its own queries in its package), from the owner, a stranger,
 // an operator, a forged token or nobody (caller, modulo 5): it must never
 // panic, answer 5xx only as the documented "stale" 503 of a version it
 // cannot see yet, answer every error as a problem document, answer as
-// schemas/openapi/reader.yaml says, and serve nobody but the owner and the
+// the assembled reader document says, and serve nobody but the owner and the
 // operator anything but the public paths.
 //
 //	go test -run '^$' -fuzz FuzzQueries -fuzztime 60s ./internal/reader/
 func FuzzQueries(f *testing.F) {
 	seeds := []struct {
 		method, path, minVersion, ifNoneMatch string
-		caller                                caller
+		caller                                readertest.Caller
 	}{
-		{"GET", "/v1/accounts/fz-1", "", "", asOwner},
-		{"GET", "/v1/accounts/fz-1?min_version=3", "", `"3"`, asOwner},
-		{"GET", "/v1/accounts/fz-1?min_version=99", "", "", asOwner},
-		{"GET", "/v1/accounts/fz-1", `"2"`, "", asOwner},
-		{"GET", "/v1/accounts/fz-1/transactions?limit=1&cursor=x", "", "", asOwner},
-		{"GET", "/v1/accounts?status=active&limit=1", "", "", asOperator},
-		{"GET", "/v1/accounts?sort=balance&currency=EUR", "", "", asOperator},
-		{"GET", "/v1/accounts?status=active&sort", "", "", asOperator},
-		{"GET", "/v1/correlations/c-1?min_position=1", "", "", asOwner},
-		{"GET", "/v1/transfers/..%2Fx", "", "", asOwner},
-		{"HEAD", "/v1/accounts/%2e%2e/transactions", "", "*", asOwner},
-		{"DELETE", "/v1/accounts/fz-1", "", "", asOwner},
-		{"GET", "/v1/accounts/fz-1?min_version=99", "", "*", asStranger},
-		{"GET", "/v1/accounts/fz-0/transactions", "", "", asStranger},
-		{"GET", "/v1/accounts?status=active", "", "", asOwner},
-		{"GET", "/v1/accounts/fz-1", "", "", anonymous},
-		{"GET", "/v1/accounts/fz-1", "", "", forged},
-		{"GET", "/healthz", "", "", anonymous},
-		{"HEAD", "/metrics", "", "", anonymous},
+		{"GET", "/v1/counters/fz-1", "", "", readertest.AsOwner},
+		{"GET", "/v1/counters/fz-1?min_version=3", "", `"3"`, readertest.AsOwner},
+		{"GET", "/v1/counters/fz-1?min_version=99", "", "", readertest.AsOwner},
+		{"GET", "/v1/counters/fz-1", `"2"`, "", readertest.AsOwner},
+		{"GET", "/v1/counters/fz-1?min_version", "", "", readertest.AsOwner},
+		{"GET", "/v1/correlations/c-1?min_position=1", "", "", readertest.AsOwner},
+		{"GET", "/v1/counters/..%2Fx", "", "", readertest.AsOwner},
+		{"HEAD", "/v1/counters/%2e%2e", "", "*", readertest.AsOwner},
+		{"DELETE", "/v1/counters/fz-1", "", "", readertest.AsOwner},
+		{"GET", "/v1/counters/fz-1?min_version=99", "", "*", readertest.AsStranger},
+		{"GET", "/v1/counters/fz-0", "", "", readertest.AsStranger},
+		{"GET", "/v1/counters/fz-1", "", "", readertest.AsOperator},
+		{"GET", "/v1/counters/fz-1", "", "", readertest.Anonymous},
+		{"GET", "/v1/counters/fz-1", "", "", readertest.Forged},
+		{"GET", "/healthz", "", "", readertest.Anonymous},
+		{"HEAD", "/metrics", "", "", readertest.Anonymous},
 	}
 	for _, s := range seeds {
 		f.Add(s.method, s.path, s.minVersion, s.ifNoneMatch, byte(s.caller))
@@ -56,14 +55,14 @@ func FuzzQueries(f *testing.F) {
 	p := newPipeline(f, cfg)
 	var last written
 	for i := range 2 {
-		last = p.openActive(fmt.Sprintf("fz-%d", i), 100)
+		last = openActive(p, fmt.Sprintf("fz-%d", i), 100)
 	}
-	p.read(fmt.Sprintf("/v1/accounts/fz-1/transactions?min_version=%d", last.version))
-	spec := apispec.NewValidator(f, registered.API("reader"))
-	handler := p.reader.Config.Handler
-	authorization := make([]string, forged+1)
+	p.Read(fmt.Sprintf("/v1/counters/fz-1?min_version=%d", last.version))
+	spec := apispec.NewValidator(f, fixture.API("reader"))
+	handler := p.Reader.Config.Handler
+	authorization := make([]string, readertest.Forged+1)
 	for c := range authorization {
-		authorization[c] = p.auth.authorization(f, caller(c))
+		authorization[c] = p.Auth.Authorization(f, readertest.Caller(c))
 	}
 
 	f.Fuzz(func(t *testing.T, method, path, minVersion, ifNoneMatch string, who byte) {
@@ -74,7 +73,7 @@ func FuzzQueries(f *testing.F) {
 		if err != nil {
 			return // not an HTTP request a server could receive
 		}
-		c := caller(who % byte(len(authorization)))
+		c := readertest.Caller(who % byte(len(authorization)))
 		if a := authorization[c]; a != "" {
 			req.Header.Set("Authorization", a)
 		}
@@ -105,10 +104,10 @@ func FuzzQueries(f *testing.F) {
 			_ = json.Unmarshal(rec.Body.Bytes(), &progress)
 		}
 		served := rec.Code < 400 || (stale && (progress.CurrentVersion > 0 || progress.EventsPresent > 0))
-		if served && (c == asStranger || c == anonymous || c == forged) && !slices.Contains(reader.PublicPaths(), req.URL.Path) {
+		if served && (c == readertest.AsStranger || c == readertest.Anonymous || c == readertest.Forged) && !slices.Contains(reader.PublicPaths(), req.URL.Path) {
 			t.Fatalf("%s %q as %s: status %d: %s", method, path, c, rec.Code, rec.Body)
 		}
-		if (c == anonymous || c == forged) && !slices.Contains(reader.PublicPaths(), req.URL.Path) && rec.Code != http.StatusUnauthorized && rec.Code != http.StatusBadRequest {
+		if (c == readertest.Anonymous || c == readertest.Forged) && !slices.Contains(reader.PublicPaths(), req.URL.Path) && rec.Code != http.StatusUnauthorized && rec.Code != http.StatusBadRequest {
 			t.Fatalf("%s %q as %s: status %d, want 401 (or 400 for a malformed path or query)", method, path, c, rec.Code)
 		}
 	})

@@ -11,18 +11,18 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tributary-es/tributary/internal/domains/domaintest"
 	"github.com/tributary-es/tributary/internal/log"
 	"github.com/tributary-es/tributary/internal/log/postgres"
 	"github.com/tributary-es/tributary/internal/projector"
 	"github.com/tributary-es/tributary/internal/reader"
+	"github.com/tributary-es/tributary/internal/reader/readertest"
 	"github.com/tributary-es/tributary/internal/readmodels"
-	"github.com/tributary-es/tributary/internal/readmodels/accounts"
-	"github.com/tributary-es/tributary/internal/testenv"
 )
 
 // G5 through the reader: while the summary is rebuilt from offset 0 beside
 // the served generation — held half-built until the readers have read 200
-// times — every answer is the complete model (each account equal to the
+// times — every answer is the complete model (each counter equal to the
 // fold of its events); after the switch the reader serves the new
 // generation, still complete. The reader looks the generation up on every
 // query here (no view cache), so it would show a half-built one at once.
@@ -45,10 +45,10 @@ func TestRebuildNeverShowsAHalfBuiltModel(t *testing.T) {
 		}
 		return nil
 	}}
-	p := newHookedPipeline(t, cfg, hooks)
+	p := newHookedPipeline(t, cfg, map[string]projector.Hooks{domaintest.SummaryName: hooks})
 	t.Cleanup(func() { releaseOnce.Do(func() { close(release) }) })
 	ctx := context.Background()
-	h := testenv.GenerateAccounts(300, 6000, 21)
+	h := domaintest.Generate(300, 6000, 21, readertest.Owner)
 	ids := make([]string, 0, len(h.ByID))
 	for id, evs := range h.ByID {
 		ids = append(ids, id)
@@ -56,46 +56,49 @@ func TestRebuildNeverShowsAHalfBuiltModel(t *testing.T) {
 		for i, e := range evs {
 			news[i] = log.NewEvent{ID: e.ID, Type: e.Type, SchemaVersion: e.SchemaVersion, Payload: e.Payload}
 		}
-		if _, err := p.store.Append(ctx, postgres.AppendRequest{AggregateType: evs[0].AggregateType, AggregateID: id,
-			Expected: postgres.NoStream, Events: news, Metadata: log.Metadata{CorrelationID: "gen", CausationID: "gen", Principal: owner}}); err != nil {
+		if _, err := p.Store.Append(ctx, postgres.AppendRequest{AggregateType: evs[0].AggregateType, AggregateID: id,
+			Expected: postgres.NoStream, Events: news, Metadata: log.Metadata{CorrelationID: "gen", CausationID: "gen", Principal: readertest.Owner}}); err != nil {
 			t.Fatal(err)
 		}
 	}
 	slices.Sort(ids)
-	want := make(map[string]accounts.Summary, len(ids))
+	want := make(map[string]domaintest.Summary, len(ids))
 	for _, id := range ids {
-		s := testenv.FoldAccount(t, h.ByID[id])
-		want[id] = accounts.Summary{ID: id, Balance: s.Balance, Status: string(s.Status), Version: int64(len(h.ByID[id])), Currency: s.Currency}
-	}
-	check := func(id string, r response) error {
-		if r.status != http.StatusOK {
-			return fmt.Errorf("%s: %d %s", id, r.status, r.body)
+		s, err := domaintest.Fold(h.ByID[id])
+		if err != nil {
+			t.Fatal(err)
 		}
-		var got accounts.Summary
-		r.json(t, &got)
+		want[id] = domaintest.Summary{ID: id, Value: s.Value, Status: string(s.Status), Version: int64(len(h.ByID[id])), Unit: s.Unit}
+	}
+	check := func(id string, r readertest.Response) error {
+		if r.Status != http.StatusOK {
+			return fmt.Errorf("%s: %d %s", id, r.Status, r.Body)
+		}
+		var got domaintest.Summary
+		r.JSON(t, &got)
 		w := want[id]
-		if got.Balance != w.Balance || got.Status != w.Status || got.Version != w.Version || got.Currency != w.Currency {
+		if got.Value != w.Value || got.Status != w.Status || got.Version != w.Version || got.Unit != w.Unit {
 			return fmt.Errorf("%s: got %+v, want the fold %+v", id, got, w)
 		}
 		return nil
 	}
 	for _, id := range ids {
-		if err := check(id, p.read(fmt.Sprintf("/v1/accounts/%s?min_version=%d", id, want[id].Version))); err != nil {
+		if err := check(id, p.Read(fmt.Sprintf("/v1/counters/%s?min_version=%d", id, want[id].Version))); err != nil {
 			t.Fatal(err)
 		}
 	}
-	layout := readmodels.NewLayout(p.prefix, accounts.SummaryName)
-	before, err := readmodels.ActiveView(ctx, p.rdb, layout)
+	layout := readmodels.NewLayout(p.Prefix, domaintest.SummaryName)
+	before, err := readmodels.ActiveView(ctx, p.Redis, layout)
 	if err != nil {
 		t.Fatal(err)
 	}
 
 	rebuilt := make(chan error, 1)
 	go func() {
-		_, err := p.newProjector(accounts.SummaryProjection{}).Rebuild(ctx, false, nil)
+		_, err := p.NewProjector(domaintest.SummaryProjection{}).Rebuild(ctx, false, nil)
 		rebuilt <- err
 	}()
-	waitFor(t, time.Minute, "the new generation to be half built", halfBuilt.Load)
+	readertest.WaitFor(t, time.Minute, "the new generation to be half built", halfBuilt.Load)
 	var wg sync.WaitGroup
 	done := make(chan struct{})
 	var reads int
@@ -110,7 +113,7 @@ func TestRebuildNeverShowsAHalfBuiltModel(t *testing.T) {
 				default:
 				}
 				id := ids[rng.IntN(len(ids))]
-				if err := check(id, p.read("/v1/accounts/"+id)); err != nil {
+				if err := check(id, p.Read("/v1/counters/"+id)); err != nil {
 					t.Error("during the rebuild:", err)
 					releaseOnce.Do(func() { close(release) })
 					return
@@ -133,13 +136,13 @@ func TestRebuildNeverShowsAHalfBuiltModel(t *testing.T) {
 	}
 	close(done)
 	wg.Wait()
-	after, err := readmodels.ActiveView(ctx, p.rdb, layout)
+	after, err := readmodels.ActiveView(ctx, p.Redis, layout)
 	if err != nil || after.Generation <= before.Generation {
 		t.Fatalf("served generation %d before, %d after (%v)", before.Generation, after.Generation, err)
 	}
-	// After the switch every account is still complete.
+	// After the switch every counter is still complete.
 	for _, id := range ids {
-		if err := check(id, p.read("/v1/accounts/"+id)); err != nil {
+		if err := check(id, p.Read("/v1/counters/"+id)); err != nil {
 			t.Fatal("after the switch:", err)
 		}
 	}

@@ -1,7 +1,6 @@
 package writer_test
 
 import (
-	"context"
 	"fmt"
 	"net/http"
 	"strings"
@@ -15,59 +14,57 @@ type routeRequest struct {
 }
 
 // TestEveryRouteKeepsStrangersOut drives every route of the writer's mux as
-// the owner of the accounts, as an operator, as a stranger, with a bad token
+// the owner of the counters, as an operator, as a stranger, with a bad token
 // and without one (G11): the stranger gets 403 and the others without valid
 // credentials 401, and then Postgres holds exactly what it held before;
 // the owner and the operator succeed.
 func TestEveryRouteKeepsStrangersOut(t *testing.T) {
 	st := newStack(t, 1)
-	// alice (the stack's default principal) owns every account here.
+	// alice (the stack's default principal) owns every counter here.
 	for _, id := range []string{"a1", "a2"} {
-		st.openActive(id, 10_000)
+		openActive(st, id, 10_000)
 	}
-	for _, id := range []string{"c-owner", "c-operator"} { // to be closed: no balance
-		st.openActive(id, 0)
+	for _, id := range []string{"c-owner", "c-operator"} { // to be retired: no value
+		openActive(st, id, 0)
 	}
 	for _, id := range []string{"p-owner", "p-operator"} {
-		st.must(http.StatusCreated, "POST", "/v1/accounts", `{"id":"`+id+`","owner":"Ada","currency":"EUR"}`)
+		st.Must(http.StatusCreated, "POST", "/v1/counters", `{"id":"`+id+`","owner":"Ada","unit":"items"}`)
 	}
-	owner := st.bearer
-	operator := st.authorization("root", "operator")
-	stranger := st.authorization("mallory", "auditor")
+	owner := st.Bearer
+	operator := st.Authorization("root", "operator")
+	stranger := st.Authorization("mallory", "auditor")
 
 	// requests says what each route is sent by whom: the owner's and the
-	// operator's requests must succeed, so some act on accounts of their own.
+	// operator's requests must succeed, so some act on counters of their own.
 	requests := func(pattern, who string) (routeRequest, int) {
-		deposit := `{"amount":100,"currency":"EUR","source":"salary"}`
+		increment := `{"amount":100,"unit":"items","note":"stocked"}`
 		switch pattern {
-		case "POST /v1/accounts":
-			// Anyone may open an account; opening one that exists is acting on it.
+		case "POST /v1/counters":
+			// Anyone may create a counter; creating one that exists is acting on it.
 			if who == "owner" || who == "operator" {
-				return routeRequest{"POST", "/v1/accounts", `{"id":"new-by-` + who + `","owner":"Ada","currency":"EUR"}`}, http.StatusCreated
+				return routeRequest{"POST", "/v1/counters", `{"id":"new-by-` + who + `","owner":"Ada","unit":"items"}`}, http.StatusCreated
 			}
-			return routeRequest{"POST", "/v1/accounts", `{"id":"a1","owner":"Mallory","currency":"EUR"}`}, 0
-		case "POST /v1/accounts/{id}/activate":
+			return routeRequest{"POST", "/v1/counters", `{"id":"a1","owner":"Mallory","unit":"items"}`}, 0
+		case "POST /v1/counters/{id}/start":
 			id := "p-" + who
 			if who != "owner" && who != "operator" {
 				id = "p-owner"
 			}
-			return routeRequest{"POST", "/v1/accounts/" + id + "/activate", ""}, http.StatusOK
-		case "POST /v1/accounts/{id}/deposits":
-			return routeRequest{"POST", "/v1/accounts/a1/deposits", deposit}, http.StatusOK
-		case "POST /v1/accounts/{id}/withdrawals":
-			return routeRequest{"POST", "/v1/accounts/a1/withdrawals", `{"amount":100,"currency":"EUR","reason":"rent"}`}, http.StatusOK
-		case "POST /v1/accounts/{id}/close":
+			return routeRequest{"POST", "/v1/counters/" + id + "/start", ""}, http.StatusOK
+		case "POST /v1/counters/{id}/increments":
+			return routeRequest{"POST", "/v1/counters/a1/increments", increment}, http.StatusOK
+		case "POST /v1/counters/{id}/decrements":
+			return routeRequest{"POST", "/v1/counters/a1/decrements", `{"amount":100,"unit":"items","note":"used"}`}, http.StatusOK
+		case "POST /v1/counters/{id}/retire":
 			id := "c-" + who
 			if who != "owner" && who != "operator" {
 				id = "c-owner"
 			}
-			return routeRequest{"POST", "/v1/accounts/" + id + "/close", `{"reason":"moving"}`}, http.StatusOK
-		case "POST /v1/transfers":
-			return routeRequest{"POST", "/v1/transfers", `{"id":"t-` + who + `","from":"a1","to":"a2","amount":10,"currency":"EUR","reference":"rent"}`}, http.StatusCreated
+			return routeRequest{"POST", "/v1/counters/" + id + "/retire", `{"reason":"moving"}`}, http.StatusOK
 		case "GET /v1/streams/{type}/{id}":
-			return routeRequest{"GET", "/v1/streams/account/a1", ""}, http.StatusOK
+			return routeRequest{"GET", "/v1/streams/counter/a1", ""}, http.StatusOK
 		case "GET /v1/streams/{type}/{id}/state":
-			return routeRequest{"GET", "/v1/streams/account/a1/state?version=2", ""}, http.StatusOK
+			return routeRequest{"GET", "/v1/streams/counter/a1/state?version=2", ""}, http.StatusOK
 		case "GET /healthz", "GET /readyz", "GET /metrics", "GET /openapi.json":
 			return routeRequest{"GET", strings.TrimPrefix(pattern, "GET "), ""}, http.StatusOK
 		}
@@ -76,7 +73,7 @@ func TestEveryRouteKeepsStrangersOut(t *testing.T) {
 	}
 	public := map[string]bool{"GET /healthz": true, "GET /readyz": true, "GET /metrics": true, "GET /openapi.json": true}
 
-	routes := st.apis[0].Routes()
+	routes := st.APIs[0].Routes()
 	if len(routes) < 10 {
 		t.Fatalf("only %d routes: %v", len(routes), routes)
 	}
@@ -84,8 +81,8 @@ func TestEveryRouteKeepsStrangersOut(t *testing.T) {
 		t.Run(pattern, func(t *testing.T) {
 			if public[pattern] {
 				rq, want := requests(pattern, "anonymous")
-				if r := st.do(0, rq.method, rq.path, rq.body, "Authorization", ""); r.status != want {
-					t.Fatalf("without a token: %d, want %d: %s", r.status, want, r.body)
+				if r := st.Do(0, rq.method, rq.path, rq.body, "Authorization", ""); r.Status != want {
+					t.Fatalf("without a token: %d, want %d: %s", r.Status, want, r.Body)
 				}
 				return
 			}
@@ -98,31 +95,31 @@ func TestEveryRouteKeepsStrangersOut(t *testing.T) {
 				{"stranger", stranger, http.StatusForbidden},
 			}
 			for _, c := range refused {
-				before := st.databaseDigest()
+				before := st.DatabaseDigest()
 				rq, _ := requests(pattern, c.who)
-				r := st.do(0, rq.method, rq.path, rq.body, "Authorization", c.authorization, "Idempotency-Key", fmt.Sprintf("key-%d-%s", i, c.who))
-				if r.status != c.want {
-					t.Fatalf("%s: %d, want %d: %s", c.who, r.status, c.want, r.body)
+				r := st.Do(0, rq.method, rq.path, rq.body, "Authorization", c.authorization, "Idempotency-Key", fmt.Sprintf("key-%d-%s", i, c.who))
+				if r.Status != c.want {
+					t.Fatalf("%s: %d, want %d: %s", c.who, r.Status, c.want, r.Body)
 				}
-				if ct := r.header.Get("Content-Type"); ct != "application/problem+json" {
+				if ct := r.Header.Get("Content-Type"); ct != "application/problem+json" {
 					t.Fatalf("%s: content type %q", c.who, ct)
 				}
-				if after := st.databaseDigest(); after != before {
+				if after := st.DatabaseDigest(); after != before {
 					t.Fatalf("%s's refused request changed Postgres:\nbefore %s\nafter  %s", c.who, before, after)
 				}
 			}
 			for _, c := range []struct{ who, authorization string }{{"owner", owner}, {"operator", operator}} {
 				rq, want := requests(pattern, c.who)
-				if r := st.do(0, rq.method, rq.path, rq.body, "Authorization", c.authorization); r.status != want {
-					t.Fatalf("%s: %d, want %d: %s", c.who, r.status, want, r.body)
+				if r := st.Do(0, rq.method, rq.path, rq.body, "Authorization", c.authorization); r.Status != want {
+					t.Fatalf("%s: %d, want %d: %s", c.who, r.Status, want, r.Body)
 				}
 			}
 		})
 	}
 
-	// Who asked is recorded: the operator's deposit on alice's account is
+	// Who asked is recorded: the operator's increment on alice's counter is
 	// the operator's.
-	_, events := st.fold("a1")
+	_, events := fold(t, st, "a1")
 	var byOperator int
 	for _, e := range events {
 		if e.Principal == "root" {
@@ -132,47 +129,7 @@ func TestEveryRouteKeepsStrangersOut(t *testing.T) {
 			t.Errorf("an event of the stranger was stored: %+v", e)
 		}
 	}
-	if byOperator != 2 { // a deposit and a withdrawal
+	if byOperator != 2 { // an increment and a decrement
 		t.Errorf("%d events of the operator on a1, want 2", byOperator)
 	}
-}
-
-// TestTransferNeedsTheSourcesOwner: a principal may move money out of its
-// own accounts only; into anyone's.
-func TestTransferNeedsTheSourcesOwner(t *testing.T) {
-	st := newStack(t, 1)
-	st.openActive("alice-1", 5_000)
-	bob := st.authorization("bob")
-	st.must(http.StatusCreated, "POST", "/v1/accounts", `{"id":"bob-1","owner":"Bob","currency":"EUR"}`, "Authorization", bob)
-	st.must(http.StatusOK, "POST", "/v1/accounts/bob-1/activate", "", "Authorization", bob)
-	before := st.databaseDigest()
-	for name, body := range map[string]string{
-		"from-alice":   `{"id":"t1","from":"alice-1","to":"bob-1","amount":10,"currency":"EUR"}`,
-		"from-unknown": `{"id":"t2","from":"nobody-1","to":"bob-1","amount":10,"currency":"EUR"}`,
-	} {
-		r := st.do(0, "POST", "/v1/transfers", body, "Authorization", bob, "Idempotency-Key", "k-"+name)
-		if r.status != http.StatusForbidden {
-			t.Fatalf("bob, %s: %d, want 403: %s", name, r.status, r.body)
-		}
-	}
-	if st.databaseDigest() != before {
-		t.Fatal("refused transfers changed Postgres")
-	}
-	// Into alice's account from his own: fine.
-	st.must(http.StatusCreated, "POST", "/v1/transfers", `{"id":"t3","from":"bob-1","to":"alice-1","amount":5,"currency":"EUR","reference":"gift"}`, "Authorization", bob)
-}
-
-// databaseDigest sums up what Postgres holds for the writer: the events,
-// snapshots and Idempotency-Keys, row by row.
-func (st *stack) databaseDigest() string {
-	st.t.Helper()
-	var digest string
-	err := st.pool.QueryRow(context.Background(), `SELECT concat_ws(' ',
-        (SELECT count(*) || ':' || coalesce(md5(string_agg(e::text, ',' ORDER BY global_position)), '') FROM events e),
-        (SELECT count(*) || ':' || coalesce(md5(string_agg(s::text, ',' ORDER BY aggregate_type, aggregate_id)), '') FROM snapshots s),
-        (SELECT count(*) || ':' || coalesce(md5(string_agg(k::text, ',' ORDER BY principal, key)), '') FROM idempotency_keys k))`).Scan(&digest)
-	if err != nil {
-		st.t.Fatal(err)
-	}
-	return digest
 }

@@ -18,19 +18,18 @@ import (
 
 	"github.com/getkin/kin-openapi/openapi3"
 
-	"github.com/tributary-es/tributary/internal/domains"
-	"github.com/tributary-es/tributary/schemas"
+	"github.com/tributary-es/tributary/internal/domains/domaintest"
 )
 
 // GET /openapi.json serves an OpenAPI 3.1 document with exactly the routes
 // the writer's mux has.
 func TestOpenAPIDocumentIsServedWithEveryRoute(t *testing.T) {
 	st := newStack(t, 1)
-	r := st.must(http.StatusOK, "GET", "/openapi.json", "")
-	if ct := r.header.Get("Content-Type"); ct != "application/json" {
+	r := st.Must(http.StatusOK, "GET", "/openapi.json", "")
+	if ct := r.Header.Get("Content-Type"); ct != "application/json" {
 		t.Fatalf("content type %q", ct)
 	}
-	doc, err := openapi3.NewLoader().LoadFromData(r.body)
+	doc, err := openapi3.NewLoader().LoadFromData(r.Body)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -47,7 +46,7 @@ func TestOpenAPIDocumentIsServedWithEveryRoute(t *testing.T) {
 		}
 	}
 	slices.Sort(documented)
-	routes := slices.Sorted(slices.Values(st.apis[0].Routes()))
+	routes := slices.Sorted(slices.Values(st.APIs[0].Routes()))
 	if !slices.Equal(documented, routes) {
 		t.Fatalf("documented operations\n%s\nwant the mux's routes\n%s", strings.Join(documented, "\n"), strings.Join(routes, "\n"))
 	}
@@ -58,7 +57,7 @@ func TestOpenAPIDocumentIsServedWithEveryRoute(t *testing.T) {
 // the same answers altered do not.
 func TestOpenAPIValidatorCatchesAnswersTheDocumentDoesNotAllow(t *testing.T) {
 	st := newStack(t, 1)
-	st.openActive("a1", 100) // version 3
+	openActive(st, "a1", 100) // version 3
 
 	type answer struct {
 		status int
@@ -90,50 +89,50 @@ func TestOpenAPIValidatorCatchesAnswersTheDocumentDoesNotAllow(t *testing.T) {
 			}
 		}
 	}
-	const deposit = `{"amount":5,"currency":"EUR","source":"x"}`
+	const increment = `{"amount":5,"unit":"items","note":"x"}`
 	tests := []struct {
 		name, method, path, body string
 		headers                  []string
 		alter                    func(a *answer)
 		want                     string // in the validation error
 	}{
-		{"a status the command does not document", "POST", "/v1/accounts/a1/deposits", deposit, nil,
+		{"a status the command does not document", "POST", "/v1/counters/a1/increments", increment, nil,
 			func(a *answer) { a.status = http.StatusAccepted }, "status 202 is not documented"},
-		{"a member the command result does not have", "POST", "/v1/accounts/a1/deposits", deposit, nil,
-			func(a *answer) { edit(a.body, 105, "balance") }, `"balance" is unsupported`},
-		{"a command result without its global position", "POST", "/v1/accounts/a1/deposits", deposit, nil,
+		{"a member the command result does not have", "POST", "/v1/counters/a1/increments", increment, nil,
+			func(a *answer) { edit(a.body, 105, "value") }, `"value" is unsupported`},
+		{"a command result without its global position", "POST", "/v1/counters/a1/increments", increment, nil,
 			func(a *answer) { edit(a.body, nil, "globalPosition") }, `"globalPosition" is missing`},
-		{"an appended event of an unknown type", "POST", "/v1/accounts/a1/deposits", deposit, nil,
-			func(a *answer) { edit(a.body, "FundsStolen", "events", 0, "type") }, `"/events/0/type"`},
-		{"no ETag", "POST", "/v1/accounts/a1/deposits", deposit, nil,
+		{"an appended event of an unknown type", "POST", "/v1/counters/a1/increments", increment, nil,
+			func(a *answer) { edit(a.body, "CounterStolen", "events", 0, "type") }, `"/events/0/type"`},
+		{"no ETag", "POST", "/v1/counters/a1/increments", increment, nil,
 			func(a *answer) { a.header.Del("ETag") }, `"ETag" missing`},
-		{"a weak ETag", "POST", "/v1/accounts/a1/deposits", deposit, nil,
+		{"a weak ETag", "POST", "/v1/counters/a1/increments", increment, nil,
 			func(a *answer) { a.header.Set("ETag", `W/"4"`) }, `"ETag" doesn't match`},
-		{"an open without Location", "POST", "/v1/accounts", `{"owner":"Ada","currency":"EUR"}`, nil,
+		{"a create without Location", "POST", "/v1/counters", `{"owner":"Ada","unit":"items"}`, nil,
 			func(a *answer) { a.header.Del("Location") }, `"Location" missing`},
-		{"an undocumented problem type", "POST", "/v1/accounts/a1/withdrawals", `{"amount":500,"currency":"EUR","reason":"x"}`, nil,
+		{"an undocumented problem type", "POST", "/v1/counters/a1/decrements", `{"amount":500,"unit":"items","note":"x"}`, nil,
 			func(a *answer) { edit(a.body, "https://tributary.dev/problems/overdraft", "type") }, `"/type"`},
-		{"a problem whose status is not the response's", "POST", "/v1/accounts/a1/withdrawals", `{"amount":500,"currency":"EUR","reason":"x"}`, nil,
+		{"a problem whose status is not the response's", "POST", "/v1/counters/a1/decrements", `{"amount":500,"unit":"items","note":"x"}`, nil,
 			func(a *answer) { edit(a.body, 400.0, "status") }, "value must be 422"},
-		{"a 412 without currentVersion", "POST", "/v1/accounts/a1/deposits", deposit, []string{"If-Match", `"1"`},
+		{"a 412 without currentVersion", "POST", "/v1/counters/a1/increments", increment, []string{"If-Match", `"1"`},
 			func(a *answer) { edit(a.body, nil, "currentVersion") }, "missing property 'currentVersion'"},
-		{"a problem sent as JSON", "POST", "/v1/accounts/nobody/deposits", deposit, nil,
+		{"a problem sent as JSON", "POST", "/v1/counters/nobody/increments", increment, nil,
 			func(a *answer) { a.header.Set("Content-Type", "application/json") }, "Content-Type has unexpected value"},
-		{"an event whose payload is another type's", "GET", "/v1/streams/account/a1", "", nil,
+		{"an event whose payload is another type's", "GET", "/v1/streams/counter/a1", "", nil,
 			func(a *answer) {
-				edit(a.body, map[string]any{"amount": 100.0, "currency": "EUR"}, "events", 0, "payload")
+				edit(a.body, map[string]any{"amount": 100.0, "unit": "items"}, "events", 0, "payload")
 			}, "'/events/0/payload': missing property 'owner'"},
-		{"an event without its principal", "GET", "/v1/streams/account/a1", "", nil,
+		{"an event without its principal", "GET", "/v1/streams/counter/a1", "", nil,
 			func(a *answer) { edit(a.body, nil, "events", 1, "principal") }, "missing property 'principal'"},
-		{"an event id that is not a UUID", "GET", "/v1/streams/account/a1", "", nil,
+		{"an event id that is not a UUID", "GET", "/v1/streams/counter/a1", "", nil,
 			func(a *answer) { edit(a.body, "e-1", "events", 2, "id") }, "'e-1' is not valid uuid"},
-		{"a negative balance", "GET", "/v1/streams/account/a1/state", "", nil,
-			func(a *answer) { edit(a.body, -1.0, "state", "balance") }, "/balance\": number must be at least 0"},
+		{"a negative value", "GET", "/v1/streams/counter/a1/state", "", nil,
+			func(a *answer) { edit(a.body, -1.0, "state", "value") }, "/value\": number must be at least 0"},
 		{"readiness saying something else", "GET", "/readyz", "", nil,
 			func(a *answer) { edit(a.body, "ok", "status") }, "value must be 'ready'"},
-		{"a refused request answered 200", "POST", "/v1/accounts/a1/deposits", `{"amount":-5,"currency":"EUR","source":"x"}`, nil,
+		{"a refused request answered 200", "POST", "/v1/counters/a1/increments", `{"amount":-5,"unit":"items","note":"x"}`, nil,
 			func(a *answer) { a.status = http.StatusOK }, "must be refused with a 4xx, not 200"},
-		{"an unknown route answered 200", "DELETE", "/v1/accounts/a1", "", nil,
+		{"an unknown route answered 200", "DELETE", "/v1/counters/a1", "", nil,
 			func(a *answer) { a.status = http.StatusOK }, "matches no operation"},
 	}
 	for _, tc := range tests {
@@ -142,13 +141,13 @@ func TestOpenAPIValidatorCatchesAnswersTheDocumentDoesNotAllow(t *testing.T) {
 			if tc.body != "" {
 				req.Header.Set("Content-Type", "application/json")
 			}
-			req.Header.Set("Authorization", st.bearer)
+			req.Header.Set("Authorization", st.Bearer)
 			for i := 0; i+1 < len(tc.headers); i += 2 {
 				req.Header.Set(tc.headers[i], tc.headers[i+1])
 			}
 			rec := httptest.NewRecorder()
-			st.handlers[0].ServeHTTP(rec, req)
-			if err := st.spec.Validate(req, []byte(tc.body), rec.Code, rec.Header(), rec.Body.Bytes()); err != nil {
+			st.Handlers[0].ServeHTTP(rec, req)
+			if err := st.Spec.Validate(req, []byte(tc.body), rec.Code, rec.Header(), rec.Body.Bytes()); err != nil {
 				t.Fatalf("the writer's own answer %d fails: %v\n%s", rec.Code, err, rec.Body)
 			}
 			a := answer{status: rec.Code, header: rec.Header().Clone()}
@@ -160,7 +159,7 @@ func TestOpenAPIValidatorCatchesAnswersTheDocumentDoesNotAllow(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			err = st.spec.Validate(req, []byte(tc.body), a.status, a.header, body)
+			err = st.Spec.Validate(req, []byte(tc.body), a.status, a.header, body)
 			if err == nil {
 				t.Fatalf("altered answer %d %s passes, want an error about %q", a.status, body, tc.want)
 			}
@@ -180,10 +179,10 @@ func TestOpenAPIValidatorCatchesAnswersTheDocumentDoesNotAllow(t *testing.T) {
 }
 
 // The event payloads in the OpenAPI document are the JSON Schemas the store
-// validates with (schemas/events), at the latest version of each type, the
+// validates with (the fixture's events/), at the latest version of each type, the
 // one a stream read upcasts to — for every aggregate type the writer serves.
 func TestOpenAPIEventPayloadsAreTheEventSchemas(t *testing.T) {
-	doc := registered.API("writer").OpenAPI()
+	doc := fixture.API("writer").OpenAPI()
 	served := make(map[string]bool)
 	for _, v := range doc.Components.Schemas["AggregateType"].Value.Enum {
 		served[fmt.Sprint(v)] = true
@@ -212,7 +211,7 @@ func TestOpenAPIEventPayloadsAreTheEventSchemas(t *testing.T) {
 			continue
 		}
 		file := fmt.Sprintf("events/%s/%s.v%d.json", aggregateType, eventType, version)
-		raw, err := fs.ReadFile(schemas.Events, file)
+		raw, err := fs.ReadFile(domaintest.Events(), file)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -236,7 +235,7 @@ var eventSchemaFile = regexp.MustCompile(`^events/([^/]+)/([A-Za-z0-9]+)\.v([0-9
 func latestEventSchemas(t *testing.T) map[string]int {
 	t.Helper()
 	latest := make(map[string]int)
-	err := fs.WalkDir(schemas.Events, "events", func(p string, d fs.DirEntry, err error) error {
+	err := fs.WalkDir(domaintest.Events(), "events", func(p string, d fs.DirEntry, err error) error {
 		if err != nil || d.IsDir() {
 			return err
 		}
@@ -276,14 +275,10 @@ func normalizedSchema(t *testing.T, raw []byte) map[string]any {
 // against it.
 func TestNullOptionalMembersAreAbsent(t *testing.T) {
 	st := newStack(t, 1)
-	opened := st.must(http.StatusCreated, "POST", "/v1/accounts", `{"id":null,"owner":"Ada","currency":"EUR","initialDeposit":null}`).command(t)
-	if len(opened.Events) != 1 || opened.Events[0].Type != "AccountOpened" {
-		t.Fatalf("opened with %+v, want AccountOpened alone", opened.Events)
+	created := st.Must(http.StatusCreated, "POST", "/v1/counters", `{"id":null,"owner":"Ada","unit":"items","initial":null}`).Command(t)
+	if len(created.Events) != 1 || created.Events[0].Type != "CounterCreated" {
+		t.Fatalf("created with %+v, want CounterCreated alone", created.Events)
 	}
-	st.must(http.StatusOK, "POST", "/v1/accounts/"+opened.AggregateID+"/activate", `{}`)
-	st.must(http.StatusOK, "POST", "/v1/accounts/"+opened.AggregateID+"/close", `{"reason":null}`)
+	st.Must(http.StatusOK, "POST", "/v1/counters/"+created.AggregateID+"/start", `{}`)
+	st.Must(http.StatusOK, "POST", "/v1/counters/"+created.AggregateID+"/retire", `{"reason":null}`)
 }
-
-// registered is this build's registry of domains, made once for the
-// package's tests (each make costs the schemas' and documents' assembly).
-var registered = domains.Must()

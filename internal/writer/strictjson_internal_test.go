@@ -191,7 +191,7 @@ func TestReadJSONRefusesStrictProblemsBeforeDecoding(t *testing.T) {
 		{`{"amount":"1"}`, "wrong-type"},
 	}
 	for _, tt := range tests {
-		req := httptest.NewRequest(http.MethodPost, "/v1/accounts/a1/deposits", strings.NewReader(tt.body))
+		req := httptest.NewRequest(http.MethodPost, "/v1/counters/c1/increments", strings.NewReader(tt.body))
 		req.Header.Set("Content-Type", "application/json")
 		dst := deposit{Source: "untouched"}
 		_, p := readJSON(req, 1<<16, false, &dst)

@@ -1,4 +1,4 @@
-package reader_test
+package accountdomain_test
 
 import (
 	"context"
@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/tributary-es/tributary/internal/reader"
+	"github.com/tributary-es/tributary/internal/reader/readertest"
 	"github.com/tributary-es/tributary/internal/readmodels/accounts"
 	"github.com/tributary-es/tributary/internal/readmodels/modeltest"
 	"github.com/tributary-es/tributary/internal/testenv"
@@ -27,13 +28,13 @@ import (
 // goes first over rounds. It reports the medians and their ratio (goal:
 // reader ≥ 0.5 × bare). Run it alone:
 //
-//	go test -run '^$' -bench GetAccountVsBareHandler -benchtime 1x ./internal/reader/
+//	go test -run '^$' -bench GetAccountVsBareHandler -benchtime 1x ./internal/domains/accountdomain/
 func BenchmarkGetAccountVsBareHandler(b *testing.B) {
 	const connections, rounds = 64, 5
 	const phase = 3 * time.Second
 	rdb, prefix := testenv.Redis(b)
 	h := testenv.GenerateAccounts(2000, 20_000, 7)
-	modeltest.Project(b, rdb, prefix, accounts.SummaryProjection{}, partitions, h.Events)
+	modeltest.Project(b, rdb, prefix, accounts.SummaryProjection{}, readertest.Partitions, h.Events)
 	ids := make([]string, 0, len(h.ByID))
 	for id := range h.ByID {
 		ids = append(ids, id)
@@ -43,15 +44,15 @@ func BenchmarkGetAccountVsBareHandler(b *testing.B) {
 	// Every request carries the bearer token of the accounts' owner (the
 	// generated events' principal), as a client would: verified once, then
 	// found in the authenticator's cache.
-	is := newIssuer(b)
-	token, err := is.signer.Token(h.Events[0].Principal, nil, time.Hour)
+	is := readertest.NewIssuer(b)
+	token, err := is.Signer.Token(h.Events[0].Principal, nil, time.Hour)
 	if err != nil {
 		b.Fatal(err)
 	}
 	authorization := "Bearer " + token
 	cfg := reader.DefaultConfig()
-	cfg.Authenticator = is.authn
-	api := newReader(b, cfg, rdb, prefix, http.NotFoundHandler(), slog.New(slog.DiscardHandler))
+	cfg.Authenticator = is.Authn
+	api := readertest.NewReader(b, registered, cfg, rdb, prefix, http.NotFoundHandler(), slog.New(slog.DiscardHandler))
 	readerURL := serve(b, api.Handler())
 	sample := fetch(b, readerURL+"/v1/accounts/"+ids[0], authorization)
 	bareURL := serve(b, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

@@ -1,4 +1,4 @@
-package reader_test
+package transferdomain_test
 
 import (
 	"context"
@@ -16,6 +16,7 @@ import (
 	"github.com/tributary-es/tributary/internal/log"
 	"github.com/tributary-es/tributary/internal/log/postgres"
 	"github.com/tributary-es/tributary/internal/reader"
+	"github.com/tributary-es/tributary/internal/reader/readertest"
 	"github.com/tributary-es/tributary/internal/readmodels/accounts"
 	"github.com/tributary-es/tributary/internal/readmodels/transfers"
 )
@@ -28,14 +29,14 @@ func TestTransferIsServed(t *testing.T) {
 	id := uuid.NewString()
 	var last log.Event
 	// Requested by the owner; failed by the process manager on its behalf.
-	metadata := []log.Metadata{{CorrelationID: "corr-" + id, CausationID: "cause-0", Principal: owner},
-		{CorrelationID: "corr-" + id, CausationID: "cause-1", Principal: "process-manager", OnBehalfOf: owner}}
+	metadata := []log.Metadata{{CorrelationID: "corr-" + id, CausationID: "cause-0", Principal: readertest.Owner},
+		{CorrelationID: "corr-" + id, CausationID: "cause-1", Principal: "process-manager", OnBehalfOf: readertest.Owner}}
 	for i, ev := range []transfer.Event{
 		transfer.TransferRequested{From: "a", To: "b", Amount: 300, Currency: "EUR", Reference: "rent"},
 		transfer.TransferFailed{Reason: "deposit refused: the account is pending", Refunded: true},
 	} {
 		payload, _ := json.Marshal(ev)
-		out, err := p.store.Append(ctx, postgres.AppendRequest{AggregateType: transfer.AggregateType, AggregateID: id,
+		out, err := p.Store.Append(ctx, postgres.AppendRequest{AggregateType: transfer.AggregateType, AggregateID: id,
 			Expected: postgres.ExpectedVersion(i), Events: []log.NewEvent{{ID: uuid.Must(uuid.NewV7()), Type: ev.EventType(),
 				SchemaVersion: ev.SchemaVersion(), Payload: payload}},
 			Metadata: metadata[i]})
@@ -44,25 +45,25 @@ func TestTransferIsServed(t *testing.T) {
 		}
 		last = out[0]
 	}
-	r := p.read(fmt.Sprintf("/v1/transfers/%s?min_version=2", id))
+	r := p.Read(fmt.Sprintf("/v1/transfers/%s?min_version=2", id))
 	var got transfers.Summary
-	r.json(t, &got)
-	if r.status != http.StatusOK || got.Status != "failed" || !got.Refunded || got.Amount != 300 || got.From != "a" ||
-		got.Version != 2 || got.EndedAt == nil || r.header.Get("ETag") != `"2"` || got.Principal != owner {
-		t.Fatalf("transfer: %d %s", r.status, r.body)
+	r.JSON(t, &got)
+	if r.Status != http.StatusOK || got.Status != "failed" || !got.Refunded || got.Amount != 300 || got.From != "a" ||
+		got.Version != 2 || got.EndedAt == nil || r.Header.Get("ETag") != `"2"` || got.Principal != readertest.Owner {
+		t.Fatalf("transfer: %d %s", r.Status, r.Body)
 	}
-	if r := p.readAs(asOperator, fmt.Sprintf("/v1/correlations/corr-%s?min_position=%d", id, last.GlobalPosition)); r.status != http.StatusOK {
-		t.Fatalf("the transfer's correlation: %d %s", r.status, r.body)
+	if r := p.ReadAs(readertest.AsOperator, fmt.Sprintf("/v1/correlations/corr-%s?min_position=%d", id, last.GlobalPosition)); r.Status != http.StatusOK {
+		t.Fatalf("the transfer's correlation: %d %s", r.Status, r.Body)
 	}
-	if r := p.readAs(asStranger, "/v1/transfers/"+id); r.status != http.StatusForbidden {
-		t.Fatalf("a stranger reads the transfer: %d %s", r.status, r.body)
+	if r := p.ReadAs(readertest.AsStranger, "/v1/transfers/"+id); r.Status != http.StatusForbidden {
+		t.Fatalf("a stranger reads the transfer: %d %s", r.Status, r.Body)
 	}
 	for path, status := range map[string]int{
 		"/v1/transfers/" + uuid.NewString(): http.StatusNotFound,
 		"/v1/transfers/..%2Fx":              http.StatusBadRequest,
 	} {
-		if r := p.read(path); r.status != status {
-			t.Errorf("GET %s: %d %s, want %d", path, r.status, r.body, status)
+		if r := p.Read(path); r.Status != status {
+			t.Errorf("GET %s: %d %s, want %d", path, r.Status, r.Body, status)
 		}
 	}
 }
@@ -73,40 +74,40 @@ func TestTransferIsServed(t *testing.T) {
 // FundsWithdrawn → FundsDeposited → TransferCompleted.
 func TestTransferThroughThePlatform(t *testing.T) {
 	p := newPipeline(t, reader.DefaultConfig())
-	p.openActive("pay-a", 1000)
-	p.openActive("pay-b", 0)
+	openAccount(p, "pay-a", 1000)
+	openAccount(p, "pay-b", 0)
 	const traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
-	c := p.command(http.StatusCreated, "/v1/transfers", `{"id":"pay-1","from":"pay-a","to":"pay-b","amount":400,"currency":"EUR","reference":"rent"}`,
+	c := p.Command(http.StatusCreated, "/v1/transfers", `{"id":"pay-1","from":"pay-a","to":"pay-b","amount":400,"currency":"EUR","reference":"rent"}`,
 		"X-Correlation-ID", "pay-1-corr", "traceparent", traceparent)
 	if c.CorrelationID != "pay-1-corr" {
 		t.Fatalf("correlation %s", c.CorrelationID)
 	}
-	var r response
-	waitFor(t, 30*time.Second, "the transfer completes", func() bool {
-		r = p.read("/v1/transfers/pay-1?min_version=2")
-		return r.status == http.StatusOK
+	var r readertest.Response
+	readertest.WaitFor(t, 30*time.Second, "the transfer completes", func() bool {
+		r = p.Read("/v1/transfers/pay-1?min_version=2")
+		return r.Status == http.StatusOK
 	})
 	var got transfers.Summary
-	r.json(t, &got)
+	r.JSON(t, &got)
 	if got.Status != "completed" || got.CorrelationID != "pay-1-corr" {
 		t.Fatalf("transfer %+v", got)
 	}
-	if got.Principal != owner {
-		t.Fatalf("transfer requested by %q, want %q", got.Principal, owner)
+	if got.Principal != readertest.Owner {
+		t.Fatalf("transfer requested by %q, want %q", got.Principal, readertest.Owner)
 	}
 	var tree reader.CausationTree
-	waitFor(t, 30*time.Second, "the four events in the correlation", func() bool {
-		r = p.readAs(asOperator, "/v1/correlations/pay-1-corr")
+	readertest.WaitFor(t, 30*time.Second, "the four events in the correlation", func() bool {
+		r = p.ReadAs(readertest.AsOperator, "/v1/correlations/pay-1-corr")
 		tree = reader.CausationTree{}
-		if r.status == http.StatusOK {
-			r.json(t, &tree)
+		if r.Status == http.StatusOK {
+			r.JSON(t, &tree)
 		}
 		return tree.Events == 4
 	})
 	var chain []string
 	for n := tree.Roots; len(n) > 0; n = n[0].Children {
 		if len(n) != 1 {
-			t.Fatalf("a branch in the chain: %s", r.body)
+			t.Fatalf("a branch in the chain: %s", r.Body)
 		}
 		chain = append(chain, n[0].Type+"@"+n[0].AggregateID)
 	}
@@ -118,7 +119,7 @@ func TestTransferThroughThePlatform(t *testing.T) {
 	}
 	// One trace: every step of the transfer carries the trace of the request.
 	for _, n := range []*reader.Node{tree.Roots[0], tree.Roots[0].Children[0], tree.Roots[0].Children[0].Children[0]} {
-		stored, err := p.store.ReadStream(context.Background(), postgres.StreamQuery{AggregateType: n.AggregateType, AggregateID: n.AggregateID,
+		stored, err := p.Store.ReadStream(context.Background(), postgres.StreamQuery{AggregateType: n.AggregateType, AggregateID: n.AggregateID,
 			AfterVersion: n.Version - 1, UntilVersion: n.Version})
 		if err != nil || len(stored) != 1 || stored[0].TraceParent[:35] != traceparent[:35] {
 			t.Fatalf("%s of %s: trace context %+v (%v), want the request's trace %s", n.Type, n.AggregateID, stored, err, traceparent[3:35])
@@ -129,7 +130,7 @@ func TestTransferThroughThePlatform(t *testing.T) {
 	// its behalf (once the log carries onBehalfOf end to end).
 	var visible []string
 	for n := tree.Roots; len(n) > 0; n = n[0].Children {
-		stored, err := p.store.ReadStream(context.Background(), postgres.StreamQuery{AggregateType: n[0].AggregateType, AggregateID: n[0].AggregateID,
+		stored, err := p.Store.ReadStream(context.Background(), postgres.StreamQuery{AggregateType: n[0].AggregateType, AggregateID: n[0].AggregateID,
 			AfterVersion: n[0].Version - 1, UntilVersion: n[0].Version})
 		if err != nil || len(stored) != 1 {
 			t.Fatalf("%s of %s: %v %v", n[0].Type, n[0].AggregateID, stored, err)
@@ -138,12 +139,12 @@ func TestTransferThroughThePlatform(t *testing.T) {
 			t.Fatalf("%s of %s: principal %q on behalf of %q in the tree, %q on behalf of %q in the log", n[0].Type, n[0].AggregateID,
 				n[0].Principal, n[0].OnBehalfOf, stored[0].Principal, stored[0].OnBehalfOf)
 		}
-		if (auth.Principal{Subject: owner}).MaySee(stored[0].Principal, stored[0].OnBehalfOf) {
+		if (auth.Principal{Subject: readertest.Owner}).MaySee(stored[0].Principal, stored[0].OnBehalfOf) {
 			visible = append(visible, n[0].EventID)
 		}
 	}
 	var mine reader.CausationTree
-	p.read("/v1/correlations/pay-1-corr").json(t, &mine)
+	p.Read("/v1/correlations/pay-1-corr").JSON(t, &mine)
 	var seen []string
 	var walk func([]*reader.Node)
 	walk = func(ns []*reader.Node) {
@@ -160,9 +161,22 @@ func TestTransferThroughThePlatform(t *testing.T) {
 	}
 	t.Logf("the owner sees %d of the correlation's 4 events", len(visible))
 	var a, b accounts.Summary
-	p.read("/v1/accounts/pay-a?min_version=4").json(t, &a)
-	p.read("/v1/accounts/pay-b?min_version=3").json(t, &b)
+	p.Read("/v1/accounts/pay-a?min_version=4").JSON(t, &a)
+	p.Read("/v1/accounts/pay-b?min_version=3").JSON(t, &b)
 	if a.Balance != 600 || b.Balance != 400 {
 		t.Fatalf("balances %d and %d, want 600 and 400", a.Balance, b.Balance)
 	}
+}
+
+// newPipeline is the whole platform of this build's domains for one test
+// (package readertest).
+func newPipeline(t testing.TB, cfg reader.Config) *readertest.Pipeline {
+	t.Helper()
+	return readertest.NewPipeline(t, registered, cfg)
+}
+
+// openAccount opens and activates an account through the writer.
+func openAccount(p *readertest.Pipeline, id string, deposit int64) {
+	p.Command(http.StatusCreated, "/v1/accounts", fmt.Sprintf(`{"id":%q,"owner":"Ada","currency":"EUR","initialDeposit":%d}`, id, deposit))
+	p.Command(http.StatusOK, "/v1/accounts/"+id+"/activate", "")
 }

@@ -1,11 +1,15 @@
-package main
+package transferdomain_test
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"net"
+	"net/http"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -16,7 +20,6 @@ import (
 	"github.com/tributary-es/tributary/internal/aggregate"
 	"github.com/tributary-es/tributary/internal/domain/account"
 	"github.com/tributary-es/tributary/internal/domain/transfer"
-	"github.com/tributary-es/tributary/internal/domains"
 	"github.com/tributary-es/tributary/internal/log"
 	"github.com/tributary-es/tributary/internal/log/postgres"
 	"github.com/tributary-es/tributary/internal/testenv"
@@ -24,21 +27,10 @@ import (
 	"github.com/tributary-es/tributary/schemas"
 )
 
-// childEnv makes the test binary run the writer's main instead of the
-// tests: a real process that can be killed without a chance to clean up.
-const childEnv = "TRIBUTARY_WRITER_CHILD"
-
-func TestMain(m *testing.M) {
-	if os.Getenv(childEnv) == "1" {
-		main()
-		os.Exit(0)
-	}
-	os.Exit(m.Run())
-}
-
-// Issue 8, acceptance 1, with real processes: 'writer processes' is killed
-// with SIGKILL three times while 600 transfers run (this test's own writer
-// relays them), and a last one finishes the work: every transfer ends,
+// Issue 8, acceptance 1, with real processes: 'writer processes', the
+// writer binary built from this module, is killed with SIGKILL three times
+// while 600 transfers run (another writer process serves and relays them),
+// and a last one finishes the work: every transfer ends,
 // money is conserved, no account is negative, and each transfer moved its
 // money at most once.
 func TestTransfersSurviveAKilledProcessManager(t *testing.T) {
@@ -46,8 +38,10 @@ func TestTransfersSurviveAKilledProcessManager(t *testing.T) {
 	dbURL := testenv.PostgresURL(t)
 	cluster := testenv.Kafka(t)
 	brokers := strings.Join(cluster.ListenAddrs(), ",")
-	// The API and the relay run here; the process manager in children.
-	startWriter(t, []string{"--processes=false", "--kafka-partitions", "8"}, testenv.Getenv("DATABASE_URL", dbURL, "KAFKA_BROKERS", brokers))
+	// The API and the relay run in one writer process; the process manager
+	// in others, killed and started again.
+	writerBin := buildWriter(t)
+	startServing(t, writerBin, "--migrate", "--processes=false", "--database-url", dbURL, "--kafka-brokers", brokers, "--kafka-partitions", "8")
 	pool := testenv.PostgresPool(t, dbURL)
 	sch, err := log.LoadSchemas(schemas.Events)
 	if err != nil {
@@ -79,7 +73,7 @@ func TestTransfersSurviveAKilledProcessManager(t *testing.T) {
 	rng := rand.New(rand.NewPCG(3, 4))
 	var started []string
 	for round := range 4 {
-		child := startManager(t, args)
+		child := startManager(t, writerBin, args)
 		for range 150 {
 			from, to := ids[rng.IntN(len(ids))], ids[rng.IntN(len(ids))]
 			if from == to {
@@ -185,12 +179,75 @@ func ended(t *testing.T, h *aggregate.Handler[transfer.State, transfer.Command, 
 	return n
 }
 
-// startManager starts 'writer processes' as a child process.
-func startManager(t *testing.T, args []string) *exec.Cmd {
+// buildWriter builds the writer binary from this module into a temporary
+// directory of t's.
+func buildWriter(t *testing.T) string {
 	t.Helper()
-	cmd := exec.Command(os.Args[0], args...)
-	cmd.Env = append(os.Environ(), childEnv+"=1")
-	logf, err := os.Create(fmt.Sprintf("%s/manager-%d.log", os.TempDir(), time.Now().UnixNano()))
+	gomod, err := exec.Command("go", "env", "GOMOD").Output()
+	if err != nil || strings.TrimSpace(string(gomod)) == "" || strings.TrimSpace(string(gomod)) == os.DevNull {
+		t.Fatalf("go env GOMOD: %v", err)
+	}
+	bin := filepath.Join(t.TempDir(), "writer")
+	cmd := exec.Command("go", "build", "-o", bin, "./cmd/writer")
+	cmd.Dir = filepath.Dir(strings.TrimSpace(string(gomod)))
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build ./cmd/writer: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// startServing starts 'writer serve' with args (authentication off: the
+// test sends no request to its API) and waits until it is ready.
+func startServing(t *testing.T, bin string, args ...string) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	cmd := exec.Command(bin, append([]string{"serve", "--http-addr", addr, "--log-level", "warn"}, args...)...)
+	cmd.Env = append(os.Environ(), "AUTH_MODE=off")
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(exited) }()
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-exited:
+		case <-time.After(30 * time.Second):
+			_ = cmd.Process.Kill()
+			<-exited
+		}
+	})
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		if res, err := http.Get("http://" + addr + "/readyz"); err == nil {
+			res.Body.Close()
+			if res.StatusCode == http.StatusOK {
+				return
+			}
+		}
+		select {
+		case <-exited:
+			t.Fatalf("the writer stopped before it was ready:\n%s", out.String())
+		case <-time.After(50 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the writer was not ready within a minute")
+		}
+	}
+}
+
+// startManager starts 'writer processes' as a child process.
+func startManager(t *testing.T, bin string, args []string) *exec.Cmd {
+	t.Helper()
+	cmd := exec.Command(bin, args...)
+	logf, err := os.Create(filepath.Join(t.TempDir(), fmt.Sprintf("manager-%d.log", time.Now().UnixNano())))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -201,7 +258,3 @@ func startManager(t *testing.T, args []string) *exec.Cmd {
 	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
 	return cmd
 }
-
-// registered is this build's registry of domains, made once for the
-// package's tests (each make costs the schemas' and documents' assembly).
-var registered = domains.Must()

@@ -1,4 +1,4 @@
-package writer_test
+package accountdomain_test
 
 import (
 	"encoding/json"

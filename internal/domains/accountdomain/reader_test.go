@@ -1,0 +1,390 @@
+package accountdomain_test
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/tributary-es/tributary/internal/domain/account"
+	"github.com/tributary-es/tributary/internal/domains/accountdomain"
+	"github.com/tributary-es/tributary/internal/log"
+	"github.com/tributary-es/tributary/internal/log/postgres"
+	"github.com/tributary-es/tributary/internal/reader"
+	"github.com/tributary-es/tributary/internal/reader/readertest"
+	"github.com/tributary-es/tributary/internal/readmodels/accounts"
+)
+
+// newPipeline is the whole platform of this build's domains for one test
+// (package readertest).
+func newPipeline(t testing.TB, cfg reader.Config) *readertest.Pipeline {
+	t.Helper()
+	return readertest.NewPipeline(t, registered, cfg)
+}
+
+// openActive opens and activates an account through the writer.
+func openAccount(p *readertest.Pipeline, id string, deposit int64) written {
+	p.Command(http.StatusCreated, "/v1/accounts", fmt.Sprintf(`{"id":%q,"owner":"Ada","currency":"EUR","initialDeposit":%d}`, id, deposit))
+	c := p.Command(http.StatusOK, "/v1/accounts/"+id+"/activate", "")
+	return written{version: c.StreamVersion, position: c.GlobalPosition}
+}
+
+type written struct{ version, position int64 }
+
+// G6: after every command, a read naming the writer's version returns that
+// version or a newer one — 1,000 times, over eight accounts written and
+// read concurrently, alternating the query parameter and the header (with
+// the writer's ETag as it came), the summary and the history.
+func TestReadYourWritesEveryTime(t *testing.T) {
+	p := newPipeline(t, reader.DefaultConfig())
+	const workers, runs = 8, 125
+	var done atomic.Int64
+	var wg sync.WaitGroup
+	for w := range workers {
+		id := fmt.Sprintf("ryw-%d", w)
+		openAccount(p, id, 0)
+		wg.Go(func() {
+			balance := int64(0)
+			for i := range runs {
+				amount := int64(100 + i)
+				r := p.Do(p.Writer, http.MethodPost, "/v1/accounts/"+id+"/deposits",
+					fmt.Sprintf(`{"amount":%d,"currency":"EUR","source":"salary"}`, amount))
+				if r.Status != http.StatusOK {
+					t.Errorf("deposit: %d %s", r.Status, r.Body)
+					return
+				}
+				balance += amount
+				var c struct{ StreamVersion int64 }
+				r.JSON(t, &c)
+				etag := r.Header.Get("ETag")
+				switch i % 3 {
+				case 0, 1:
+					var got accounts.Summary
+					var q readertest.Response
+					if i%3 == 0 {
+						q = p.Read("/v1/accounts/" + id + "?min_version=" + strconv.FormatInt(c.StreamVersion, 10))
+					} else {
+						q = p.Read("/v1/accounts/"+id, reader.MinVersionHeader, etag)
+					}
+					if q.Status != http.StatusOK {
+						t.Errorf("read %s at least v%d: %d %s", id, c.StreamVersion, q.Status, q.Body)
+						return
+					}
+					q.JSON(t, &got)
+					// Only this worker writes to id, so the version is exact.
+					if got.Version != c.StreamVersion || got.Balance != balance || q.Header.Get("ETag") != etag {
+						t.Errorf("read %s at least v%d: version %d balance %d ETag %s; want v%d balance %d ETag %s",
+							id, c.StreamVersion, got.Version, got.Balance, q.Header.Get("ETag"), c.StreamVersion, balance, etag)
+						return
+					}
+				case 2:
+					q := p.Read("/v1/accounts/" + id + "/transactions?limit=1&min_version=" + strconv.FormatInt(c.StreamVersion, 10))
+					var page accountdomain.Transactions
+					q.JSON(t, &page)
+					if q.Status != http.StatusOK || len(page.Items) != 1 || page.Items[0].Version != c.StreamVersion ||
+						page.Items[0].BalanceAfter != balance {
+						t.Errorf("history of %s at least v%d: %d %s", id, c.StreamVersion, q.Status, q.Body)
+						return
+					}
+				}
+				done.Add(1)
+			}
+		})
+	}
+	wg.Wait()
+	if done.Load() != workers*runs {
+		t.Fatalf("%d of %d write-then-read runs saw their write", done.Load(), workers*runs)
+	}
+}
+
+// A version the projection does not reach within the bound is said to be
+// stale, with the version the reader has; it is never served silently old.
+func TestStaleReadIsSaidNotServed(t *testing.T) {
+	cfg := reader.DefaultConfig()
+	cfg.MaxWait = 300 * time.Millisecond
+	cfg.AutoPipeline = false // the plain client's round trip per read, covered here
+	p := newPipeline(t, cfg)
+	v := openAccount(p, "stale-1", 500)
+	r := p.Read(fmt.Sprintf("/v1/accounts/stale-1?min_version=%d", v.version))
+	if r.Status != http.StatusOK {
+		t.Fatalf("read at the written version: %d %s", r.Status, r.Body)
+	}
+	for _, req := range []struct {
+		path    string
+		headers []string
+	}{
+		{fmt.Sprintf("/v1/accounts/stale-1?min_version=%d", v.version+1), nil},
+		{"/v1/accounts/stale-1", []string{reader.MinVersionHeader, fmt.Sprintf(`"%d"`, v.version+5)}},
+		{fmt.Sprintf("/v1/accounts/stale-1/transactions?min_version=%d", v.version+1), []string{"Prefer", "wait=0.05"}},
+		{"/v1/accounts/never-opened?min_version=1", []string{"Prefer", "wait=0"}},
+		// A wait too large to be a duration is the server's bound, not none.
+		{fmt.Sprintf("/v1/accounts/stale-1?min_version=%d", v.version+1), []string{"Prefer", "wait=1e300"}},
+	} {
+		r := p.Read(req.path, req.headers...)
+		var prob struct {
+			Type                             string
+			RequestedVersion, CurrentVersion int64
+		}
+		r.JSON(t, &prob)
+		wantCurrent := v.version
+		if req.path == "/v1/accounts/never-opened?min_version=1" {
+			wantCurrent = 0
+		}
+		if r.Status != http.StatusServiceUnavailable || prob.Type != "https://tributary.dev/problems/stale" ||
+			prob.CurrentVersion != wantCurrent || prob.RequestedVersion <= wantCurrent || r.Header.Get("Retry-After") == "" {
+			t.Errorf("GET %s %v: %d %s; want 503 stale with currentVersion %d", req.path, req.headers, r.Status, r.Body, wantCurrent)
+		}
+	}
+	// An event of the correlation that is not there is said to be missing.
+	r = p.Read(fmt.Sprintf("/v1/correlations/%s?min_position=%d", "open-"+"stale-1", v.position+1000), "Prefer", "wait=0.05")
+	var prob struct {
+		Type              string
+		RequestedPosition int64
+	}
+	r.JSON(t, &prob)
+	if r.Status != http.StatusServiceUnavailable || prob.Type != "https://tributary.dev/problems/stale" || prob.RequestedPosition != v.position+1000 {
+		t.Errorf("a correlation missing the named event: %d %s", r.Status, r.Body)
+	}
+}
+
+// Paging through 1,000 transactions with cursors returns each exactly once,
+// newest first, also while new ones are appended between pages.
+func TestPagingThroughTransactionsWhileAppending(t *testing.T) {
+	p := newPipeline(t, reader.DefaultConfig())
+	openAccount(p, "pages", 0)
+	ctx := context.Background()
+	deposit := func(n int) int64 {
+		evs := make([]log.NewEvent, n)
+		for i := range evs {
+			payload, _ := json.Marshal(account.FundsDeposited{Amount: int64(i + 1), Currency: "EUR", Source: "batch"})
+			evs[i] = log.NewEvent{ID: uuid.Must(uuid.NewV7()), Type: "FundsDeposited", SchemaVersion: 2, Payload: payload}
+		}
+		out, err := p.Store.Append(ctx, postgres.AppendRequest{AggregateType: account.AggregateType, AggregateID: "pages",
+			Expected: postgres.AnyVersion, Events: evs, Metadata: log.Metadata{CorrelationID: "load", CausationID: "load"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return out[len(out)-1].Version
+	}
+	var top int64
+	for range 10 {
+		top = deposit(100)
+	}
+	if top < 1000 {
+		t.Fatalf("only %d events", top)
+	}
+	first := p.Read(fmt.Sprintf("/v1/accounts/pages/transactions?limit=37&min_version=%d", top))
+	var page accountdomain.Transactions
+	first.JSON(t, &page)
+	if first.Status != http.StatusOK || len(page.Items) == 0 || page.Items[0].Version != top {
+		t.Fatalf("first page: %d %s, want version %d first", first.Status, first.Body, top)
+	}
+	var versions []int64
+	for pages := 0; ; pages++ {
+		for _, e := range page.Items {
+			versions = append(versions, e.Version)
+		}
+		if page.Next == "" {
+			break
+		}
+		if pages%5 == 0 {
+			deposit(3) // newer events arrive while the client pages
+		}
+		r := p.Read("/v1/accounts/pages/transactions?limit=37&cursor=" + url.QueryEscape(page.Next))
+		if r.Status != http.StatusOK {
+			t.Fatalf("page %d: %d %s", pages+1, r.Status, r.Body)
+		}
+		page = accountdomain.Transactions{}
+		r.JSON(t, &page)
+	}
+	want := make([]int64, 0, top)
+	for v := top; v >= 1; v-- {
+		want = append(want, v)
+	}
+	if !slices.Equal(versions, want) {
+		t.Fatalf("paged %d versions, want %d..1 each once in order; first differences: %v", len(versions), top, firstDiff(versions, want))
+	}
+}
+
+func firstDiff(got, want []int64) string {
+	for i := range min(len(got), len(want)) {
+		if got[i] != want[i] {
+			return fmt.Sprintf("at %d got %d want %d", i, got[i], want[i])
+		}
+	}
+	return fmt.Sprintf("lengths %d vs %d", len(got), len(want))
+}
+
+// Bad input gets a problem document and the status that says why.
+func TestBadQueriesGetProblems(t *testing.T) {
+	p := newPipeline(t, reader.DefaultConfig())
+	openAccount(p, "bad-0", 100)
+	v := openAccount(p, "bad-1", 100)
+	p.Read(fmt.Sprintf("/v1/accounts/bad-1/transactions?min_version=%d", v.version)) // built
+	p.Read(fmt.Sprintf("/v1/accounts/bad-1?min_version=%d", v.version))
+	readertest.WaitFor(t, 30*time.Second, "directory served", func() bool {
+		return strings.Contains(string(p.ReadAs(readertest.AsOperator, "/v1/accounts?status=active").Body), "bad-1")
+	})
+	other := p.ReadAs(readertest.AsOperator, "/v1/accounts?status=active&limit=1")
+	tests := []struct {
+		path   string
+		header []string
+		status int
+		typ    string
+	}{
+		{"/v1/accounts/" + strings.Repeat("x", 65), nil, 400, "invalid-id"},
+		{"/v1/accounts/%C3%A9t%C3%A9", nil, 400, "invalid-id"},
+		{"/v1/accounts/a%2F..%2Fb", nil, 400, "invalid-path"}, // decoded, a ".." segment
+		{"/v1/accounts/./bad-1", nil, 400, "invalid-path"},
+		{"/v1/accounts//transactions", nil, 400, "invalid-path"},
+		{"/.", nil, 400, "invalid-path"}, // found by FuzzQueries: the router redirected it
+		{"/v1/accounts/a%00b", nil, 400, "invalid-id"},
+		{"/v1/accounts/-leading-dash", nil, 400, "invalid-id"},
+		{"/v1/accounts/nobody", nil, 404, "unknown-account"},
+		{"/v1/accounts/nobody/transactions", nil, 404, "unknown-account"},
+		{"/v1/accounts/bad-1?min_version=0", nil, 400, "invalid-query"},
+		{"/v1/accounts/bad-1?min_version=x", nil, 400, "invalid-query"},
+		{"/v1/accounts/bad-1?min_version=-3", nil, 400, "invalid-query"},
+		{"/v1/accounts/bad-1", []string{reader.MinVersionHeader, "soon"}, 400, "invalid-min-version"},
+		{"/v1/accounts/bad-1", []string{reader.MinVersionHeader, `"0"`}, 400, "invalid-min-version"},
+		{"/v1/accounts/bad-1/transactions?limit=0", nil, 400, "invalid-query"},
+		{"/v1/accounts/bad-1/transactions?limit=501", nil, 400, "invalid-query"},
+		{"/v1/accounts/bad-1/transactions?limit=ten", nil, 400, "invalid-query"},
+		{"/v1/accounts/bad-1/transactions?cursor=%%%", nil, 400, "invalid-query"},
+		{"/v1/accounts/bad-1/transactions?cursor=bm90LWEtY3Vyc29y", nil, 400, "invalid-cursor"},
+		{"/v1/accounts/bad-1/transactions?cursor=" + url.QueryEscape(strings.Repeat("A", 600)), nil, 400, "invalid-cursor"},
+		{"/v1/accounts/bad-1/transactions?cursor=" + cursor("h1:bad-1:1"), nil, 400, "invalid-cursor"}, // nothing is below version 1
+		{"/v1/accounts/bad-1/transactions?cursor=" + cursor("h1:bad-0:2"), nil, 400, "invalid-cursor"}, // another account's history
+		{"/v1/accounts/bad-1", []string{reader.MinVersionHeader, `"7`}, 400, "invalid-min-version"},
+		{"/v1/accounts/bad-1", []string{reader.MinVersionHeader, `+7`}, 400, "invalid-min-version"},
+		{"/v1/accounts", nil, 400, "invalid-query"},
+		{"/v1/accounts?status=frozen", nil, 400, "invalid-query"},
+		{"/v1/accounts?sort=name&status=active", nil, 400, "invalid-query"},
+		{"/v1/accounts?sort=balance", nil, 400, "invalid-query"},
+		{"/v1/accounts?sort=balance&currency=eur", nil, 400, "invalid-query"},
+		{"/v1/accounts?sort=balance&currency=EUR&status=active", nil, 400, "invalid-query"},
+		{"/v1/accounts?status=active&currency=EUR", nil, 400, "invalid-query"},
+		{"/v1/accounts?status=active&min_version=3", nil, 400, "invalid-query"},
+		{"/v1/accounts?status=pending&cursor=" + url.QueryEscape(nextOf(t, other)), nil, 400, "invalid-cursor"},
+		{"/v1/accounts?sort=balance&currency=USD&cursor=" + url.QueryEscape(nextOf(t, other)), nil, 400, "invalid-cursor"},
+		{"/v1/correlations/" + strings.Repeat("c", 129), nil, 400, "invalid-id"},
+		{"/v1/correlations/x?min_position=0", nil, 400, "invalid-query"},
+		// A parameter without a value is refused, not read as absent (an
+		// empty cursor is the first page, as its documentation says).
+		{"/v1/accounts?status=active&sort=", nil, 400, "invalid-query"},
+		{"/v1/accounts?status=active&currency", nil, 400, "invalid-query"},
+		{"/v1/accounts?status=active&limit=", nil, 400, "invalid-query"},
+		{"/v1/accounts/bad-1?min_version=", nil, 400, "invalid-query"},
+		{"/v1/correlations/x?min_position", nil, 400, "invalid-query"},
+		{"/v1/nothing", nil, 404, "not-found"},
+	}
+	if r := p.Do(p.Reader, http.MethodDelete, "/v1/accounts/bad-1", ""); r.Status != http.StatusMethodNotAllowed || r.Header.Get("Allow") != "GET" {
+		t.Errorf("DELETE an account: %d Allow %q %s", r.Status, r.Header.Get("Allow"), r.Body)
+	}
+	// The next page of bad-1's history is a cursor for bad-1 only.
+	var page accountdomain.Transactions
+	p.Read("/v1/accounts/bad-1/transactions?limit=1").JSON(t, &page)
+	if r := p.Read("/v1/accounts/bad-0/transactions?cursor=" + url.QueryEscape(page.Next)); r.Status != http.StatusBadRequest || page.Next == "" {
+		t.Errorf("bad-1's cursor on bad-0's history: %d %s", r.Status, r.Body)
+	}
+	for _, tc := range tests {
+		as := readertest.AsOwner
+		if tc.path == "/v1/accounts" || strings.HasPrefix(tc.path, "/v1/accounts?") {
+			as = readertest.AsOperator // the directory is for operators
+		}
+		r := p.ReadAs(as, tc.path, tc.header...)
+		var prob struct{ Type, Title string }
+		r.JSON(t, &prob)
+		if r.Status != tc.status || prob.Type != "https://tributary.dev/problems/"+tc.typ ||
+			r.Header.Get("Content-Type") != "application/problem+json" || prob.Title == "" {
+			t.Errorf("GET %s %v: %d %s %s; want %d %s", tc.path, tc.header, r.Status, r.Header.Get("Content-Type"), r.Body, tc.status, tc.typ)
+		}
+	}
+}
+
+func nextOf(t *testing.T, r readertest.Response) string {
+	t.Helper()
+	var d accountdomain.Directory
+	r.JSON(t, &d)
+	if d.Next == "" {
+		t.Fatalf("a listing without a next page: %s", r.Body)
+	}
+	return d.Next
+}
+
+// The directory over HTTP: by status oldest first, by balance largest first,
+// every account once across pages.
+func TestDirectoryOverHTTP(t *testing.T) {
+	p := newPipeline(t, reader.DefaultConfig())
+	var last written
+	for i := range 23 {
+		last = openAccount(p, fmt.Sprintf("dir-%02d", i), int64(100*(i%5)))
+	}
+	p.Command(http.StatusCreated, "/v1/accounts", `{"id":"dir-pending","owner":"Cy","currency":"USD"}`)
+	p.Read(fmt.Sprintf("/v1/accounts/dir-22?min_version=%d", last.version))
+	list := func(query string) []accountdomain.DirectoryEntry {
+		var all []accountdomain.DirectoryEntry
+		cursor := ""
+		for pages := 0; pages < 50; pages++ {
+			r := p.ReadAs(readertest.AsOperator, "/v1/accounts?"+query+"&limit=4&cursor="+url.QueryEscape(cursor))
+			if r.Status != http.StatusOK {
+				t.Fatalf("%s: %d %s", query, r.Status, r.Body)
+			}
+			var d accountdomain.Directory
+			r.JSON(t, &d)
+			all = append(all, d.Items...)
+			if cursor = d.Next; cursor == "" {
+				return all
+			}
+		}
+		t.Fatalf("%s: no end", query)
+		return nil
+	}
+	var active []accountdomain.DirectoryEntry
+	readertest.WaitFor(t, 30*time.Second, "23 active accounts in the directory", func() bool {
+		active = list("status=active")
+		return len(active) == 23
+	})
+	for i, e := range active { // every id once, in opening order
+		if e.ID != fmt.Sprintf("dir-%02d", i) || e.OpenedAt == nil || e.Balance != nil {
+			t.Fatalf("active[%d] = %+v", i, e)
+		}
+	}
+	ranked := list("sort=balance&currency=EUR")
+	if len(ranked) != 23 {
+		t.Fatalf("%d ranked accounts, want 23", len(ranked))
+	}
+	for i, e := range ranked {
+		// Strictly after the previous one in (balance desc, id desc): a
+		// repeated account, or one out of order, fails here.
+		if e.Balance == nil || e.Currency != "EUR" || (i > 0 && (*e.Balance > *ranked[i-1].Balance ||
+			(*e.Balance == *ranked[i-1].Balance && e.ID >= ranked[i-1].ID))) {
+			t.Fatalf("ranked[%d] = %+v after %+v", i, e, ranked[max(i-1, 0)])
+		}
+	}
+	if *ranked[0].Balance != 400 {
+		t.Fatalf("top balance %d, want 400", *ranked[0].Balance)
+	}
+	var pending []accountdomain.DirectoryEntry
+	readertest.WaitFor(t, 30*time.Second, "the pending account in the directory", func() bool {
+		pending = list("status=pending&sort=opened")
+		return len(pending) > 0
+	})
+	if len(pending) != 1 || pending[0].ID != "dir-pending" {
+		t.Fatalf("pending: %+v", pending)
+	}
+}
+
+// cursor encodes a raw cursor position as the reader does.
+func cursor(pos string) string { return base64.RawURLEncoding.EncodeToString([]byte(pos)) }
