@@ -50,8 +50,11 @@ SEED ?= 1
 chaos: services
 	go run ./cmd/chaos --seed $(SEED) --commands 50000 --faults 20
 
-## fuzz: fuzz the writer's commands and the reader's queries over HTTP, a minute each, against
-## their OpenAPI documents (go test allows one fuzz target per run)
+## fuzz: fuzz commands and queries over HTTP, a minute each, against their OpenAPI documents: the
+## writer and the reader on the platform's fixture domain, then the bank's account commands and
+## queries (go test allows one fuzz target per run)
 fuzz: services
 	go test -run '^$$' -fuzz FuzzCommands -fuzztime 60s ./internal/writer/
 	go test -run '^$$' -fuzz FuzzQueries -fuzztime 60s ./internal/reader/
+	go test -run '^$$' -fuzz FuzzCommands -fuzztime 60s ./internal/domains/accountdomain/
+	go test -run '^$$' -fuzz FuzzQueries -fuzztime 60s ./internal/domains/accountdomain/

@@ -188,7 +188,9 @@ func buildWriter(t *testing.T) string {
 		t.Fatalf("go env GOMOD: %v", err)
 	}
 	bin := filepath.Join(t.TempDir(), "writer")
-	cmd := exec.Command("go", "build", "-o", bin, "./cmd/writer")
+	// -trimpath, as make test and cmd/chaos build: one cache entry
+	// whichever clone builds it.
+	cmd := exec.Command("go", "build", "-trimpath", "-o", bin, "./cmd/writer")
 	cmd.Dir = filepath.Dir(strings.TrimSpace(string(gomod)))
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("go build ./cmd/writer: %v\n%s", err, out)
