@@ -73,23 +73,15 @@ func Domain() registry.Domain {
 	}
 }
 
-var (
-	once       sync.Once
-	registered *registry.Registry
-)
-
 // Registry returns the registry of the counters alone, made once (each make
 // assembles the schemas and documents).
-func Registry() *registry.Registry {
-	once.Do(func() {
-		r, err := registry.New(Domain())
-		if err != nil {
-			panic(err) // the fixture is wrong: a bug to fix at once
-		}
-		registered = r
-	})
-	return registered
-}
+var Registry = sync.OnceValue(func() *registry.Registry {
+	r, err := registry.New(Domain())
+	if err != nil {
+		panic(err) // the fixture is wrong: a bug to fix at once
+	}
+	return r
+})
 
 type createBody struct {
 	ID      string `json:"id"`
