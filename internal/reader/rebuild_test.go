@@ -29,6 +29,10 @@ import (
 func TestRebuildNeverShowsAHalfBuiltModel(t *testing.T) {
 	cfg := reader.DefaultConfig()
 	cfg.ViewCache = 0
+	// The first reads wait for the first build of 6,000 events, which
+	// takes longer than the default bound on a machine busy with the rest
+	// of the suite.
+	cfg.MaxWait = time.Minute
 	release := make(chan struct{})
 	var releaseOnce sync.Once
 	var halfBuilt atomic.Bool
