@@ -332,8 +332,9 @@ func (l *pipelineLoad) post(ctx context.Context, path, authorization string, bod
 }
 
 // get sends one query with the Authorization header authorization; stale
-// is set for the reader's 503 "stale" answer (the read model did not reach
-// the version within the reader's wait).
+// is set for the reader's 503 "stale" and "read-model-not-ready" answers
+// (the read model did not reach the version, or finish its first build,
+// within the reader's wait).
 func (l *pipelineLoad) get(ctx context.Context, url, authorization string) (stale bool, err error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
@@ -351,7 +352,10 @@ func (l *pipelineLoad) get(ctx context.Context, url, authorization string) (stal
 	}
 	detail, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
 	_, _ = io.Copy(io.Discard, resp.Body)
-	if resp.StatusCode == http.StatusServiceUnavailable && bytes.Contains(detail, []byte("stale")) {
+	// Behind the version asked for, or still building its first
+	// generation (the reader waited its bound either way): not visible yet.
+	if resp.StatusCode == http.StatusServiceUnavailable &&
+		(bytes.Contains(detail, []byte("/problems/stale")) || bytes.Contains(detail, []byte("/problems/read-model-not-ready"))) {
 		return true, nil
 	}
 	return false, fmt.Errorf("GET %s: %s: %s", req.URL.RequestURI(), resp.Status, bytes.TrimSpace(detail))
