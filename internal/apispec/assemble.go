@@ -1,6 +1,7 @@
 package apispec
 
 import (
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"io/fs"
@@ -149,7 +150,10 @@ func merge(doc map[string]any, f Fragment) (states []string, codes map[string][]
 		return nil, nil, fmt.Errorf("its document fragment: %w", err)
 	}
 	codes = map[string][]string{}
-	for key, value := range frag {
+	// In a fixed order, so that a fragment wrong in several ways is always
+	// told the same thing.
+	for _, key := range slices.SortedFunc(maps.Keys(frag), byFragmentOrder) {
+		value := frag[key]
 		switch key {
 		case "paths":
 			if err := union(doc, "paths", value, "path"); err != nil {
@@ -165,8 +169,8 @@ func merge(doc map[string]any, f Fragment) (states []string, codes map[string][]
 				comps = map[string]any{}
 				doc["components"] = comps
 			}
-			for section, entries := range sections {
-				if err := union(comps, section, entries, "components."+section); err != nil {
+			for _, section := range slices.Sorted(maps.Keys(sections)) {
+				if err := union(comps, section, sections[section], "components."+section); err != nil {
 					return nil, nil, err
 				}
 			}
@@ -185,8 +189,8 @@ func merge(doc map[string]any, f Fragment) (states []string, codes map[string][]
 			if !ok {
 				return nil, nil, fmt.Errorf("x-problem-codes is not a map of status to codes")
 			}
-			for status, list := range byStatus {
-				items, ok := list.([]any)
+			for _, status := range slices.Sorted(maps.Keys(byStatus)) {
+				items, ok := byStatus[status].([]any)
 				if _, err := strconv.Atoi(status); err != nil || !ok {
 					return nil, nil, fmt.Errorf("x-problem-codes: %q: want an HTTP status and a list of codes", status)
 				}
@@ -221,13 +225,26 @@ func union(doc map[string]any, key string, value any, what string) error {
 		have = map[string]any{}
 		doc[key] = have
 	}
-	for k, v := range entries {
+	for _, k := range slices.Sorted(maps.Keys(entries)) {
 		if _, dup := have[k]; dup {
 			return fmt.Errorf("%s %q is defined already", what, k)
 		}
-		have[k] = v
+		have[k] = entries[k]
 	}
 	return nil
+}
+
+// byFragmentOrder orders a fragment's keys as merge reads them: unknown
+// keys first (they are refused at once), then paths, components, tags,
+// x-problem-codes and x-states.
+func byFragmentOrder(a, b string) int {
+	rank := func(key string) int {
+		return slices.Index([]string{"paths", "components", "tags", "x-problem-codes", "x-states"}, key)
+	}
+	if c := cmp.Compare(rank(a), rank(b)); c != 0 {
+		return c
+	}
+	return cmp.Compare(a, b)
 }
 
 // generator fills the base document's markers.
