@@ -208,6 +208,10 @@ func (r *Relay) Run(ctx context.Context) error {
 	return nil
 }
 
+// queryGrace is how long a leader's query in flight may run on after the
+// relay is told to stop.
+const queryGrace = 5 * time.Second
+
 // lead publishes from the checkpoint on, while the feed's connection (and
 // with it the leadership) lasts. The checkpoint moves to what Kafka
 // acknowledged every CheckpointInterval at most (busy or caught up), and
@@ -217,6 +221,13 @@ func (r *Relay) lead(ctx context.Context, feed *postgres.Feed) (err error) {
 	if err != nil {
 		return err
 	}
+	// The feed's queries outlive ctx by up to queryGrace: pgx closes a
+	// connection whose query a context interrupts, and a shutdown landing
+	// during one would leave no connection for the checkpoint that leading
+	// stores as it ends.
+	queries, cancelQueries := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelQueries()
+	defer context.AfterFunc(ctx, func() { time.AfterFunc(queryGrace, cancelQueries) })()
 	var acked []postgres.FeedEvent // the last acknowledged batch, not checkpointed yet
 	lastStored := time.Now()
 	checkpoint := func(ctx context.Context) error {
@@ -248,13 +259,13 @@ func (r *Relay) lead(ctx context.Context, feed *postgres.Feed) (err error) {
 		}
 	}()
 	for ctx.Err() == nil {
-		batch, err := feed.Next(ctx, pos, r.cfg.BatchSize)
+		batch, err := feed.Next(queries, pos, r.cfg.BatchSize)
 		if err != nil {
 			return err
 		}
 		if len(batch) == 0 {
 			if time.Since(lastStored) >= r.cfg.CheckpointInterval {
-				if err := checkpoint(ctx); err != nil {
+				if err := checkpoint(queries); err != nil {
 					return err
 				}
 			}
@@ -268,7 +279,7 @@ func (r *Relay) lead(ctx context.Context, feed *postgres.Feed) (err error) {
 		}
 		last := batch[len(batch)-1].Position
 		if checkpointBeforeAck { // only in the deliberately broken build
-			if err := feed.Commit(ctx, last); err != nil {
+			if err := feed.Commit(queries, last); err != nil {
 				return err
 			}
 		}
@@ -277,7 +288,7 @@ func (r *Relay) lead(ctx context.Context, feed *postgres.Feed) (err error) {
 		}
 		pos, acked = last, batch
 		if time.Since(lastStored) >= r.cfg.CheckpointInterval {
-			if err := checkpoint(ctx); err != nil {
+			if err := checkpoint(queries); err != nil {
 				return err
 			}
 		}
