@@ -7,6 +7,7 @@ import (
 	"github.com/tributary-es/tributary/internal/domain/account"
 	"github.com/tributary-es/tributary/internal/domain/transfer"
 	"github.com/tributary-es/tributary/internal/domains/accountdomain"
+	"github.com/tributary-es/tributary/internal/domains/banktest"
 	"github.com/tributary-es/tributary/internal/reader"
 	"github.com/tributary-es/tributary/internal/reader/readertest"
 	"github.com/tributary-es/tributary/internal/readmodels/accounts"
@@ -19,7 +20,7 @@ import (
 // the owner's correlation id.
 func newModels(t *testing.T) *readertest.Models {
 	t.Helper()
-	m := readertest.NewModels(t, registered)
+	m := readertest.NewModels(t, banktest.Registry())
 	const pm = "process-manager"
 	opened := m.Event(account.AggregateType, "acc-ada", "open-ada", account.AccountOpened{Owner: "Ada", Currency: "EUR"}, nil, readertest.Owner, "")
 	m.Event(account.AggregateType, "acc-ada", "open-ada", account.FundsDeposited{Amount: 500, Currency: "EUR", Source: "salary"}, &opened, readertest.Owner, "")
@@ -83,14 +84,7 @@ func TestEveryRouteServesOnlyWhomItMay(t *testing.T) {
 // The document is served at /openapi.json, and every route of the reader is
 // in it.
 func TestOpenAPIDocumentIsServedAndComplete(t *testing.T) {
-	p := newPipeline(t, reader.DefaultConfig())
+	p := banktest.NewPipeline(t, reader.DefaultConfig())
 	readertest.CheckDocumentIsServed(t, p, []string{"/healthz", "/metrics", "/openapi.json", "/readyz", "/v1/accounts", "/v1/accounts/{id}",
 		"/v1/accounts/{id}/transactions", "/v1/correlations/{id}", "/v1/transfers/{id}"})
-}
-
-// newPipeline is the whole platform of this build's domains for one test
-// (package readertest).
-func newPipeline(t testing.TB, cfg reader.Config) *readertest.Pipeline {
-	t.Helper()
-	return readertest.NewPipeline(t, registered, cfg)
 }

@@ -1,50 +1,31 @@
 package domains_test
 
 import (
-	"encoding/json"
 	"net/http"
 	"slices"
 	"strings"
 	"testing"
 
-	"github.com/tributary-es/tributary/internal/domains"
+	"github.com/tributary-es/tributary/internal/domains/banktest"
 	"github.com/tributary-es/tributary/internal/domains/domaintest"
 	"github.com/tributary-es/tributary/internal/writer/writertest"
 	"github.com/tributary-es/tributary/schemas"
 )
 
-// registered is this build's registry of domains, made once for the
-// package's tests (each make costs the schemas' and documents' assembly).
-var registered = domains.Must()
-
-// newStack is processes writers of this build's domains over a fresh
-// database (package writertest).
-func newStack(t testing.TB, processes int) *writertest.Stack {
-	t.Helper()
-	return writertest.New(t, registered, processes)
-}
-
-// openActive opens and activates an account with a balance.
-func openActive(st *writertest.Stack, id string, balance int64) {
-	body, _ := json.Marshal(map[string]any{"id": id, "owner": "Ada", "currency": "EUR", "initialDeposit": balance})
-	st.Must(http.StatusCreated, "POST", "/v1/accounts", string(body))
-	st.Must(http.StatusOK, "POST", "/v1/accounts/"+id+"/activate", "")
-}
-
 // TestEveryRouteKeepsStrangersOut drives every command route of this
-// build's domains as
-// the owner of the accounts, as an operator, as a stranger, with a bad token
-// and without one (G11): the stranger gets 403 and the others without valid
-// credentials 401, and then Postgres holds exactly what it held before;
-// the owner and the operator succeed (writertest.CheckEveryRouteKeepsStrangersOut).
+// build's domains as the owner of the accounts, as an operator, as a
+// stranger, with a bad token and without one (G11): the stranger gets 403
+// and the others without valid credentials 401, and then Postgres holds
+// exactly what it held before; the owner and the operator succeed
+// (writertest.CheckEveryRouteKeepsStrangersOut).
 func TestEveryRouteKeepsStrangersOut(t *testing.T) {
-	st := newStack(t, 1)
+	st := banktest.NewStack(t, 1)
 	// alice (the stack's default principal) owns every account here.
 	for _, id := range []string{"a1", "a2"} {
-		openActive(st, id, 10_000)
+		banktest.OpenActive(st, id, 10_000)
 	}
 	for _, id := range []string{"c-owner", "c-operator"} { // to be closed: no balance
-		openActive(st, id, 0)
+		banktest.OpenActive(st, id, 0)
 	}
 	for _, id := range []string{"p-owner", "p-operator"} {
 		st.Must(http.StatusCreated, "POST", "/v1/accounts", `{"id":"`+id+`","owner":"Ada","currency":"EUR"}`)
@@ -90,7 +71,7 @@ func TestEveryRouteKeepsStrangersOut(t *testing.T) {
 	// The build's command routes; the platform's own (streams, health,
 	// metrics, the document) are internal/writer's to test, on its fixture.
 	var routes []string
-	for _, rt := range registered.Writer().Routes {
+	for _, rt := range banktest.Registry().Writer().Routes {
 		routes = append(routes, rt.Pattern)
 	}
 	if len(routes) < 6 {
@@ -108,9 +89,9 @@ func TestEveryRouteKeepsStrangersOut(t *testing.T) {
 // surrogate escape is refused on every route with a body, before anything
 // is written (G12; writertest.CheckStrictJSONBodies).
 func TestStrictJSONBodiesOnEveryRoute(t *testing.T) {
-	st := newStack(t, 1)
-	openActive(st, "a1", 1000)
-	openActive(st, "a2", 0)
+	st := banktest.NewStack(t, 1)
+	banktest.OpenActive(st, "a1", 1000)
+	banktest.OpenActive(st, "a2", 0)
 	st.Must(http.StatusCreated, "POST", "/v1/accounts", `{"id":"p1","owner":"Bo","currency":"EUR"}`)
 
 	// The routes that take a body. ActivateAccount takes no member, so its
@@ -132,10 +113,10 @@ func TestStrictJSONBodiesOnEveryRoute(t *testing.T) {
 // exactly the routes of the writer's mux; the platform's operations are
 // those of the fixture's document but the fixture's routes.)
 func TestOpenAPIDocumentIsServedWithEveryRoute(t *testing.T) {
-	st := newStack(t, 1)
+	st := banktest.NewStack(t, 1)
 	documented := writertest.ServedOperations(t, st)
 	var routes []string
-	for _, rt := range registered.Writer().Routes {
+	for _, rt := range banktest.Registry().Writer().Routes {
 		routes = append(routes, rt.Pattern)
 	}
 	fixtureRoutes := map[string]bool{}
@@ -157,5 +138,5 @@ func TestOpenAPIDocumentIsServedWithEveryRoute(t *testing.T) {
 // validates with (schemas/events), at the latest version of each type, the
 // one a stream read upcasts to — for every aggregate type the writer serves.
 func TestOpenAPIEventPayloadsAreTheEventSchemas(t *testing.T) {
-	writertest.CheckEventPayloadsAreTheEventSchemas(t, registered.API("writer").OpenAPI(), schemas.Events)
+	writertest.CheckEventPayloadsAreTheEventSchemas(t, banktest.Registry().API("writer").OpenAPI(), schemas.Events)
 }

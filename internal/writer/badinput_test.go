@@ -17,18 +17,15 @@ func TestBadInputGetsProblemAndChangesNothing(t *testing.T) {
 	st.Must(http.StatusOK, "POST", "/v1/counters/retired/retire", `{"reason":"done"}`)
 
 	const increment = `{"amount":100,"unit":"items","note":"x"}`
+	// The domain's own refusals, and the ids its bodies carry; the
+	// platform's (framing, headers, paths) follow.
 	tests := []writertest.BadInput{
 		{Name: "malformed JSON", Method: "POST", Path: "/v1/counters/a1/increments", Body: `{"amount":`, Status: 400, Problem: "malformed-json"},
-		{Name: "not an object", Method: "POST", Path: "/v1/counters/a1/increments", Body: `[1,2]`, Status: 400, Problem: "wrong-type"},
 		{Name: "unknown field", Method: "POST", Path: "/v1/counters/a1/increments", Body: `{"amount":1,"unit":"items","note":"x","extra":1}`, Status: 400, Problem: "malformed-json"},
 		{Name: "string amount", Method: "POST", Path: "/v1/counters/a1/increments", Body: `{"amount":"100","unit":"items","note":"x"}`, Status: 400, Problem: "wrong-type"},
 		{Name: "fractional amount", Method: "POST", Path: "/v1/counters/a1/increments", Body: `{"amount":1.5,"unit":"items","note":"x"}`, Status: 400, Problem: "wrong-type"},
 		{Name: "amount beyond int64", Method: "POST", Path: "/v1/counters/a1/increments", Body: `{"amount":99999999999999999999,"unit":"items","note":"x"}`, Status: 400, Problem: "wrong-type"},
-		{Name: "two objects", Method: "POST", Path: "/v1/counters/a1/increments", Body: increment + increment, Status: 400, Problem: "malformed-json"},
-		{Name: "trailing garbage", Method: "POST", Path: "/v1/counters/a1/increments", Body: increment + `x`, Status: 400, Problem: "malformed-json"},
-		{Name: "empty body", Method: "POST", Path: "/v1/counters/a1/increments", Status: 400, Problem: "empty-body"},
 		{Name: "null body", Method: "POST", Path: "/v1/counters/a1/start", Body: `null`, Status: 400, Problem: "wrong-type"},
-		{Name: "null body with members required", Method: "POST", Path: "/v1/counters/a1/increments", Body: ` null `, Status: 400, Problem: "wrong-type"},
 		{Name: "member name in another case", Method: "POST", Path: "/v1/counters/a1/increments", Body: `{"Amount":1,"unit":"items","note":"x"}`, Status: 400, Problem: "malformed-json"},
 		{Name: "member of an empty command", Method: "POST", Path: "/v1/counters/a1/start", Body: `{"reason":"x"}`, Status: 400, Problem: "malformed-json"},
 		{Name: "negative amount", Method: "POST", Path: "/v1/counters/a1/increments", Body: `{"amount":-5,"unit":"items","note":"x"}`, Status: 400, Problem: "invalid-amount"},
@@ -36,9 +33,6 @@ func TestBadInputGetsProblemAndChangesNothing(t *testing.T) {
 		{Name: "missing owner", Method: "POST", Path: "/v1/counters", Body: `{"unit":"items"}`, Status: 400, Problem: "missing-owner"},
 		{Name: "unsupported unit", Method: "POST", Path: "/v1/counters", Body: `{"owner":"Ada","unit":"XXX"}`, Status: 400, Problem: "unsupported-unit"},
 		{Name: "oversize body", Method: "POST", Path: "/v1/counters/a1/increments", Body: `{"amount":1,"unit":"items","note":"` + strings.Repeat("x", 70_000) + `"}`, Status: 413, Problem: "body-too-large"},
-		{Name: "wrong content type", Method: "POST", Path: "/v1/counters/a1/increments", Body: increment, Headers: []string{"Content-Type", "text/plain"}, Status: 415, Problem: "unsupported-media-type"},
-		{Name: "unknown command", Method: "POST", Path: "/v1/counters/a1/explode", Body: `{}`, Status: 404, Problem: "not-found"},
-		{Name: "wrong method", Method: "DELETE", Path: "/v1/counters/a1", Status: 404, Problem: "not-found"},
 		{Name: "unknown counter", Method: "POST", Path: "/v1/counters/nobody/increments", Body: increment, Status: 404, Problem: "counter-not-found"},
 		{Name: "already created", Method: "POST", Path: "/v1/counters", Body: `{"id":"a1","owner":"Ada","unit":"items"}`, Status: 409, Problem: "already-created"},
 		{Name: "below zero", Method: "POST", Path: "/v1/counters/a1/decrements", Body: `{"amount":5000,"unit":"items","note":"x"}`, Status: 422, Problem: "below-zero"},
@@ -48,29 +42,15 @@ func TestBadInputGetsProblemAndChangesNothing(t *testing.T) {
 		{Name: "unit mismatch", Method: "POST", Path: "/v1/counters/a1/increments", Body: `{"amount":1,"unit":"grams","note":"x"}`, Status: 422, Problem: "unit-mismatch"},
 		{Name: "retire with value", Method: "POST", Path: "/v1/counters/a1/retire", Status: 422, Problem: "value-not-zero"},
 		{Name: "start twice", Method: "POST", Path: "/v1/counters/a1/start", Status: 422, Problem: "not-pending"},
-		{Name: "stale If-Match", Method: "POST", Path: "/v1/counters/a1/increments", Body: increment, Headers: []string{"If-Match", `"1"`}, Status: 412, Problem: "version-mismatch"},
-		{Name: "weak If-Match", Method: "POST", Path: "/v1/counters/a1/increments", Body: increment, Headers: []string{"If-Match", `W/"3"`}, Status: 400, Problem: "invalid-if-match"},
-		{Name: "If-Match with a sign", Method: "POST", Path: "/v1/counters/a1/increments", Body: increment, Headers: []string{"If-Match", `"+3"`}, Status: 400, Problem: "invalid-if-match"},
-		{Name: "If-Match with a leading zero", Method: "POST", Path: "/v1/counters/a1/increments", Body: increment, Headers: []string{"If-Match", `"03"`}, Status: 400, Problem: "invalid-if-match"},
-		{Name: "garbage If-Match", Method: "POST", Path: "/v1/counters/a1/increments", Body: increment, Headers: []string{"If-Match", `three`}, Status: 400, Problem: "invalid-if-match"},
-		{Name: "correlation id with spaces", Method: "POST", Path: "/v1/counters/a1/increments", Body: increment, Headers: []string{"X-Correlation-ID", "a b"}, Status: 400, Problem: "invalid-header"},
-		{Name: "huge idempotency key", Method: "POST", Path: "/v1/counters/a1/increments", Body: increment, Headers: []string{"Idempotency-Key", strings.Repeat("k", 200)}, Status: 400, Problem: "invalid-header"},
-		// Hostile ids.
-		{Name: "very long id", Method: "POST", Path: "/v1/counters/" + strings.Repeat("a", 65) + "/increments", Body: increment, Status: 400, Problem: "invalid-id"},
 		{Name: "very long id in body", Method: "POST", Path: "/v1/counters", Body: `{"id":"` + strings.Repeat("a", 300) + `","owner":"Ada","unit":"items"}`, Status: 400, Problem: "invalid-id"},
 		{Name: "unicode id", Method: "POST", Path: "/v1/counters/%C3%A5ctr/increments", Body: increment, Status: 400, Problem: "invalid-id"},
 		{Name: "unicode id in body", Method: "POST", Path: "/v1/counters", Body: `{"id":"åctr","owner":"Ada","unit":"items"}`, Status: 400, Problem: "invalid-id"},
-		{Name: "encoded slash", Method: "POST", Path: "/v1/counters/a1%2Fa2/increments", Body: increment, Status: 400, Problem: "invalid-id"},
-		{Name: "encoded traversal", Method: "POST", Path: "/v1/counters/a1%2F..%2Fa2/increments", Body: increment, Status: 400, Problem: "invalid-path"},
-		{Name: "encoded dot-dot", Method: "POST", Path: "/v1/counters/%2e%2e/increments", Body: increment, Status: 400, Problem: "invalid-path"},
 		{Name: "redis hash tag in id", Method: "POST", Path: "/v1/counters", Body: `{"id":"{a1}","owner":"Ada","unit":"items"}`, Status: 400, Problem: "invalid-id"},
-		{Name: "NUL in id", Method: "POST", Path: "/v1/counters/a%001/increments", Body: increment, Status: 400, Problem: "invalid-id"},
 		{Name: "dot id", Method: "POST", Path: "/v1/counters", Body: `{"id":".","owner":"Ada","unit":"items"}`, Status: 400, Problem: "invalid-id"},
-		{Name: "hostile stream id", Method: "GET", Path: "/v1/streams/counter/%2e%2e%2fetc", Status: 400, Problem: "invalid-path"},
-		{Name: "hostile state id", Method: "GET", Path: "/v1/streams/counter/a%20b/state", Status: 400, Problem: "invalid-id"},
-		{Name: "unknown stream type", Method: "GET", Path: "/v1/streams/nothing/a1", Status: 404, Problem: "unknown-aggregate-type"},
 	}
-	writertest.CheckBadInput(t, st, tests)
+	writertest.CheckBadInput(t, st, append(tests, writertest.PlatformRefusals(writertest.Command{
+		AggregateType: "counter", Collection: "/v1/counters", ID: "a1", Verb: "increments", Body: increment,
+	})...))
 }
 
 // Paths with dot segments sent as they are (not cleaned by the client) are refused.

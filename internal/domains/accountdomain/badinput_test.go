@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/tributary-es/tributary/internal/domains/banktest"
 	"github.com/tributary-es/tributary/internal/writer/writertest"
 )
 
@@ -12,25 +13,22 @@ import (
 // refusals and the account's rules alike — gets a clear RFC 9457 problem
 // and changes nothing (G10).
 func TestBadInputGetsProblemAndChangesNothing(t *testing.T) {
-	st := newStack(t, 1)
-	openActive(st, "a1", 1000)
+	st := banktest.NewStack(t, 1)
+	banktest.OpenActive(st, "a1", 1000)
 	st.Must(http.StatusCreated, "POST", "/v1/accounts", `{"id":"pending","owner":"Bo","currency":"EUR"}`)
-	openActive(st, "closed", 0)
+	banktest.OpenActive(st, "closed", 0)
 	st.Must(http.StatusOK, "POST", "/v1/accounts/closed/close", `{"reason":"done"}`)
 
 	const deposit = `{"amount":100,"currency":"EUR","source":"x"}`
+	// The domain's own refusals, and the ids its bodies carry; the
+	// platform's (framing, headers, paths) follow.
 	tests := []writertest.BadInput{
 		{Name: "malformed JSON", Method: "POST", Path: "/v1/accounts/a1/deposits", Body: `{"amount":`, Status: 400, Problem: "malformed-json"},
-		{Name: "not an object", Method: "POST", Path: "/v1/accounts/a1/deposits", Body: `[1,2]`, Status: 400, Problem: "wrong-type"},
 		{Name: "unknown field", Method: "POST", Path: "/v1/accounts/a1/deposits", Body: `{"amount":1,"currency":"EUR","source":"x","extra":1}`, Status: 400, Problem: "malformed-json"},
 		{Name: "string amount", Method: "POST", Path: "/v1/accounts/a1/deposits", Body: `{"amount":"100","currency":"EUR","source":"x"}`, Status: 400, Problem: "wrong-type"},
 		{Name: "fractional amount", Method: "POST", Path: "/v1/accounts/a1/deposits", Body: `{"amount":1.5,"currency":"EUR","source":"x"}`, Status: 400, Problem: "wrong-type"},
 		{Name: "amount beyond int64", Method: "POST", Path: "/v1/accounts/a1/deposits", Body: `{"amount":99999999999999999999,"currency":"EUR","source":"x"}`, Status: 400, Problem: "wrong-type"},
-		{Name: "two objects", Method: "POST", Path: "/v1/accounts/a1/deposits", Body: deposit + deposit, Status: 400, Problem: "malformed-json"},
-		{Name: "trailing garbage", Method: "POST", Path: "/v1/accounts/a1/deposits", Body: deposit + `x`, Status: 400, Problem: "malformed-json"},
-		{Name: "empty body", Method: "POST", Path: "/v1/accounts/a1/deposits", Status: 400, Problem: "empty-body"},
 		{Name: "null body", Method: "POST", Path: "/v1/accounts/a1/activate", Body: `null`, Status: 400, Problem: "wrong-type"},
-		{Name: "null body with members required", Method: "POST", Path: "/v1/accounts/a1/deposits", Body: ` null `, Status: 400, Problem: "wrong-type"},
 		{Name: "member name in another case", Method: "POST", Path: "/v1/accounts/a1/deposits", Body: `{"Amount":1,"currency":"EUR","source":"x"}`, Status: 400, Problem: "malformed-json"},
 		{Name: "member of an empty command", Method: "POST", Path: "/v1/accounts/a1/activate", Body: `{"reason":"x"}`, Status: 400, Problem: "malformed-json"},
 		{Name: "negative amount", Method: "POST", Path: "/v1/accounts/a1/deposits", Body: `{"amount":-5,"currency":"EUR","source":"x"}`, Status: 400, Problem: "invalid-amount"},
@@ -38,9 +36,6 @@ func TestBadInputGetsProblemAndChangesNothing(t *testing.T) {
 		{Name: "missing owner", Method: "POST", Path: "/v1/accounts", Body: `{"currency":"EUR"}`, Status: 400, Problem: "missing-owner"},
 		{Name: "unsupported currency", Method: "POST", Path: "/v1/accounts", Body: `{"owner":"Ada","currency":"XXX"}`, Status: 400, Problem: "unsupported-currency"},
 		{Name: "oversize body", Method: "POST", Path: "/v1/accounts/a1/deposits", Body: `{"amount":1,"currency":"EUR","source":"` + strings.Repeat("x", 70_000) + `"}`, Status: 413, Problem: "body-too-large"},
-		{Name: "wrong content type", Method: "POST", Path: "/v1/accounts/a1/deposits", Body: deposit, Headers: []string{"Content-Type", "text/plain"}, Status: 415, Problem: "unsupported-media-type"},
-		{Name: "unknown command", Method: "POST", Path: "/v1/accounts/a1/explode", Body: `{}`, Status: 404, Problem: "not-found"},
-		{Name: "wrong method", Method: "DELETE", Path: "/v1/accounts/a1", Status: 404, Problem: "not-found"},
 		{Name: "unknown account", Method: "POST", Path: "/v1/accounts/nobody/deposits", Body: deposit, Status: 404, Problem: "account-not-found"},
 		{Name: "already open", Method: "POST", Path: "/v1/accounts", Body: `{"id":"a1","owner":"Ada","currency":"EUR"}`, Status: 409, Problem: "already-open"},
 		{Name: "insufficient funds", Method: "POST", Path: "/v1/accounts/a1/withdrawals", Body: `{"amount":5000,"currency":"EUR","reason":"x"}`, Status: 422, Problem: "insufficient-funds"},
@@ -50,27 +45,13 @@ func TestBadInputGetsProblemAndChangesNothing(t *testing.T) {
 		{Name: "currency mismatch", Method: "POST", Path: "/v1/accounts/a1/deposits", Body: `{"amount":1,"currency":"USD","source":"x"}`, Status: 422, Problem: "currency-mismatch"},
 		{Name: "close with balance", Method: "POST", Path: "/v1/accounts/a1/close", Status: 422, Problem: "balance-not-zero"},
 		{Name: "activate twice", Method: "POST", Path: "/v1/accounts/a1/activate", Status: 422, Problem: "not-pending"},
-		{Name: "stale If-Match", Method: "POST", Path: "/v1/accounts/a1/deposits", Body: deposit, Headers: []string{"If-Match", `"1"`}, Status: 412, Problem: "version-mismatch"},
-		{Name: "weak If-Match", Method: "POST", Path: "/v1/accounts/a1/deposits", Body: deposit, Headers: []string{"If-Match", `W/"3"`}, Status: 400, Problem: "invalid-if-match"},
-		{Name: "If-Match with a sign", Method: "POST", Path: "/v1/accounts/a1/deposits", Body: deposit, Headers: []string{"If-Match", `"+3"`}, Status: 400, Problem: "invalid-if-match"},
-		{Name: "If-Match with a leading zero", Method: "POST", Path: "/v1/accounts/a1/deposits", Body: deposit, Headers: []string{"If-Match", `"03"`}, Status: 400, Problem: "invalid-if-match"},
-		{Name: "garbage If-Match", Method: "POST", Path: "/v1/accounts/a1/deposits", Body: deposit, Headers: []string{"If-Match", `three`}, Status: 400, Problem: "invalid-if-match"},
-		{Name: "correlation id with spaces", Method: "POST", Path: "/v1/accounts/a1/deposits", Body: deposit, Headers: []string{"X-Correlation-ID", "a b"}, Status: 400, Problem: "invalid-header"},
-		{Name: "huge idempotency key", Method: "POST", Path: "/v1/accounts/a1/deposits", Body: deposit, Headers: []string{"Idempotency-Key", strings.Repeat("k", 200)}, Status: 400, Problem: "invalid-header"},
-		// Hostile ids.
-		{Name: "very long id", Method: "POST", Path: "/v1/accounts/" + strings.Repeat("a", 65) + "/deposits", Body: deposit, Status: 400, Problem: "invalid-id"},
 		{Name: "very long id in body", Method: "POST", Path: "/v1/accounts", Body: `{"id":"` + strings.Repeat("a", 300) + `","owner":"Ada","currency":"EUR"}`, Status: 400, Problem: "invalid-id"},
 		{Name: "unicode id", Method: "POST", Path: "/v1/accounts/%C3%A5ccount/deposits", Body: deposit, Status: 400, Problem: "invalid-id"},
 		{Name: "unicode id in body", Method: "POST", Path: "/v1/accounts", Body: `{"id":"åccount","owner":"Ada","currency":"EUR"}`, Status: 400, Problem: "invalid-id"},
-		{Name: "encoded slash", Method: "POST", Path: "/v1/accounts/a1%2Fa2/deposits", Body: deposit, Status: 400, Problem: "invalid-id"},
-		{Name: "encoded traversal", Method: "POST", Path: "/v1/accounts/a1%2F..%2Fa2/deposits", Body: deposit, Status: 400, Problem: "invalid-path"},
-		{Name: "encoded dot-dot", Method: "POST", Path: "/v1/accounts/%2e%2e/deposits", Body: deposit, Status: 400, Problem: "invalid-path"},
 		{Name: "redis hash tag in id", Method: "POST", Path: "/v1/accounts", Body: `{"id":"{a1}","owner":"Ada","currency":"EUR"}`, Status: 400, Problem: "invalid-id"},
-		{Name: "NUL in id", Method: "POST", Path: "/v1/accounts/a%001/deposits", Body: deposit, Status: 400, Problem: "invalid-id"},
 		{Name: "dot id", Method: "POST", Path: "/v1/accounts", Body: `{"id":".","owner":"Ada","currency":"EUR"}`, Status: 400, Problem: "invalid-id"},
-		{Name: "hostile stream id", Method: "GET", Path: "/v1/streams/account/%2e%2e%2fetc", Status: 400, Problem: "invalid-path"},
-		{Name: "hostile state id", Method: "GET", Path: "/v1/streams/account/a%20b/state", Status: 400, Problem: "invalid-id"},
-		{Name: "unknown stream type", Method: "GET", Path: "/v1/streams/nothing/a1", Status: 404, Problem: "unknown-aggregate-type"},
 	}
-	writertest.CheckBadInput(t, st, tests)
+	writertest.CheckBadInput(t, st, append(tests, writertest.PlatformRefusals(writertest.Command{
+		AggregateType: "account", Collection: "/v1/accounts", ID: "a1", Verb: "deposits", Body: deposit,
+	})...))
 }

@@ -5,8 +5,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tributary-es/tributary/internal/domains/banktest"
 	"github.com/tributary-es/tributary/internal/reader"
 	"github.com/tributary-es/tributary/internal/reader/readertest"
+	"github.com/tributary-es/tributary/internal/writer"
 )
 
 // FuzzQueries throws arbitrary requests at the reader's handler, over read
@@ -42,11 +44,11 @@ func FuzzQueries(f *testing.F) {
 	}
 	cfg := reader.DefaultConfig()
 	cfg.MaxWait = 20 * time.Millisecond // a version out of reach answers "stale" at once
-	p := newPipeline(f, cfg)
-	var last written
+	p := banktest.NewPipeline(f, cfg)
+	var last writer.CommandResponse
 	for i := range 2 {
-		last = openAccount(p, fmt.Sprintf("fz-%d", i), 100)
+		last = banktest.OpenAccount(p, fmt.Sprintf("fz-%d", i), 100)
 	}
-	p.Read(fmt.Sprintf("/v1/accounts/fz-1/transactions?min_version=%d", last.version))
+	p.Read(fmt.Sprintf("/v1/accounts/fz-1/transactions?min_version=%d", last.StreamVersion))
 	readertest.FuzzQueries(f, p, seeds)
 }

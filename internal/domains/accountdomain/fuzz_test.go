@@ -3,6 +3,7 @@ package accountdomain_test
 import (
 	"testing"
 
+	"github.com/tributary-es/tributary/internal/domains/banktest"
 	"github.com/tributary-es/tributary/internal/writer/writertest"
 )
 
@@ -27,7 +28,7 @@ func FuzzCommands(f *testing.F) {
 		{Method: "GET", Path: "/v1/streams/account/a1/state?at=yesterday"},
 		{Method: "POST", Path: "/v1/accounts", Body: `{"owner":"\u0000","currency":"EUR"}`, ContentType: "application/merge-patch+json", IfMatch: "*", IdempotencyKey: "\x00"},
 	}
-	st := newStack(f, 1)
-	openActive(st, "a1", 1000)
+	st := banktest.NewStack(f, 1)
+	banktest.OpenActive(st, "a1", 1000)
 	writertest.FuzzCommands(f, st, "account", "a1", seeds)
 }

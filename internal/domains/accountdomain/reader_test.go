@@ -19,41 +19,27 @@ import (
 
 	"github.com/tributary-es/tributary/internal/domain/account"
 	"github.com/tributary-es/tributary/internal/domains/accountdomain"
+	"github.com/tributary-es/tributary/internal/domains/banktest"
 	"github.com/tributary-es/tributary/internal/log"
 	"github.com/tributary-es/tributary/internal/log/postgres"
 	"github.com/tributary-es/tributary/internal/reader"
 	"github.com/tributary-es/tributary/internal/reader/readertest"
 	"github.com/tributary-es/tributary/internal/readmodels/accounts"
+	"github.com/tributary-es/tributary/internal/writer"
 )
-
-// newPipeline is the whole platform of this build's domains for one test
-// (package readertest).
-func newPipeline(t testing.TB, cfg reader.Config) *readertest.Pipeline {
-	t.Helper()
-	return readertest.NewPipeline(t, registered, cfg)
-}
-
-// openActive opens and activates an account through the writer.
-func openAccount(p *readertest.Pipeline, id string, deposit int64) written {
-	p.Command(http.StatusCreated, "/v1/accounts", fmt.Sprintf(`{"id":%q,"owner":"Ada","currency":"EUR","initialDeposit":%d}`, id, deposit))
-	c := p.Command(http.StatusOK, "/v1/accounts/"+id+"/activate", "")
-	return written{version: c.StreamVersion, position: c.GlobalPosition}
-}
-
-type written struct{ version, position int64 }
 
 // G6: after every command, a read naming the writer's version returns that
 // version or a newer one — 1,000 times, over eight accounts written and
 // read concurrently, alternating the query parameter and the header (with
 // the writer's ETag as it came), the summary and the history.
 func TestReadYourWritesEveryTime(t *testing.T) {
-	p := newPipeline(t, reader.DefaultConfig())
+	p := banktest.NewPipeline(t, reader.DefaultConfig())
 	const workers, runs = 8, 125
 	var done atomic.Int64
 	var wg sync.WaitGroup
 	for w := range workers {
 		id := fmt.Sprintf("ryw-%d", w)
-		openAccount(p, id, 0)
+		banktest.OpenAccount(p, id, 0)
 		wg.Go(func() {
 			balance := int64(0)
 			for i := range runs {
@@ -114,28 +100,28 @@ func TestStaleReadIsSaidNotServed(t *testing.T) {
 	cfg := reader.DefaultConfig()
 	cfg.MaxWait = 300 * time.Millisecond
 	cfg.AutoPipeline = false // the plain client's round trip per read, covered here
-	p := newPipeline(t, cfg)
-	v := openAccount(p, "stale-1", 500)
-	r := p.Read(fmt.Sprintf("/v1/accounts/stale-1?min_version=%d", v.version))
+	p := banktest.NewPipeline(t, cfg)
+	v := banktest.OpenAccount(p, "stale-1", 500)
+	r := p.Read(fmt.Sprintf("/v1/accounts/stale-1?min_version=%d", v.StreamVersion))
 	if r.Status != http.StatusOK {
 		t.Fatalf("read at the written version: %d %s", r.Status, r.Body)
 	}
 	readertest.CheckStaleReads(t, p, []readertest.StaleRead{
-		{Path: fmt.Sprintf("/v1/accounts/stale-1?min_version=%d", v.version+1), Current: v.version},
-		{Path: "/v1/accounts/stale-1", Headers: []string{reader.MinVersionHeader, fmt.Sprintf(`"%d"`, v.version+5)}, Current: v.version},
-		{Path: fmt.Sprintf("/v1/accounts/stale-1/transactions?min_version=%d", v.version+1), Headers: []string{"Prefer", "wait=0.05"}, Current: v.version},
+		{Path: fmt.Sprintf("/v1/accounts/stale-1?min_version=%d", v.StreamVersion+1), Current: v.StreamVersion},
+		{Path: "/v1/accounts/stale-1", Headers: []string{reader.MinVersionHeader, fmt.Sprintf(`"%d"`, v.StreamVersion+5)}, Current: v.StreamVersion},
+		{Path: fmt.Sprintf("/v1/accounts/stale-1/transactions?min_version=%d", v.StreamVersion+1), Headers: []string{"Prefer", "wait=0.05"}, Current: v.StreamVersion},
 		{Path: "/v1/accounts/never-opened?min_version=1", Headers: []string{"Prefer", "wait=0"}, Current: 0},
 		// A wait too large to be a duration is the server's bound, not none.
-		{Path: fmt.Sprintf("/v1/accounts/stale-1?min_version=%d", v.version+1), Headers: []string{"Prefer", "wait=1e300"}, Current: v.version},
+		{Path: fmt.Sprintf("/v1/accounts/stale-1?min_version=%d", v.StreamVersion+1), Headers: []string{"Prefer", "wait=1e300"}, Current: v.StreamVersion},
 	})
-	readertest.CheckStaleCorrelation(t, p, "open-stale-1", v.position+1000)
+	readertest.CheckStaleCorrelation(t, p, "open-stale-1", v.GlobalPosition+1000)
 }
 
 // Paging through 1,000 transactions with cursors returns each exactly once,
 // newest first, also while new ones are appended between pages.
 func TestPagingThroughTransactionsWhileAppending(t *testing.T) {
-	p := newPipeline(t, reader.DefaultConfig())
-	openAccount(p, "pages", 0)
+	p := banktest.NewPipeline(t, reader.DefaultConfig())
+	banktest.OpenAccount(p, "pages", 0)
 	ctx := context.Background()
 	deposit := func(n int) int64 {
 		evs := make([]log.NewEvent, n)
@@ -201,11 +187,11 @@ func firstDiff(got, want []int64) string {
 
 // Bad input gets a problem document and the status that says why.
 func TestBadQueriesGetProblems(t *testing.T) {
-	p := newPipeline(t, reader.DefaultConfig())
-	openAccount(p, "bad-0", 100)
-	v := openAccount(p, "bad-1", 100)
-	p.Read(fmt.Sprintf("/v1/accounts/bad-1/transactions?min_version=%d", v.version)) // built
-	p.Read(fmt.Sprintf("/v1/accounts/bad-1?min_version=%d", v.version))
+	p := banktest.NewPipeline(t, reader.DefaultConfig())
+	banktest.OpenAccount(p, "bad-0", 100)
+	v := banktest.OpenAccount(p, "bad-1", 100)
+	p.Read(fmt.Sprintf("/v1/accounts/bad-1/transactions?min_version=%d", v.StreamVersion)) // built
+	p.Read(fmt.Sprintf("/v1/accounts/bad-1?min_version=%d", v.StreamVersion))
 	readertest.WaitFor(t, 30*time.Second, "directory served", func() bool {
 		return strings.Contains(string(p.ReadAs(readertest.AsOperator, "/v1/accounts?status=active").Body), "bad-1")
 	})
@@ -299,13 +285,13 @@ func nextOf(t *testing.T, r readertest.Response) string {
 // The directory over HTTP: by status oldest first, by balance largest first,
 // every account once across pages.
 func TestDirectoryOverHTTP(t *testing.T) {
-	p := newPipeline(t, reader.DefaultConfig())
-	var last written
+	p := banktest.NewPipeline(t, reader.DefaultConfig())
+	var last writer.CommandResponse
 	for i := range 23 {
-		last = openAccount(p, fmt.Sprintf("dir-%02d", i), int64(100*(i%5)))
+		last = banktest.OpenAccount(p, fmt.Sprintf("dir-%02d", i), int64(100*(i%5)))
 	}
 	p.Command(http.StatusCreated, "/v1/accounts", `{"id":"dir-pending","owner":"Cy","currency":"USD"}`)
-	p.Read(fmt.Sprintf("/v1/accounts/dir-22?min_version=%d", last.version))
+	p.Read(fmt.Sprintf("/v1/accounts/dir-22?min_version=%d", last.StreamVersion))
 	list := func(query string) []accountdomain.DirectoryEntry {
 		var all []accountdomain.DirectoryEntry
 		cursor := ""
