@@ -106,19 +106,6 @@ func TestCorrelationShowsOnlyWhatTheCallerMaySee(t *testing.T) {
 		}
 		return tr, r
 	}
-	ids := func(tr reader.CausationTree) []string {
-		var out []string
-		var walk func([]*reader.Node)
-		walk = func(ns []*reader.Node) {
-			for _, n := range ns {
-				out = append(out, n.EventID)
-				walk(n.Children)
-			}
-		}
-		walk(tr.Roots)
-		slices.Sort(out)
-		return out
-	}
 	mayView := func(subject string, isOperator bool) []string {
 		var out []string
 		for _, e := range corr {
@@ -131,12 +118,12 @@ func TestCorrelationShowsOnlyWhatTheCallerMaySee(t *testing.T) {
 	}
 
 	all, r := tree(srv, readertest.AsOperator, "/v1/correlations/corr-ada")
-	if r.Status != http.StatusOK || all.Events != 6 || all.TotalEvents != 6 || all.Truncated || !slices.Equal(ids(all), mayView(readertest.Operator, true)) {
+	if r.Status != http.StatusOK || all.Events != 6 || all.TotalEvents != 6 || all.Truncated || !slices.Equal(readertest.EventIDs(all), mayView(readertest.Operator, true)) {
 		t.Fatalf("the operator: %d %s", r.Status, r.Body)
 	}
 	mine, r := tree(srv, readertest.AsOwner, "/v1/correlations/corr-ada")
 	want := mayView(readertest.Owner, false)
-	if r.Status != http.StatusOK || len(want) != 4 || mine.Events != 4 || mine.TotalEvents != 4 || mine.Truncated || !slices.Equal(ids(mine), want) {
+	if r.Status != http.StatusOK || len(want) != 4 || mine.Events != 4 || mine.TotalEvents != 4 || mine.Truncated || !slices.Equal(readertest.EventIDs(mine), want) {
 		t.Fatalf("the owner: %d %s; want the events %v", r.Status, r.Body, want)
 	}
 	// The owner's chain: the job created → taken → added (bob's increment
@@ -155,7 +142,7 @@ func TestCorrelationShowsOnlyWhatTheCallerMaySee(t *testing.T) {
 	var his reader.CausationTree
 	r.JSON(t, &his)
 	if r.Status != http.StatusOK || his.Events != 1 || his.TotalEvents != 1 || len(his.Roots) != 1 || his.Roots[0].Principal != "bob" ||
-		!slices.Equal(ids(his), mayView("bob", false)) {
+		!slices.Equal(readertest.EventIDs(his), mayView("bob", false)) {
 		t.Fatalf("bob: %d %s", r.Status, r.Body)
 	}
 	if _, r := tree(srv, readertest.AsStranger, "/v1/correlations/corr-ada"); r.Status != http.StatusNotFound || !strings.Contains(string(r.Body), "unknown-correlation") {

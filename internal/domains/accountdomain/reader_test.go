@@ -196,57 +196,53 @@ func TestBadQueriesGetProblems(t *testing.T) {
 		return strings.Contains(string(p.ReadAs(readertest.AsOperator, "/v1/accounts?status=active").Body), "bad-1")
 	})
 	other := p.ReadAs(readertest.AsOperator, "/v1/accounts?status=active&limit=1")
-	tests := []struct {
-		path   string
-		header []string
-		status int
-		typ    string
-	}{
-		{"/v1/accounts/" + strings.Repeat("x", 65), nil, 400, "invalid-id"},
-		{"/v1/accounts/%C3%A9t%C3%A9", nil, 400, "invalid-id"},
-		{"/v1/accounts/a%2F..%2Fb", nil, 400, "invalid-path"}, // decoded, a ".." segment
-		{"/v1/accounts/./bad-1", nil, 400, "invalid-path"},
-		{"/v1/accounts//transactions", nil, 400, "invalid-path"},
-		{"/.", nil, 400, "invalid-path"}, // found by FuzzQueries: the router redirected it
-		{"/v1/accounts/a%00b", nil, 400, "invalid-id"},
-		{"/v1/accounts/-leading-dash", nil, 400, "invalid-id"},
-		{"/v1/accounts/nobody", nil, 404, "unknown-account"},
-		{"/v1/accounts/nobody/transactions", nil, 404, "unknown-account"},
-		{"/v1/accounts/bad-1?min_version=0", nil, 400, "invalid-query"},
-		{"/v1/accounts/bad-1?min_version=x", nil, 400, "invalid-query"},
-		{"/v1/accounts/bad-1?min_version=-3", nil, 400, "invalid-query"},
-		{"/v1/accounts/bad-1", []string{reader.MinVersionHeader, "soon"}, 400, "invalid-min-version"},
-		{"/v1/accounts/bad-1", []string{reader.MinVersionHeader, `"0"`}, 400, "invalid-min-version"},
-		{"/v1/accounts/bad-1/transactions?limit=0", nil, 400, "invalid-query"},
-		{"/v1/accounts/bad-1/transactions?limit=501", nil, 400, "invalid-query"},
-		{"/v1/accounts/bad-1/transactions?limit=ten", nil, 400, "invalid-query"},
-		{"/v1/accounts/bad-1/transactions?cursor=%%%", nil, 400, "invalid-query"},
-		{"/v1/accounts/bad-1/transactions?cursor=bm90LWEtY3Vyc29y", nil, 400, "invalid-cursor"},
-		{"/v1/accounts/bad-1/transactions?cursor=" + url.QueryEscape(strings.Repeat("A", 600)), nil, 400, "invalid-cursor"},
-		{"/v1/accounts/bad-1/transactions?cursor=" + cursor("h1:bad-1:1"), nil, 400, "invalid-cursor"}, // nothing is below version 1
-		{"/v1/accounts/bad-1/transactions?cursor=" + cursor("h1:bad-0:2"), nil, 400, "invalid-cursor"}, // another account's history
-		{"/v1/accounts/bad-1", []string{reader.MinVersionHeader, `"7`}, 400, "invalid-min-version"},
-		{"/v1/accounts/bad-1", []string{reader.MinVersionHeader, `+7`}, 400, "invalid-min-version"},
-		{"/v1/accounts", nil, 400, "invalid-query"},
-		{"/v1/accounts?status=frozen", nil, 400, "invalid-query"},
-		{"/v1/accounts?sort=name&status=active", nil, 400, "invalid-query"},
-		{"/v1/accounts?sort=balance", nil, 400, "invalid-query"},
-		{"/v1/accounts?sort=balance&currency=eur", nil, 400, "invalid-query"},
-		{"/v1/accounts?sort=balance&currency=EUR&status=active", nil, 400, "invalid-query"},
-		{"/v1/accounts?status=active&currency=EUR", nil, 400, "invalid-query"},
-		{"/v1/accounts?status=active&min_version=3", nil, 400, "invalid-query"},
-		{"/v1/accounts?status=pending&cursor=" + url.QueryEscape(nextOf(t, other)), nil, 400, "invalid-cursor"},
-		{"/v1/accounts?sort=balance&currency=USD&cursor=" + url.QueryEscape(nextOf(t, other)), nil, 400, "invalid-cursor"},
-		{"/v1/correlations/" + strings.Repeat("c", 129), nil, 400, "invalid-id"},
-		{"/v1/correlations/x?min_position=0", nil, 400, "invalid-query"},
+	// The directory's queries are asked by an operator: it is for operators.
+	tests := []readertest.BadQuery{
+		{Path: "/v1/accounts/" + strings.Repeat("x", 65), Status: 400, Problem: "invalid-id"},
+		{Path: "/v1/accounts/%C3%A9t%C3%A9", Status: 400, Problem: "invalid-id"},
+		{Path: "/v1/accounts/a%2F..%2Fb", Status: 400, Problem: "invalid-path"}, // decoded, a ".." segment
+		{Path: "/v1/accounts/./bad-1", Status: 400, Problem: "invalid-path"},
+		{Path: "/v1/accounts//transactions", Status: 400, Problem: "invalid-path"},
+		{Path: "/.", Status: 400, Problem: "invalid-path"}, // found by FuzzQueries: the router redirected it
+		{Path: "/v1/accounts/a%00b", Status: 400, Problem: "invalid-id"},
+		{Path: "/v1/accounts/-leading-dash", Status: 400, Problem: "invalid-id"},
+		{Path: "/v1/accounts/nobody", Status: 404, Problem: "unknown-account"},
+		{Path: "/v1/accounts/nobody/transactions", Status: 404, Problem: "unknown-account"},
+		{Path: "/v1/accounts/bad-1?min_version=0", Status: 400, Problem: "invalid-query"},
+		{Path: "/v1/accounts/bad-1?min_version=x", Status: 400, Problem: "invalid-query"},
+		{Path: "/v1/accounts/bad-1?min_version=-3", Status: 400, Problem: "invalid-query"},
+		{Path: "/v1/accounts/bad-1", Headers: []string{reader.MinVersionHeader, "soon"}, Status: 400, Problem: "invalid-min-version"},
+		{Path: "/v1/accounts/bad-1", Headers: []string{reader.MinVersionHeader, `"0"`}, Status: 400, Problem: "invalid-min-version"},
+		{Path: "/v1/accounts/bad-1/transactions?limit=0", Status: 400, Problem: "invalid-query"},
+		{Path: "/v1/accounts/bad-1/transactions?limit=501", Status: 400, Problem: "invalid-query"},
+		{Path: "/v1/accounts/bad-1/transactions?limit=ten", Status: 400, Problem: "invalid-query"},
+		{Path: "/v1/accounts/bad-1/transactions?cursor=%%%", Status: 400, Problem: "invalid-query"},
+		{Path: "/v1/accounts/bad-1/transactions?cursor=bm90LWEtY3Vyc29y", Status: 400, Problem: "invalid-cursor"},
+		{Path: "/v1/accounts/bad-1/transactions?cursor=" + url.QueryEscape(strings.Repeat("A", 600)), Status: 400, Problem: "invalid-cursor"},
+		{Path: "/v1/accounts/bad-1/transactions?cursor=" + cursor("h1:bad-1:1"), Status: 400, Problem: "invalid-cursor"}, // nothing is below version 1
+		{Path: "/v1/accounts/bad-1/transactions?cursor=" + cursor("h1:bad-0:2"), Status: 400, Problem: "invalid-cursor"}, // another account's history
+		{Path: "/v1/accounts/bad-1", Headers: []string{reader.MinVersionHeader, `"7`}, Status: 400, Problem: "invalid-min-version"},
+		{Path: "/v1/accounts/bad-1", Headers: []string{reader.MinVersionHeader, `+7`}, Status: 400, Problem: "invalid-min-version"},
+		{Path: "/v1/accounts", As: readertest.AsOperator, Status: 400, Problem: "invalid-query"},
+		{Path: "/v1/accounts?status=frozen", As: readertest.AsOperator, Status: 400, Problem: "invalid-query"},
+		{Path: "/v1/accounts?sort=name&status=active", As: readertest.AsOperator, Status: 400, Problem: "invalid-query"},
+		{Path: "/v1/accounts?sort=balance", As: readertest.AsOperator, Status: 400, Problem: "invalid-query"},
+		{Path: "/v1/accounts?sort=balance&currency=eur", As: readertest.AsOperator, Status: 400, Problem: "invalid-query"},
+		{Path: "/v1/accounts?sort=balance&currency=EUR&status=active", As: readertest.AsOperator, Status: 400, Problem: "invalid-query"},
+		{Path: "/v1/accounts?status=active&currency=EUR", As: readertest.AsOperator, Status: 400, Problem: "invalid-query"},
+		{Path: "/v1/accounts?status=active&min_version=3", As: readertest.AsOperator, Status: 400, Problem: "invalid-query"},
+		{Path: "/v1/accounts?status=pending&cursor=" + url.QueryEscape(nextOf(t, other)), As: readertest.AsOperator, Status: 400, Problem: "invalid-cursor"},
+		{Path: "/v1/accounts?sort=balance&currency=USD&cursor=" + url.QueryEscape(nextOf(t, other)), As: readertest.AsOperator, Status: 400, Problem: "invalid-cursor"},
+		{Path: "/v1/correlations/" + strings.Repeat("c", 129), Status: 400, Problem: "invalid-id"},
+		{Path: "/v1/correlations/x?min_position=0", Status: 400, Problem: "invalid-query"},
 		// A parameter without a value is refused, not read as absent (an
 		// empty cursor is the first page, as its documentation says).
-		{"/v1/accounts?status=active&sort=", nil, 400, "invalid-query"},
-		{"/v1/accounts?status=active&currency", nil, 400, "invalid-query"},
-		{"/v1/accounts?status=active&limit=", nil, 400, "invalid-query"},
-		{"/v1/accounts/bad-1?min_version=", nil, 400, "invalid-query"},
-		{"/v1/correlations/x?min_position", nil, 400, "invalid-query"},
-		{"/v1/nothing", nil, 404, "not-found"},
+		{Path: "/v1/accounts?status=active&sort=", As: readertest.AsOperator, Status: 400, Problem: "invalid-query"},
+		{Path: "/v1/accounts?status=active&currency", As: readertest.AsOperator, Status: 400, Problem: "invalid-query"},
+		{Path: "/v1/accounts?status=active&limit=", As: readertest.AsOperator, Status: 400, Problem: "invalid-query"},
+		{Path: "/v1/accounts/bad-1?min_version=", Status: 400, Problem: "invalid-query"},
+		{Path: "/v1/correlations/x?min_position", Status: 400, Problem: "invalid-query"},
+		{Path: "/v1/nothing", Status: 404, Problem: "not-found"},
 	}
 	if r := p.Do(p.Reader, http.MethodDelete, "/v1/accounts/bad-1", ""); r.Status != http.StatusMethodNotAllowed || r.Header.Get("Allow") != "GET" {
 		t.Errorf("DELETE an account: %d Allow %q %s", r.Status, r.Header.Get("Allow"), r.Body)
@@ -257,19 +253,7 @@ func TestBadQueriesGetProblems(t *testing.T) {
 	if r := p.Read("/v1/accounts/bad-0/transactions?cursor=" + url.QueryEscape(page.Next)); r.Status != http.StatusBadRequest || page.Next == "" {
 		t.Errorf("bad-1's cursor on bad-0's history: %d %s", r.Status, r.Body)
 	}
-	for _, tc := range tests {
-		as := readertest.AsOwner
-		if tc.path == "/v1/accounts" || strings.HasPrefix(tc.path, "/v1/accounts?") {
-			as = readertest.AsOperator // the directory is for operators
-		}
-		r := p.ReadAs(as, tc.path, tc.header...)
-		var prob struct{ Type, Title string }
-		r.JSON(t, &prob)
-		if r.Status != tc.status || prob.Type != "https://tributary.dev/problems/"+tc.typ ||
-			r.Header.Get("Content-Type") != "application/problem+json" || prob.Title == "" {
-			t.Errorf("GET %s %v: %d %s %s; want %d %s", tc.path, tc.header, r.Status, r.Header.Get("Content-Type"), r.Body, tc.status, tc.typ)
-		}
-	}
+	readertest.CheckBadQueries(t, p, tests)
 }
 
 func nextOf(t *testing.T, r readertest.Response) string {

@@ -146,16 +146,7 @@ func TestTransferThroughThePlatform(t *testing.T) {
 	}
 	var mine reader.CausationTree
 	p.Read("/v1/correlations/pay-1-corr").JSON(t, &mine)
-	var seen []string
-	var walk func([]*reader.Node)
-	walk = func(ns []*reader.Node) {
-		for _, n := range ns {
-			seen = append(seen, n.EventID)
-			walk(n.Children)
-		}
-	}
-	walk(mine.Roots)
-	slices.Sort(seen)
+	seen := readertest.EventIDs(mine)
 	slices.Sort(visible)
 	if len(visible) == 0 || !slices.Equal(seen, visible) || mine.Events != len(visible) || mine.TotalEvents != int64(len(visible)) {
 		t.Fatalf("the owner sees %v (%d of %d), the policy lets it see %v", seen, mine.Events, mine.TotalEvents, visible)
