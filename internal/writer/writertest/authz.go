@@ -87,9 +87,9 @@ func CheckEveryRouteKeepsStrangersOut(t *testing.T, st *Stack, routes []string, 
 	}
 }
 
-// CheckWhoAsked fails t unless operator of events (a stream's, after
-// CheckEveryRouteKeepsStrangersOut) are the Operator's and none the
-// Stranger's: who asked is recorded.
+// CheckWhoAsked fails t unless exactly operator of events (a stream's,
+// after CheckEveryRouteKeepsStrangersOut) were appended by the Operator and
+// none by the Stranger: who asked is recorded.
 func CheckWhoAsked(t testing.TB, events []log.Event, operator int) {
 	t.Helper()
 	var byOperator int
