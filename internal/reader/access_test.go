@@ -2,7 +2,6 @@ package reader_test
 
 import (
 	"fmt"
-	"maps"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -53,113 +52,21 @@ func TestEveryRouteServesOnlyWhomItMay(t *testing.T) {
 	cfg := reader.DefaultConfig()
 	cfg.MaxWait = 5 * time.Second // a refusal must not wait for it
 	srv := m.Server(cfg, false)
-	doc := fixture.API("reader").OpenAPI()
-	type sample struct {
-		path              string
-		owner, stranger   int
-		versioned, public bool
-	}
-	// A request for each route of the document; the test fails on a route
-	// without one, so a new route cannot go untested.
-	samples := map[string]sample{
-		"/v1/counters/{id}":     {path: "/v1/counters/ctr-ada", owner: 200, stranger: 403, versioned: true},
-		"/v1/correlations/{id}": {path: "/v1/correlations/corr-ada", owner: 200, stranger: 404},
-		"/healthz":              {path: "/healthz", public: true},
-		"/readyz":               {path: "/readyz", public: true},
-		"/metrics":              {path: "/metrics", public: true},
-		"/openapi.json":         {path: "/openapi.json", public: true},
-	}
-	if got, want := slices.Sorted(maps.Keys(doc.Paths.Map())), slices.Sorted(maps.Keys(samples)); !slices.Equal(got, want) {
-		t.Fatalf("the document's routes %v, the test's %v", got, want)
-	}
-	before := m.Snapshot()
-	if len(before) < 20 {
-		t.Fatalf("only %d keys under the prefix: too weak a test", len(before))
-	}
-	checked := 0
-	for template, item := range doc.Paths.Map() {
-		s := samples[template]
-		for method, op := range item.Operations() {
-			if method != http.MethodGet {
-				t.Fatalf("%s %s: the test sends GETs only", method, template)
-			}
-			public := op.Security != nil && len(*op.Security) == 0
-			if public != s.public || public != slices.Contains(reader.PublicPaths(), template) {
-				t.Fatalf("%s: public in the document %v, in the test %v, in reader.PublicPaths %v", template, public, s.public,
-					slices.Contains(reader.PublicPaths(), template))
-			}
-			for _, c := range []readertest.Caller{readertest.Anonymous, readertest.Forged, readertest.AsStranger, readertest.AsOwner, readertest.AsOperator} {
-				want := http.StatusOK
-				switch {
-				case public:
-				case c == readertest.Anonymous || c == readertest.Forged:
-					want = http.StatusUnauthorized
-				case c == readertest.AsStranger:
-					want = s.stranger
-				case c == readertest.AsOwner:
-					want = s.owner
-				}
-				r := m.Get(srv, c, s.path)
-				if r.Status != want {
-					t.Errorf("GET %s as %s: %d %s, want %d", s.path, c, r.Status, r.Body, want)
-				}
-				if want == http.StatusUnauthorized && !strings.HasPrefix(r.Header.Get("WWW-Authenticate"), "Bearer") {
-					t.Errorf("GET %s as %s: 401 without a bearer challenge", s.path, c)
-				}
-				if want >= 400 && r.Header.Get("Content-Type") != "application/problem+json" {
-					t.Errorf("GET %s as %s: %d as %s", s.path, c, r.Status, r.Header.Get("Content-Type"))
-				}
-				if want == http.StatusOK && c == readertest.AsStranger && !public {
-					t.Errorf("GET %s: the stranger is served", s.path)
-				}
-				checked++
-			}
-			if !s.versioned {
-				continue
-			}
-			// Asking for a version out of reach: the owner waits and hears
-			// it is stale; the stranger is refused at once, and If-None-Match
-			// with any tag gets it no 304.
-			sep := "?"
-			if strings.Contains(s.path, "?") {
-				sep = "&"
-			}
-			started := time.Now()
-			if r := m.Get(srv, readertest.AsStranger, s.path+sep+"min_version=99", "If-None-Match", "*"); r.Status != http.StatusForbidden {
-				t.Errorf("GET %s?min_version=99 as the stranger: %d %s, want 403", s.path, r.Status, r.Body)
-			}
-			if waited := time.Since(started); waited > cfg.MaxWait/2 {
-				t.Errorf("GET %s?min_version=99 as the stranger: refused after %v, want at once", s.path, waited)
-			}
-			if r := m.Get(srv, readertest.AsStranger, s.path, "If-None-Match", "*"); r.Status != http.StatusForbidden {
-				t.Errorf("GET %s If-None-Match * as the stranger: %d %s, want 403", s.path, r.Status, r.Body)
-			}
-			if r := m.Get(srv, readertest.Anonymous, s.path+sep+"min_version=99"); r.Status != http.StatusUnauthorized {
-				t.Errorf("GET %s?min_version=99 anonymously: %d %s, want 401", s.path, r.Status, r.Body)
-			}
-			if r := m.Get(srv, readertest.AsOwner, s.path+sep+"min_version=99", "Prefer", "wait=0.05"); r.Status != http.StatusServiceUnavailable {
-				t.Errorf("GET %s?min_version=99 as the owner: %d %s, want 503 stale", s.path, r.Status, r.Body)
-			}
-		}
-	}
-	if checked != len(samples)*5 {
-		t.Fatalf("%d exchanges checked, want %d", checked, len(samples)*5)
-	}
-	// An id nobody has is 404 whoever asks; what exists and is not theirs,
-	// 403, whatever its kind.
-	for _, path := range []string{"/v1/counters/ctr-nobody", "/v1/correlations/nobody"} {
-		if r := m.Get(srv, readertest.AsStranger, path); r.Status != http.StatusNotFound {
-			t.Errorf("GET %s as the stranger: %d %s, want 404", path, r.Status, r.Body)
-		}
-	}
-	for _, path := range []string{"/v1/counters/ctr-bob"} {
-		if r := m.Get(srv, readertest.AsOwner, path); r.Status != http.StatusForbidden {
-			t.Errorf("GET %s as the owner of another counter: %d %s, want 403", path, r.Status, r.Body)
-		}
-	}
-	if after := m.Snapshot(); !maps.Equal(before, after) {
-		t.Fatalf("refused requests changed Redis: %d keys before, %d after", len(before), len(after))
-	}
+	readertest.CheckEveryRouteServesOnlyWhomItMay(t, m, srv, cfg.MaxWait, readertest.Access{
+		// A request for each route of the document.
+		Samples: map[string]readertest.RouteSample{
+			"/v1/counters/{id}":     {Path: "/v1/counters/ctr-ada", Owner: 200, Stranger: 403, Versioned: true},
+			"/v1/correlations/{id}": {Path: "/v1/correlations/corr-ada", Owner: 200, Stranger: 404},
+			"/healthz":              {Path: "/healthz", Public: true},
+			"/readyz":               {Path: "/readyz", Public: true},
+			"/metrics":              {Path: "/metrics", Public: true},
+			"/openapi.json":         {Path: "/openapi.json", Public: true},
+		},
+		// An id nobody has is 404 whoever asks; what exists and is not
+		// theirs, 403, whatever its kind.
+		Unknown: []string{"/v1/counters/ctr-nobody", "/v1/correlations/nobody"},
+		Others:  []string{"/v1/counters/ctr-bob"},
+	})
 
 	// What the owner and the operator are served carries the owner.
 	var sum, job domaintest.Summary
@@ -199,19 +106,6 @@ func TestCorrelationShowsOnlyWhatTheCallerMaySee(t *testing.T) {
 		}
 		return tr, r
 	}
-	ids := func(tr reader.CausationTree) []string {
-		var out []string
-		var walk func([]*reader.Node)
-		walk = func(ns []*reader.Node) {
-			for _, n := range ns {
-				out = append(out, n.EventID)
-				walk(n.Children)
-			}
-		}
-		walk(tr.Roots)
-		slices.Sort(out)
-		return out
-	}
 	mayView := func(subject string, isOperator bool) []string {
 		var out []string
 		for _, e := range corr {
@@ -224,12 +118,12 @@ func TestCorrelationShowsOnlyWhatTheCallerMaySee(t *testing.T) {
 	}
 
 	all, r := tree(srv, readertest.AsOperator, "/v1/correlations/corr-ada")
-	if r.Status != http.StatusOK || all.Events != 6 || all.TotalEvents != 6 || all.Truncated || !slices.Equal(ids(all), mayView(readertest.Operator, true)) {
+	if r.Status != http.StatusOK || all.Events != 6 || all.TotalEvents != 6 || all.Truncated || !slices.Equal(readertest.EventIDs(all), mayView(readertest.Operator, true)) {
 		t.Fatalf("the operator: %d %s", r.Status, r.Body)
 	}
 	mine, r := tree(srv, readertest.AsOwner, "/v1/correlations/corr-ada")
 	want := mayView(readertest.Owner, false)
-	if r.Status != http.StatusOK || len(want) != 4 || mine.Events != 4 || mine.TotalEvents != 4 || mine.Truncated || !slices.Equal(ids(mine), want) {
+	if r.Status != http.StatusOK || len(want) != 4 || mine.Events != 4 || mine.TotalEvents != 4 || mine.Truncated || !slices.Equal(readertest.EventIDs(mine), want) {
 		t.Fatalf("the owner: %d %s; want the events %v", r.Status, r.Body, want)
 	}
 	// The owner's chain: the job created → taken → added (bob's increment
@@ -248,7 +142,7 @@ func TestCorrelationShowsOnlyWhatTheCallerMaySee(t *testing.T) {
 	var his reader.CausationTree
 	r.JSON(t, &his)
 	if r.Status != http.StatusOK || his.Events != 1 || his.TotalEvents != 1 || len(his.Roots) != 1 || his.Roots[0].Principal != "bob" ||
-		!slices.Equal(ids(his), mayView("bob", false)) {
+		!slices.Equal(readertest.EventIDs(his), mayView("bob", false)) {
 		t.Fatalf("bob: %d %s", r.Status, r.Body)
 	}
 	if _, r := tree(srv, readertest.AsStranger, "/v1/correlations/corr-ada"); r.Status != http.StatusNotFound || !strings.Contains(string(r.Body), "unknown-correlation") {

@@ -18,47 +18,34 @@ func TestBadQueriesGetProblems(t *testing.T) {
 	p := newPipeline(t, reader.DefaultConfig())
 	v := openActive(p, "bad-1", 100)
 	p.Read(fmt.Sprintf("/v1/counters/bad-1?min_version=%d", v.version)) // built
-	tests := []struct {
-		path   string
-		header []string
-		status int
-		typ    string
-	}{
-		{"/v1/counters/" + strings.Repeat("x", 65), nil, 400, "invalid-id"},
-		{"/v1/counters/%C3%A9t%C3%A9", nil, 400, "invalid-id"},
-		{"/v1/counters/a%2F..%2Fb", nil, 400, "invalid-path"}, // decoded, a ".." segment
-		{"/v1/counters/./bad-1", nil, 400, "invalid-path"},
-		{"/v1/counters//x", nil, 400, "invalid-path"},
-		{"/.", nil, 400, "invalid-path"}, // found by FuzzQueries: the router redirected it
-		{"/v1/counters/a%00b", nil, 400, "invalid-id"},
-		{"/v1/counters/-leading-dash", nil, 400, "invalid-id"},
-		{"/v1/counters/nobody", nil, 404, "unknown-counter"},
-		{"/v1/counters/bad-1?min_version=0", nil, 400, "invalid-query"},
-		{"/v1/counters/bad-1?min_version=x", nil, 400, "invalid-query"},
-		{"/v1/counters/bad-1?min_version=-3", nil, 400, "invalid-query"},
-		{"/v1/counters/bad-1", []string{reader.MinVersionHeader, "soon"}, 400, "invalid-min-version"},
-		{"/v1/counters/bad-1", []string{reader.MinVersionHeader, `"0"`}, 400, "invalid-min-version"},
-		{"/v1/counters/bad-1", []string{reader.MinVersionHeader, `"7`}, 400, "invalid-min-version"},
-		{"/v1/counters/bad-1", []string{reader.MinVersionHeader, `+7`}, 400, "invalid-min-version"},
-		{"/v1/correlations/" + strings.Repeat("c", 129), nil, 400, "invalid-id"},
-		{"/v1/correlations/x?min_position=0", nil, 400, "invalid-query"},
+	tests := []readertest.BadQuery{
+		{Path: "/v1/counters/" + strings.Repeat("x", 65), Status: 400, Problem: "invalid-id"},
+		{Path: "/v1/counters/%C3%A9t%C3%A9", Status: 400, Problem: "invalid-id"},
+		{Path: "/v1/counters/a%2F..%2Fb", Status: 400, Problem: "invalid-path"}, // decoded, a ".." segment
+		{Path: "/v1/counters/./bad-1", Status: 400, Problem: "invalid-path"},
+		{Path: "/v1/counters//x", Status: 400, Problem: "invalid-path"},
+		{Path: "/.", Status: 400, Problem: "invalid-path"}, // found by FuzzQueries: the router redirected it
+		{Path: "/v1/counters/a%00b", Status: 400, Problem: "invalid-id"},
+		{Path: "/v1/counters/-leading-dash", Status: 400, Problem: "invalid-id"},
+		{Path: "/v1/counters/nobody", Status: 404, Problem: "unknown-counter"},
+		{Path: "/v1/counters/bad-1?min_version=0", Status: 400, Problem: "invalid-query"},
+		{Path: "/v1/counters/bad-1?min_version=x", Status: 400, Problem: "invalid-query"},
+		{Path: "/v1/counters/bad-1?min_version=-3", Status: 400, Problem: "invalid-query"},
+		{Path: "/v1/counters/bad-1", Headers: []string{reader.MinVersionHeader, "soon"}, Status: 400, Problem: "invalid-min-version"},
+		{Path: "/v1/counters/bad-1", Headers: []string{reader.MinVersionHeader, `"0"`}, Status: 400, Problem: "invalid-min-version"},
+		{Path: "/v1/counters/bad-1", Headers: []string{reader.MinVersionHeader, `"7`}, Status: 400, Problem: "invalid-min-version"},
+		{Path: "/v1/counters/bad-1", Headers: []string{reader.MinVersionHeader, `+7`}, Status: 400, Problem: "invalid-min-version"},
+		{Path: "/v1/correlations/" + strings.Repeat("c", 129), Status: 400, Problem: "invalid-id"},
+		{Path: "/v1/correlations/x?min_position=0", Status: 400, Problem: "invalid-query"},
 		// A parameter without a value is refused, not read as absent.
-		{"/v1/counters/bad-1?min_version=", nil, 400, "invalid-query"},
-		{"/v1/correlations/x?min_position", nil, 400, "invalid-query"},
-		{"/v1/nothing", nil, 404, "not-found"},
+		{Path: "/v1/counters/bad-1?min_version=", Status: 400, Problem: "invalid-query"},
+		{Path: "/v1/correlations/x?min_position", Status: 400, Problem: "invalid-query"},
+		{Path: "/v1/nothing", Status: 404, Problem: "not-found"},
 	}
 	if r := p.Do(p.Reader, http.MethodDelete, "/v1/counters/bad-1", ""); r.Status != http.StatusMethodNotAllowed || r.Header.Get("Allow") != "GET" {
 		t.Errorf("DELETE a counter: %d Allow %q %s", r.Status, r.Header.Get("Allow"), r.Body)
 	}
-	for _, tc := range tests {
-		r := p.ReadAs(readertest.AsOwner, tc.path, tc.header...)
-		var prob struct{ Type, Title string }
-		r.JSON(t, &prob)
-		if r.Status != tc.status || prob.Type != "https://tributary.dev/problems/"+tc.typ ||
-			r.Header.Get("Content-Type") != "application/problem+json" || prob.Title == "" {
-			t.Errorf("GET %s %v: %d %s %s; want %d %s", tc.path, tc.header, r.Status, r.Header.Get("Content-Type"), r.Body, tc.status, tc.typ)
-		}
-	}
+	readertest.CheckBadQueries(t, p, tests)
 }
 
 // The summary carries its version as ETag; If-None-Match with it answers

@@ -106,42 +106,15 @@ func TestStaleReadIsSaidNotServed(t *testing.T) {
 	if r.Status != http.StatusOK {
 		t.Fatalf("read at the written version: %d %s", r.Status, r.Body)
 	}
-	for _, req := range []struct {
-		path    string
-		headers []string
-	}{
-		{fmt.Sprintf("/v1/counters/stale-1?min_version=%d", v.version+1), nil},
-		{"/v1/counters/stale-1", []string{reader.MinVersionHeader, fmt.Sprintf(`"%d"`, v.version+5)}},
-		{fmt.Sprintf("/v1/counters/stale-1?min_version=%d", v.version+1), []string{"Prefer", "wait=0.05"}},
-		{"/v1/counters/never-created?min_version=1", []string{"Prefer", "wait=0"}},
+	readertest.CheckStaleReads(t, p, []readertest.StaleRead{
+		{Path: fmt.Sprintf("/v1/counters/stale-1?min_version=%d", v.version+1), Current: v.version},
+		{Path: "/v1/counters/stale-1", Headers: []string{reader.MinVersionHeader, fmt.Sprintf(`"%d"`, v.version+5)}, Current: v.version},
+		{Path: fmt.Sprintf("/v1/counters/stale-1?min_version=%d", v.version+1), Headers: []string{"Prefer", "wait=0.05"}, Current: v.version},
+		{Path: "/v1/counters/never-created?min_version=1", Headers: []string{"Prefer", "wait=0"}, Current: 0},
 		// A wait too large to be a duration is the server's bound, not none.
-		{fmt.Sprintf("/v1/counters/stale-1?min_version=%d", v.version+1), []string{"Prefer", "wait=1e300"}},
-	} {
-		r := p.Read(req.path, req.headers...)
-		var prob struct {
-			Type                             string
-			RequestedVersion, CurrentVersion int64
-		}
-		r.JSON(t, &prob)
-		wantCurrent := v.version
-		if req.path == "/v1/counters/never-created?min_version=1" {
-			wantCurrent = 0
-		}
-		if r.Status != http.StatusServiceUnavailable || prob.Type != "https://tributary.dev/problems/stale" ||
-			prob.CurrentVersion != wantCurrent || prob.RequestedVersion <= wantCurrent || r.Header.Get("Retry-After") == "" {
-			t.Errorf("GET %s %v: %d %s; want 503 stale with currentVersion %d", req.path, req.headers, r.Status, r.Body, wantCurrent)
-		}
-	}
-	// An event of the correlation that is not there is said to be missing.
-	r = p.Read(fmt.Sprintf("/v1/correlations/%s?min_position=%d", "open-"+"stale-1", v.position+1000), "Prefer", "wait=0.05")
-	var prob struct {
-		Type              string
-		RequestedPosition int64
-	}
-	r.JSON(t, &prob)
-	if r.Status != http.StatusServiceUnavailable || prob.Type != "https://tributary.dev/problems/stale" || prob.RequestedPosition != v.position+1000 {
-		t.Errorf("a correlation missing the named event: %d %s", r.Status, r.Body)
-	}
+		{Path: fmt.Sprintf("/v1/counters/stale-1?min_version=%d", v.version+1), Headers: []string{"Prefer", "wait=1e300"}, Current: v.version},
+	})
+	readertest.CheckStaleCorrelation(t, p, "open-stale-1", v.position+1000)
 }
 
 // A correlation spanning several aggregates comes back as one causation

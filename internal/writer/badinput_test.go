@@ -4,6 +4,8 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+
+	"github.com/tributary-es/tributary/internal/writer/writertest"
 )
 
 // Every kind of bad input gets a clear RFC 9457 problem and changes nothing (G10).
@@ -15,83 +17,40 @@ func TestBadInputGetsProblemAndChangesNothing(t *testing.T) {
 	st.Must(http.StatusOK, "POST", "/v1/counters/retired/retire", `{"reason":"done"}`)
 
 	const increment = `{"amount":100,"unit":"items","note":"x"}`
-	tests := []struct {
-		name, method, path, body string
-		headers                  []string
-		status                   int
-		problem                  string // the problem type's last segment
-	}{
-		{"malformed JSON", "POST", "/v1/counters/a1/increments", `{"amount":`, nil, 400, "malformed-json"},
-		{"not an object", "POST", "/v1/counters/a1/increments", `[1,2]`, nil, 400, "wrong-type"},
-		{"unknown field", "POST", "/v1/counters/a1/increments", `{"amount":1,"unit":"items","note":"x","extra":1}`, nil, 400, "malformed-json"},
-		{"string amount", "POST", "/v1/counters/a1/increments", `{"amount":"100","unit":"items","note":"x"}`, nil, 400, "wrong-type"},
-		{"fractional amount", "POST", "/v1/counters/a1/increments", `{"amount":1.5,"unit":"items","note":"x"}`, nil, 400, "wrong-type"},
-		{"amount beyond int64", "POST", "/v1/counters/a1/increments", `{"amount":99999999999999999999,"unit":"items","note":"x"}`, nil, 400, "wrong-type"},
-		{"two objects", "POST", "/v1/counters/a1/increments", increment + increment, nil, 400, "malformed-json"},
-		{"trailing garbage", "POST", "/v1/counters/a1/increments", increment + `x`, nil, 400, "malformed-json"},
-		{"empty body", "POST", "/v1/counters/a1/increments", ``, nil, 400, "empty-body"},
-		{"null body", "POST", "/v1/counters/a1/start", `null`, nil, 400, "wrong-type"},
-		{"null body with members required", "POST", "/v1/counters/a1/increments", ` null `, nil, 400, "wrong-type"},
-		{"member name in another case", "POST", "/v1/counters/a1/increments", `{"Amount":1,"unit":"items","note":"x"}`, nil, 400, "malformed-json"},
-		{"member of an empty command", "POST", "/v1/counters/a1/start", `{"reason":"x"}`, nil, 400, "malformed-json"},
-		{"negative amount", "POST", "/v1/counters/a1/increments", `{"amount":-5,"unit":"items","note":"x"}`, nil, 400, "invalid-amount"},
-		{"missing note", "POST", "/v1/counters/a1/increments", `{"amount":5,"unit":"items"}`, nil, 400, "missing-note"},
-		{"missing owner", "POST", "/v1/counters", `{"unit":"items"}`, nil, 400, "missing-owner"},
-		{"unsupported unit", "POST", "/v1/counters", `{"owner":"Ada","unit":"XXX"}`, nil, 400, "unsupported-unit"},
-		{"oversize body", "POST", "/v1/counters/a1/increments", `{"amount":1,"unit":"items","note":"` + strings.Repeat("x", 70_000) + `"}`, nil, 413, "body-too-large"},
-		{"wrong content type", "POST", "/v1/counters/a1/increments", increment, []string{"Content-Type", "text/plain"}, 415, "unsupported-media-type"},
-		{"unknown command", "POST", "/v1/counters/a1/explode", `{}`, nil, 404, "not-found"},
-		{"wrong method", "DELETE", "/v1/counters/a1", ``, nil, 404, "not-found"},
-		{"unknown counter", "POST", "/v1/counters/nobody/increments", increment, nil, 404, "counter-not-found"},
-		{"already created", "POST", "/v1/counters", `{"id":"a1","owner":"Ada","unit":"items"}`, nil, 409, "already-created"},
-		{"below zero", "POST", "/v1/counters/a1/decrements", `{"amount":5000,"unit":"items","note":"x"}`, nil, 422, "below-zero"},
-		{"inactive counter", "POST", "/v1/counters/pending/increments", increment, nil, 422, "counter-not-active"},
-		{"retired counter", "POST", "/v1/counters/retired/increments", increment, nil, 422, "counter-not-active"},
-		{"step limit", "POST", "/v1/counters/a1/increments", `{"amount":1000001,"unit":"items","note":"x"}`, nil, 422, "step-limit-exceeded"},
-		{"unit mismatch", "POST", "/v1/counters/a1/increments", `{"amount":1,"unit":"grams","note":"x"}`, nil, 422, "unit-mismatch"},
-		{"retire with value", "POST", "/v1/counters/a1/retire", ``, nil, 422, "value-not-zero"},
-		{"start twice", "POST", "/v1/counters/a1/start", ``, nil, 422, "not-pending"},
-		{"stale If-Match", "POST", "/v1/counters/a1/increments", increment, []string{"If-Match", `"1"`}, 412, "version-mismatch"},
-		{"weak If-Match", "POST", "/v1/counters/a1/increments", increment, []string{"If-Match", `W/"3"`}, 400, "invalid-if-match"},
-		{"If-Match with a sign", "POST", "/v1/counters/a1/increments", increment, []string{"If-Match", `"+3"`}, 400, "invalid-if-match"},
-		{"If-Match with a leading zero", "POST", "/v1/counters/a1/increments", increment, []string{"If-Match", `"03"`}, 400, "invalid-if-match"},
-		{"garbage If-Match", "POST", "/v1/counters/a1/increments", increment, []string{"If-Match", `three`}, 400, "invalid-if-match"},
-		{"correlation id with spaces", "POST", "/v1/counters/a1/increments", increment, []string{"X-Correlation-ID", "a b"}, 400, "invalid-header"},
-		{"huge idempotency key", "POST", "/v1/counters/a1/increments", increment, []string{"Idempotency-Key", strings.Repeat("k", 200)}, 400, "invalid-header"},
-		// Hostile ids.
-		{"very long id", "POST", "/v1/counters/" + strings.Repeat("a", 65) + "/increments", increment, nil, 400, "invalid-id"},
-		{"very long id in body", "POST", "/v1/counters", `{"id":"` + strings.Repeat("a", 300) + `","owner":"Ada","unit":"items"}`, nil, 400, "invalid-id"},
-		{"unicode id", "POST", "/v1/counters/%C3%A5ctr/increments", increment, nil, 400, "invalid-id"},
-		{"unicode id in body", "POST", "/v1/counters", `{"id":"åctr","owner":"Ada","unit":"items"}`, nil, 400, "invalid-id"},
-		{"encoded slash", "POST", "/v1/counters/a1%2Fa2/increments", increment, nil, 400, "invalid-id"},
-		{"encoded traversal", "POST", "/v1/counters/a1%2F..%2Fa2/increments", increment, nil, 400, "invalid-path"},
-		{"encoded dot-dot", "POST", "/v1/counters/%2e%2e/increments", increment, nil, 400, "invalid-path"},
-		{"redis hash tag in id", "POST", "/v1/counters", `{"id":"{a1}","owner":"Ada","unit":"items"}`, nil, 400, "invalid-id"},
-		{"NUL in id", "POST", "/v1/counters/a%001/increments", increment, nil, 400, "invalid-id"},
-		{"dot id", "POST", "/v1/counters", `{"id":".","owner":"Ada","unit":"items"}`, nil, 400, "invalid-id"},
-		{"hostile stream id", "GET", "/v1/streams/counter/%2e%2e%2fetc", ``, nil, 400, "invalid-path"},
-		{"hostile state id", "GET", "/v1/streams/counter/a%20b/state", ``, nil, 400, "invalid-id"},
-		{"unknown stream type", "GET", "/v1/streams/nothing/a1", ``, nil, 404, "unknown-aggregate-type"},
+	// The domain's own refusals, and the ids its bodies carry; the
+	// platform's (framing, headers, paths) follow.
+	tests := []writertest.BadInput{
+		{Name: "malformed JSON", Method: "POST", Path: "/v1/counters/a1/increments", Body: `{"amount":`, Status: 400, Problem: "malformed-json"},
+		{Name: "unknown field", Method: "POST", Path: "/v1/counters/a1/increments", Body: `{"amount":1,"unit":"items","note":"x","extra":1}`, Status: 400, Problem: "malformed-json"},
+		{Name: "string amount", Method: "POST", Path: "/v1/counters/a1/increments", Body: `{"amount":"100","unit":"items","note":"x"}`, Status: 400, Problem: "wrong-type"},
+		{Name: "fractional amount", Method: "POST", Path: "/v1/counters/a1/increments", Body: `{"amount":1.5,"unit":"items","note":"x"}`, Status: 400, Problem: "wrong-type"},
+		{Name: "amount beyond int64", Method: "POST", Path: "/v1/counters/a1/increments", Body: `{"amount":99999999999999999999,"unit":"items","note":"x"}`, Status: 400, Problem: "wrong-type"},
+		{Name: "null body", Method: "POST", Path: "/v1/counters/a1/start", Body: `null`, Status: 400, Problem: "wrong-type"},
+		{Name: "member name in another case", Method: "POST", Path: "/v1/counters/a1/increments", Body: `{"Amount":1,"unit":"items","note":"x"}`, Status: 400, Problem: "malformed-json"},
+		{Name: "member of an empty command", Method: "POST", Path: "/v1/counters/a1/start", Body: `{"reason":"x"}`, Status: 400, Problem: "malformed-json"},
+		{Name: "negative amount", Method: "POST", Path: "/v1/counters/a1/increments", Body: `{"amount":-5,"unit":"items","note":"x"}`, Status: 400, Problem: "invalid-amount"},
+		{Name: "missing note", Method: "POST", Path: "/v1/counters/a1/increments", Body: `{"amount":5,"unit":"items"}`, Status: 400, Problem: "missing-note"},
+		{Name: "missing owner", Method: "POST", Path: "/v1/counters", Body: `{"unit":"items"}`, Status: 400, Problem: "missing-owner"},
+		{Name: "unsupported unit", Method: "POST", Path: "/v1/counters", Body: `{"owner":"Ada","unit":"XXX"}`, Status: 400, Problem: "unsupported-unit"},
+		{Name: "oversize body", Method: "POST", Path: "/v1/counters/a1/increments", Body: `{"amount":1,"unit":"items","note":"` + strings.Repeat("x", 70_000) + `"}`, Status: 413, Problem: "body-too-large"},
+		{Name: "unknown counter", Method: "POST", Path: "/v1/counters/nobody/increments", Body: increment, Status: 404, Problem: "counter-not-found"},
+		{Name: "already created", Method: "POST", Path: "/v1/counters", Body: `{"id":"a1","owner":"Ada","unit":"items"}`, Status: 409, Problem: "already-created"},
+		{Name: "below zero", Method: "POST", Path: "/v1/counters/a1/decrements", Body: `{"amount":5000,"unit":"items","note":"x"}`, Status: 422, Problem: "below-zero"},
+		{Name: "inactive counter", Method: "POST", Path: "/v1/counters/pending/increments", Body: increment, Status: 422, Problem: "counter-not-active"},
+		{Name: "retired counter", Method: "POST", Path: "/v1/counters/retired/increments", Body: increment, Status: 422, Problem: "counter-not-active"},
+		{Name: "step limit", Method: "POST", Path: "/v1/counters/a1/increments", Body: `{"amount":1000001,"unit":"items","note":"x"}`, Status: 422, Problem: "step-limit-exceeded"},
+		{Name: "unit mismatch", Method: "POST", Path: "/v1/counters/a1/increments", Body: `{"amount":1,"unit":"grams","note":"x"}`, Status: 422, Problem: "unit-mismatch"},
+		{Name: "retire with value", Method: "POST", Path: "/v1/counters/a1/retire", Status: 422, Problem: "value-not-zero"},
+		{Name: "start twice", Method: "POST", Path: "/v1/counters/a1/start", Status: 422, Problem: "not-pending"},
+		{Name: "very long id in body", Method: "POST", Path: "/v1/counters", Body: `{"id":"` + strings.Repeat("a", 300) + `","owner":"Ada","unit":"items"}`, Status: 400, Problem: "invalid-id"},
+		{Name: "unicode id", Method: "POST", Path: "/v1/counters/%C3%A5ctr/increments", Body: increment, Status: 400, Problem: "invalid-id"},
+		{Name: "unicode id in body", Method: "POST", Path: "/v1/counters", Body: `{"id":"åctr","owner":"Ada","unit":"items"}`, Status: 400, Problem: "invalid-id"},
+		{Name: "redis hash tag in id", Method: "POST", Path: "/v1/counters", Body: `{"id":"{a1}","owner":"Ada","unit":"items"}`, Status: 400, Problem: "invalid-id"},
+		{Name: "dot id", Method: "POST", Path: "/v1/counters", Body: `{"id":".","owner":"Ada","unit":"items"}`, Status: 400, Problem: "invalid-id"},
 	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			before := st.EventCount()
-			r := st.Do(0, tc.method, tc.path, tc.body, tc.headers...)
-			if r.Status != tc.status {
-				t.Fatalf("status %d, want %d: %s", r.Status, tc.status, r.Body)
-			}
-			if ct := r.Header.Get("Content-Type"); ct != "application/problem+json" {
-				t.Fatalf("content type %q, want application/problem+json", ct)
-			}
-			p := r.JSON(t)
-			if p["type"] != "https://tributary.dev/problems/"+tc.problem || p["status"] != float64(tc.status) || p["title"] == "" || p["detail"] == "" {
-				t.Fatalf("problem %v, want type %s and status %d with title and detail", p, tc.problem, tc.status)
-			}
-			if after := st.EventCount(); after != before {
-				t.Fatalf("bad input stored %d events", after-before)
-			}
-		})
-	}
+	writertest.CheckBadInput(t, st, append(tests, writertest.PlatformRefusals(writertest.Command{
+		AggregateType: "counter", Collection: "/v1/counters", ID: "a1", Verb: "increments", Body: increment,
+	})...))
 }
 
 // Paths with dot segments sent as they are (not cleaned by the client) are refused.

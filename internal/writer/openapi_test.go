@@ -1,51 +1,22 @@
 package writer_test
 
 import (
-	"context"
 	"encoding/json"
-	"fmt"
-	"io/fs"
-	"maps"
 	"net/http"
 	"net/http/httptest"
-	"path"
-	"reflect"
-	"regexp"
 	"slices"
-	"strconv"
 	"strings"
 	"testing"
 
-	"github.com/getkin/kin-openapi/openapi3"
-
 	"github.com/tributary-es/tributary/internal/domains/domaintest"
+	"github.com/tributary-es/tributary/internal/writer/writertest"
 )
 
 // GET /openapi.json serves an OpenAPI 3.1 document with exactly the routes
 // the writer's mux has.
 func TestOpenAPIDocumentIsServedWithEveryRoute(t *testing.T) {
 	st := newStack(t, 1)
-	r := st.Must(http.StatusOK, "GET", "/openapi.json", "")
-	if ct := r.Header.Get("Content-Type"); ct != "application/json" {
-		t.Fatalf("content type %q", ct)
-	}
-	doc, err := openapi3.NewLoader().LoadFromData(r.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := doc.Validate(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	if doc.OpenAPI != "3.1.0" || !doc.IsOpenAPI31OrLater() {
-		t.Fatalf("openapi %q", doc.OpenAPI)
-	}
-	var documented []string
-	for p, item := range doc.Paths.Map() {
-		for method := range item.Operations() {
-			documented = append(documented, method+" "+p)
-		}
-	}
-	slices.Sort(documented)
+	documented := writertest.ServedOperations(t, st)
 	routes := slices.Sorted(slices.Values(st.APIs[0].Routes()))
 	if !slices.Equal(documented, routes) {
 		t.Fatalf("documented operations\n%s\nwant the mux's routes\n%s", strings.Join(documented, "\n"), strings.Join(routes, "\n"))
@@ -182,92 +153,7 @@ func TestOpenAPIValidatorCatchesAnswersTheDocumentDoesNotAllow(t *testing.T) {
 // validates with (the fixture's events/), at the latest version of each type, the
 // one a stream read upcasts to — for every aggregate type the writer serves.
 func TestOpenAPIEventPayloadsAreTheEventSchemas(t *testing.T) {
-	doc := fixture.API("writer").OpenAPI()
-	served := make(map[string]bool)
-	for _, v := range doc.Components.Schemas["AggregateType"].Value.Enum {
-		served[fmt.Sprint(v)] = true
-	}
-	latest := latestEventSchemas(t)
-	for key := range latest {
-		if aggregateType, _, _ := strings.Cut(key, "/"); !served[aggregateType] {
-			delete(latest, key)
-		}
-	}
-	if len(latest) == 0 {
-		t.Fatalf("no event schema of the served aggregate types %v", served)
-	}
-	documented := make(map[string]bool)
-	for _, variant := range doc.Components.Schemas["Event"].Value.OneOf {
-		props := variant.Value.Properties
-		aggregateType, eventType := fmt.Sprint(props["aggregateType"].Value.Const), fmt.Sprint(props["type"].Value.Const)
-		version, err := strconv.Atoi(fmt.Sprint(props["schemaVersion"].Value.Const))
-		if err != nil {
-			t.Fatalf("%s: schemaVersion %v", eventType, props["schemaVersion"].Value.Const)
-		}
-		key := aggregateType + "/" + eventType
-		documented[key] = true
-		if latest[key] != version {
-			t.Errorf("%s: the document has v%d, the latest schema is v%d", key, version, latest[key])
-			continue
-		}
-		file := fmt.Sprintf("events/%s/%s.v%d.json", aggregateType, eventType, version)
-		raw, err := fs.ReadFile(domaintest.Events(), file)
-		if err != nil {
-			t.Fatal(err)
-		}
-		want := normalizedSchema(t, raw)
-		got, err := json.Marshal(props["payload"].Value)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if g := normalizedSchema(t, got); !reflect.DeepEqual(g, want) {
-			t.Errorf("%s: the document's payload schema\n%v\nis not %s\n%v", key, g, file, want)
-		}
-	}
-	if got, want := slices.Sorted(maps.Keys(documented)), slices.Sorted(maps.Keys(latest)); !slices.Equal(got, want) {
-		t.Errorf("the document has events %v, schemas/events has %v", got, want)
-	}
-}
-
-var eventSchemaFile = regexp.MustCompile(`^events/([^/]+)/([A-Za-z0-9]+)\.v([0-9]+)\.json$`)
-
-// latestEventSchemas maps "<aggregate type>/<event type>" to its latest schema version.
-func latestEventSchemas(t *testing.T) map[string]int {
-	t.Helper()
-	latest := make(map[string]int)
-	err := fs.WalkDir(domaintest.Events(), "events", func(p string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() {
-			return err
-		}
-		m := eventSchemaFile.FindStringSubmatch(p)
-		if m == nil {
-			return fmt.Errorf("%s: unexpected file name", path.Base(p))
-		}
-		v, _ := strconv.Atoi(m[3])
-		latest[m[1]+"/"+m[2]] = max(latest[m[1]+"/"+m[2]], v)
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return latest
-}
-
-// normalizedSchema drops what does not constrain: identification,
-// annotations, and an empty properties.
-func normalizedSchema(t *testing.T, raw []byte) map[string]any {
-	t.Helper()
-	var s map[string]any
-	if err := json.Unmarshal(raw, &s); err != nil {
-		t.Fatal(err)
-	}
-	for _, k := range []string{"$schema", "$id", "title", "description"} {
-		delete(s, k)
-	}
-	if p, ok := s["properties"].(map[string]any); ok && len(p) == 0 {
-		delete(s, "properties")
-	}
-	return s
+	writertest.CheckEventPayloadsAreTheEventSchemas(t, fixture.API("writer").OpenAPI(), domaintest.Events())
 }
 
 // An optional member may be null, which is the same as absent; the document

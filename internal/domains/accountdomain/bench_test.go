@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tributary-es/tributary/internal/domains/banktest"
 	"github.com/tributary-es/tributary/internal/reader"
 	"github.com/tributary-es/tributary/internal/reader/readertest"
 	"github.com/tributary-es/tributary/internal/readmodels/accounts"
@@ -52,7 +53,7 @@ func BenchmarkGetAccountVsBareHandler(b *testing.B) {
 	authorization := "Bearer " + token
 	cfg := reader.DefaultConfig()
 	cfg.Authenticator = is.Authn
-	api := readertest.NewReader(b, registered, cfg, rdb, prefix, http.NotFoundHandler(), slog.New(slog.DiscardHandler))
+	api := readertest.NewReader(b, banktest.Registry(), cfg, rdb, prefix, http.NotFoundHandler(), slog.New(slog.DiscardHandler))
 	readerURL := serve(b, api.Handler())
 	sample := fetch(b, readerURL+"/v1/accounts/"+ids[0], authorization)
 	bareURL := serve(b, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

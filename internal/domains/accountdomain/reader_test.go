@@ -19,41 +19,27 @@ import (
 
 	"github.com/tributary-es/tributary/internal/domain/account"
 	"github.com/tributary-es/tributary/internal/domains/accountdomain"
+	"github.com/tributary-es/tributary/internal/domains/banktest"
 	"github.com/tributary-es/tributary/internal/log"
 	"github.com/tributary-es/tributary/internal/log/postgres"
 	"github.com/tributary-es/tributary/internal/reader"
 	"github.com/tributary-es/tributary/internal/reader/readertest"
 	"github.com/tributary-es/tributary/internal/readmodels/accounts"
+	"github.com/tributary-es/tributary/internal/writer"
 )
-
-// newPipeline is the whole platform of this build's domains for one test
-// (package readertest).
-func newPipeline(t testing.TB, cfg reader.Config) *readertest.Pipeline {
-	t.Helper()
-	return readertest.NewPipeline(t, registered, cfg)
-}
-
-// openActive opens and activates an account through the writer.
-func openAccount(p *readertest.Pipeline, id string, deposit int64) written {
-	p.Command(http.StatusCreated, "/v1/accounts", fmt.Sprintf(`{"id":%q,"owner":"Ada","currency":"EUR","initialDeposit":%d}`, id, deposit))
-	c := p.Command(http.StatusOK, "/v1/accounts/"+id+"/activate", "")
-	return written{version: c.StreamVersion, position: c.GlobalPosition}
-}
-
-type written struct{ version, position int64 }
 
 // G6: after every command, a read naming the writer's version returns that
 // version or a newer one — 1,000 times, over eight accounts written and
 // read concurrently, alternating the query parameter and the header (with
 // the writer's ETag as it came), the summary and the history.
 func TestReadYourWritesEveryTime(t *testing.T) {
-	p := newPipeline(t, reader.DefaultConfig())
+	p := banktest.NewPipeline(t, reader.DefaultConfig())
 	const workers, runs = 8, 125
 	var done atomic.Int64
 	var wg sync.WaitGroup
 	for w := range workers {
 		id := fmt.Sprintf("ryw-%d", w)
-		openAccount(p, id, 0)
+		banktest.OpenAccount(p, id, 0)
 		wg.Go(func() {
 			balance := int64(0)
 			for i := range runs {
@@ -114,55 +100,28 @@ func TestStaleReadIsSaidNotServed(t *testing.T) {
 	cfg := reader.DefaultConfig()
 	cfg.MaxWait = 300 * time.Millisecond
 	cfg.AutoPipeline = false // the plain client's round trip per read, covered here
-	p := newPipeline(t, cfg)
-	v := openAccount(p, "stale-1", 500)
-	r := p.Read(fmt.Sprintf("/v1/accounts/stale-1?min_version=%d", v.version))
+	p := banktest.NewPipeline(t, cfg)
+	v := banktest.OpenAccount(p, "stale-1", 500)
+	r := p.Read(fmt.Sprintf("/v1/accounts/stale-1?min_version=%d", v.StreamVersion))
 	if r.Status != http.StatusOK {
 		t.Fatalf("read at the written version: %d %s", r.Status, r.Body)
 	}
-	for _, req := range []struct {
-		path    string
-		headers []string
-	}{
-		{fmt.Sprintf("/v1/accounts/stale-1?min_version=%d", v.version+1), nil},
-		{"/v1/accounts/stale-1", []string{reader.MinVersionHeader, fmt.Sprintf(`"%d"`, v.version+5)}},
-		{fmt.Sprintf("/v1/accounts/stale-1/transactions?min_version=%d", v.version+1), []string{"Prefer", "wait=0.05"}},
-		{"/v1/accounts/never-opened?min_version=1", []string{"Prefer", "wait=0"}},
+	readertest.CheckStaleReads(t, p, []readertest.StaleRead{
+		{Path: fmt.Sprintf("/v1/accounts/stale-1?min_version=%d", v.StreamVersion+1), Current: v.StreamVersion},
+		{Path: "/v1/accounts/stale-1", Headers: []string{reader.MinVersionHeader, fmt.Sprintf(`"%d"`, v.StreamVersion+5)}, Current: v.StreamVersion},
+		{Path: fmt.Sprintf("/v1/accounts/stale-1/transactions?min_version=%d", v.StreamVersion+1), Headers: []string{"Prefer", "wait=0.05"}, Current: v.StreamVersion},
+		{Path: "/v1/accounts/never-opened?min_version=1", Headers: []string{"Prefer", "wait=0"}, Current: 0},
 		// A wait too large to be a duration is the server's bound, not none.
-		{fmt.Sprintf("/v1/accounts/stale-1?min_version=%d", v.version+1), []string{"Prefer", "wait=1e300"}},
-	} {
-		r := p.Read(req.path, req.headers...)
-		var prob struct {
-			Type                             string
-			RequestedVersion, CurrentVersion int64
-		}
-		r.JSON(t, &prob)
-		wantCurrent := v.version
-		if req.path == "/v1/accounts/never-opened?min_version=1" {
-			wantCurrent = 0
-		}
-		if r.Status != http.StatusServiceUnavailable || prob.Type != "https://tributary.dev/problems/stale" ||
-			prob.CurrentVersion != wantCurrent || prob.RequestedVersion <= wantCurrent || r.Header.Get("Retry-After") == "" {
-			t.Errorf("GET %s %v: %d %s; want 503 stale with currentVersion %d", req.path, req.headers, r.Status, r.Body, wantCurrent)
-		}
-	}
-	// An event of the correlation that is not there is said to be missing.
-	r = p.Read(fmt.Sprintf("/v1/correlations/%s?min_position=%d", "open-"+"stale-1", v.position+1000), "Prefer", "wait=0.05")
-	var prob struct {
-		Type              string
-		RequestedPosition int64
-	}
-	r.JSON(t, &prob)
-	if r.Status != http.StatusServiceUnavailable || prob.Type != "https://tributary.dev/problems/stale" || prob.RequestedPosition != v.position+1000 {
-		t.Errorf("a correlation missing the named event: %d %s", r.Status, r.Body)
-	}
+		{Path: fmt.Sprintf("/v1/accounts/stale-1?min_version=%d", v.StreamVersion+1), Headers: []string{"Prefer", "wait=1e300"}, Current: v.StreamVersion},
+	})
+	readertest.CheckStaleCorrelation(t, p, "open-stale-1", v.GlobalPosition+1000)
 }
 
 // Paging through 1,000 transactions with cursors returns each exactly once,
 // newest first, also while new ones are appended between pages.
 func TestPagingThroughTransactionsWhileAppending(t *testing.T) {
-	p := newPipeline(t, reader.DefaultConfig())
-	openAccount(p, "pages", 0)
+	p := banktest.NewPipeline(t, reader.DefaultConfig())
+	banktest.OpenAccount(p, "pages", 0)
 	ctx := context.Background()
 	deposit := func(n int) int64 {
 		evs := make([]log.NewEvent, n)
@@ -228,66 +187,62 @@ func firstDiff(got, want []int64) string {
 
 // Bad input gets a problem document and the status that says why.
 func TestBadQueriesGetProblems(t *testing.T) {
-	p := newPipeline(t, reader.DefaultConfig())
-	openAccount(p, "bad-0", 100)
-	v := openAccount(p, "bad-1", 100)
-	p.Read(fmt.Sprintf("/v1/accounts/bad-1/transactions?min_version=%d", v.version)) // built
-	p.Read(fmt.Sprintf("/v1/accounts/bad-1?min_version=%d", v.version))
+	p := banktest.NewPipeline(t, reader.DefaultConfig())
+	banktest.OpenAccount(p, "bad-0", 100)
+	v := banktest.OpenAccount(p, "bad-1", 100)
+	p.Read(fmt.Sprintf("/v1/accounts/bad-1/transactions?min_version=%d", v.StreamVersion)) // built
+	p.Read(fmt.Sprintf("/v1/accounts/bad-1?min_version=%d", v.StreamVersion))
 	readertest.WaitFor(t, 30*time.Second, "directory served", func() bool {
 		return strings.Contains(string(p.ReadAs(readertest.AsOperator, "/v1/accounts?status=active").Body), "bad-1")
 	})
 	other := p.ReadAs(readertest.AsOperator, "/v1/accounts?status=active&limit=1")
-	tests := []struct {
-		path   string
-		header []string
-		status int
-		typ    string
-	}{
-		{"/v1/accounts/" + strings.Repeat("x", 65), nil, 400, "invalid-id"},
-		{"/v1/accounts/%C3%A9t%C3%A9", nil, 400, "invalid-id"},
-		{"/v1/accounts/a%2F..%2Fb", nil, 400, "invalid-path"}, // decoded, a ".." segment
-		{"/v1/accounts/./bad-1", nil, 400, "invalid-path"},
-		{"/v1/accounts//transactions", nil, 400, "invalid-path"},
-		{"/.", nil, 400, "invalid-path"}, // found by FuzzQueries: the router redirected it
-		{"/v1/accounts/a%00b", nil, 400, "invalid-id"},
-		{"/v1/accounts/-leading-dash", nil, 400, "invalid-id"},
-		{"/v1/accounts/nobody", nil, 404, "unknown-account"},
-		{"/v1/accounts/nobody/transactions", nil, 404, "unknown-account"},
-		{"/v1/accounts/bad-1?min_version=0", nil, 400, "invalid-query"},
-		{"/v1/accounts/bad-1?min_version=x", nil, 400, "invalid-query"},
-		{"/v1/accounts/bad-1?min_version=-3", nil, 400, "invalid-query"},
-		{"/v1/accounts/bad-1", []string{reader.MinVersionHeader, "soon"}, 400, "invalid-min-version"},
-		{"/v1/accounts/bad-1", []string{reader.MinVersionHeader, `"0"`}, 400, "invalid-min-version"},
-		{"/v1/accounts/bad-1/transactions?limit=0", nil, 400, "invalid-query"},
-		{"/v1/accounts/bad-1/transactions?limit=501", nil, 400, "invalid-query"},
-		{"/v1/accounts/bad-1/transactions?limit=ten", nil, 400, "invalid-query"},
-		{"/v1/accounts/bad-1/transactions?cursor=%%%", nil, 400, "invalid-query"},
-		{"/v1/accounts/bad-1/transactions?cursor=bm90LWEtY3Vyc29y", nil, 400, "invalid-cursor"},
-		{"/v1/accounts/bad-1/transactions?cursor=" + url.QueryEscape(strings.Repeat("A", 600)), nil, 400, "invalid-cursor"},
-		{"/v1/accounts/bad-1/transactions?cursor=" + cursor("h1:bad-1:1"), nil, 400, "invalid-cursor"}, // nothing is below version 1
-		{"/v1/accounts/bad-1/transactions?cursor=" + cursor("h1:bad-0:2"), nil, 400, "invalid-cursor"}, // another account's history
-		{"/v1/accounts/bad-1", []string{reader.MinVersionHeader, `"7`}, 400, "invalid-min-version"},
-		{"/v1/accounts/bad-1", []string{reader.MinVersionHeader, `+7`}, 400, "invalid-min-version"},
-		{"/v1/accounts", nil, 400, "invalid-query"},
-		{"/v1/accounts?status=frozen", nil, 400, "invalid-query"},
-		{"/v1/accounts?sort=name&status=active", nil, 400, "invalid-query"},
-		{"/v1/accounts?sort=balance", nil, 400, "invalid-query"},
-		{"/v1/accounts?sort=balance&currency=eur", nil, 400, "invalid-query"},
-		{"/v1/accounts?sort=balance&currency=EUR&status=active", nil, 400, "invalid-query"},
-		{"/v1/accounts?status=active&currency=EUR", nil, 400, "invalid-query"},
-		{"/v1/accounts?status=active&min_version=3", nil, 400, "invalid-query"},
-		{"/v1/accounts?status=pending&cursor=" + url.QueryEscape(nextOf(t, other)), nil, 400, "invalid-cursor"},
-		{"/v1/accounts?sort=balance&currency=USD&cursor=" + url.QueryEscape(nextOf(t, other)), nil, 400, "invalid-cursor"},
-		{"/v1/correlations/" + strings.Repeat("c", 129), nil, 400, "invalid-id"},
-		{"/v1/correlations/x?min_position=0", nil, 400, "invalid-query"},
+	// The directory's queries are asked by an operator: it is for operators.
+	tests := []readertest.BadQuery{
+		{Path: "/v1/accounts/" + strings.Repeat("x", 65), Status: 400, Problem: "invalid-id"},
+		{Path: "/v1/accounts/%C3%A9t%C3%A9", Status: 400, Problem: "invalid-id"},
+		{Path: "/v1/accounts/a%2F..%2Fb", Status: 400, Problem: "invalid-path"}, // decoded, a ".." segment
+		{Path: "/v1/accounts/./bad-1", Status: 400, Problem: "invalid-path"},
+		{Path: "/v1/accounts//transactions", Status: 400, Problem: "invalid-path"},
+		{Path: "/.", Status: 400, Problem: "invalid-path"}, // found by FuzzQueries: the router redirected it
+		{Path: "/v1/accounts/a%00b", Status: 400, Problem: "invalid-id"},
+		{Path: "/v1/accounts/-leading-dash", Status: 400, Problem: "invalid-id"},
+		{Path: "/v1/accounts/nobody", Status: 404, Problem: "unknown-account"},
+		{Path: "/v1/accounts/nobody/transactions", Status: 404, Problem: "unknown-account"},
+		{Path: "/v1/accounts/bad-1?min_version=0", Status: 400, Problem: "invalid-query"},
+		{Path: "/v1/accounts/bad-1?min_version=x", Status: 400, Problem: "invalid-query"},
+		{Path: "/v1/accounts/bad-1?min_version=-3", Status: 400, Problem: "invalid-query"},
+		{Path: "/v1/accounts/bad-1", Headers: []string{reader.MinVersionHeader, "soon"}, Status: 400, Problem: "invalid-min-version"},
+		{Path: "/v1/accounts/bad-1", Headers: []string{reader.MinVersionHeader, `"0"`}, Status: 400, Problem: "invalid-min-version"},
+		{Path: "/v1/accounts/bad-1/transactions?limit=0", Status: 400, Problem: "invalid-query"},
+		{Path: "/v1/accounts/bad-1/transactions?limit=501", Status: 400, Problem: "invalid-query"},
+		{Path: "/v1/accounts/bad-1/transactions?limit=ten", Status: 400, Problem: "invalid-query"},
+		{Path: "/v1/accounts/bad-1/transactions?cursor=%%%", Status: 400, Problem: "invalid-query"},
+		{Path: "/v1/accounts/bad-1/transactions?cursor=bm90LWEtY3Vyc29y", Status: 400, Problem: "invalid-cursor"},
+		{Path: "/v1/accounts/bad-1/transactions?cursor=" + url.QueryEscape(strings.Repeat("A", 600)), Status: 400, Problem: "invalid-cursor"},
+		{Path: "/v1/accounts/bad-1/transactions?cursor=" + cursor("h1:bad-1:1"), Status: 400, Problem: "invalid-cursor"}, // nothing is below version 1
+		{Path: "/v1/accounts/bad-1/transactions?cursor=" + cursor("h1:bad-0:2"), Status: 400, Problem: "invalid-cursor"}, // another account's history
+		{Path: "/v1/accounts/bad-1", Headers: []string{reader.MinVersionHeader, `"7`}, Status: 400, Problem: "invalid-min-version"},
+		{Path: "/v1/accounts/bad-1", Headers: []string{reader.MinVersionHeader, `+7`}, Status: 400, Problem: "invalid-min-version"},
+		{Path: "/v1/accounts", As: readertest.AsOperator, Status: 400, Problem: "invalid-query"},
+		{Path: "/v1/accounts?status=frozen", As: readertest.AsOperator, Status: 400, Problem: "invalid-query"},
+		{Path: "/v1/accounts?sort=name&status=active", As: readertest.AsOperator, Status: 400, Problem: "invalid-query"},
+		{Path: "/v1/accounts?sort=balance", As: readertest.AsOperator, Status: 400, Problem: "invalid-query"},
+		{Path: "/v1/accounts?sort=balance&currency=eur", As: readertest.AsOperator, Status: 400, Problem: "invalid-query"},
+		{Path: "/v1/accounts?sort=balance&currency=EUR&status=active", As: readertest.AsOperator, Status: 400, Problem: "invalid-query"},
+		{Path: "/v1/accounts?status=active&currency=EUR", As: readertest.AsOperator, Status: 400, Problem: "invalid-query"},
+		{Path: "/v1/accounts?status=active&min_version=3", As: readertest.AsOperator, Status: 400, Problem: "invalid-query"},
+		{Path: "/v1/accounts?status=pending&cursor=" + url.QueryEscape(nextOf(t, other)), As: readertest.AsOperator, Status: 400, Problem: "invalid-cursor"},
+		{Path: "/v1/accounts?sort=balance&currency=USD&cursor=" + url.QueryEscape(nextOf(t, other)), As: readertest.AsOperator, Status: 400, Problem: "invalid-cursor"},
+		{Path: "/v1/correlations/" + strings.Repeat("c", 129), Status: 400, Problem: "invalid-id"},
+		{Path: "/v1/correlations/x?min_position=0", Status: 400, Problem: "invalid-query"},
 		// A parameter without a value is refused, not read as absent (an
 		// empty cursor is the first page, as its documentation says).
-		{"/v1/accounts?status=active&sort=", nil, 400, "invalid-query"},
-		{"/v1/accounts?status=active&currency", nil, 400, "invalid-query"},
-		{"/v1/accounts?status=active&limit=", nil, 400, "invalid-query"},
-		{"/v1/accounts/bad-1?min_version=", nil, 400, "invalid-query"},
-		{"/v1/correlations/x?min_position", nil, 400, "invalid-query"},
-		{"/v1/nothing", nil, 404, "not-found"},
+		{Path: "/v1/accounts?status=active&sort=", As: readertest.AsOperator, Status: 400, Problem: "invalid-query"},
+		{Path: "/v1/accounts?status=active&currency", As: readertest.AsOperator, Status: 400, Problem: "invalid-query"},
+		{Path: "/v1/accounts?status=active&limit=", As: readertest.AsOperator, Status: 400, Problem: "invalid-query"},
+		{Path: "/v1/accounts/bad-1?min_version=", Status: 400, Problem: "invalid-query"},
+		{Path: "/v1/correlations/x?min_position", Status: 400, Problem: "invalid-query"},
+		{Path: "/v1/nothing", Status: 404, Problem: "not-found"},
 	}
 	if r := p.Do(p.Reader, http.MethodDelete, "/v1/accounts/bad-1", ""); r.Status != http.StatusMethodNotAllowed || r.Header.Get("Allow") != "GET" {
 		t.Errorf("DELETE an account: %d Allow %q %s", r.Status, r.Header.Get("Allow"), r.Body)
@@ -298,19 +253,7 @@ func TestBadQueriesGetProblems(t *testing.T) {
 	if r := p.Read("/v1/accounts/bad-0/transactions?cursor=" + url.QueryEscape(page.Next)); r.Status != http.StatusBadRequest || page.Next == "" {
 		t.Errorf("bad-1's cursor on bad-0's history: %d %s", r.Status, r.Body)
 	}
-	for _, tc := range tests {
-		as := readertest.AsOwner
-		if tc.path == "/v1/accounts" || strings.HasPrefix(tc.path, "/v1/accounts?") {
-			as = readertest.AsOperator // the directory is for operators
-		}
-		r := p.ReadAs(as, tc.path, tc.header...)
-		var prob struct{ Type, Title string }
-		r.JSON(t, &prob)
-		if r.Status != tc.status || prob.Type != "https://tributary.dev/problems/"+tc.typ ||
-			r.Header.Get("Content-Type") != "application/problem+json" || prob.Title == "" {
-			t.Errorf("GET %s %v: %d %s %s; want %d %s", tc.path, tc.header, r.Status, r.Header.Get("Content-Type"), r.Body, tc.status, tc.typ)
-		}
-	}
+	readertest.CheckBadQueries(t, p, tests)
 }
 
 func nextOf(t *testing.T, r readertest.Response) string {
@@ -326,13 +269,13 @@ func nextOf(t *testing.T, r readertest.Response) string {
 // The directory over HTTP: by status oldest first, by balance largest first,
 // every account once across pages.
 func TestDirectoryOverHTTP(t *testing.T) {
-	p := newPipeline(t, reader.DefaultConfig())
-	var last written
+	p := banktest.NewPipeline(t, reader.DefaultConfig())
+	var last writer.CommandResponse
 	for i := range 23 {
-		last = openAccount(p, fmt.Sprintf("dir-%02d", i), int64(100*(i%5)))
+		last = banktest.OpenAccount(p, fmt.Sprintf("dir-%02d", i), int64(100*(i%5)))
 	}
 	p.Command(http.StatusCreated, "/v1/accounts", `{"id":"dir-pending","owner":"Cy","currency":"USD"}`)
-	p.Read(fmt.Sprintf("/v1/accounts/dir-22?min_version=%d", last.version))
+	p.Read(fmt.Sprintf("/v1/accounts/dir-22?min_version=%d", last.StreamVersion))
 	list := func(query string) []accountdomain.DirectoryEntry {
 		var all []accountdomain.DirectoryEntry
 		cursor := ""

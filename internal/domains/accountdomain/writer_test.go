@@ -6,34 +6,15 @@ import (
 	"net/http"
 	"testing"
 
-	"github.com/tributary-es/tributary/internal/domains"
+	"github.com/tributary-es/tributary/internal/domains/banktest"
 	"github.com/tributary-es/tributary/internal/writer"
-	"github.com/tributary-es/tributary/internal/writer/writertest"
 )
-
-// registered is this build's registry of domains, made once for the
-// package's tests (each make costs the schemas' and documents' assembly).
-var registered = domains.Must()
-
-// newStack is processes writers of this build's domains over a fresh
-// database (package writertest).
-func newStack(t testing.TB, processes int) *writertest.Stack {
-	t.Helper()
-	return writertest.New(t, registered, processes)
-}
-
-// openActive opens and activates an account with a balance.
-func openActive(st *writertest.Stack, id string, balance int64) {
-	body, _ := json.Marshal(map[string]any{"id": id, "owner": "Ada", "currency": "EUR", "initialDeposit": balance})
-	st.Must(http.StatusCreated, "POST", "/v1/accounts", string(body))
-	st.Must(http.StatusOK, "POST", "/v1/accounts/"+id+"/activate", "")
-}
 
 // An optional member may be null, which is the same as absent; the
 // document says so with type [T, "null"], and the validator checks these
 // requests against it.
 func TestNullOptionalMembersAreAbsent(t *testing.T) {
-	st := newStack(t, 1)
+	st := banktest.NewStack(t, 1)
 	opened := st.Must(http.StatusCreated, "POST", "/v1/accounts", `{"id":null,"owner":"Ada","currency":"EUR","initialDeposit":null}`).Command(t)
 	if len(opened.Events) != 1 || opened.Events[0].Type != "AccountOpened" {
 		t.Fatalf("opened with %+v, want AccountOpened alone", opened.Events)
@@ -46,8 +27,8 @@ func TestNullOptionalMembersAreAbsent(t *testing.T) {
 // source "unknown" through the API, counts in the state, and its stored row
 // stays as it was (G8).
 func TestV1EventsReadAsV2ThroughTheAPI(t *testing.T) {
-	st := newStack(t, 1)
-	openActive(st, "a1", 0) // versions 1-2
+	st := banktest.NewStack(t, 1)
+	banktest.OpenActive(st, "a1", 0) // versions 1-2
 	ctx := context.Background()
 	if _, err := st.Pool.Exec(ctx, `INSERT INTO events (event_id, aggregate_type, aggregate_id, version, event_type, schema_version, payload, correlation_id, causation_id, principal)
         VALUES (gen_random_uuid(), 'account', 'a1', 3, 'FundsDeposited', 1, '{"amount": 250, "currency": "EUR"}', 'legacy', 'legacy', 'legacy')`); err != nil {

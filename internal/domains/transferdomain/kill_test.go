@@ -20,6 +20,7 @@ import (
 	"github.com/tributary-es/tributary/internal/aggregate"
 	"github.com/tributary-es/tributary/internal/domain/account"
 	"github.com/tributary-es/tributary/internal/domain/transfer"
+	"github.com/tributary-es/tributary/internal/domains/banktest"
 	"github.com/tributary-es/tributary/internal/log"
 	"github.com/tributary-es/tributary/internal/log/postgres"
 	"github.com/tributary-es/tributary/internal/testenv"
@@ -47,7 +48,7 @@ func TestTransfersSurviveAKilledProcessManager(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	store := postgres.NewStore(pool, registered.Upcasters())
+	store := postgres.NewStore(pool, banktest.Registry().Upcasters())
 	accounts := aggregate.NewHandler(account.Aggregate(), store, sch, aggregate.Options{})
 	transferHandler := aggregate.NewHandler(transfer.Aggregate(), store, sch, aggregate.Options{})
 	ctx := context.Background()

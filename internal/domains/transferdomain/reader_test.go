@@ -13,6 +13,7 @@ import (
 
 	"github.com/tributary-es/tributary/internal/auth"
 	"github.com/tributary-es/tributary/internal/domain/transfer"
+	"github.com/tributary-es/tributary/internal/domains/banktest"
 	"github.com/tributary-es/tributary/internal/log"
 	"github.com/tributary-es/tributary/internal/log/postgres"
 	"github.com/tributary-es/tributary/internal/reader"
@@ -24,7 +25,7 @@ import (
 // A transfer is served from its read model, at least as new as asked, and
 // its events join the correlation's causation tree.
 func TestTransferIsServed(t *testing.T) {
-	p := newPipeline(t, reader.DefaultConfig())
+	p := banktest.NewPipeline(t, reader.DefaultConfig())
 	ctx := context.Background()
 	id := uuid.NewString()
 	var last log.Event
@@ -73,9 +74,9 @@ func TestTransferIsServed(t *testing.T) {
 // completed and its correlation as one causation chain, TransferRequested →
 // FundsWithdrawn → FundsDeposited → TransferCompleted.
 func TestTransferThroughThePlatform(t *testing.T) {
-	p := newPipeline(t, reader.DefaultConfig())
-	openAccount(p, "pay-a", 1000)
-	openAccount(p, "pay-b", 0)
+	p := banktest.NewPipeline(t, reader.DefaultConfig())
+	banktest.OpenAccount(p, "pay-a", 1000)
+	banktest.OpenAccount(p, "pay-b", 0)
 	const traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
 	c := p.Command(http.StatusCreated, "/v1/transfers", `{"id":"pay-1","from":"pay-a","to":"pay-b","amount":400,"currency":"EUR","reference":"rent"}`,
 		"X-Correlation-ID", "pay-1-corr", "traceparent", traceparent)
@@ -145,16 +146,7 @@ func TestTransferThroughThePlatform(t *testing.T) {
 	}
 	var mine reader.CausationTree
 	p.Read("/v1/correlations/pay-1-corr").JSON(t, &mine)
-	var seen []string
-	var walk func([]*reader.Node)
-	walk = func(ns []*reader.Node) {
-		for _, n := range ns {
-			seen = append(seen, n.EventID)
-			walk(n.Children)
-		}
-	}
-	walk(mine.Roots)
-	slices.Sort(seen)
+	seen := readertest.EventIDs(mine)
 	slices.Sort(visible)
 	if len(visible) == 0 || !slices.Equal(seen, visible) || mine.Events != len(visible) || mine.TotalEvents != int64(len(visible)) {
 		t.Fatalf("the owner sees %v (%d of %d), the policy lets it see %v", seen, mine.Events, mine.TotalEvents, visible)
@@ -166,17 +158,4 @@ func TestTransferThroughThePlatform(t *testing.T) {
 	if a.Balance != 600 || b.Balance != 400 {
 		t.Fatalf("balances %d and %d, want 600 and 400", a.Balance, b.Balance)
 	}
-}
-
-// newPipeline is the whole platform of this build's domains for one test
-// (package readertest).
-func newPipeline(t testing.TB, cfg reader.Config) *readertest.Pipeline {
-	t.Helper()
-	return readertest.NewPipeline(t, registered, cfg)
-}
-
-// openAccount opens and activates an account through the writer.
-func openAccount(p *readertest.Pipeline, id string, deposit int64) {
-	p.Command(http.StatusCreated, "/v1/accounts", fmt.Sprintf(`{"id":%q,"owner":"Ada","currency":"EUR","initialDeposit":%d}`, id, deposit))
-	p.Command(http.StatusOK, "/v1/accounts/"+id+"/activate", "")
 }

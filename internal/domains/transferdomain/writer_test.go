@@ -1,20 +1,18 @@
 package transferdomain_test
 
 import (
-	"encoding/json"
 	"net/http"
 	"strings"
 	"testing"
 
-	"github.com/tributary-es/tributary/internal/domains"
-	"github.com/tributary-es/tributary/internal/writer/writertest"
+	"github.com/tributary-es/tributary/internal/domains/banktest"
 )
 
 // POST /v1/transfers records the request; bad requests get problems and
 // store nothing; the transfer's stream and state can be read.
 func TestRequestTransfer(t *testing.T) {
-	st := newStack(t, 1)
-	openActive(st, "a", 1_000) // the source: a transfer needs its owner
+	st := banktest.NewStack(t, 1)
+	banktest.OpenActive(st, "a", 1_000) // the source: a transfer needs its owner
 	r := st.Must(http.StatusCreated, "POST", "/v1/transfers",
 		`{"id":"t-1","from":"a","to":"b","amount":300,"currency":"EUR","reference":"rent"}`, "X-Correlation-ID", "corr-t-1")
 	c := r.Command(t)
@@ -51,29 +49,11 @@ func TestRequestTransfer(t *testing.T) {
 	st.Must(http.StatusOK, "GET", "/v1/streams/transfer/t-1", "")
 }
 
-// registered is this build's registry of domains, made once for the
-// package's tests (each make costs the schemas' and documents' assembly).
-var registered = domains.Must()
-
-// newStack is processes writers of this build's domains over a fresh
-// database (package writertest).
-func newStack(t testing.TB, processes int) *writertest.Stack {
-	t.Helper()
-	return writertest.New(t, registered, processes)
-}
-
-// openActive opens and activates an account with a balance.
-func openActive(st *writertest.Stack, id string, balance int64) {
-	body, _ := json.Marshal(map[string]any{"id": id, "owner": "Ada", "currency": "EUR", "initialDeposit": balance})
-	st.Must(http.StatusCreated, "POST", "/v1/accounts", string(body))
-	st.Must(http.StatusOK, "POST", "/v1/accounts/"+id+"/activate", "")
-}
-
 // TestTransferNeedsTheSourcesOwner: a principal may move money out of its
 // own accounts only; into anyone's.
 func TestTransferNeedsTheSourcesOwner(t *testing.T) {
-	st := newStack(t, 1)
-	openActive(st, "alice-1", 5_000)
+	st := banktest.NewStack(t, 1)
+	banktest.OpenActive(st, "alice-1", 5_000)
 	bob := st.Authorization("bob")
 	st.Must(http.StatusCreated, "POST", "/v1/accounts", `{"id":"bob-1","owner":"Bob","currency":"EUR"}`, "Authorization", bob)
 	st.Must(http.StatusOK, "POST", "/v1/accounts/bob-1/activate", "", "Authorization", bob)
