@@ -96,13 +96,7 @@ func TestStaleReadIsSaidNotServed(t *testing.T) {
 	cfg.AutoPipeline = false // the plain client's round trip per read, covered here
 	p := newPipeline(t, cfg)
 	v := openActive(p, "stale-1", 500)
-	// The pipeline may take longer than this reader's short bound to get
-	// there on a busy machine: ask again until it did.
-	var r readertest.Response
-	readertest.WaitFor(t, 30*time.Second, "the read at the written version", func() bool {
-		r = p.Read(fmt.Sprintf("/v1/counters/stale-1?min_version=%d", v.version))
-		return r.Status != http.StatusServiceUnavailable
-	})
+	r := p.ReadWhenThere(fmt.Sprintf("/v1/counters/stale-1?min_version=%d", v.version))
 	if r.Status != http.StatusOK {
 		t.Fatalf("read at the written version: %d %s", r.Status, r.Body)
 	}

@@ -102,7 +102,7 @@ func TestStaleReadIsSaidNotServed(t *testing.T) {
 	cfg.AutoPipeline = false // the plain client's round trip per read, covered here
 	p := banktest.NewPipeline(t, cfg)
 	v := banktest.OpenAccount(p, "stale-1", 500)
-	r := p.Read(fmt.Sprintf("/v1/accounts/stale-1?min_version=%d", v.StreamVersion))
+	r := p.ReadWhenThere(fmt.Sprintf("/v1/accounts/stale-1?min_version=%d", v.StreamVersion))
 	if r.Status != http.StatusOK {
 		t.Fatalf("read at the written version: %d %s", r.Status, r.Body)
 	}

@@ -216,6 +216,22 @@ func (p *Pipeline) Read(path string, headers ...string) Response {
 	return p.Do(p.Reader, http.MethodGet, path, "", headers...)
 }
 
+// ReadWhenThere is Read asked again until the answer is not a 503: for a
+// test reader with a short wait bound, whose first reads may come before
+// the pipeline got the version there on a machine busy with other tests.
+// It gives up after 30 s and returns the last answer.
+func (p *Pipeline) ReadWhenThere(path string, headers ...string) Response {
+	p.t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		r := p.Read(path, headers...)
+		if r.Status != http.StatusServiceUnavailable || time.Now().After(deadline) {
+			return r
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
 // ReadAs is a GET on the reader as c.
 func (p *Pipeline) ReadAs(c Caller, path string, headers ...string) Response {
 	p.t.Helper()
