@@ -58,3 +58,35 @@ func TestAWaitingQueryReadsAboutWhenTheProjectionArrives(t *testing.T) {
 		t.Fatalf("a query read the projection %d times for a lag of %s the server has seen ten times, want at most 3", reads, lag)
 	}
 }
+
+// A server that has seen long waits learns that a projection is now soon
+// there: what it learns is when the version arrived, not when a query
+// found it after its first pause. (It used to learn the latter, and a
+// first pause as long as the waits it had seen kept the waits that long.)
+func TestTheFirstPauseShrinksWhenTheProjectionGetsFaster(t *testing.T) {
+	s := &Server{cfg: DefaultConfig(), metrics: newMetrics(prometheus.NewRegistry())}
+	for range 50 {
+		s.waits.observe(20 * time.Millisecond) // the lag under an earlier load
+	}
+	const lag = 2 * time.Millisecond
+	var waited time.Duration
+	for range 40 {
+		started := time.Now()
+		have, err := s.await(httptest.NewRequest("GET", "/v1/counters/a", nil), 2, func(context.Context) (int64, error) {
+			if time.Since(started) >= lag {
+				return 2, nil
+			}
+			return 1, nil
+		})
+		if err != nil || have != 2 {
+			t.Fatalf("await: %d, %v; want version 2", have, err)
+		}
+		waited = time.Since(started)
+	}
+	if pause := s.waits.firstPause(); pause > 4*time.Millisecond {
+		t.Fatalf("first pause after 40 queries of a %s lag: %s, want it back near the lag", lag, pause)
+	}
+	if waited > lag+4*time.Millisecond {
+		t.Fatalf("the 40th query waited %s for a %s lag", waited, lag)
+	}
+}
