@@ -136,6 +136,7 @@ func startPipeline(ctx context.Context, databaseURL, redisAddr, prefix string, p
 		rcfg := relay.DefaultConfig()
 		rcfg.Topics = topics
 		rcfg.AggregateTypes = domains.AggregateTypes()
+		rcfg.Appended = p.writer.api.Handlers().Store().Appended() // as cmd/writer serve
 		rl = relay.New(rcfg, databaseURL, p.pool, domains.Upcasters(), client, relay.NewMetrics(p.relayReg), logger, relay.Hooks{})
 		if err = rl.EnsureTopics(ctx); err != nil {
 			err = fmt.Errorf("relay: %w", err)

@@ -50,7 +50,8 @@ type startedRelay struct {
 // newRelay connects to Kafka (or starts the embedded one) and checks the
 // topics, failing fast with a message naming the setting when Kafka cannot
 // be reached or a topic's partition count differs.
-func newRelay(ctx context.Context, s settings, domains *registry.Registry, pool *pgxpool.Pool, reg prometheus.Registerer, logger *slog.Logger) (*startedRelay, error) {
+// appended, when not nil, announces the appends of this process (relay.Config.Appended).
+func newRelay(ctx context.Context, s settings, domains *registry.Registry, pool *pgxpool.Pool, appended <-chan struct{}, reg prometheus.Registerer, logger *slog.Logger) (*startedRelay, error) {
 	k := s.kafka
 	cfg := k.Client("tributary-relay")
 	var closers []func()
@@ -84,6 +85,7 @@ func newRelay(ctx context.Context, s settings, domains *registry.Registry, pool 
 	rcfg.Topics = k.Topics()
 	rcfg.AggregateTypes = domains.AggregateTypes()
 	rcfg.TracerProvider = s.tracerProvider
+	rcfg.Appended = appended
 	r := relay.New(rcfg, s.databaseURL, pool, domains.Upcasters(), client, relay.NewMetrics(reg), logger, relay.Hooks{})
 
 	startCtx, cancel := context.WithTimeout(ctx, k.StartTimeout)

@@ -71,7 +71,13 @@ func serve(ctx context.Context, s settings, domains *registry.Registry, logger *
 
 	var rl *startedRelay
 	if s.relay {
-		if rl, err = newRelay(ctx, s, domains, pool, reg, logger); err != nil {
+		// The API's appends wake the relay at once; other processes' wait
+		// for its poll.
+		var appended <-chan struct{}
+		if apiServer != nil {
+			appended = apiServer.Handlers().Store().Appended()
+		}
+		if rl, err = newRelay(ctx, s, domains, pool, appended, reg, logger); err != nil {
 			return err
 		}
 		defer rl.close()

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"hash/fnv"
 	"strconv"
-	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -87,46 +86,7 @@ func AcquireFeed(ctx context.Context, databaseURL, name string, upcasters *log.U
 		conn.Close(context.WithoutCancel(ctx))
 		return nil, fmt.Errorf("feed %s: %w", name, err)
 	}
-	if _, err := conn.Exec(ctx, `LISTEN `+AppendsChannel); err != nil {
-		conn.Close(context.WithoutCancel(ctx))
-		return nil, fmt.Errorf("feed %s: listen: %w", name, err)
-	}
 	return f, nil
-}
-
-// AppendsChannel is the notification channel on which every statement that
-// inserts events announces itself when its transaction commits (migration
-// 009); a feed listens on it.
-const AppendsChannel = "tributary_events"
-
-// AwaitAppend returns once an append committed since the feed's last Next
-// (at once if one did while Next ran), after max without one, or when ctx
-// is done; an error means the connection failed. Events an announced
-// append wrote may not be readable yet: Next returns them only once every
-// transaction older than theirs has ended.
-func (f *Feed) AwaitAppend(ctx context.Context, max time.Duration) error {
-	wait, cancel := context.WithTimeout(ctx, max)
-	defer cancel()
-	// A wait that ends by its deadline leaves the connection usable: pgx
-	// closes it only for errors other than the read's timeout.
-	if _, err := f.conn.WaitForNotification(wait); err != nil && wait.Err() == nil {
-		return fmt.Errorf("feed %s: await an append: %w", f.name, err)
-	}
-	return nil
-}
-
-// forgetAnnouncements drops the announcements pgx buffered while the
-// connection ran queries: what they announced, the next read sees.
-func (f *Feed) forgetAnnouncements() {
-	done, cancel := context.WithCancel(context.Background())
-	cancel()
-	for {
-		// With a done context pgx returns a buffered notification or, when
-		// none is left, an error without touching the connection.
-		if n, _ := f.conn.WaitForNotification(done); n == nil {
-			return
-		}
-	}
 }
 
 // Close gives up the leadership.
@@ -164,7 +124,6 @@ type FeedEvent struct {
 // Next returns up to limit committed events after pos, in commit order,
 // upcast to their current schema versions.
 func (f *Feed) Next(ctx context.Context, after Position, limit int) ([]FeedEvent, error) {
-	f.forgetAnnouncements()
 	// ORDER BY names the table's columns: an output column called
 	// transaction_id (the text form) would sort as text, and 1000000 would
 	// come before 999999. payload is read as text: the store wrote valid JSON.

@@ -76,6 +76,7 @@ func (g *groupCommit) commit() {
 		batch := g.take()
 		g.mu.Unlock()
 		g.send(batch[0].ctx, batch, &args)
+		g.store.announceAppend()
 		for _, p := range batch {
 			close(p.done)
 		}

@@ -65,6 +65,9 @@ type Store struct {
 	// traced tells whether a tracer provider other than a no-op one was
 	// given: without it Append makes no span (and builds no attributes).
 	traced bool
+	// appended holds a value once appends committed since it was last
+	// received (see Appended).
+	appended chan struct{}
 }
 
 // StoreOption tunes a Store.
@@ -106,7 +109,7 @@ func WithTracerProvider(tp trace.TracerProvider) StoreOption {
 // NewStore returns a store over pool that upcasts every event it reads.
 // upcasters may be nil when no event type has an old schema version.
 func NewStore(pool *pgxpool.Pool, upcasters *log.Upcasters, opts ...StoreOption) *Store {
-	s := &Store{pool: pool, upcasters: upcasters, tracer: noop.NewTracerProvider().Tracer("")}
+	s := &Store{pool: pool, upcasters: upcasters, tracer: noop.NewTracerProvider().Tracer(""), appended: make(chan struct{}, 1)}
 	s.group = newGroupCommit(s, 1, 128)
 	for _, opt := range opts {
 		opt(s)
@@ -116,6 +119,21 @@ func NewStore(pool *pgxpool.Pool, upcasters *log.Upcasters, opts ...StoreOption)
 
 // Pool returns the connection pool, for health checks.
 func (s *Store) Pool() *pgxpool.Pool { return s.pool }
+
+// Appended receives a value after appends through this store were sent to
+// Postgres: one value for any number of them since it was last received,
+// none while nobody asks (it never blocks an append). It tells a relay in
+// the same process that there may be events to publish, so it need not poll
+// for them (relay.Config.Appended); one reader only.
+func (s *Store) Appended() <-chan struct{} { return s.appended }
+
+// announceAppend makes Appended receive a value, unless one is waiting.
+func (s *Store) announceAppend() {
+	select {
+	case s.appended <- struct{}{}:
+	default:
+	}
+}
 
 // Snapshot is the folded state of an aggregate at a version, as JSON.
 type Snapshot struct {

@@ -42,16 +42,19 @@ type Config struct {
 	// BatchSize is how many events one read from Postgres and one produce hold.
 	BatchSize int
 	// PollInterval is how long a caught-up leader waits at most before it
-	// reads again: an append announced on postgres.AppendsChannel wakes it
-	// sooner, so this bounds only the delay of an announcement that is lost
-	// (or of events an older transaction kept unreadable when it came).
+	// reads again. Appends announced on Appended wake it sooner; those of
+	// other processes wait for the poll.
 	PollInterval time.Duration
+	// Appended, when not nil, receives a value after appends of this
+	// process (postgres.Store.Appended): a caught-up leader reads at once
+	// instead of waiting for its poll.
+	Appended <-chan struct{}
 	// MinReadInterval is how long the leader lets pass between the starts
 	// of two reads unless the first filled a batch: while commands keep
 	// coming, what commits meanwhile goes in one batch — one produce, one
 	// fetch for each consumer, one Redis round trip for each projection —
-	// instead of a batch for every commit. It bounds the relay's share of
-	// the end-to-end latency under load (~half of it on average).
+	// instead of a batch for every commit. Under load an event waits up to
+	// this long for the read that publishes it (half of it on average).
 	MinReadInterval time.Duration
 	// CheckpointInterval is how often, at most, the leader stores how far
 	// Kafka acknowledged (and once more when it stops leading): one small
@@ -80,7 +83,7 @@ func DefaultConfig() Config {
 		Topics:             kafka.Topics{Prefix: "tributary", Partitions: 12, ReplicationFactor: -1},
 		Source:             "/tributary/writer",
 		BatchSize:          2000,
-		PollInterval:       100 * time.Millisecond,
+		PollInterval:       20 * time.Millisecond,
 		MinReadInterval:    5 * time.Millisecond,
 		CheckpointInterval: 250 * time.Millisecond,
 		StandbyInterval:    time.Second,
@@ -270,6 +273,10 @@ func (r *Relay) lead(ctx context.Context, feed *postgres.Feed) (err error) {
 		}
 	}()
 	for ctx.Err() == nil {
+		select { // what was announced until now, this read sees
+		case <-r.cfg.Appended:
+		default:
+		}
 		read := time.Now()
 		batch, err := feed.Next(queries, pos, r.cfg.BatchSize)
 		if err != nil {
@@ -282,9 +289,7 @@ func (r *Relay) lead(ctx context.Context, feed *postgres.Feed) (err error) {
 				}
 			}
 			sleep(ctx, time.Until(read.Add(r.cfg.MinReadInterval)))
-			if err := feed.AwaitAppend(ctx, r.cfg.PollInterval); err != nil {
-				return err
-			}
+			r.awaitAppend(ctx)
 			continue
 		}
 		if r.hooks.BeforeProduce != nil {
@@ -485,6 +490,18 @@ func (w *heldWatermark) report(m *Metrics, h postgres.WatermarkHolder, now time.
 func backoff(attempt int, limit time.Duration) time.Duration {
 	d := 100 * time.Millisecond << min(attempt-1, 10)
 	return min(d, limit)
+}
+
+// awaitAppend returns when an append of this process was announced, after
+// PollInterval, or when ctx is done.
+func (r *Relay) awaitAppend(ctx context.Context) {
+	t := time.NewTimer(r.cfg.PollInterval)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	case <-r.cfg.Appended:
+	}
 }
 
 func sleep(ctx context.Context, d time.Duration) {
