@@ -486,3 +486,32 @@ func TestExpireIdempotencyKeys(t *testing.T) {
 		t.Fatalf("left %v, want [new old-running] (a request still holding its claim is never expired)", left)
 	}
 }
+
+// Appended announces appends once they were sent: one value for any number
+// of them, and an append never waits for anyone to take it.
+func TestAppendedAnnouncesAppendsWithoutEverBlockingThem(t *testing.T) {
+	ctx := context.Background()
+	store := postgres.NewStore(testenv.Postgres(t), nil)
+	select {
+	case <-store.Appended():
+		t.Fatal("announced before any append")
+	default:
+	}
+	for v := range 3 { // nobody takes the announcements meanwhile
+		_, err := store.Append(ctx, postgres.AppendRequest{AggregateType: "thing", AggregateID: "t1",
+			Expected: postgres.ExpectedVersion(v), Events: newEvents(t, "Changed"), Metadata: meta})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	select {
+	case <-store.Appended():
+	default:
+		t.Fatal("three appends and no announcement")
+	}
+	select {
+	case <-store.Appended():
+		t.Fatal("a second announcement for appends already announced")
+	default:
+	}
+}
