@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -42,7 +43,7 @@ func TestTransfersSurviveAKilledProcessManager(t *testing.T) {
 	// The API and the relay run in one writer process; the process manager
 	// in others, killed and started again.
 	writerBin := buildWriter(t)
-	startServing(t, writerBin, "--migrate", "--processes=false", "--database-url", dbURL, "--kafka-brokers", brokers, "--kafka-partitions", "8")
+	servingLog := startServing(t, writerBin, "--migrate", "--processes=false", "--database-url", dbURL, "--kafka-brokers", brokers, "--kafka-partitions", "8")
 	pool := testenv.PostgresPool(t, dbURL)
 	sch, err := log.LoadSchemas(schemas.Events)
 	if err != nil {
@@ -74,7 +75,7 @@ func TestTransfersSurviveAKilledProcessManager(t *testing.T) {
 	rng := rand.New(rand.NewPCG(3, 4))
 	var started []string
 	for round := range 4 {
-		child := startManager(t, writerBin, args)
+		child, managerLog := startManager(t, writerBin, args)
 		for range 150 {
 			from, to := ids[rng.IntN(len(ids))], ids[rng.IntN(len(ids))]
 			if from == to {
@@ -105,7 +106,8 @@ func TestTransfersSurviveAKilledProcessManager(t *testing.T) {
 			deadline := time.Now().Add(2 * time.Minute)
 			for n := ended(t, transferHandler, started); n < len(started)/3 || n == byEarlier; n = ended(t, transferHandler, started) {
 				if time.Now().After(deadline) {
-					t.Fatalf("round %d: the manager made no progress", round)
+					t.Fatalf("round %d: the manager made no progress (%d of %d transfers ended, %d before it)\nits log:\n%s\nthe serving writer's log:\n%s",
+						round, n, len(started), byEarlier, tail(managerLog()), tail(servingLog()))
 				}
 				time.Sleep(20 * time.Millisecond)
 			}
@@ -199,9 +201,13 @@ func buildWriter(t *testing.T) string {
 	return bin
 }
 
+// tail is the end of a log, at most 4 KiB.
+func tail(log string) string { return log[max(0, len(log)-4096):] }
+
 // startServing starts 'writer serve' with args (authentication off: the
-// test sends no request to its API) and waits until it is ready.
-func startServing(t *testing.T, bin string, args ...string) {
+// test sends no request to its API) and waits until it is ready. It returns
+// what the process has logged so far, on each call.
+func startServing(t *testing.T, bin string, args ...string) func() string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -211,7 +217,7 @@ func startServing(t *testing.T, bin string, args ...string) {
 	ln.Close()
 	cmd := exec.Command(bin, append([]string{"serve", "--http-addr", addr, "--log-level", "warn"}, args...)...)
 	cmd.Env = append(os.Environ(), "AUTH_MODE=off")
-	var out bytes.Buffer
+	var out lockedBuffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -232,7 +238,7 @@ func startServing(t *testing.T, bin string, args ...string) {
 		if res, err := http.Get("http://" + addr + "/readyz"); err == nil {
 			res.Body.Close()
 			if res.StatusCode == http.StatusOK {
-				return
+				return out.String
 			}
 		}
 		select {
@@ -246,8 +252,28 @@ func startServing(t *testing.T, bin string, args ...string) {
 	}
 }
 
-// startManager starts 'writer processes' as a child process.
-func startManager(t *testing.T, bin string, args []string) *exec.Cmd {
+// lockedBuffer is a bytes.Buffer a child process writes to while the test
+// reads it.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// startManager starts 'writer processes' as a child process. It returns
+// the process and what it has logged so far, on each call.
+func startManager(t *testing.T, bin string, args []string) (*exec.Cmd, func() string) {
 	t.Helper()
 	cmd := exec.Command(bin, args...)
 	logf, err := os.Create(filepath.Join(t.TempDir(), fmt.Sprintf("manager-%d.log", time.Now().UnixNano())))
@@ -259,5 +285,11 @@ func startManager(t *testing.T, bin string, args []string) *exec.Cmd {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-	return cmd
+	return cmd, func() string {
+		b, err := os.ReadFile(logf.Name())
+		if err != nil {
+			return err.Error()
+		}
+		return string(b)
+	}
 }
