@@ -9,7 +9,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -120,7 +119,7 @@ func writeFile(t *testing.T, content string) string {
 func TestStartsWithAuthenticationOff(t *testing.T) {
 	_, prefix := testenv.Redis(t)
 	addr := freeAddr(t)
-	var logs syncBuffer
+	var logs testenv.SyncBuffer
 	stop := start(t, testenv.Getenv("REDIS_URL", "redis://"+testenv.RedisAddr()+"/0", "REDIS_PREFIX", prefix, "READER_HTTP_ADDR", addr,
 		"AUTH_MODE", "off"), &logs)
 	// Nothing is projected under this prefix: served, it is not ready yet.
@@ -260,22 +259,4 @@ func freeAddr(t *testing.T) string {
 	}
 	defer ln.Close()
 	return ln.Addr().String()
-}
-
-// syncBuffer is a bytes.Buffer the reader's logger and the test may share.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }

@@ -32,11 +32,11 @@ import (
 
 // startWriter runs the writer with args until the test ends, and returns its
 // base URL once it is ready.
-func startWriter(t *testing.T, args []string, getenv func(string) string) (string, *syncBuffer) {
+func startWriter(t *testing.T, args []string, getenv func(string) string) (string, *testenv.SyncBuffer) {
 	t.Helper()
 	addr := freeAddr(t)
 	ctx, cancel := context.WithCancel(context.Background())
-	out := &syncBuffer{}
+	out := &testenv.SyncBuffer{}
 	done := make(chan error, 1)
 	full := append([]string{"--http-addr", addr}, args...)
 	if len(args) > 0 && !strings.HasPrefix(args[0], "-") { // a subcommand comes first

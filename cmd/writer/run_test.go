@@ -6,7 +6,6 @@ import (
 	"net"
 	"net/http"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -98,7 +97,7 @@ func TestServeAndShutDownGracefully(t *testing.T) {
 	ln.Close()
 
 	ctx, cancel := context.WithCancel(context.Background())
-	var out syncBuffer
+	var out testenv.SyncBuffer
 	done := make(chan error, 1)
 	go func() {
 		done <- run(ctx, fixture, []string{"--migrate", "--http-addr", addr, "--kafka-embedded", "--kafka-embedded-port", "0"}, withoutAuth(testenv.Getenv("DATABASE_URL", dbURL)), &out, &out)
@@ -155,21 +154,4 @@ func emptyDatabaseURL(t *testing.T) string {
 		t.Fatal(err)
 	}
 	return url
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }

@@ -1,7 +1,6 @@
 package transferdomain_test
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"math/rand/v2"
@@ -11,7 +10,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -217,7 +215,7 @@ func startServing(t *testing.T, bin string, args ...string) func() string {
 	ln.Close()
 	cmd := exec.Command(bin, append([]string{"serve", "--http-addr", addr, "--log-level", "warn"}, args...)...)
 	cmd.Env = append(os.Environ(), "AUTH_MODE=off")
-	var out lockedBuffer
+	var out testenv.SyncBuffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -250,25 +248,6 @@ func startServing(t *testing.T, bin string, args ...string) func() string {
 			t.Fatalf("the writer was not ready within a minute")
 		}
 	}
-}
-
-// lockedBuffer is a bytes.Buffer a child process writes to while the test
-// reads it.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
 
 // startManager starts 'writer processes' as a child process. It returns
