@@ -362,3 +362,66 @@ func TestTheCheckpointMovesOnceForManyBatches(t *testing.T) {
 		})
 	}
 }
+
+// A relay told to stop while a read of its waits keeps that read's
+// connection until the read ends (up to queryGrace), so it still stores the
+// checkpoint of what Kafka acknowledged as leading ends. pgx closes a
+// connection whose query a context interrupts: without the grace the
+// stop-time checkpoint was lost whenever a stop landed mid-read.
+func TestAStopDuringAReadStillStoresTheCheckpoint(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t)
+	e.appendEvents("acct", 4, 5) // 20 events
+	cfg := testConfig()
+	cfg.CheckpointInterval = time.Hour // stored only when leading ends
+	r := e.startRelay(cfg, relay.Hooks{})
+	e.checkComplete(e.consume(20, 30*time.Second))
+	waitFor(t, 10*time.Second, func() bool { return r.counter("tributary_relay_events_published_total") >= 20 })
+	var last postgres.Position
+	if err := e.pool.QueryRow(ctx, `SELECT transaction_id::text::bigint, global_position FROM events
+        ORDER BY transaction_id DESC, global_position DESC LIMIT 1`).Scan(&last.TransactionID, &last.GlobalPosition); err != nil {
+		t.Fatal(err)
+	}
+
+	// Hold the relay's next read: a transaction keeps events locked.
+	lock, err := e.pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = lock.Rollback(ctx) }()
+	if _, err := lock.Exec(ctx, `LOCK TABLE events IN ACCESS EXCLUSIVE MODE`); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, func() bool {
+		var waiting int
+		if err := e.pool.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity
+            WHERE datname = current_database() AND wait_event_type = 'Lock' AND query LIKE '%pg_snapshot_xmin%'`).Scan(&waiting); err != nil {
+			t.Fatal(err)
+		}
+		return waiting == 1
+	})
+	stopped := make(chan struct{})
+	go func() { r.stop(); close(stopped) }()
+	time.Sleep(300 * time.Millisecond) // the stop reached the relay; its read still waits
+	select {
+	case <-stopped:
+		t.Fatal("the relay stopped while its read was still waiting")
+	default:
+	}
+	if err := lock.Rollback(ctx); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-stopped:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the relay did not stop once its read ended")
+	}
+	var cp postgres.Position
+	if err := e.pool.QueryRow(ctx, `SELECT transaction_id::text::bigint, global_position FROM relay_checkpoints
+        WHERE name = $1`, cfg.Name).Scan(&cp.TransactionID, &cp.GlobalPosition); err != nil {
+		t.Fatal(err)
+	}
+	if cp != last {
+		t.Fatalf("checkpoint after a stop during a read: %+v, want the last acknowledged event %+v", cp, last)
+	}
+}
