@@ -5,130 +5,154 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 
 	"github.com/redis/go-redis/v9"
 )
 
-// stepScript wraps a projection's apply function in the one atomic step of a
-// batch: check that the caller still owns the partition, skip versions
-// already applied, stop before a version gap, apply the rest, move the
-// position.
+// stepScript applies the batches of one or more projections ("lanes") over
+// one Kafka partition, each as its own step — check that the caller still
+// owns the partition, skip versions already applied, stop before a version
+// gap, apply the rest, move the position — in one script call. Each lane
+// keeps its own position, epoch and versions: the call is the lanes' steps
+// in turn, atomically together, and a lane that is fenced, gapped or
+// failing ends its own step as it would alone while the others go on.
+// The events' shared fields are sent once for all lanes.
 //
-//	KEYS[1]  the partition's position hash (fixes the slot; every key used
-//	         shares its hash tag)
-//	ARGV[1]  the partition's key prefix
-//	ARGV[2]  the owner's epoch token; "" replays dead-lettered events:
-//	         no owner check, the position stays
-//	ARGV[3]  "1" to mark the partition caught up after this batch
-//	ARGV[4]  number of events
-//	ARGV[5]  the topic; positions are per topic, versions per partition
-//	then per event:
-//	         offset, stream ("" = skip: dead-lettered), id, version, n, n args
+//	KEYS[l]  lane l's position hash
+//	ARGV[1]  the topic; positions are per topic, versions per partition
+//	ARGV[2]  L, the number of lanes
+//	ARGV[3]  N, the number of events
+//	then per lane:
+//	         its apply function's index; its partition's key prefix; the
+//	         owner's epoch token ("" replays dead-lettered events: no owner
+//	         check, the position stays); "1" to mark the partition caught
+//	         up after the batch; the first and last of the events it handles
+//	then per event: offset, stream, aggregate id, version
+//	then per lane, per event it handles: n (-1: skip it, dead-lettered for
+//	         this lane), n arguments
 //
-// It returns {"ok", outcomes} or {"gap", outcomes, index, applied version}
-// or {"fenced"}; outcomes has a letter per event handled: a(pplied),
-// d(uplicate), s(kipped).
+// It returns a reply per lane: {"ok", outcomes}, {"gap", outcomes, index,
+// applied version}, {"fenced"} or {"failed", outcomes, error}; outcomes has
+// a letter per event handled: a(pplied), d(uplicate), s(kipped).
 //
-// The versions of the batch's streams are read in one HMGET and the new ones
-// written in one HSET, not a call of each per event: Redis spends most of a
-// step on the calls. They are written whenever the step ends — done, at a
-// gap, or when the projection's Lua fails — so an event whose writes are in
-// the read model always has its version recorded and is never applied twice.
+// A lane's versions are read in one HMGET and the new ones written in one
+// HSET, not a call of each per event: Redis spends most of a step on the
+// calls. They are written whenever the lane's step ends — done, at a gap,
+// or when the projection's Lua fails — so an event whose writes are in the
+// read model always has its version recorded and is never applied twice.
+// A failing lane's position stays where it was.
 const stepScript = `
-local pos = KEYS[1]
-local p = ARGV[1]
-local topic = ARGV[5]
-local replay = ARGV[2] == ''
-if not replay and redis.call('HGET', pos, 'epoch:' .. topic) ~= ARGV[2] then
-  return {'fenced'}
-end
-local versions = p .. 'ver'
-local n = tonumber(ARGV[4])
+local topic, L, N = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
+local events = 4 + 6 * L -- the first event's offset
 local chunk = 500 -- fields a call, well below Lua's limit on unpack
-local cur, streams = {}, {}
-local i = 6
-for e = 1, n do
-  local stream = ARGV[i + 1]
-  if stream ~= '' and cur[stream] == nil then
-    cur[stream] = 0
-    streams[#streams + 1] = stream
-  end
-  i = i + 5 + tonumber(ARGV[i + 4])
-end
-for s = 1, #streams, chunk do
-  local last = math.min(s + chunk - 1, #streams)
-  local stored = redis.call('HMGET', versions, unpack(streams, s, last))
-  for k = s, last do
-    cur[streams[k]] = tonumber(stored[k - s + 1]) or 0
-  end
-end
-local changed, order = {}, {}
-local function flush()
-  local fields = {}
-  for _, stream in ipairs(order) do
-    fields[#fields + 1] = stream
-    fields[#fields + 1] = cur[stream]
-    if #fields == 2 * chunk then
-      redis.call('HSET', versions, unpack(fields))
-      fields = {}
-    end
-  end
-  if #fields > 0 then
-    redis.call('HSET', versions, unpack(fields))
-  end
-end
-local out = {}
-local nextOffset = nil
-i = 6
-for e = 1, n do
-  local offset, stream, id, ver, nargs = ARGV[i], ARGV[i+1], ARGV[i+2], tonumber(ARGV[i+3]), tonumber(ARGV[i+4])
-  local first = i + 5
-  i = first + nargs
-  if stream == '' then
-    out[e] = 's'
-  else
-    local have = cur[stream]
-    if ver <= have then
-      out[e] = 'd'
-    elseif ver > have + 1 then
-      flush()
-      if nextOffset and not replay then
-        redis.call('HSET', pos, 'next:' .. topic, nextOffset)
+local function lane(pos, apply, p, epoch, caught, from, to, i)
+  local start, cur, streams = i, {}, {}
+  for e = from, to do
+    local nargs = tonumber(ARGV[i])
+    if nargs >= 0 then
+      local stream = ARGV[events + 4 * (e - 1) + 1]
+      if cur[stream] == nil then
+        cur[stream] = 0
+        streams[#streams + 1] = stream
       end
-      return {'gap', table.concat(out), e, have}
     else
-      if nargs > 0 then
-        local ok, err = pcall(apply, p, id, ver, ARGV, first, nargs)
-        if not ok then
-          flush()
-          error(err)
-        end
-      end
-      cur[stream] = ver
-      if not changed[stream] then
-        changed[stream] = true
-        order[#order + 1] = stream
-      end
-      out[e] = 'a'
+      nargs = 0
+    end
+    i = i + 1 + nargs
+  end
+  local after = i
+  local replay = epoch == ''
+  if not replay and redis.call('HGET', pos, 'epoch:' .. topic) ~= epoch then
+    return {'fenced'}, after
+  end
+  local versions = p .. 'ver'
+  for s = 1, #streams, chunk do
+    local last = math.min(s + chunk - 1, #streams)
+    local stored = redis.call('HMGET', versions, unpack(streams, s, last))
+    for k = s, last do
+      cur[streams[k]] = tonumber(stored[k - s + 1]) or 0
     end
   end
-  nextOffset = tonumber(offset) + 1
+  local changed, order = {}, {}
+  local function flush()
+    local fields = {}
+    for _, stream in ipairs(order) do
+      fields[#fields + 1] = stream
+      fields[#fields + 1] = cur[stream]
+      if #fields == 2 * chunk then
+        redis.call('HSET', versions, unpack(fields))
+        fields = {}
+      end
+    end
+    if #fields > 0 then
+      redis.call('HSET', versions, unpack(fields))
+    end
+  end
+  local out = {}
+  local nextOffset = nil
+  i = start
+  for e = from, to do
+    local j = events + 4 * (e - 1)
+    local nargs = tonumber(ARGV[i])
+    local first = i + 1
+    if nargs < 0 then
+      out[#out + 1] = 's'
+      i = first
+    else
+      i = first + nargs
+      local stream, ver = ARGV[j + 1], tonumber(ARGV[j + 3])
+      local have = cur[stream]
+      if ver <= have then
+        out[#out + 1] = 'd'
+      elseif ver > have + 1 then
+        flush()
+        if nextOffset and not replay then
+          redis.call('HSET', pos, 'next:' .. topic, nextOffset)
+        end
+        return {'gap', table.concat(out), e - from + 1, have}, after
+      else
+        if nargs > 0 then
+          local ok, err = pcall(apply, p, ARGV[j + 2], ver, ARGV, first, nargs)
+          if not ok then
+            flush()
+            return {'failed', table.concat(out), tostring(err)}, after
+          end
+        end
+        cur[stream] = ver
+        if not changed[stream] then
+          changed[stream] = true
+          order[#order + 1] = stream
+        end
+        out[#out + 1] = 'a'
+      end
+    end
+    nextOffset = tonumber(ARGV[j]) + 1
+  end
+  flush()
+  if not replay then
+    local fields = {}
+    if nextOffset then
+      fields = {'next:' .. topic, nextOffset}
+    end
+    if caught then
+      fields[#fields + 1] = 'caughtup:' .. topic
+      fields[#fields + 1] = '1'
+    end
+    if #fields > 0 then
+      redis.call('HSET', pos, unpack(fields))
+    end
+  end
+  return {'ok', table.concat(out)}, after
 end
-flush()
-if not replay then
-  local fields = {}
-  if nextOffset then
-    fields = {'next:' .. topic, nextOffset}
-  end
-  if ARGV[3] == '1' then
-    fields[#fields + 1] = 'caughtup:' .. topic
-    fields[#fields + 1] = '1'
-  end
-  if #fields > 0 then
-    redis.call('HSET', pos, unpack(fields))
-  end
+local replies = {}
+local section = events + 4 * N
+for l = 1, L do
+  local h = 4 + 6 * (l - 1)
+  replies[l], section = lane(KEYS[l], applies[tonumber(ARGV[h])], ARGV[h + 1], ARGV[h + 2], ARGV[h + 3] == '1',
+    tonumber(ARGV[h + 4]), tonumber(ARGV[h + 5]), section)
 end
-return {'ok', table.concat(out)}
+return replies
 `
 
 // claimScript takes ownership of a partition: a new epoch token fences out
@@ -223,7 +247,8 @@ type Gap struct {
 type Steps struct {
 	rdb    redis.UniversalClient
 	layout Layout
-	step   *redis.Script
+	lua    string        // the projection's apply body
+	step   *redis.Script // the step with the projection as its one lane
 	claim  *redis.Script
 	mark   *redis.Script
 }
@@ -233,10 +258,23 @@ func NewSteps(rdb redis.UniversalClient, layout Layout, p Projection) *Steps {
 	return &Steps{
 		rdb:    rdb,
 		layout: layout,
-		step:   redis.NewScript("local function apply(p, id, ver, a, i, n)\n" + p.Lua() + "\nend\n" + stepScript),
+		lua:    p.Lua(),
+		step:   redis.NewScript(stepSource([]string{p.Lua()})),
 		claim:  redis.NewScript(claimScript),
 		mark:   redis.NewScript(markScript),
 	}
+}
+
+// stepSource is the step script over lanes whose projections have the given
+// Lua bodies, in order: applies[k] is the k-th projection's apply.
+func stepSource(luas []string) string {
+	var b strings.Builder
+	b.WriteString("local applies = {}\n")
+	for k, lua := range luas {
+		fmt.Fprintf(&b, "applies[%d] = function(p, id, ver, a, i, n)\n%s\nend\n", k+1, lua)
+	}
+	b.WriteString(stepScript)
+	return b.String()
 }
 
 // Layout is the projection's key layout.
@@ -275,9 +313,8 @@ func (s *Steps) MarkCaughtUp(ctx context.Context, gen int64, topic string, parti
 // Apply runs the step over b: one round trip, one atomic change of the read
 // model and its position.
 func (s *Steps) Apply(ctx context.Context, b Batch) (Result, error) {
-	keys, args := s.stepArgs(b)
-	reply, err := s.step.Run(ctx, s.rdb, keys, args...).Slice()
-	return s.result(b, reply, err)
+	results, errs := runCalls(ctx, s.rdb, []*stepCall{s.call(b)})
+	return results[0][0], errs[0][0]
 }
 
 // ApplyAll runs the steps of several batches, typically of different
@@ -286,61 +323,25 @@ func (s *Steps) Apply(ctx context.Context, b Batch) (Result, error) {
 // Redis Cluster slot). It returns a result and an error per batch: one
 // batch's failure leaves the others' outcomes as they are.
 func (s *Steps) ApplyAll(ctx context.Context, batches []Batch) ([]Result, []error) {
-	results := make([]Result, len(batches))
-	errs := make([]error, len(batches))
-	if len(batches) == 1 {
-		results[0], errs[0] = s.Apply(ctx, batches[0])
-		return results, errs
-	}
-	pipe := s.rdb.Pipeline()
-	cmds := make([]*redis.Cmd, len(batches))
+	calls := make([]*stepCall, len(batches))
 	for i, b := range batches {
-		keys, args := s.stepArgs(b)
-		cmds[i] = s.step.EvalSha(ctx, pipe, keys, args...)
+		calls[i] = s.call(b)
 	}
-	_, _ = pipe.Exec(ctx) // every command carries its own error
-	for i, b := range batches {
-		reply, err := cmds[i].Slice()
-		if err != nil && redis.HasErrorPrefix(err, "NOSCRIPT") {
-			// Redis lost its scripts (a restart, SCRIPT FLUSH): this call
-			// ran nothing; Apply loads the script and runs it.
-			results[i], errs[i] = s.Apply(ctx, b)
-			continue
-		}
-		results[i], errs[i] = s.result(b, reply, err)
+	results, errs := runCalls(ctx, s.rdb, calls)
+	flatResults := make([]Result, len(batches))
+	flatErrs := make([]error, len(batches))
+	for i := range batches {
+		flatResults[i], flatErrs[i] = results[i][0], errs[i][0]
 	}
-	return results, errs
+	return flatResults, flatErrs
 }
 
-// stepArgs are the keys and arguments of b's step (see stepScript).
-func (s *Steps) stepArgs(b Batch) (keys []string, args []any) {
-	argc := 5
-	for _, it := range b.Items {
-		argc += 5 + len(it.Args)
-	}
-	args = make([]any, 0, argc)
-	caught := ""
-	if b.CaughtUp {
-		caught = "1"
-	}
-	args = append(args, s.layout.Prefix(b.Generation, b.Partition), b.Epoch, caught, len(b.Items), b.Topic)
-	for _, it := range b.Items {
-		args = append(args, it.Offset, it.Stream, it.ID, it.Version, len(it.Args))
-		for _, a := range it.Args {
-			args = append(args, a)
-		}
-	}
-	return []string{s.layout.Position(b.Generation, b.Partition)}, args
+// call is b's step as a call of its own.
+func (s *Steps) call(b Batch) *stepCall {
+	return newStepCall(s.step, []Lane{{Steps: s, Batch: b}}, []int{0}, []span{{0, len(b.Items)}}, b.Items)
 }
 
-// result reads the reply of b's step.
-func (s *Steps) result(b Batch, reply []any, err error) (Result, error) {
-	if err != nil {
-		return Result{}, fmt.Errorf("apply %d events to %s partition %d: %w", len(b.Items), s.layout.Name(), b.Partition, err)
-	}
-	return parseStepReply(reply)
-}
-
+// parseStepReply reads one lane's reply (see stepScript).
 func parseStepReply(reply []any) (Result, error) {
 	kind, _ := reply[0].(string)
 	if kind == "fenced" {
@@ -362,6 +363,12 @@ func parseStepReply(reply []any) (Result, error) {
 		applied, _ := reply[3].(int64)
 		res.Gap = &Gap{Index: int(idx) - 1, Applied: applied}
 		return res, nil
+	case "failed":
+		if len(reply) != 3 {
+			return Result{}, fmt.Errorf("unexpected step reply %v", reply)
+		}
+		msg, _ := reply[2].(string)
+		return Result{}, errors.New(msg)
 	}
 	return Result{}, fmt.Errorf("unexpected step reply %v", reply)
 }
