@@ -78,52 +78,79 @@ func BenchmarkStepRedisCPU(b *testing.B) {
 					names[i] = p.Name()
 				}
 				name := fmt.Sprintf("per-step=%d/%s/%s", perStep, form.name, strings.Join(names, "+"))
+				fusions := []bool{false}
 				if len(set) > 1 {
 					name = fmt.Sprintf("per-step=%d/%s/all", perStep, form.name)
+					fusions = []bool{false, true}
 				}
-				b.Run(name, func(b *testing.B) {
-					for range b.N {
-						run++
-						root := fmt.Sprintf("%s:r%d", prefix, run)
-						steps := make([]*readmodels.Steps, len(set))
-						batches := make([][][]readmodels.Batch, len(set)) // projection → pipeline → its steps
-						for i, p := range set {
-							p = form.wrap(p)
-							steps[i] = readmodels.NewSteps(rdb, readmodels.NewLayout(root, p.Name()), p)
-							batches[i] = stepBatches(b, p, history, topic, partitions, perStep)
-							for part := range int32(partitions) {
-								if _, err := steps[i].Claim(ctx, 1, topic, part, "owner", false); err != nil {
-									b.Fatal(err)
-								}
-							}
-						}
-						if err := rdb.ConfigResetStat(ctx).Err(); err != nil {
-							b.Fatal(err)
-						}
-						before := redisCPU(b, rdb)
-						started := time.Now()
-						for k := range batches[0] {
-							for i := range set {
-								_, errs := steps[i].ApplyAll(ctx, batches[i][k])
-								for _, err := range errs {
-									if err != nil {
+				for _, fuse := range fusions {
+					name := name
+					if fuse {
+						name += "-fused"
+					}
+					b.Run(name, func(b *testing.B) {
+						for range b.N {
+							run++
+							root := fmt.Sprintf("%s:r%d", prefix, run)
+							steps := make([]*readmodels.Steps, len(set))
+							batches := make([][][]readmodels.Batch, len(set)) // projection → pipeline → its steps
+							for i, p := range set {
+								p = form.wrap(p)
+								steps[i] = readmodels.NewSteps(rdb, readmodels.NewLayout(root, p.Name()), p)
+								batches[i] = stepBatches(b, p, history, topic, partitions, perStep)
+								for part := range int32(partitions) {
+									if _, err := steps[i].Claim(ctx, 1, topic, part, "owner", false); err != nil {
 										b.Fatal(err)
 									}
 								}
 							}
-						}
-						wall := time.Since(started)
-						used := redisCPU(b, rdb) - before
-						b.ReportMetric(used.Seconds()*1e6/events, "redis-µs/event")
-						b.ReportMetric(events/wall.Seconds(), "events/s")
-						if form.name == "full" {
-							for cmd, usec := range commandUsec(b, rdb) {
-								b.ReportMetric(usec/events, cmd+"-µs/event")
+							if err := rdb.ConfigResetStat(ctx).Err(); err != nil {
+								b.Fatal(err)
 							}
+							before := redisCPU(b, rdb)
+							started := time.Now()
+							fused := readmodels.NewFused()
+							for k := range batches[0] {
+								if fuse {
+									// One call per partition for all projections.
+									groups := make([][]readmodels.Lane, len(batches[0][k]))
+									for g := range groups {
+										for i := range set {
+											groups[g] = append(groups[g], readmodels.Lane{Steps: steps[i], Batch: batches[i][k][g]})
+										}
+									}
+									_, errs := fused.ApplyAll(ctx, groups)
+									for _, errs := range errs {
+										for _, err := range errs {
+											if err != nil {
+												b.Fatal(err)
+											}
+										}
+									}
+									continue
+								}
+								for i := range set {
+									_, errs := steps[i].ApplyAll(ctx, batches[i][k])
+									for _, err := range errs {
+										if err != nil {
+											b.Fatal(err)
+										}
+									}
+								}
+							}
+							wall := time.Since(started)
+							used := redisCPU(b, rdb) - before
+							b.ReportMetric(used.Seconds()*1e6/events, "redis-µs/event")
+							b.ReportMetric(events/wall.Seconds(), "events/s")
+							if form.name == "full" {
+								for cmd, usec := range commandUsec(b, rdb) {
+									b.ReportMetric(usec/events, cmd+"-µs/event")
+								}
+							}
+							testenv.DeleteRedisKeys(ctx, rdb, root)
 						}
-						testenv.DeleteRedisKeys(ctx, rdb, root)
-					}
-				})
+					})
+				}
 			}
 		}
 	}

@@ -2,58 +2,88 @@ package projector
 
 import (
 	"context"
+	"slices"
+	"time"
 
 	"github.com/tributary-es/tributary/internal/readmodels"
 )
 
-// applier sends the atomic steps of one runner's partitions to Redis
-// together: a worker hands its batch over and waits, and the steps handed
-// over while a round trip is in flight go out together in the next one, as
-// one pipeline. Under a steady load, where each partition's batch holds a
-// few events, this spares Redis a round trip (its system calls and its
-// share of the script call) per partition: steps of 2 events cost Redis
-// ~25 µs an event one round trip each, ~12 µs sixteen to a pipeline. Every
-// step stays its own script call: atomic with its own partition's position,
-// fenced by its own epoch, failing on its own.
+// applier sends the atomic steps of one runner's workers to Redis together:
+// a worker hands its step over and waits, and the steps handed over while a
+// round trip is in flight go out together in the next one, as one pipeline.
+// Under a steady load, where each partition's batch holds a few events,
+// this spares Redis a round trip (its system calls and its share of the
+// script call) per partition: steps of 2 events cost Redis ~25 µs an event
+// one round trip each, ~12 µs sixteen to a pipeline.
 //
-// One round trip is in flight at a time, of up to maxEvents events. A step
+// On a single Redis server the steps of one partition's lanes (the
+// projections fed from its topic) are handed over together, as a round
+// (see feed.submit), and go as one script call: the call, the events'
+// shared fields and the reply once for all lanes (readmodels.Fused). Every
+// lane's step stays its own: atomic with its own position, fenced by its
+// own epoch, failing on its own. On a Redis Cluster each lane's step is a
+// call of its own (each projection's partition is a hash slot of its own).
+//
+// One round trip is in flight at a time, of up to maxEvents events. A round
 // of alone events or more (catching up on a backlog) gains nothing from
 // company and goes on its own round trip at once, so that Redis always has
 // the next full batch queued while the workers prepare more.
 type applier struct {
-	steps     *readmodels.Steps
+	fused     *readmodels.Fused
 	alone     int
 	maxEvents int
-	reqs      chan *applyRequest
+	reqs      chan *applyRound
 	done      chan struct{}
 }
 
-// applyRequest is one worker's step, and then its outcome.
+// applyRequest is one lane's step, and then its outcome.
 type applyRequest struct {
 	ctx   context.Context
-	batch readmodels.Batch
+	lane  readmodels.Lane
+	order int // the lane's place in the runner: a round's calls list lanes in it, for one script per set
 	res   readmodels.Result
 	err   error
-	ready chan struct{} // closed once res and err are set
+}
+
+// applyRound is the steps of one partition's lanes handed over together,
+// sent as one call.
+type applyRound struct {
+	reqs []*applyRequest
+	// closed is closed when no more steps join the round.
+	closed chan struct{}
+	// ready is closed once every request's res and err are set.
+	ready chan struct{}
+}
+
+func newApplyRound() *applyRound {
+	return &applyRound{closed: make(chan struct{}), ready: make(chan struct{})}
+}
+
+// events is the size of the round's largest step.
+func (r *applyRound) events() int {
+	n := 0
+	for _, req := range r.reqs {
+		n = max(n, len(req.lane.Batch.Items))
+	}
+	return n
 }
 
 // newApplier starts an applier of steps; close stops it.
-func newApplier(steps *readmodels.Steps, alone, maxEvents int) *applier {
-	a := &applier{steps: steps, alone: alone, maxEvents: maxEvents, reqs: make(chan *applyRequest, 64), done: make(chan struct{})}
+func newApplier(fused *readmodels.Fused, alone, maxEvents int) *applier {
+	a := &applier{fused: fused, alone: alone, maxEvents: maxEvents, reqs: make(chan *applyRound, 64), done: make(chan struct{})}
 	go a.send()
 	return a
 }
 
-// apply runs b's step, in a round trip shared with other partitions' steps
-// unless it is large, and returns what it did.
-func (a *applier) apply(ctx context.Context, b readmodels.Batch) (readmodels.Result, error) {
-	if len(b.Items) >= a.alone {
-		return a.steps.Apply(ctx, b)
+// apply runs a round's steps, in a round trip shared with other partitions'
+// rounds unless it is large, and returns once each request has its outcome.
+func (a *applier) apply(round *applyRound) {
+	if round.events() >= a.alone {
+		a.run([]*applyRound{round})
+		return
 	}
-	req := &applyRequest{ctx: ctx, batch: b, ready: make(chan struct{})}
-	a.reqs <- req
-	<-req.ready
-	return req.res, req.err
+	a.reqs <- round
+	<-round.ready
 }
 
 // close stops the applier. No worker may apply any more.
@@ -65,35 +95,134 @@ func (a *applier) close() {
 // send runs round trips until the applier is closed.
 func (a *applier) send() {
 	defer close(a.done)
-	var pending []*applyRequest
-	var batches []readmodels.Batch
-	for req := range a.reqs {
-		pending = append(pending[:0], req)
-		events := len(req.batch.Items)
+	var pending []*applyRound
+	for round := range a.reqs {
+		pending = append(pending[:0], round)
+		events := round.events()
 	collect:
 		for events < a.maxEvents {
 			select {
-			case req, ok := <-a.reqs:
+			case round, ok := <-a.reqs:
 				if !ok {
 					break collect
 				}
-				pending = append(pending, req)
-				events += len(req.batch.Items)
+				pending = append(pending, round)
+				events += round.events()
 			default:
 				break collect
 			}
 		}
-		batches = batches[:0]
-		for _, r := range pending {
-			batches = append(batches, r.batch)
-		}
-		// The first step's context carries its write span: the pipeline's
-		// Redis span (when Redis is traced) is its child.
-		results, errs := a.steps.ApplyAll(pending[0].ctx, batches)
-		for i, r := range pending {
-			r.res, r.err = results[i], errs[i]
-			close(r.ready)
-		}
+		a.run(pending)
 		clear(pending)
+	}
+}
+
+// run sends the rounds in one round trip and hands out the outcomes.
+func (a *applier) run(rounds []*applyRound) {
+	groups := make([][]readmodels.Lane, len(rounds))
+	for i, round := range rounds {
+		slices.SortFunc(round.reqs, func(a, b *applyRequest) int { return a.order - b.order })
+		groups[i] = make([]readmodels.Lane, len(round.reqs))
+		for k, req := range round.reqs {
+			groups[i][k] = req.lane
+		}
+	}
+	// The first step's context carries its write span: the pipeline's
+	// Redis span (when Redis is traced) is its child.
+	results, errs := a.fused.ApplyAll(rounds[0].reqs[0].ctx, groups)
+	for i, round := range rounds {
+		for k, req := range round.reqs {
+			req.res, req.err = results[i][k], errs[i][k]
+		}
+		close(round.ready)
+	}
+}
+
+// rendezvousWait bounds how long a step handed over waits for its
+// partition's other busy lanes to hand theirs over: they have the same
+// records and are preparing them (microseconds for a few events, a few
+// milliseconds for a batch of hundreds on a loaded machine); the bound
+// only keeps one held up by something unforeseen from holding the others.
+const rendezvousWait = 20 * time.Millisecond
+
+// submit hands w's step over and returns its outcome. When the runner
+// fuses, the step waits in the partition's open round until every lane of
+// the partition that has records to apply and is not sleeping (a backoff, a
+// fencing, parking on the dead-letter topic) has handed its step over too,
+// or for rendezvousWait; the round's first step then sends it.
+func (f *feed) submit(ctx context.Context, w *worker, b readmodels.Batch) (readmodels.Result, error) {
+	req := &applyRequest{ctx: ctx, lane: readmodels.Lane{Steps: w.l.p.steps, Batch: b}, order: slices.Index(f.r.lanes, w.l)}
+	if !f.r.fuse {
+		round := newApplyRound()
+		round.reqs = []*applyRequest{req}
+		f.r.applier.apply(round)
+		return req.res, req.err
+	}
+	f.rmu.Lock()
+	f.markBusy(w, true)
+	round := f.open
+	leader := round == nil
+	if leader {
+		round = newApplyRound()
+		f.open = round
+	}
+	round.reqs = append(round.reqs, req)
+	f.closeRoundIfComplete()
+	f.rmu.Unlock()
+	if !leader {
+		<-round.ready
+		return req.res, req.err
+	}
+	select {
+	case <-round.closed:
+	default:
+		timer := time.NewTimer(rendezvousWait)
+		select {
+		case <-round.closed:
+		case <-timer.C:
+			f.rmu.Lock()
+			if f.open == round {
+				f.open = nil
+				close(round.closed)
+			}
+			f.rmu.Unlock()
+		}
+		timer.Stop()
+	}
+	f.r.applier.apply(round)
+	return req.res, req.err
+}
+
+// setBusy says whether w has records to apply and is not sleeping: the
+// partition's open round waits for the steps of its busy workers only.
+func (f *feed) setBusy(w *worker, busy bool) {
+	if !f.r.fuse {
+		return
+	}
+	f.rmu.Lock()
+	defer f.rmu.Unlock()
+	f.markBusy(w, busy)
+	f.closeRoundIfComplete()
+}
+
+// markBusy sets w's busy mark; f.rmu is held.
+func (f *feed) markBusy(w *worker, busy bool) {
+	if w.busy == busy {
+		return
+	}
+	w.busy = busy
+	if busy {
+		f.busy++
+	} else {
+		f.busy--
+	}
+}
+
+// closeRoundIfComplete closes the open round once every busy worker has
+// handed its step over; f.rmu is held.
+func (f *feed) closeRoundIfComplete() {
+	if f.open != nil && len(f.open.reqs) >= f.busy {
+		close(f.open.closed)
+		f.open = nil
 	}
 }

@@ -82,6 +82,14 @@ func TestOneConsumerFeedsEveryProjectionToTheFold(t *testing.T) {
 		}
 	}
 
+	// On one Redis server the three lanes of a partition go to Redis as
+	// one step call: most lane steps were in calls of all three.
+	calls, lanes, fused := stepLanes(t, reg)
+	t.Logf("%d step calls of %d lane steps, %d of them in calls of all three lanes", calls, lanes, fused)
+	if fused < lanes*2/3 {
+		t.Fatalf("%d of %d lane steps went in calls of all three lanes; want most of them fused", fused, lanes)
+	}
+
 	adm := kadm.NewClient(e.client)
 	listed, err := adm.ListGroups(ctx)
 	if err != nil {
@@ -479,4 +487,33 @@ func TestAFencedOutProjectionStepsAsideWithoutHoldingBackTheOthersThenClaimsAgai
 			t.Fatalf("%s applied %d events and met %d duplicates; %d were produced once each", name, a, d, len(h.events))
 		}
 	}
+}
+
+// stepLanes reads tributary_projection_step_lanes: how many step calls went
+// to Redis, how many lane steps they held, and how many of those were in
+// calls of 3 lanes or more.
+func stepLanes(t testing.TB, reg prometheus.Gatherer) (calls, lanes, inCallsOf3 int) {
+	t.Helper()
+	families, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range families {
+		if f.GetName() != "tributary_projection_step_lanes" {
+			continue
+		}
+		h := f.GetMetric()[0].GetHistogram()
+		calls, lanes = int(h.GetSampleCount()), int(h.GetSampleSum())
+		below3 := 0 // lane steps in calls of 1 or 2 lanes
+		var prev uint64
+		for _, b := range h.GetBucket() {
+			if b.GetUpperBound() <= 2 {
+				below3 += int(b.GetCumulativeCount()-prev) * int(b.GetUpperBound())
+				prev = b.GetCumulativeCount()
+			}
+		}
+		return calls, lanes, lanes - below3
+	}
+	t.Fatal("no tributary_projection_step_lanes")
+	return 0, 0, 0
 }

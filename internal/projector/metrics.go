@@ -16,6 +16,7 @@ type Metrics struct {
 	lagSeconds  *prometheus.GaugeVec     // projection, consumergroup, topic, partition
 	active      *prometheus.GaugeVec     // projection: the generation readers use
 	target      *prometheus.GaugeVec     // projection: the generation being written
+	stepLanes   prometheus.Histogram     // lanes of one step call
 }
 
 // Outcomes of an event, the "outcome" label of tributary_projection_events_total.
@@ -58,7 +59,12 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "tributary_projection_target_generation",
 			Help: "The generation of the projection being written; above the active one while a rebuild runs.",
 		}, []string{"projection"}),
+		stepLanes: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "tributary_projection_step_lanes",
+			Help:    "Lanes (projections, generations) of one partition applied in one Redis step call: above 1 when fused (a single Redis server).",
+			Buckets: []float64{1, 2, 3, 4, 6, 8},
+		}),
 	}
-	reg.MustRegister(m.events, m.apply, m.deadLetters, m.lagEvents, m.lagSeconds, m.active, m.target)
+	reg.MustRegister(m.events, m.apply, m.deadLetters, m.lagEvents, m.lagSeconds, m.active, m.target, m.stepLanes)
 	return m
 }

@@ -40,6 +40,13 @@ type runner struct {
 	// call assigned) before kgo.NewClient has returned.
 	clSet chan struct{}
 
+	// applier sends every lane's steps to Redis, those of several
+	// partitions in one round trip; fuse says that the lanes of a partition
+	// hand their steps over together, to go as one call (a single Redis
+	// server: readmodels.Fusable).
+	applier *applier
+	fuse    bool
+
 	mu    sync.Mutex
 	feeds map[topicPartition]*feed
 
@@ -53,9 +60,6 @@ type lane struct {
 	p      *Projector
 	gen    int64
 	served atomic.Bool // readers use this generation: a missing position is a loss
-	// applier sends the lane's workers' steps to Redis, those of several
-	// partitions in one round trip.
-	applier *applier
 }
 
 func (l *lane) consumes(topic string) bool { return slices.Contains(l.p.topics, topic) }
@@ -89,6 +93,11 @@ type feed struct {
 	mu     sync.Mutex
 	full   int  // workers whose queue is above the limit
 	closed bool // the workers are stopped: no more pauses
+
+	// The rendezvous of the workers' steps (see submit).
+	rmu  sync.Mutex
+	open *applyRound // steps handed over, waiting for the other busy workers'
+	busy int         // workers with records to apply, not sleeping
 }
 
 // pause counts a worker whose queue filled up; the first pauses fetching.
@@ -161,7 +170,7 @@ func startRunner(ctx context.Context, group string, gens map[*Projector]int64, s
 		if !ok {
 			continue
 		}
-		l := &lane{p: p, gen: gen, applier: newApplier(p.steps, applyAlone, p.cfg.BatchSize)}
+		l := &lane{p: p, gen: gen}
 		l.served.Store(served[p])
 		r.lanes = append(r.lanes, l)
 		for _, t := range p.topics {
@@ -172,6 +181,13 @@ func startRunner(ctx context.Context, group string, gens map[*Projector]int64, s
 	}
 	first := r.lanes[0].p
 	r.cfg, r.kprom = first.cfg, first.deps.KafkaMetrics
+	r.fuse = len(r.lanes) > 1 && readmodels.Fusable(first.deps.Redis)
+	for _, l := range r.lanes {
+		r.fuse = r.fuse && l.p.deps.Redis == first.deps.Redis
+	}
+	fused := readmodels.NewFused()
+	fused.OnCall = func(lanes int) { first.deps.Metrics.stepLanes.Observe(float64(lanes)) }
+	r.applier = newApplier(fused, applyAlone, first.cfg.BatchSize*len(r.lanes))
 	r.log = first.deps.Logger.With("consumergroup", group)
 	h := &runnerHandle{r: r, cancel: cancel, done: make(chan struct{})}
 	go func() {
@@ -206,11 +222,7 @@ func (r *runner) run(ctx context.Context) error {
 		opts = append(opts, kafka.ClientMetrics(r.kprom, prometheus.Labels{"consumergroup": r.group}))
 	}
 	// After every worker stopped: below, or by the revocations of cl.Close.
-	defer func() {
-		for _, l := range r.lanes {
-			l.applier.close()
-		}
-	}()
+	defer r.applier.close()
 	cl, err := kgo.NewClient(opts...)
 	if err != nil {
 		return err

@@ -49,6 +49,8 @@ type worker struct {
 	// parked holds the streams with an event on the dead-letter topic:
 	// their later events are parked behind it, in order.
 	parked map[string]bool
+
+	busy bool // has records to apply and is not sleeping; guarded by f.rmu
 }
 
 func newWorker(r *runner, l *lane, f *feed, topic string, partition int32, token string, next int64) *worker {
@@ -87,6 +89,7 @@ func (w *worker) push(recs []*fetched, highWatermark int64) {
 		w.paused = true
 	}
 	w.mu.Unlock()
+	w.f.setBusy(w, true)
 	if pause {
 		w.f.pause()
 	}
@@ -121,6 +124,7 @@ func (w *worker) take() (batch []*fetched, stop bool) {
 			return batch, false
 		}
 		w.mu.Unlock()
+		w.f.setBusy(w, false)
 		<-w.wake
 	}
 }
@@ -145,6 +149,7 @@ func (w *worker) stop() {
 // partition's pausing: a worker fenced out by another owner must not hold
 // back the other projections of the partition until the rebalance comes.
 func (w *worker) retire() {
+	w.f.setBusy(w, false)
 	w.mu.Lock()
 	w.stopping = true
 	w.queue = nil
@@ -367,12 +372,16 @@ func (w *worker) apply(ctx context.Context, b readmodels.Batch) (readmodels.Resu
 	p := w.l.p
 	for attempt := 1; ; attempt++ {
 		if h := p.hooks.BeforeApply; h != nil {
-			if err := h(ctx, b); err != nil {
+			// A test holding one lane here must not hold its siblings.
+			w.f.setBusy(w, false)
+			err := h(ctx, b)
+			w.f.setBusy(w, true)
+			if err != nil {
 				return readmodels.Result{}, err
 			}
 		}
 		began := time.Now()
-		res, err := w.l.applier.apply(ctx, b)
+		res, err := w.f.submit(ctx, w, b)
 		if err == nil || errors.Is(err, readmodels.ErrFenced) {
 			p.deps.Metrics.apply.WithLabelValues(p.proj.Name()).Observe(time.Since(began).Seconds())
 			return res, err
@@ -391,6 +400,9 @@ func (w *worker) pause(attempt int) error {
 
 // sleep waits d, or returns errStopping.
 func (w *worker) sleep(d time.Duration) error {
+	// Siblings handing their steps over do not wait for a sleeping worker.
+	w.f.setBusy(w, false)
+	defer w.f.setBusy(w, true)
 	deadline := time.Now().Add(d)
 	for time.Now().Before(deadline) {
 		if w.isStopping() {
@@ -406,6 +418,9 @@ func (w *worker) sleep(d time.Duration) error {
 func (w *worker) park(ctx context.Context, rec *kgo.Record, reason string, attempts int) error {
 	p := w.l.p
 	dl := deadLetter(rec, p.dlq, p.proj.Name(), w.r.group, reason, attempts)
+	// Siblings handing their steps over do not wait for Kafka's answer.
+	w.f.setBusy(w, false)
+	defer w.f.setBusy(w, true)
 	for attempt := 1; ; attempt++ {
 		pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		err := w.r.cl.ProduceSync(pctx, dl).FirstErr()

@@ -31,17 +31,19 @@ func Fusable(rdb redis.UniversalClient) bool {
 // check and position per lane as before, but the script call, the events'
 // shared fields (offset, stream, id, version) and the reply once for all
 // lanes. Each lane stays its own step (see stepScript): fenced, stopped at
-// a gap or failing on its own. Only for a Fusable client.
+// a gap or failing on its own. Lanes fuse only on one Fusable client; on
+// any other each goes as a call of its own.
 type Fused struct {
-	rdb redis.UniversalClient
+	// OnCall, if set, is told how many lanes each call it sends holds.
+	OnCall func(lanes int)
 
 	mu      sync.Mutex
 	scripts map[string]*redis.Script // by the lanes' projections' own steps, in order
 }
 
-// NewFused returns a runner of fused steps on rdb, which must be Fusable.
-func NewFused(rdb redis.UniversalClient) *Fused {
-	return &Fused{rdb: rdb, scripts: make(map[string]*redis.Script)}
+// NewFused returns a runner of fused steps.
+func NewFused() *Fused {
+	return &Fused{scripts: make(map[string]*redis.Script)}
 }
 
 // ApplyAll runs each group of lanes — batches of one topic's partition,
@@ -73,7 +75,12 @@ func (f *Fused) ApplyAll(ctx context.Context, groups [][]Lane) ([][]Result, [][]
 			which = append(which, []int{l})
 		}
 	}
-	callResults, callErrs := runCalls(ctx, f.rdb, calls)
+	if f.OnCall != nil {
+		for _, c := range calls {
+			f.OnCall(len(c.lanes))
+		}
+	}
+	callResults, callErrs := runCalls(ctx, calls)
 	results := make([][]Result, len(groups))
 	errs := make([][]error, len(groups))
 	for g, lanes := range groups {
@@ -106,10 +113,11 @@ func fusable(lanes []Lane) (together, alone []int) {
 		}
 		return together, nil
 	}
-	first := lanes[0].Batch
+	first := lanes[0]
 	var candidates []int
 	for l, lane := range lanes {
-		if lane.Batch.Topic != first.Topic || lane.Batch.Partition != first.Partition {
+		if lane.Batch.Topic != first.Batch.Topic || lane.Batch.Partition != first.Batch.Partition ||
+			lane.Steps.rdb != first.Steps.rdb || !Fusable(lane.Steps.rdb) {
 			alone = append(alone, l)
 		} else {
 			candidates = append(candidates, l)
@@ -217,6 +225,7 @@ func (f *Fused) script(steps []*Steps) *redis.Script {
 
 // stepCall is one call of the step script: its lanes, keys and arguments.
 type stepCall struct {
+	rdb    redis.UniversalClient // the lanes' Redis
 	script *redis.Script
 	lanes  []Lane
 	keys   []string
@@ -232,7 +241,7 @@ func newStepCall(script *redis.Script, lanes []Lane, fn []int, spans []span, eve
 			argc += 1 + len(it.Args)
 		}
 	}
-	c := &stepCall{script: script, lanes: lanes, keys: make([]string, len(lanes)), args: make([]any, 0, argc)}
+	c := &stepCall{rdb: lanes[0].Steps.rdb, script: script, lanes: lanes, keys: make([]string, len(lanes)), args: make([]any, 0, argc)}
 	c.args = append(c.args, lanes[0].Batch.Topic, len(lanes), len(events))
 	for k, l := range lanes {
 		b := l.Batch
@@ -262,16 +271,23 @@ func newStepCall(script *redis.Script, lanes []Lane, fn []int, spans []span, eve
 }
 
 // runCalls runs the calls in one round trip (a pipeline when there are
-// several) and returns each lane's result and error, per call.
-func runCalls(ctx context.Context, rdb redis.UniversalClient, calls []*stepCall) ([][]Result, [][]error) {
+// several on one client; each alone when they are not) and returns each
+// lane's result and error, per call.
+func runCalls(ctx context.Context, calls []*stepCall) ([][]Result, [][]error) {
 	results := make([][]Result, len(calls))
 	errs := make([][]error, len(calls))
-	if len(calls) == 1 {
-		c := calls[0]
-		reply, err := c.script.Run(ctx, rdb, c.keys, c.args...).Slice()
-		results[0], errs[0] = c.read(reply, err)
+	oneClient := true
+	for _, c := range calls {
+		oneClient = oneClient && c.rdb == calls[0].rdb
+	}
+	if len(calls) == 1 || !oneClient {
+		for i, c := range calls {
+			reply, err := c.script.Run(ctx, c.rdb, c.keys, c.args...).Slice()
+			results[i], errs[i] = c.read(reply, err)
+		}
 		return results, errs
 	}
+	rdb := calls[0].rdb
 	pipe := rdb.Pipeline()
 	cmds := make([]*redis.Cmd, len(calls))
 	for i, c := range calls {

@@ -95,7 +95,7 @@ func TestFusedCallEqualsEachLanesStepInTurn(t *testing.T) {
 	ctx := context.Background()
 	names := []string{"alpha", "beta", "gamma"}
 	fusedW, aloneW := newFusedWorld(t, names), newFusedWorld(t, names)
-	fused := NewFused(fusedW.rdb)
+	fused := NewFused()
 	rng := rand.New(rand.NewPCG(16, 7))
 	const partition = 3
 
@@ -260,7 +260,7 @@ func TestLanesThatDoNotFitGoAlone(t *testing.T) {
 	if together, _ := fusable(hole); len(together) > 1 {
 		t.Fatalf("lanes with a hole fused: %v", together)
 	}
-	results, errs := NewFused(w.rdb).ApplyAll(ctx, [][]Lane{lanes})
+	results, errs := NewFused().ApplyAll(ctx, [][]Lane{lanes})
 	for k, want := range []string{"aa", "a", "aa", "aa"} {
 		if errs[0][k] != nil || string(results[0][k].Outcomes) != want {
 			t.Fatalf("lane %d: %q %v, want %q", k, results[0][k].Outcomes, errs[0][k], want)

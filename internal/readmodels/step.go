@@ -313,7 +313,7 @@ func (s *Steps) MarkCaughtUp(ctx context.Context, gen int64, topic string, parti
 // Apply runs the step over b: one round trip, one atomic change of the read
 // model and its position.
 func (s *Steps) Apply(ctx context.Context, b Batch) (Result, error) {
-	results, errs := runCalls(ctx, s.rdb, []*stepCall{s.call(b)})
+	results, errs := runCalls(ctx, []*stepCall{s.call(b)})
 	return results[0][0], errs[0][0]
 }
 
@@ -327,7 +327,7 @@ func (s *Steps) ApplyAll(ctx context.Context, batches []Batch) ([]Result, []erro
 	for i, b := range batches {
 		calls[i] = s.call(b)
 	}
-	results, errs := runCalls(ctx, s.rdb, calls)
+	results, errs := runCalls(ctx, calls)
 	flatResults := make([]Result, len(batches))
 	flatErrs := make([]error, len(batches))
 	for i := range batches {
