@@ -3,6 +3,7 @@ package projector
 import (
 	"context"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/tributary-es/tributary/internal/readmodels"
@@ -24,16 +25,18 @@ import (
 // own epoch, failing on its own. On a Redis Cluster each lane's step is a
 // call of its own (each projection's partition is a hash slot of its own).
 //
-// One round trip is in flight at a time, of up to maxEvents events. A round
-// of alone events or more (catching up on a backlog) gains nothing from
-// company and goes on its own round trip at once, so that Redis always has
-// the next full batch queued while the workers prepare more.
+// Up to senders round trips are in flight at a time (one per lane, as when
+// each lane had its own), each of up to maxEvents events, so that Redis has
+// the next pipeline while the last one's replies are read. A round of alone
+// events or more (catching up on a backlog) gains nothing from company and
+// goes on its own round trip at once, so that Redis always has the next
+// full batch queued while the workers prepare more.
 type applier struct {
 	fused     *readmodels.Fused
 	alone     int
 	maxEvents int
 	reqs      chan *applyRound
-	done      chan struct{}
+	done      sync.WaitGroup
 }
 
 // applyRequest is one lane's step, and then its outcome.
@@ -68,10 +71,13 @@ func (r *applyRound) events() int {
 	return n
 }
 
-// newApplier starts an applier of steps; close stops it.
-func newApplier(fused *readmodels.Fused, alone, maxEvents int) *applier {
-	a := &applier{fused: fused, alone: alone, maxEvents: maxEvents, reqs: make(chan *applyRound, 64), done: make(chan struct{})}
-	go a.send()
+// newApplier starts an applier of steps with senders round trips in
+// flight at most; close stops it.
+func newApplier(fused *readmodels.Fused, senders, alone, maxEvents int) *applier {
+	a := &applier{fused: fused, alone: alone, maxEvents: maxEvents, reqs: make(chan *applyRound, 64)}
+	for range max(senders, 1) {
+		a.done.Go(a.send)
+	}
 	return a
 }
 
@@ -89,12 +95,11 @@ func (a *applier) apply(round *applyRound) {
 // close stops the applier. No worker may apply any more.
 func (a *applier) close() {
 	close(a.reqs)
-	<-a.done
+	a.done.Wait()
 }
 
 // send runs round trips until the applier is closed.
 func (a *applier) send() {
-	defer close(a.done)
 	var pending []*applyRound
 	for round := range a.reqs {
 		pending = append(pending[:0], round)

@@ -187,7 +187,7 @@ func startRunner(ctx context.Context, group string, gens map[*Projector]int64, s
 	}
 	fused := readmodels.NewFused()
 	fused.OnCall = func(lanes int) { first.deps.Metrics.stepLanes.Observe(float64(lanes)) }
-	r.applier = newApplier(fused, applyAlone, first.cfg.BatchSize*len(r.lanes))
+	r.applier = newApplier(fused, len(r.lanes), applyAlone, first.cfg.BatchSize*len(r.lanes))
 	r.log = first.deps.Logger.With("consumergroup", group)
 	h := &runnerHandle{r: r, cancel: cancel, done: make(chan struct{})}
 	go func() {

@@ -47,14 +47,15 @@ local topic, L, N = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
 local events = 4 + 6 * L -- the first event's offset
 local chunk = 500 -- fields a call, well below Lua's limit on unpack
 local function lane(pos, apply, p, epoch, caught, from, to, i)
-  local start, cur, streams = i, {}, {}
+  local start, cur, streams, ns = i, {}, {}, 0
   for e = from, to do
     local nargs = tonumber(ARGV[i])
     if nargs >= 0 then
       local stream = ARGV[events + 4 * (e - 1) + 1]
       if cur[stream] == nil then
         cur[stream] = 0
-        streams[#streams + 1] = stream
+        ns = ns + 1
+        streams[ns] = stream
       end
     else
       nargs = 0
@@ -67,69 +68,82 @@ local function lane(pos, apply, p, epoch, caught, from, to, i)
     return {'fenced'}, after
   end
   local versions = p .. 'ver'
-  for s = 1, #streams, chunk do
-    local last = math.min(s + chunk - 1, #streams)
+  for s = 1, ns, chunk do
+    local last = math.min(s + chunk - 1, ns)
     local stored = redis.call('HMGET', versions, unpack(streams, s, last))
     for k = s, last do
       cur[streams[k]] = tonumber(stored[k - s + 1]) or 0
     end
   end
-  local changed, order = {}, {}
+  local changed, order, nc = {}, {}, 0
   local function flush()
-    local fields = {}
-    for _, stream in ipairs(order) do
-      fields[#fields + 1] = stream
-      fields[#fields + 1] = cur[stream]
-      if #fields == 2 * chunk then
+    local fields, nf = {}, 0
+    for k = 1, nc do
+      local stream = order[k]
+      fields[nf + 1] = stream
+      fields[nf + 2] = cur[stream]
+      nf = nf + 2
+      if nf == 2 * chunk then
         redis.call('HSET', versions, unpack(fields))
-        fields = {}
+        fields, nf = {}, 0
       end
     end
-    if #fields > 0 then
-      redis.call('HSET', versions, unpack(fields))
+    if nf > 0 then
+      redis.call('HSET', versions, unpack(fields, 1, nf))
     end
   end
-  local out = {}
-  local nextOffset = nil
-  i = start
-  for e = from, to do
-    local j = events + 4 * (e - 1)
-    local nargs = tonumber(ARGV[i])
-    local first = i + 1
-    if nargs < 0 then
-      out[#out + 1] = 's'
-      i = first
-    else
-      i = first + nargs
-      local stream, ver = ARGV[j + 1], tonumber(ARGV[j + 3])
-      local have = cur[stream]
-      if ver <= have then
-        out[#out + 1] = 'd'
-      elseif ver > have + 1 then
-        flush()
-        if nextOffset and not replay then
-          redis.call('HSET', pos, 'next:' .. topic, nextOffset)
-        end
-        return {'gap', table.concat(out), e - from + 1, have}, after
+  -- The events in turn, in one protected call: an error in the
+  -- projection's Lua ends the loop with what it applied before.
+  local out, no = {}, 0
+  local nextOffset, gap = nil, nil
+  local e = from
+  local ok, err = pcall(function()
+    i = start
+    while e <= to do
+      local j = events + 4 * (e - 1)
+      local nargs = tonumber(ARGV[i])
+      local first = i + 1
+      no = no + 1
+      if nargs < 0 then
+        out[no] = 's'
+        i = first
       else
-        if nargs > 0 then
-          local ok, err = pcall(apply, p, ARGV[j + 2], ver, ARGV, first, nargs)
-          if not ok then
-            flush()
-            return {'failed', table.concat(out), tostring(err)}, after
+        i = first + nargs
+        local stream, ver = ARGV[j + 1], tonumber(ARGV[j + 3])
+        local have = cur[stream]
+        if ver <= have then
+          out[no] = 'd'
+        elseif ver > have + 1 then
+          no = no - 1
+          gap = have
+          return
+        else
+          if nargs > 0 then
+            apply(p, ARGV[j + 2], ver, ARGV, first, nargs)
           end
+          cur[stream] = ver
+          if not changed[stream] then
+            changed[stream] = true
+            nc = nc + 1
+            order[nc] = stream
+          end
+          out[no] = 'a'
         end
-        cur[stream] = ver
-        if not changed[stream] then
-          changed[stream] = true
-          order[#order + 1] = stream
-        end
-        out[#out + 1] = 'a'
       end
+      nextOffset = tonumber(ARGV[j]) + 1
+      e = e + 1
     end
-    nextOffset = tonumber(ARGV[j]) + 1
-  end
+  end)
   flush()
+  if not ok then
+    return {'failed', table.concat(out, '', 1, no - 1), tostring(err)}, after
+  end
+  if gap then
+    if nextOffset and not replay then
+      redis.call('HSET', pos, 'next:' .. topic, nextOffset)
+    end
+    return {'gap', table.concat(out, '', 1, no), e - from + 1, gap}, after
+  end
   if not replay then
     local fields = {}
     if nextOffset then
@@ -143,7 +157,7 @@ local function lane(pos, apply, p, epoch, caught, from, to, i)
       redis.call('HSET', pos, unpack(fields))
     end
   end
-  return {'ok', table.concat(out)}, after
+  return {'ok', table.concat(out, '', 1, no)}, after
 end
 local replies = {}
 local section = events + 4 * N
@@ -269,6 +283,9 @@ func NewSteps(rdb redis.UniversalClient, layout Layout, p Projection) *Steps {
 // Lua bodies, in order: applies[k] is the k-th projection's apply.
 func stepSource(luas []string) string {
 	var b strings.Builder
+	// Locals, not globals, for what every event uses: a global is a table
+	// lookup each time.
+	b.WriteString("local redis, ARGV, KEYS, tonumber, tostring, pcall, unpack, table, math = redis, ARGV, KEYS, tonumber, tostring, pcall, unpack, table, math\n")
 	b.WriteString("local applies = {}\n")
 	for k, lua := range luas {
 		fmt.Fprintf(&b, "applies[%d] = function(p, id, ver, a, i, n)\n%s\nend\n", k+1, lua)
