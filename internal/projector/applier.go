@@ -189,6 +189,7 @@ func (f *feed) submit(ctx context.Context, w *worker, b readmodels.Batch) (readm
 			if f.open == round {
 				f.open = nil
 				close(round.closed)
+				f.r.rendezvousTimeouts.Inc()
 			}
 			f.rmu.Unlock()
 		}

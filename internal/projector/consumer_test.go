@@ -517,3 +517,43 @@ func stepLanes(t testing.TB, reg prometheus.Gatherer) (calls, lanes, inCallsOf3 
 	t.Fatal("no tributary_projection_step_lanes")
 	return 0, 0, 0
 }
+
+// A projection held before its step (here by a test hook; in production a
+// backoff, a fencing or parking an event) is not waited for by the other
+// projections of its partitions: their steps go without it at once, not
+// after the rendezvous's bound.
+func TestAHeldProjectionDoesNotHoldBackItsSiblingsSteps(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.cfg.BatchSize = 16 // many steps, each prepared in well under the rendezvous's bound
+	h := generate(100, 2000, 97)
+	gate := make(chan struct{})
+	var gateOnce sync.Once
+	openGate := func() { gateOnce.Do(func() { close(gate) }) }
+	held := projector.Hooks{BeforeApply: func(ctx context.Context, _ readmodels.Batch) error {
+		select {
+		case <-gate:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}}
+	reg := prometheus.NewRegistry()
+	c := e.hookedConsumer(reg, map[string]projector.Hooks{accounts.HistoryName: held}, accounts.SummaryProjection{}, accounts.HistoryProjection{})
+	e.run(c)
+	t.Cleanup(openGate) // before the consumer stops
+	e.produce(h.events)
+	q := accounts.NewQueries(e.rdb, e.prefix)
+	waitFor(t, 60*time.Second, "the summary caught up while the history is held", e.caughtUp(q, h))
+	calls, _, _ := stepLanes(t, reg)
+	timeouts := int(counterSeries(t, reg, "tributary_projection_rendezvous_timeouts_total")[""])
+	t.Logf("%d step calls, %d of them sent after the rendezvous's bound", calls, timeouts)
+	if calls < 50 || timeouts*10 > calls {
+		t.Fatalf("%d of %d step calls waited the rendezvous's full bound for the held history", timeouts, calls)
+	}
+	if n := counted(t, reg, accounts.HistoryName, "applied"); n != 0 {
+		t.Fatalf("the held history applied %d events", n)
+	}
+	openGate()
+	waitFor(t, 60*time.Second, "the history caught up once released", historiesCaughtUp(q, h))
+}

@@ -17,6 +17,8 @@ type Metrics struct {
 	active      *prometheus.GaugeVec     // projection: the generation readers use
 	target      *prometheus.GaugeVec     // projection: the generation being written
 	stepLanes   prometheus.Histogram     // lanes of one step call
+	// rendezvousTimeouts counts rounds sent without a busy lane's step.
+	rendezvousTimeouts prometheus.Counter
 }
 
 // Outcomes of an event, the "outcome" label of tributary_projection_events_total.
@@ -64,7 +66,11 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help:    "Lanes (projections, generations) of one partition applied in one Redis step call: above 1 when fused (a single Redis server).",
 			Buckets: []float64{1, 2, 3, 4, 6, 8},
 		}),
+		rendezvousTimeouts: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "tributary_projection_rendezvous_timeouts_total",
+			Help: "Rounds of a partition's steps sent after waiting the full 20 ms for a projection that had records but did not hand its step over: a steady rate means one projection slows the others.",
+		}),
 	}
-	reg.MustRegister(m.events, m.apply, m.deadLetters, m.lagEvents, m.lagSeconds, m.active, m.target, m.stepLanes)
+	reg.MustRegister(m.events, m.apply, m.deadLetters, m.lagEvents, m.lagSeconds, m.active, m.target, m.stepLanes, m.rendezvousTimeouts)
 	return m
 }

@@ -44,8 +44,9 @@ type runner struct {
 	// partitions in one round trip; fuse says that the lanes of a partition
 	// hand their steps over together, to go as one call (a single Redis
 	// server: readmodels.Fusable).
-	applier *applier
-	fuse    bool
+	applier            *applier
+	fuse               bool
+	rendezvousTimeouts prometheus.Counter
 
 	mu    sync.Mutex
 	feeds map[topicPartition]*feed
@@ -185,6 +186,7 @@ func startRunner(ctx context.Context, group string, gens map[*Projector]int64, s
 	for _, l := range r.lanes {
 		r.fuse = r.fuse && l.p.deps.Redis == first.deps.Redis
 	}
+	r.rendezvousTimeouts = first.deps.Metrics.rendezvousTimeouts
 	fused := readmodels.NewFused()
 	fused.OnCall = func(lanes int) { first.deps.Metrics.stepLanes.Observe(float64(lanes)) }
 	r.applier = newApplier(fused, len(r.lanes), applyAlone, first.cfg.BatchSize*len(r.lanes))

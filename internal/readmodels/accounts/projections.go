@@ -64,10 +64,15 @@ func (SummaryProjection) Lua() string {
 local k = p .. 'summary:' .. id
 local op, t = a[i], a[i + n - 1]
 if op == 'open' then
-  redis.call('HSET', k, 'id', id, 'owner', a[i + 1], 'currency', a[i + 2], 'principal', a[i + 3], 'balance', 0, 'status', 'pending', 'openedAt', t)
-elseif op == 'status' then
-  redis.call('HSET', k, 'status', a[i + 1])
-elseif op == 'delta' then
+  redis.call('HSET', k, 'id', id, 'owner', a[i + 1], 'currency', a[i + 2], 'principal', a[i + 3], 'balance', 0,
+    'status', 'pending', 'openedAt', t, 'version', ver, 'updatedAt', t)
+  return
+end
+if op == 'status' then
+  redis.call('HSET', k, 'status', a[i + 1], 'version', ver, 'updatedAt', t)
+  return
+end
+if op == 'delta' then
   redis.call('HINCRBY', k, 'balance', a[i + 1])
 end
 redis.call('HSET', k, 'version', ver, 'updatedAt', t)
