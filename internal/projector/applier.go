@@ -145,16 +145,16 @@ func (a *applier) run(rounds []*applyRound) {
 
 // rendezvousWait bounds how long a step handed over waits for its
 // partition's other busy lanes to hand theirs over: they have the same
-// records and are preparing them (microseconds for a few events, a few
+// records and are preparing them (microseconds for a few events, tens of
 // milliseconds for a batch of hundreds on a loaded machine); the bound
 // only keeps one held up by something unforeseen from holding the others.
-const rendezvousWait = 20 * time.Millisecond
+const rendezvousWait = 100 * time.Millisecond
 
 // submit hands w's step over and returns its outcome. When the runner
 // fuses, the step waits in the partition's open round until every lane of
-// the partition that has records to apply and is not sleeping (a backoff, a
-// fencing, parking on the dead-letter topic) has handed its step over too,
-// or for rendezvousWait; the round's first step then sends it.
+// the partition that has records to apply and is not away (see setAway)
+// has handed its step over too, or for rendezvousWait; the round's first
+// step then sends it.
 func (f *feed) submit(ctx context.Context, w *worker, b readmodels.Batch) (readmodels.Result, error) {
 	req := &applyRequest{ctx: ctx, lane: readmodels.Lane{Steps: w.l.p.steps, Batch: b}, order: slices.Index(f.r.lanes, w.l)}
 	if !f.r.fuse {
@@ -164,7 +164,8 @@ func (f *feed) submit(ctx context.Context, w *worker, b readmodels.Batch) (readm
 		return req.res, req.err
 	}
 	f.rmu.Lock()
-	f.markBusy(w, true)
+	w.hasWork, w.away = true, false
+	f.recount(w)
 	round := f.open
 	leader := round == nil
 	if leader {
@@ -199,20 +200,35 @@ func (f *feed) submit(ctx context.Context, w *worker, b readmodels.Batch) (readm
 	return req.res, req.err
 }
 
-// setBusy says whether w has records to apply and is not sleeping: the
-// partition's open round waits for the steps of its busy workers only.
-func (f *feed) setBusy(w *worker, busy bool) {
+// setWork says whether w has records to apply (queued or in hand).
+func (f *feed) setWork(w *worker, has bool) {
+	f.mark(w, func() { w.hasWork = has })
+}
+
+// setAway says whether w is away from its records: sleeping (a backoff, a
+// fencing), parking an event on the dead-letter topic, or held by a test
+// hook. The partition's open round waits only for workers with work that
+// are not away: new records queued for an away worker make it no busier.
+func (f *feed) setAway(w *worker, away bool) {
+	f.mark(w, func() { w.away = away })
+}
+
+// mark changes w's state and closes the open round if w was the last busy
+// worker it waited for.
+func (f *feed) mark(w *worker, change func()) {
 	if !f.r.fuse {
 		return
 	}
 	f.rmu.Lock()
 	defer f.rmu.Unlock()
-	f.markBusy(w, busy)
+	change()
+	f.recount(w)
 	f.closeRoundIfComplete()
 }
 
-// markBusy sets w's busy mark; f.rmu is held.
-func (f *feed) markBusy(w *worker, busy bool) {
+// recount counts w as busy when it has work and is not away; f.rmu is held.
+func (f *feed) recount(w *worker) {
+	busy := w.hasWork && !w.away
 	if w.busy == busy {
 		return
 	}

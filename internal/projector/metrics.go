@@ -68,7 +68,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}),
 		rendezvousTimeouts: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "tributary_projection_rendezvous_timeouts_total",
-			Help: "Rounds of a partition's steps sent after waiting the full 20 ms for a projection that had records but did not hand its step over: a steady rate means one projection slows the others.",
+			Help: "Rounds of a partition's steps sent after waiting the full 100 ms (rendezvousWait) for a projection that had records but did not hand its step over: a steady rate means one projection slows the others.",
 		}),
 	}
 	reg.MustRegister(m.events, m.apply, m.deadLetters, m.lagEvents, m.lagSeconds, m.active, m.target, m.stepLanes, m.rendezvousTimeouts)

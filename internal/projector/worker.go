@@ -50,7 +50,8 @@ type worker struct {
 	// their later events are parked behind it, in order.
 	parked map[string]bool
 
-	busy bool // has records to apply and is not sleeping; guarded by f.rmu
+	// The rendezvous's view of the worker (see feed.setAway), guarded by f.rmu.
+	hasWork, away, busy bool
 }
 
 func newWorker(r *runner, l *lane, f *feed, topic string, partition int32, token string, next int64) *worker {
@@ -89,7 +90,7 @@ func (w *worker) push(recs []*fetched, highWatermark int64) {
 		w.paused = true
 	}
 	w.mu.Unlock()
-	w.f.setBusy(w, true)
+	w.f.setWork(w, true)
 	if pause {
 		w.f.pause()
 	}
@@ -124,7 +125,7 @@ func (w *worker) take() (batch []*fetched, stop bool) {
 			return batch, false
 		}
 		w.mu.Unlock()
-		w.f.setBusy(w, false)
+		w.f.setWork(w, false)
 		<-w.wake
 	}
 }
@@ -149,7 +150,7 @@ func (w *worker) stop() {
 // partition's pausing: a worker fenced out by another owner must not hold
 // back the other projections of the partition until the rebalance comes.
 func (w *worker) retire() {
-	w.f.setBusy(w, false)
+	w.f.setWork(w, false)
 	w.mu.Lock()
 	w.stopping = true
 	w.queue = nil
@@ -373,9 +374,9 @@ func (w *worker) apply(ctx context.Context, b readmodels.Batch) (readmodels.Resu
 	for attempt := 1; ; attempt++ {
 		if h := p.hooks.BeforeApply; h != nil {
 			// A test holding one lane here must not hold its siblings.
-			w.f.setBusy(w, false)
+			w.f.setAway(w, true)
 			err := h(ctx, b)
-			w.f.setBusy(w, true)
+			w.f.setAway(w, false)
 			if err != nil {
 				return readmodels.Result{}, err
 			}
@@ -401,8 +402,8 @@ func (w *worker) pause(attempt int) error {
 // sleep waits d, or returns errStopping.
 func (w *worker) sleep(d time.Duration) error {
 	// Siblings handing their steps over do not wait for a sleeping worker.
-	w.f.setBusy(w, false)
-	defer w.f.setBusy(w, true)
+	w.f.setAway(w, true)
+	defer w.f.setAway(w, false)
 	deadline := time.Now().Add(d)
 	for time.Now().Before(deadline) {
 		if w.isStopping() {
@@ -419,8 +420,8 @@ func (w *worker) park(ctx context.Context, rec *kgo.Record, reason string, attem
 	p := w.l.p
 	dl := deadLetter(rec, p.dlq, p.proj.Name(), w.r.group, reason, attempts)
 	// Siblings handing their steps over do not wait for Kafka's answer.
-	w.f.setBusy(w, false)
-	defer w.f.setBusy(w, true)
+	w.f.setAway(w, true)
+	defer w.f.setAway(w, false)
 	for attempt := 1; ; attempt++ {
 		pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		err := w.r.cl.ProduceSync(pctx, dl).FirstErr()
