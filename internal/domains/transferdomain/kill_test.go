@@ -73,6 +73,11 @@ func TestTransfersSurviveAKilledProcessManager(t *testing.T) {
 	rng := rand.New(rand.NewPCG(3, 4))
 	var started []string
 	for round := range 4 {
+		// Ended before this round's manager starts: by the earlier ones,
+		// all dead by now. (Counted after this round's requests, a fast
+		// manager could have ended all of them already, leaving "some by
+		// this manager" nothing to wait for.)
+		byEarlier := ended(t, transferHandler, started)
 		child, managerLog := startManager(t, writerBin, args)
 		for range 150 {
 			from, to := ids[rng.IntN(len(ids))], ids[rng.IntN(len(ids))]
@@ -100,7 +105,6 @@ func TestTransfersSurviveAKilledProcessManager(t *testing.T) {
 			// syncs, so the dead member keeps its share of the partitions
 			// and the last manager never gets them (real Kafka expires it
 			// after the session timeout).
-			byEarlier := ended(t, transferHandler, started)
 			deadline := time.Now().Add(2 * time.Minute)
 			for n := ended(t, transferHandler, started); n < len(started)/3 || n == byEarlier; n = ended(t, transferHandler, started) {
 				if time.Now().After(deadline) {
