@@ -129,10 +129,15 @@ func (HistoryProjection) Name() string { return HistoryName }
 func (HistoryProjection) AggregateTypes() []string { return []string{account.AggregateType} }
 
 // Lua implements readmodels.Projection. The entry is JSON from Go, closed
-// here with the running balance (concatenated, so no float rounding).
+// here with the running balance. HINCRBY's reply is a Lua number, which
+// Lua writes with 14 digits (1e+14) and holds exactly only below 2^53: from
+// 10^14 on, the stored decimal is read back instead.
 func (HistoryProjection) Lua() string {
 	return `
 local balance = redis.call('HINCRBY', p .. 'balance', id, a[i + 1])
+if balance >= 1e14 or balance <= -1e14 then
+  balance = redis.call('HGET', p .. 'balance', id)
+end
 redis.call('ZADD', p .. 'history:' .. id, ver, a[i] .. ',"balanceAfter":' .. balance .. '}')
 if ver == 1 then
   redis.call('HSET', p .. 'owner', id, a[i + 2])

@@ -393,3 +393,56 @@ func TestHistoryEntryIsEntrysJSON(t *testing.T) {
 		}
 	}
 }
+
+// Balances of 10^14 minor units and more (Lua writes such numbers as 1e+14)
+// and beyond 2^53 (a double's exact integers) reach the history's entries
+// and the summary exactly.
+func TestHugeBalancesAreExact(t *testing.T) {
+	rdb, root := testenv.Redis(t)
+	ctx := context.Background()
+	var events []log.Event
+	at := time.Date(2026, 12, 4, 8, 0, 0, 0, time.UTC)
+	add := func(ev account.Event) {
+		payload, err := json.Marshal(ev)
+		if err != nil {
+			t.Fatal(err)
+		}
+		events = append(events, log.Event{
+			ID: uuid.Must(uuid.NewV7()), AggregateType: account.AggregateType, AggregateID: "rich", Version: int64(len(events) + 1),
+			Type: ev.EventType(), SchemaVersion: ev.SchemaVersion(), Payload: payload,
+			RecordedAt: at.Add(time.Duration(len(events)) * time.Second), GlobalPosition: int64(len(events) + 1),
+		})
+	}
+	add(account.AccountOpened{Owner: "Croesus", Currency: "EUR"})
+	add(account.AccountActivated{})
+	want := []int64{0, 0}
+	for _, amount := range []int64{99_999_999_999_999, 1, 8_907_199_254_740_993, 3} {
+		add(account.FundsDeposited{Amount: amount, Currency: "EUR", Source: "mine"})
+		want = append(want, want[len(want)-1]+amount)
+	}
+	add(account.FundsWithdrawn{Amount: 9_007_199_254_740_996 - 99_999_999_999_999, Currency: "EUR", Reason: "ships"})
+	want = append(want, 99_999_999_999_999)
+	if want[5] != 9_007_199_254_740_996 {
+		t.Fatalf("the test's balances are %v", want)
+	}
+	withPrincipals(events)
+	project(t, rdb, root, accounts.HistoryProjection{}, events)
+	project(t, rdb, root, accounts.SummaryProjection{}, events)
+	q := accounts.NewQueries(rdb, root)
+	page, err := q.History(ctx, "rich", 0, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(page.Entries) != len(want) {
+		t.Fatalf("%d entries, want %d", len(page.Entries), len(want))
+	}
+	for _, e := range page.Entries {
+		if e.BalanceAfter != want[e.Version-1] {
+			t.Errorf("version %d: balance after %d, want %d", e.Version, e.BalanceAfter, want[e.Version-1])
+		}
+	}
+	s, found, err := q.Summary(ctx, "rich")
+	if err != nil || !found || s.Balance != want[len(want)-1] {
+		t.Fatalf("summary: %+v found=%v err=%v, want balance %d", s, found, err, want[len(want)-1])
+	}
+}
