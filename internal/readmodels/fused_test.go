@@ -34,7 +34,7 @@ func (laneLog) Args(log.Event) ([]string, error) { return nil, nil }
 // plannedLog is laneLog planned in Go.
 type plannedLog struct{ laneLog }
 
-func (plannedLog) StateHashes() []string { return []string{"n"} }
+func (plannedLog) Reads(id string) []Field { return []Field{{Key: "n", Field: id}} }
 func (l plannedLog) Plan(w *Writes, id string, version int64, args []string) error {
 	n := int64(0)
 	if v, ok := w.Get("n", id); ok {
@@ -412,5 +412,66 @@ func TestPlannedStepRereadsWhatChangedBeforeItsWrites(t *testing.T) {
 	}
 	if got := logOf("x"); len(got) != 2 {
 		t.Fatalf("the step that gave up wrote: log of x = %q", got)
+	}
+}
+
+// A key of another type than a planned step writes (something else wrote
+// it) fails the first event that writes it, before anything of that event
+// is written, as a failing Lua apply does: the events before it apply, the
+// position stays, and once the key is gone the step applies the rest. The
+// same for a hash the plan reads.
+func TestPlannedStepFailsTheEventThatWritesAKeyOfAnotherType(t *testing.T) {
+	ctx := context.Background()
+	w := newWorld(t, []string{"alpha"}, func(name string) Projection { return plannedLog{laneLog{name}} })
+	s := w.steps[0]
+	if _, err := s.Claim(ctx, 1, stepTopic, 0, "owner", false); err != nil {
+		t.Fatal(err)
+	}
+	prefix := s.layout.Prefix(1, 0)
+	for _, bad := range []string{prefix + "log:y", prefix + "n"} {
+		t.Run(strings.TrimPrefix(bad, prefix), func(t *testing.T) {
+			if err := w.rdb.Del(ctx, prefix+"log:x", prefix+"log:y", prefix+"n", s.layout.Versions(1, 0), s.layout.Position(1, 0)).Err(); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := s.Claim(ctx, 1, stepTopic, 0, "owner", false); err != nil {
+				t.Fatal(err)
+			}
+			if err := w.rdb.Set(ctx, bad, "not mine", 0).Err(); err != nil {
+				t.Fatal(err)
+			}
+			b := Batch{Generation: 1, Topic: stepTopic, Partition: 0, Epoch: "owner",
+				Items: []Item{item(0, "x", 1), item(1, "y", 1), item(2, "x", 2)}}
+			_, err := s.Apply(ctx, b)
+			if !errors.Is(err, ErrWrongType) {
+				t.Fatalf("a step writing %s, a string: %v, want ErrWrongType", bad, err)
+			}
+			if got := w.rdb.Get(ctx, bad).Val(); got != "not mine" {
+				t.Fatalf("%s = %q after the step", bad, got)
+			}
+			wantX := []string{"alpha:1=o0#1"}
+			if bad == prefix+"n" {
+				wantX = nil // the first event reads n already
+			}
+			if got := w.rdb.LRange(ctx, prefix+"log:x", 0, -1).Val(); !slices.Equal(got, wantX) {
+				t.Fatalf("log of x = %q, want %q", got, wantX)
+			}
+			if next, _, _, err := s.Position(ctx, 1, stepTopic, 0); err != nil || next != 0 {
+				t.Fatalf("position after the failed step: %d %v, want 0", next, err)
+			}
+			if err := w.rdb.Del(ctx, bad).Err(); err != nil {
+				t.Fatal(err)
+			}
+			res, err := s.Apply(ctx, b)
+			want := "daa"
+			if bad == prefix+"n" {
+				want = "aaa"
+			}
+			if err != nil || string(res.Outcomes) != want {
+				t.Fatalf("the step again once the key is gone: %q %v, want %q", res.Outcomes, err, want)
+			}
+			if got := w.rdb.LRange(ctx, prefix+"log:y", 0, -1).Val(); len(got) != 1 {
+				t.Fatalf("log of y = %q", got)
+			}
+		})
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 
 	"github.com/redis/go-redis/v9"
 )
@@ -12,92 +13,159 @@ import (
 // Planned is a Projection whose writes are planned in Go, event by event,
 // and sent as plain Redis commands, with the step's bookkeeping, in one
 // MULTI/EXEC: the same step as the Lua one (owner check, versions, gaps,
-// position; see stepScript), at about half of Redis's time an event —
-// Redis spends most of a Lua step on the calls a script makes and on the
+// position; see stepScript) at about half of Redis's time an event — Redis
+// spends most of a Lua step on the calls a script makes and on the
 // script's own strings, not on what the commands do (docs/BENCHMARKS.md,
 // "Issue 16: writes planned in Go").
 //
-// The step reads what Plan may need first — the owner's epoch, the
-// versions, and StateHashes' fields of the batch's aggregates — with those
-// keys WATCHed, plans every event, then writes in MULTI/EXEC: if any of the
-// keys changed in between (another owner claimed the partition, a replay
-// wrote), nothing is written and the step runs again from the reads.
+// A planned step runs in three round trips on one connection:
+//  1. WATCH the owner's epoch, the versions and every field Reads names,
+//     and read them;
+//  2. plan the events; TYPE the keys the commands write that no read
+//     showed the type of: an event that would write a key of another type
+//     (something else wrote there) fails before anything of it is written,
+//     as a failing Lua apply does, and is retried, then dead-lettered;
+//  3. MULTI, the commands, the versions and position, EXEC. If a WATCHed
+//     key changed since 1 (another owner claimed the partition, a replay
+//     wrote), nothing is written and the step runs again from 1.
 //
-// Its Lua stays the reference a test holds Plan to.
+// Its Lua stays: the reference a test holds Plan to.
 type Planned interface {
 	Projection
-	// StateHashes names the partition's hashes (keys Prefix + name) whose
-	// field <aggregate id> Plan reads through Writes.Get.
-	StateHashes() []string
+	// Reads names the hash fields Plan reads, through Writes.Get, for an
+	// event of aggregate id.
+	Reads(id string) []Field
 	// Plan appends to w what one event writes: id and version are its
 	// aggregate's, args what Args returned (never empty). An error fails
 	// the event: nothing it planned is written.
 	Plan(w *Writes, id string, version int64, args []string) error
 }
 
+// Field is a field of a hash of the partition: its key is Prefix + Key.
+type Field struct {
+	Key, Field string
+}
+
+// ErrWrongType: a key the step writes holds another type than its commands
+// write (something else wrote it). The event fails as a failing apply does.
+var ErrWrongType = errors.New("key holds another type")
+
 // Writes is what a Planned projection's events write in one step of a
-// partition: commands, and the fields of its state hashes, read before the
-// step and written once, at its end.
+// partition: commands, and hash fields, read before the step and written
+// at its end with one HSET per key.
 type Writes struct {
 	prefix string
 	cmds   [][]any
-	state  map[string]map[string]field // hash → aggregate id → field
-	order  map[string][]string         // hash → ids set, in the order first set
-	hashes []string                    // the hashes set, in the order first set
-	undo   []undoField                 // the current event's sets, to take back if it fails
+	fields map[string]map[string]fieldValue // key (with prefix) → field → value
+	order  map[string][]string              // key → fields set, in the order first set
+	keys   []string                         // the keys set, in the order first set
+	undo   []undoField                      // the current event's sets, to take back if it fails
+	// types are the keys' types as the reads or TYPE showed them ("none"
+	// for missing); bad the keys of another type than the step writes.
+	types map[string]string
+	bad   map[string]string
 }
 
-// field is a state hash's field as the step sees it.
-type field struct {
-	value         string
-	present, read bool
-	set           bool
+// fieldValue is a hash field as the step sees it.
+type fieldValue struct {
+	value              string
+	present, read, set bool
 }
 
 type undoField struct {
-	hash, id string
-	was      field
-	existed  bool
+	key, field string
+	was        fieldValue
+	existed    bool
 }
 
 func newWrites(prefix string) *Writes {
-	return &Writes{prefix: prefix, state: make(map[string]map[string]field), order: make(map[string][]string)}
+	return &Writes{prefix: prefix, fields: make(map[string]map[string]fieldValue), order: make(map[string][]string),
+		types: make(map[string]string), bad: make(map[string]string)}
 }
 
 // Prefix is the partition's key prefix: the projection's keys are Prefix + name.
 func (w *Writes) Prefix() string { return w.prefix }
 
-// Command appends a Redis command, e.g. w.Command("ZADD", w.Prefix()+"history:"+id, version, entry).
-func (w *Writes) Command(args ...any) { w.cmds = append(w.cmds, args) }
-
-// Get returns field id of state hash h (one of StateHashes) as the step
-// left it, and whether it is there. It panics for a field the step did not
-// read: an id other than the events' or a hash not in StateHashes.
-func (w *Writes) Get(h, id string) (string, bool) {
-	f, ok := w.state[h][id]
-	if !ok || !f.read && !f.set {
-		panic(fmt.Sprintf("readmodels: %s of %q was not read: only StateHashes' fields of the batch's aggregates are", h, id))
+// Command appends a Redis command whose key is its first argument, e.g.
+// w.Command("ZADD", w.Prefix()+"history:"+id, version, entry). A key that
+// Plan reads or Sets must be written only through Set.
+func (w *Writes) Command(args ...any) {
+	if len(args) > 1 {
+		if key, ok := args[1].(string); ok {
+			w.check(key, writes(args[0]))
+		}
 	}
-	return f.value, f.present
+	w.cmds = append(w.cmds, args)
 }
 
-// Set sets field id of hash h, written with the step's end (h need not be
-// one of StateHashes when Plan never reads it).
-func (w *Writes) Set(h, id, value string) {
-	fields := w.state[h]
+// Get returns field f of hash Prefix + key as the step left it, and
+// whether it is there. It panics for a field Reads did not name.
+func (w *Writes) Get(key, f string) (string, bool) {
+	key = w.prefix + key
+	w.check(key, "hash")
+	v, ok := w.fields[key][f]
+	if !ok || !v.read && !v.set {
+		panic(fmt.Sprintf("readmodels: field %q of %s was not read: Reads names what a plan may Get", f, key))
+	}
+	return v.value, v.present
+}
+
+// Set sets field f of hash Prefix + key: written with the step's end, one
+// HSET per key.
+func (w *Writes) Set(key, f, value string) {
+	key = w.prefix + key
+	w.check(key, "hash")
+	fields := w.fields[key]
 	if fields == nil {
-		fields = make(map[string]field)
-		w.state[h] = fields
+		fields = make(map[string]fieldValue)
+		w.fields[key] = fields
 	}
-	was, existed := fields[id]
-	w.undo = append(w.undo, undoField{h, id, was, existed})
+	was, existed := fields[f]
+	w.undo = append(w.undo, undoField{key, f, was, existed})
 	if !was.set {
-		if _, ok := w.order[h]; !ok {
-			w.hashes = append(w.hashes, h)
+		if _, ok := w.order[key]; !ok {
+			w.keys = append(w.keys, key)
 		}
-		w.order[h] = append(w.order[h], id)
+		w.order[key] = append(w.order[key], f)
 	}
-	fields[id] = field{value: value, present: true, read: was.read, set: true}
+	fields[f] = fieldValue{value: value, present: true, read: was.read, set: true}
+}
+
+// planFailure is a failure Writes raises inside Plan.
+type planFailure struct{ err error }
+
+// check fails the event if key holds another type than typ.
+func (w *Writes) check(key, typ string) {
+	if msg, ok := w.bad[key]; ok {
+		panic(planFailure{fmt.Errorf("%s: %w: %s", key, ErrWrongType, msg)})
+	}
+	if typ == "" {
+		return
+	}
+	if have := w.types[key]; have != "" && have != "none" && have != typ {
+		panic(planFailure{fmt.Errorf("%s: %w: %s, written as a %s", key, ErrWrongType, have, typ)})
+	}
+	if _, ok := w.types[key]; !ok {
+		w.types[key] = "" // to be TYPEd before the writes
+	}
+}
+
+// writes is the type of key a command writes; "" for any (DEL, EXPIRE…).
+func writes(cmd any) string {
+	name, _ := cmd.(string)
+	switch strings.ToUpper(name) {
+	case "HSET", "HINCRBY", "HDEL", "HSETNX", "HINCRBYFLOAT":
+		return "hash"
+	case "ZADD", "ZINCRBY", "ZREM", "ZREMRANGEBYSCORE", "ZREMRANGEBYRANK":
+		return "zset"
+	case "RPUSH", "LPUSH", "LTRIM", "LREM", "LSET":
+		return "list"
+	case "SADD", "SREM":
+		return "set"
+	case "SET", "INCRBY", "DECRBY", "INCR", "DECR", "APPEND":
+		return "string"
+	}
+	return ""
 }
 
 // event starts an event: what it plans can be taken back.
@@ -112,51 +180,32 @@ func (w *Writes) takeBack(cmds int) {
 	for i := len(w.undo) - 1; i >= 0; i-- {
 		u := w.undo[i]
 		if !u.existed {
-			delete(w.state[u.hash], u.id)
+			delete(w.fields[u.key], u.field)
 		} else {
-			w.state[u.hash][u.id] = u.was
+			w.fields[u.key][u.field] = u.was
 		}
 		if !u.was.set {
-			ids := w.order[u.hash]
-			w.order[u.hash] = ids[:len(ids)-1]
+			fs := w.order[u.key]
+			w.order[u.key] = fs[:len(fs)-1]
 		}
 	}
 	w.undo = w.undo[:0]
 }
 
-// flush appends the state hashes' writes: one HSET per hash.
+// flush appends the fields set: one HSET per key.
 func (w *Writes) flush() {
-	for _, h := range w.hashes {
-		ids := w.order[h]
-		args := make([]any, 0, 2+2*len(ids))
-		args = append(args, "HSET", w.prefix+h)
-		for _, id := range ids {
-			args = append(args, id, w.state[h][id].value)
-			if len(args) >= 2+2*stepChunk {
-				w.cmds = append(w.cmds, args)
-				args = append(make([]any, 0, 2+2*len(ids)), "HSET", w.prefix+h)
+	for _, key := range w.keys {
+		fs := w.order[key]
+		for start := 0; start < len(fs); start += stepChunk {
+			part := fs[start:min(start+stepChunk, len(fs))]
+			args := make([]any, 0, 2+2*len(part))
+			args = append(args, "HSET", key)
+			for _, f := range part {
+				args = append(args, f, w.fields[key][f].value)
 			}
-		}
-		if len(args) > 2 {
 			w.cmds = append(w.cmds, args)
 		}
 	}
-}
-
-// plannedCall is one step of lanes of one partition whose projections are
-// all Planned: one MULTI/EXEC.
-type plannedCall struct {
-	rdb   redis.UniversalClient
-	lanes []Lane
-}
-
-// laneRead is what a lane's step reads before planning.
-type laneRead struct {
-	streams []string
-	ids     []string
-	epoch   *redis.StringCmd
-	vers    *redis.SliceCmd
-	state   []*redis.SliceCmd // per StateHashes
 }
 
 // stepChunk is the most fields a planned step writes in one HSET.
@@ -164,6 +213,13 @@ const stepChunk = 500
 
 // maxTxAttempts bounds the reruns of a step whose WATCHed keys changed.
 const maxTxAttempts = 20
+
+// plannedCall is one step of lanes of one partition whose projections are
+// all Planned: one MULTI/EXEC.
+type plannedCall struct {
+	rdb   redis.UniversalClient
+	lanes []Lane
+}
 
 // run runs the step, again from its reads while a WATCHed key changed.
 func (c *plannedCall) run(ctx context.Context) ([]Result, []error) {
@@ -183,35 +239,18 @@ func (c *plannedCall) run(ctx context.Context) ([]Result, []error) {
 	}
 }
 
-// watched is every key whose change between the reads and the writes
-// would change what the step writes.
-func (c *plannedCall) watched() []string {
-	var keys []string
-	for _, l := range c.lanes {
-		b, layout := l.Batch, l.Steps.layout
-		if b.Epoch != "" {
-			keys = append(keys, layout.Position(b.Generation, b.Partition))
-		}
-		keys = append(keys, layout.Versions(b.Generation, b.Partition))
-		for _, h := range l.Steps.planned.StateHashes() {
-			keys = append(keys, layout.Prefix(b.Generation, b.Partition)+h)
-		}
-	}
-	return keys
-}
-
 // attempt reads, plans and writes once; err is redis.TxFailedErr when a
 // WATCHed key changed (nothing was written).
 func (c *plannedCall) attempt(ctx context.Context) (results []Result, errs []error, err error) {
 	rdb, ok := c.rdb.(*redis.Client)
 	if !ok {
-		// A Cluster or Ring client: a transaction on the one node of the
-		// lanes' keys (one slot: fused lanes are only on one server).
+		// A Cluster or Ring client: a transaction on the node of the lanes'
+		// keys (one slot: fused lanes are only on one server).
 		err = c.rdb.Watch(ctx, func(tx *redis.Tx) error {
 			var err error
 			results, errs, _, err = c.attemptOn(ctx, tx)
 			return err
-		}, c.watched()...)
+		}, c.lanes[0].Steps.layout.Versions(c.lanes[0].Batch.Generation, c.lanes[0].Batch.Partition))
 		return results, errs, err
 	}
 	conn := rdb.Conn()
@@ -232,23 +271,70 @@ type txConn interface {
 	TxPipelined(ctx context.Context, fn func(redis.Pipeliner) error) ([]redis.Cmder, error)
 }
 
-// attemptOn reads with the keys WATCHed, plans, and writes in MULTI/EXEC
-// on conn; exec says that EXEC ran.
+// laneRead is what a lane's step reads before planning.
+type laneRead struct {
+	streams []string
+	epoch   *redis.StringCmd
+	vers    *redis.SliceCmd
+	keys    []string            // the hashes Reads names, with prefix, in order
+	fields  map[string][]string // key → fields
+	values  map[string]*redis.SliceCmd
+}
+
+// attemptOn runs the step's three round trips on conn; exec says that
+// EXEC ran.
 func (c *plannedCall) attemptOn(ctx context.Context, conn txConn) (results []Result, errs []error, exec bool, err error) {
 	reads := make([]laneRead, len(c.lanes))
+	for k, l := range c.lanes {
+		reads[k] = l.reads()
+	}
 	_, err = conn.Pipelined(ctx, func(p redis.Pipeliner) error {
 		watch := []any{"WATCH"}
-		for _, k := range c.watched() {
-			watch = append(watch, k)
+		for k, l := range c.lanes {
+			watch = append(watch, l.watched(reads[k])...)
 		}
 		p.Do(ctx, watch...)
 		for k, l := range c.lanes {
-			reads[k] = l.read(ctx, p)
+			l.queueReads(ctx, p, &reads[k])
 		}
 		return nil
 	})
-	if err != nil && !errors.Is(err, redis.Nil) {
+	if err != nil && !errors.Is(err, redis.Nil) && !redis.HasErrorPrefix(err, "WRONGTYPE") {
 		return nil, nil, false, err
+	}
+	// Plan; TYPE what the plans write that no read showed; plan again
+	// with what TYPE found.
+	plans := make([]*lanePlan, len(c.lanes))
+	for k, l := range c.lanes {
+		plans[k] = l.plan(reads[k], nil)
+	}
+	unknown := map[string]*redis.StatusCmd{}
+	for _, p := range plans {
+		for key, typ := range p.w.types {
+			if typ == "" {
+				unknown[key] = nil
+			}
+		}
+	}
+	if len(unknown) > 0 {
+		_, err = conn.Pipelined(ctx, func(p redis.Pipeliner) error {
+			for key := range unknown {
+				unknown[key] = p.Type(ctx, key)
+			}
+			return nil
+		})
+		if err != nil {
+			return nil, nil, false, err
+		}
+		types := make(map[string]string, len(unknown))
+		for key, cmd := range unknown {
+			types[key] = cmd.Val()
+		}
+		for k, l := range c.lanes {
+			if plans[k].conflicts(types) {
+				plans[k] = l.plan(reads[k], types)
+			}
+		}
 	}
 	if hook := c.lanes[0].Steps.beforeWrite; hook != nil {
 		hook()
@@ -256,31 +342,44 @@ func (c *plannedCall) attemptOn(ctx context.Context, conn txConn) (results []Res
 	results = make([]Result, len(c.lanes))
 	errs = make([]error, len(c.lanes))
 	var cmds [][]any
-	for k, l := range c.lanes {
-		var laneCmds [][]any
-		results[k], laneCmds, errs[k] = l.plan(reads[k])
-		cmds = append(cmds, laneCmds...)
+	for k, p := range plans {
+		results[k], errs[k] = p.res, p.err
+		cmds = append(cmds, p.cmds...)
 	}
 	if len(cmds) == 0 {
 		return results, errs, false, nil
 	}
-	_, err = conn.TxPipelined(ctx, func(p redis.Pipeliner) error {
+	replies, err := conn.TxPipelined(ctx, func(p redis.Pipeliner) error {
 		for _, cmd := range cmds {
 			p.Do(ctx, cmd...)
 		}
 		return nil
 	})
+	if errors.Is(err, redis.TxFailedErr) {
+		return nil, nil, true, err
+	}
 	if err != nil {
-		return nil, nil, errors.Is(err, redis.TxFailedErr), err
+		// A command failed inside EXEC, the others and the bookkeeping
+		// committed: only a key changed by something else between the
+		// TYPE and the EXEC does that. Say which.
+		for _, r := range replies {
+			if r.Err() != nil && !errors.Is(r.Err(), redis.Nil) {
+				err = fmt.Errorf("written, but %v failed: %w", r.Args(), r.Err())
+				break
+			}
+		}
+		return nil, nil, true, err
 	}
 	return results, errs, true, nil
 }
 
-// read queues the lane's reads.
-func (l Lane) read(ctx context.Context, p redis.Pipeliner) laneRead {
-	b, layout := l.Batch, l.Steps.layout
-	var r laneRead
-	streams, ids := map[string]bool{}, map[string]bool{}
+// reads lists the streams and fields the lane's step reads.
+func (l Lane) reads() laneRead {
+	b, p := l.Batch, l.Steps.planned
+	prefix := l.Steps.layout.Prefix(b.Generation, b.Partition)
+	r := laneRead{fields: make(map[string][]string), values: make(map[string]*redis.SliceCmd)}
+	streams := map[string]bool{}
+	named := map[Field]bool{}
 	for _, it := range b.Items {
 		if it.Stream == "" {
 			continue
@@ -289,72 +388,142 @@ func (l Lane) read(ctx context.Context, p redis.Pipeliner) laneRead {
 			streams[it.Stream] = true
 			r.streams = append(r.streams, it.Stream)
 		}
-		if len(it.Args) > 0 && !ids[it.ID] {
-			ids[it.ID] = true
-			r.ids = append(r.ids, it.ID)
+		if len(it.Args) == 0 {
+			continue
+		}
+		for _, f := range p.Reads(it.ID) {
+			if named[f] {
+				continue
+			}
+			named[f] = true
+			key := prefix + f.Key
+			if _, ok := r.fields[key]; !ok {
+				r.keys = append(r.keys, key)
+			}
+			r.fields[key] = append(r.fields[key], f.Field)
 		}
 	}
+	return r
+}
+
+// watched is every key of the lane whose change between the reads and the
+// writes would change what the step writes.
+func (l Lane) watched(r laneRead) []any {
+	b, layout := l.Batch, l.Steps.layout
+	var keys []any
+	if b.Epoch != "" {
+		keys = append(keys, layout.Position(b.Generation, b.Partition))
+	}
+	keys = append(keys, layout.Versions(b.Generation, b.Partition))
+	for _, k := range r.keys {
+		keys = append(keys, k)
+	}
+	return keys
+}
+
+// queueReads queues the lane's reads.
+func (l Lane) queueReads(ctx context.Context, p redis.Pipeliner, r *laneRead) {
+	b, layout := l.Batch, l.Steps.layout
 	if b.Epoch != "" {
 		r.epoch = p.HGet(ctx, layout.Position(b.Generation, b.Partition), "epoch:"+b.Topic)
 	}
 	if len(r.streams) > 0 {
 		r.vers = p.HMGet(ctx, layout.Versions(b.Generation, b.Partition), r.streams...)
 	}
-	if len(r.ids) > 0 {
-		for _, h := range l.Steps.planned.StateHashes() {
-			r.state = append(r.state, p.HMGet(ctx, layout.Prefix(b.Generation, b.Partition)+h, r.ids...))
-		}
+	for _, key := range r.keys {
+		r.values[key] = p.HMGet(ctx, key, r.fields[key]...)
 	}
-	return r
 }
 
-// plan is the lane's step over what it read: its result and commands, or
-// its error — as the Lua step's lane (see stepScript) would end.
-func (l Lane) plan(r laneRead) (Result, [][]any, error) {
+// lanePlan is a lane's step, planned: its result or error, and commands.
+type lanePlan struct {
+	res  Result
+	err  error
+	cmds [][]any
+	w    *Writes
+}
+
+// conflicts tells whether a key the plan writes holds another type.
+func (p *lanePlan) conflicts(types map[string]string) bool {
+	for key, want := range p.w.written() {
+		if have, ok := types[key]; ok && have != "none" && want != "" && have != want {
+			return true
+		}
+	}
+	return false
+}
+
+// written is every key the plan's commands write, with the type they write.
+func (w *Writes) written() map[string]string {
+	out := make(map[string]string)
+	for _, cmd := range w.cmds {
+		if key, ok := cmd[1].(string); ok {
+			out[key] = writes(cmd[0])
+		}
+	}
+	return out
+}
+
+// plan is the lane's step over what it read — as the Lua step's lane (see
+// stepScript) would end — with types, when known, of keys it writes.
+func (l Lane) plan(r laneRead, types map[string]string) *lanePlan {
 	b, layout, p := l.Batch, l.Steps.layout, l.Steps.planned
+	out := &lanePlan{w: newWrites(layout.Prefix(b.Generation, b.Partition))}
+	w := out.w
 	if r.epoch != nil && r.epoch.Val() != b.Epoch {
-		return Result{}, nil, ErrFenced
+		out.err = ErrFenced
+		return out
 	}
 	cur := make(map[string]int64, len(r.streams))
 	if r.vers != nil {
+		if err := r.vers.Err(); err != nil {
+			out.err = l.wrap(fmt.Errorf("read versions: %w", err))
+			return out
+		}
 		for k, s := range r.streams {
 			if v, ok := r.vers.Val()[k].(string); ok {
 				n, err := strconv.ParseInt(v, 10, 64)
 				if err != nil {
-					return Result{}, nil, l.wrap(fmt.Errorf("version of %s: %w", s, err))
+					out.err = l.wrap(fmt.Errorf("version of %s: %w", s, err))
+					return out
 				}
 				cur[s] = n
 			}
 		}
 	}
-	prefix := layout.Prefix(b.Generation, b.Partition)
-	w := newWrites(prefix)
-	for h, cmd := range r.state {
-		name := p.StateHashes()[h]
-		fields := make(map[string]field, len(r.ids))
-		for k, id := range r.ids {
-			v, ok := cmd.Val()[k].(string)
-			fields[id] = field{value: v, present: ok, read: true}
+	for _, key := range r.keys {
+		cmd := r.values[key]
+		if err := cmd.Err(); err != nil {
+			w.bad[key] = err.Error()
+			continue
 		}
-		w.state[name] = fields
+		w.types[key] = "hash" // or none: HMGET read it
+		fields := make(map[string]fieldValue, len(r.fields[key]))
+		for k, f := range r.fields[key] {
+			v, ok := cmd.Val()[k].(string)
+			fields[f] = fieldValue{value: v, present: ok, read: true}
+		}
+		w.fields[key] = fields
 	}
-	var res Result
+	for key, typ := range types {
+		w.types[key] = typ
+	}
 	var changed []string
 	isChanged := make(map[string]bool)
 	var next int64 = -1
 	var failed error
 	for idx, it := range b.Items {
 		if it.Stream == "" {
-			res.Outcomes = append(res.Outcomes, Skipped)
+			out.res.Outcomes = append(out.res.Outcomes, Skipped)
 			next = it.Offset + 1
 			continue
 		}
 		have := cur[it.Stream]
 		switch {
 		case it.Version <= have:
-			res.Outcomes = append(res.Outcomes, Duplicate)
+			out.res.Outcomes = append(out.res.Outcomes, Duplicate)
 		case it.Version > have+1:
-			res.Gap = &Gap{Index: idx, Applied: have}
+			out.res.Gap = &Gap{Index: idx, Applied: have}
 		default:
 			if len(it.Args) > 0 {
 				mark := w.event()
@@ -369,9 +538,9 @@ func (l Lane) plan(r laneRead) (Result, [][]any, error) {
 				changed = append(changed, it.Stream)
 			}
 			cur[it.Stream] = it.Version
-			res.Outcomes = append(res.Outcomes, Applied)
+			out.res.Outcomes = append(out.res.Outcomes, Applied)
 		}
-		if res.Gap != nil || failed != nil {
+		if out.res.Gap != nil || failed != nil {
 			break
 		}
 		next = it.Offset + 1
@@ -384,29 +553,35 @@ func (l Lane) plan(r laneRead) (Result, [][]any, error) {
 		}
 		w.cmds = append(w.cmds, args)
 	}
+	out.cmds = w.cmds
 	if failed != nil {
-		return Result{}, w.cmds, l.wrap(failed)
+		out.res, out.err = Result{}, l.wrap(failed)
+		return out
 	}
 	if b.Epoch != "" {
 		pos := []any{"HSET", layout.Position(b.Generation, b.Partition)}
 		if next >= 0 {
 			pos = append(pos, "next:"+b.Topic, next)
 		}
-		if b.CaughtUp && res.Gap == nil {
+		if b.CaughtUp && out.res.Gap == nil {
 			pos = append(pos, "caughtup:"+b.Topic, "1")
 		}
 		if len(pos) > 2 {
-			w.cmds = append(w.cmds, pos)
+			out.cmds = append(out.cmds, pos)
 		}
 	}
-	return res, w.cmds, nil
+	return out
 }
 
 // planEvent runs Plan on one event; a panic in it fails the event.
 func planEvent(p Planned, w *Writes, it Item) (err error) {
 	defer func() {
-		if r := recover(); r != nil {
-			err = fmt.Errorf("plan %s of %s: %v", it.Stream, it.ID, r)
+		switch r := recover().(type) {
+		case nil:
+		case planFailure:
+			err = r.err
+		default:
+			err = fmt.Errorf("plan %s version %d: %v", it.Stream, it.Version, r)
 		}
 	}()
 	return p.Plan(w, it.ID, it.Version, it.Args)

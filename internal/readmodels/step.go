@@ -268,8 +268,8 @@ type Steps struct {
 	// beforeWrite, if set (by tests), runs in a planned step between its
 	// reads and its writes.
 	beforeWrite func()
-	claim  *redis.Script
-	mark   *redis.Script
+	claim       *redis.Script
+	mark        *redis.Script
 }
 
 // NewSteps compiles p's step for layout.
@@ -277,12 +277,12 @@ func NewSteps(rdb redis.UniversalClient, layout Layout, p Projection) *Steps {
 	planned, _ := p.(Planned)
 	return &Steps{
 		planned: planned,
-		rdb:    rdb,
-		layout: layout,
-		lua:    p.Lua(),
-		step:   redis.NewScript(stepSource([]string{p.Lua()})),
-		claim:  redis.NewScript(claimScript),
-		mark:   redis.NewScript(markScript),
+		rdb:     rdb,
+		layout:  layout,
+		lua:     p.Lua(),
+		step:    redis.NewScript(stepSource([]string{p.Lua()})),
+		claim:   redis.NewScript(claimScript),
+		mark:    redis.NewScript(markScript),
 	}
 }
 
