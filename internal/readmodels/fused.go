@@ -188,13 +188,6 @@ func eventTable(lanes []Lane) (events []Item, spans []span, fits []bool) {
 
 // call is the one step call of lanes that all fit one event table.
 func (f *Fused) call(lanes []Lane) *stepCall {
-	planned := true
-	for _, l := range lanes {
-		planned = planned && l.Steps.planned != nil
-	}
-	if planned {
-		return &stepCall{rdb: lanes[0].Steps.rdb, lanes: lanes, planned: true}
-	}
 	events, spans, _ := eventTable(lanes)
 	var distinct []*Steps
 	fn := make([]int, len(lanes))
@@ -237,9 +230,6 @@ type stepCall struct {
 	lanes  []Lane
 	keys   []string
 	args   []any
-	// planned: the lanes' projections are all Planned; the call is one
-	// MULTI/EXEC (plannedCall), not the script.
-	planned bool
 }
 
 // newStepCall lays out the call of script over lanes (see stepScript): fn
@@ -284,36 +274,6 @@ func newStepCall(script *redis.Script, lanes []Lane, fn []int, spans []span, eve
 // several on one client; each alone when they are not) and returns each
 // lane's result and error, per call.
 func runCalls(ctx context.Context, calls []*stepCall) ([][]Result, [][]error) {
-	results := make([][]Result, len(calls))
-	errs := make([][]error, len(calls))
-	var scripted []*stepCall
-	var at []int
-	var wg sync.WaitGroup
-	for i, c := range calls {
-		if !c.planned {
-			scripted = append(scripted, c)
-			at = append(at, i)
-			continue
-		}
-		// Each on a connection of its own (its WATCH), at the same time.
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			results[i], errs[i] = (&plannedCall{rdb: c.rdb, lanes: c.lanes}).run(ctx)
-		}()
-	}
-	if len(scripted) > 0 {
-		r, e := runScripts(ctx, scripted)
-		for k, i := range at {
-			results[i], errs[i] = r[k], e[k]
-		}
-	}
-	wg.Wait()
-	return results, errs
-}
-
-// runScripts runs script calls in one round trip (see runCalls).
-func runScripts(ctx context.Context, calls []*stepCall) ([][]Result, [][]error) {
 	results := make([][]Result, len(calls))
 	errs := make([][]error, len(calls))
 	oneClient := true

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"slices"
-	"strconv"
 	"strings"
 	"testing"
 
@@ -16,41 +15,18 @@ import (
 	"github.com/tributary-es/tributary/internal/testenv"
 )
 
-// laneLog is a projection of its own name that logs "name:version=arg#n"
-// per aggregate, n counting its events in the partition's hash "n" (so a
-// lane applying another lane's function shows, and so does a count read
-// stale), and fails on the argument "boom".
+// laneLog is a projection of its own name that logs "name:version=arg" per
+// aggregate (so a lane applying another lane's function shows), and fails
+// on the argument "boom".
 type laneLog struct{ name string }
 
 func (l laneLog) Name() string           { return l.name }
 func (laneLog) AggregateTypes() []string { return []string{"thing"} }
 func (l laneLog) Lua() string {
 	return `if a[i] == 'boom' then error('boom at ' .. id) end
-local n = redis.call('HINCRBY', p .. 'n', id, 1)
-redis.call('RPUSH', p .. 'log:' .. id, '` + l.name + `:' .. ver .. '=' .. a[i] .. '#' .. n)`
+redis.call('RPUSH', p .. 'log:' .. id, '` + l.name + `:' .. ver .. '=' .. a[i])`
 }
 func (laneLog) Args(log.Event) ([]string, error) { return nil, nil }
-
-// plannedLog is laneLog planned in Go.
-type plannedLog struct{ laneLog }
-
-func (plannedLog) Reads(id string) []Field { return []Field{{Key: "n", Field: id}} }
-func (l plannedLog) Plan(w *Writes, id string, version int64, args []string) error {
-	n := int64(0)
-	if v, ok := w.Get("n", id); ok {
-		var err error
-		if n, err = strconv.ParseInt(v, 10, 64); err != nil {
-			return err
-		}
-	}
-	// What it plans before failing is not written.
-	w.Set("n", id, strconv.FormatInt(n+1, 10))
-	if args[0] == "boom" {
-		return fmt.Errorf("boom at %s", id)
-	}
-	w.Command("RPUSH", w.Prefix()+"log:"+id, fmt.Sprintf("%s:%d=%s#%d", l.name, version, args[0], n+1))
-	return nil
-}
 
 // fusedWorld is a set of projections over one root: once run through
 // Fused, once each lane's step alone, in turn.
@@ -61,15 +37,11 @@ type fusedWorld struct {
 }
 
 func newFusedWorld(t *testing.T, names []string) *fusedWorld {
-	return newWorld(t, names, func(name string) Projection { return laneLog{name} })
-}
-
-func newWorld(t *testing.T, names []string, projection func(name string) Projection) *fusedWorld {
 	t.Helper()
 	rdb, root := testenv.Redis(t)
 	w := &fusedWorld{rdb: rdb, root: root}
 	for _, n := range names {
-		w.steps = append(w.steps, NewSteps(rdb, NewLayout(root, n), projection(n)))
+		w.steps = append(w.steps, NewSteps(rdb, NewLayout(root, n), laneLog{n}))
 	}
 	return w
 }
@@ -120,23 +92,9 @@ func (w *fusedWorld) dump(t *testing.T) map[string]string {
 // fenced lanes and failing Lua, the replies and every key written are what
 // the same lanes' steps make one call each.
 func TestFusedCallEqualsEachLanesStepInTurn(t *testing.T) {
-	names := []string{"alpha", "beta", "gamma"}
-	sameSteps(t, newFusedWorld(t, names), newFusedWorld(t, names), names)
-}
-
-// A Planned projection's steps, one MULTI/EXEC for a partition's lanes,
-// are its Lua's: the same replies and keys over the same random rounds.
-func TestPlannedStepsEqualTheLuaSteps(t *testing.T) {
-	names := []string{"alpha", "beta", "gamma"}
-	planned := newWorld(t, names, func(name string) Projection { return plannedLog{laneLog{name}} })
-	sameSteps(t, planned, newFusedWorld(t, names), names)
-}
-
-// sameSteps runs random rounds of lanes through Fused in fusedW and each
-// lane's step alone in aloneW, and fails when a reply or a key differs.
-func sameSteps(t *testing.T, fusedW, aloneW *fusedWorld, names []string) {
-	t.Helper()
 	ctx := context.Background()
+	names := []string{"alpha", "beta", "gamma"}
+	fusedW, aloneW := newFusedWorld(t, names), newFusedWorld(t, names)
 	fused := NewFused()
 	rng := rand.New(rand.NewPCG(16, 7))
 	const partition = 3
@@ -242,14 +200,6 @@ func sameSteps(t *testing.T, fusedW, aloneW *fusedWorld, names []string) {
 		if f, a := fusedW.dump(t), aloneW.dump(t); !mapsEqual(f, a) {
 			t.Fatalf("round %d: the fused world differs from the one of steps alone:\nfused %v\nalone %v", round, f, a)
 		}
-		// Caught up once stays so: unmark it, so each round's marking shows.
-		for _, w := range []*fusedWorld{fusedW, aloneW} {
-			for _, s := range w.steps {
-				if err := w.rdb.HDel(ctx, s.layout.Position(1, partition), "caughtup:"+stepTopic).Err(); err != nil {
-					t.Fatal(err)
-				}
-			}
-		}
 	}
 	if fusedCalls < 100 {
 		t.Fatalf("only %d rounds fused several lanes; the test did not test fusion", fusedCalls)
@@ -317,7 +267,7 @@ func TestLanesThatDoNotFitGoAlone(t *testing.T) {
 		}
 	}
 	got, err := w.rdb.LRange(ctx, NewLayout(w.root, "gamma").Prefix(1, 0)+"log:y", 0, -1).Result()
-	if err != nil || !slices.Equal(got, []string{"gamma:1=o1#1"}) {
+	if err != nil || !slices.Equal(got, []string{"gamma:1=o1"}) {
 		t.Fatalf("gamma's log of y = %q (%v)", got, err)
 	}
 }
@@ -329,149 +279,5 @@ func TestFusableOnlyOnOneServer(t *testing.T) {
 	}
 	if Fusable(redis.NewClusterClient(&redis.ClusterOptions{})) {
 		t.Fatal("a Cluster client is fusable")
-	}
-}
-
-// A planned step whose partition another owner claims between its reads
-// and its writes writes nothing and answers fenced; one whose versions a
-// replay wrote in between reads again and counts the replayed event as a
-// duplicate: nothing is applied twice (G4).
-func TestPlannedStepRereadsWhatChangedBeforeItsWrites(t *testing.T) {
-	ctx := context.Background()
-	w := newWorld(t, []string{"alpha"}, func(name string) Projection { return plannedLog{laneLog{name}} })
-	s := w.steps[0]
-	if _, err := s.Claim(ctx, 1, stepTopic, 0, "owner-a", false); err != nil {
-		t.Fatal(err)
-	}
-	batch := func(epoch string, items ...Item) Batch {
-		return Batch{Generation: 1, Topic: stepTopic, Partition: 0, Epoch: epoch, Items: items}
-	}
-	logOf := func(id string) []string {
-		t.Helper()
-		got, err := w.rdb.LRange(ctx, s.layout.Prefix(1, 0)+"log:"+id, 0, -1).Result()
-		if err != nil {
-			t.Fatal(err)
-		}
-		return got
-	}
-
-	// A replay applies x v1 while the owner's step of x v1, v2 is between
-	// its reads and its writes: the owner's step reads again.
-	hooked := 0
-	s.beforeWrite = func() {
-		hooked++
-		if hooked == 1 {
-			if _, err := s.Apply(ctx, batch("", item(0, "x", 1))); err != nil {
-				t.Error(err)
-			}
-		}
-	}
-	res, err := s.Apply(ctx, batch("owner-a", item(0, "x", 1), item(1, "x", 2)))
-	s.beforeWrite = nil
-	if err != nil || string(res.Outcomes) != "da" || hooked != 3 {
-		// 3: the owner's first try, the replay's own step, the owner's second try.
-		t.Fatalf("owner's step after a replay in between: %q %v (hook ran %d times)", res.Outcomes, err, hooked)
-	}
-	if got := logOf("x"); !slices.Equal(got, []string{"alpha:1=o0#1", "alpha:2=o1#2"}) {
-		t.Fatalf("log of x = %q", got)
-	}
-
-	// Owner b claims while owner a's step is between its reads and writes.
-	hooked = 0
-	s.beforeWrite = func() {
-		hooked++
-		if hooked == 1 {
-			if _, err := s.Claim(ctx, 1, stepTopic, 0, "owner-b", false); err != nil {
-				t.Error(err)
-			}
-		}
-	}
-	_, err = s.Apply(ctx, batch("owner-a", item(2, "x", 3)))
-	s.beforeWrite = nil
-	if !errors.Is(err, ErrFenced) || hooked != 2 {
-		t.Fatalf("owner a's step across owner b's claim: %v (hook ran %d times), want ErrFenced after a second read", err, hooked)
-	}
-	if got := logOf("x"); len(got) != 2 {
-		t.Fatalf("the fenced step wrote: log of x = %q", got)
-	}
-	next, _, _, err := s.Position(ctx, 1, stepTopic, 0)
-	if err != nil || next != 2 {
-		t.Fatalf("position after the fenced step: %d %v, want 2", next, err)
-	}
-
-	// A key changing on every try: the step gives up with an error.
-	s.beforeWrite = func() {
-		if err := w.rdb.HSet(ctx, s.layout.Versions(1, 0), "noise", "1").Err(); err != nil {
-			t.Error(err)
-		}
-	}
-	_, err = s.Apply(ctx, batch("owner-b", item(2, "x", 3)))
-	s.beforeWrite = nil
-	if !errors.Is(err, redis.TxFailedErr) {
-		t.Fatalf("a step whose keys change on every try: %v, want %v", err, redis.TxFailedErr)
-	}
-	if got := logOf("x"); len(got) != 2 {
-		t.Fatalf("the step that gave up wrote: log of x = %q", got)
-	}
-}
-
-// A key of another type than a planned step writes (something else wrote
-// it) fails the first event that writes it, before anything of that event
-// is written, as a failing Lua apply does: the events before it apply, the
-// position stays, and once the key is gone the step applies the rest. The
-// same for a hash the plan reads.
-func TestPlannedStepFailsTheEventThatWritesAKeyOfAnotherType(t *testing.T) {
-	ctx := context.Background()
-	w := newWorld(t, []string{"alpha"}, func(name string) Projection { return plannedLog{laneLog{name}} })
-	s := w.steps[0]
-	if _, err := s.Claim(ctx, 1, stepTopic, 0, "owner", false); err != nil {
-		t.Fatal(err)
-	}
-	prefix := s.layout.Prefix(1, 0)
-	for _, bad := range []string{prefix + "log:y", prefix + "n"} {
-		t.Run(strings.TrimPrefix(bad, prefix), func(t *testing.T) {
-			if err := w.rdb.Del(ctx, prefix+"log:x", prefix+"log:y", prefix+"n", s.layout.Versions(1, 0), s.layout.Position(1, 0)).Err(); err != nil {
-				t.Fatal(err)
-			}
-			if _, err := s.Claim(ctx, 1, stepTopic, 0, "owner", false); err != nil {
-				t.Fatal(err)
-			}
-			if err := w.rdb.Set(ctx, bad, "not mine", 0).Err(); err != nil {
-				t.Fatal(err)
-			}
-			b := Batch{Generation: 1, Topic: stepTopic, Partition: 0, Epoch: "owner",
-				Items: []Item{item(0, "x", 1), item(1, "y", 1), item(2, "x", 2)}}
-			_, err := s.Apply(ctx, b)
-			if !errors.Is(err, ErrWrongType) {
-				t.Fatalf("a step writing %s, a string: %v, want ErrWrongType", bad, err)
-			}
-			if got := w.rdb.Get(ctx, bad).Val(); got != "not mine" {
-				t.Fatalf("%s = %q after the step", bad, got)
-			}
-			wantX := []string{"alpha:1=o0#1"}
-			if bad == prefix+"n" {
-				wantX = nil // the first event reads n already
-			}
-			if got := w.rdb.LRange(ctx, prefix+"log:x", 0, -1).Val(); !slices.Equal(got, wantX) {
-				t.Fatalf("log of x = %q, want %q", got, wantX)
-			}
-			if next, _, _, err := s.Position(ctx, 1, stepTopic, 0); err != nil || next != 0 {
-				t.Fatalf("position after the failed step: %d %v, want 0", next, err)
-			}
-			if err := w.rdb.Del(ctx, bad).Err(); err != nil {
-				t.Fatal(err)
-			}
-			res, err := s.Apply(ctx, b)
-			want := "daa"
-			if bad == prefix+"n" {
-				want = "aaa"
-			}
-			if err != nil || string(res.Outcomes) != want {
-				t.Fatalf("the step again once the key is gone: %q %v, want %q", res.Outcomes, err, want)
-			}
-			if got := w.rdb.LRange(ctx, prefix+"log:y", 0, -1).Val(); len(got) != 1 {
-				t.Fatalf("log of y = %q", got)
-			}
-		})
 	}
 }

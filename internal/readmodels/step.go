@@ -263,26 +263,19 @@ type Steps struct {
 	layout Layout
 	lua    string        // the projection's apply body
 	step   *redis.Script // the step with the projection as its one lane
-	// planned is the projection if it is Planned: its steps go as MULTI/EXEC.
-	planned Planned
-	// beforeWrite, if set (by tests), runs in a planned step between its
-	// reads and its writes.
-	beforeWrite func()
-	claim       *redis.Script
-	mark        *redis.Script
+	claim  *redis.Script
+	mark   *redis.Script
 }
 
 // NewSteps compiles p's step for layout.
 func NewSteps(rdb redis.UniversalClient, layout Layout, p Projection) *Steps {
-	planned, _ := p.(Planned)
 	return &Steps{
-		planned: planned,
-		rdb:     rdb,
-		layout:  layout,
-		lua:     p.Lua(),
-		step:    redis.NewScript(stepSource([]string{p.Lua()})),
-		claim:   redis.NewScript(claimScript),
-		mark:    redis.NewScript(markScript),
+		rdb:    rdb,
+		layout: layout,
+		lua:    p.Lua(),
+		step:   redis.NewScript(stepSource([]string{p.Lua()})),
+		claim:  redis.NewScript(claimScript),
+		mark:   redis.NewScript(markScript),
 	}
 }
 
@@ -362,9 +355,6 @@ func (s *Steps) ApplyAll(ctx context.Context, batches []Batch) ([]Result, []erro
 
 // call is b's step as a call of its own.
 func (s *Steps) call(b Batch) *stepCall {
-	if s.planned != nil {
-		return &stepCall{rdb: s.rdb, lanes: []Lane{{Steps: s, Batch: b}}, planned: true}
-	}
 	return newStepCall(s.step, []Lane{{Steps: s, Batch: b}}, []int{0}, []span{{0, len(b.Items)}}, b.Items)
 }
 

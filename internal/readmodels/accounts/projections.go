@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/tributary-es/tributary/internal/domain/account"
@@ -80,61 +79,6 @@ redis.call('HSET', k, 'version', ver, 'updatedAt', t)
 `
 }
 
-// Reads implements readmodels.Planned: the account's balance.
-func (SummaryProjection) Reads(id string) []readmodels.Field {
-	return []readmodels.Field{{Key: "summary:" + id, Field: "balance"}}
-}
-
-// Plan implements readmodels.Planned: what Lua does, the balance added in
-// Go (failing, as HINCRBY would, on overflow or a stored balance that is
-// not an integer), the account's fields written once a step.
-func (SummaryProjection) Plan(w *readmodels.Writes, id string, version int64, a []string) error {
-	k := "summary:" + id
-	t := a[len(a)-1]
-	switch a[0] {
-	case "open":
-		w.Set(k, "id", id)
-		w.Set(k, "owner", a[1])
-		w.Set(k, "currency", a[2])
-		w.Set(k, "principal", a[3])
-		w.Set(k, "balance", "0")
-		w.Set(k, "status", "pending")
-		w.Set(k, "openedAt", t)
-	case "status":
-		w.Set(k, "status", a[1])
-	case "delta":
-		balance, err := addBalance(w, k, "balance", a[1])
-		if err != nil {
-			return fmt.Errorf("summary of %s: %w", id, err)
-		}
-		w.Set(k, "balance", balance)
-	}
-	w.Set(k, "version", strconv.FormatInt(version, 10))
-	w.Set(k, "updatedAt", t)
-	return nil
-}
-
-// addBalance is field f of hash key plus delta, as HINCRBY adds: an error
-// for a stored value that is not an integer or a sum beyond int64.
-func addBalance(w *readmodels.Writes, key, f, delta string) (string, error) {
-	var balance int64
-	if stored, ok := w.Get(key, f); ok {
-		var err error
-		if balance, err = strconv.ParseInt(stored, 10, 64); err != nil {
-			return "", fmt.Errorf("stored balance is not an integer: %q", stored)
-		}
-	}
-	d, err := strconv.ParseInt(delta, 10, 64)
-	if err != nil {
-		return "", fmt.Errorf("amount is not an integer: %q", delta)
-	}
-	sum := balance + d
-	if (d > 0 && sum < balance) || (d < 0 && sum > balance) {
-		return "", fmt.Errorf("balance would overflow: %d + %d", balance, d)
-	}
-	return strconv.FormatInt(sum, 10), nil
-}
-
 // Args implements readmodels.Projection.
 func (SummaryProjection) Args(e log.Event) ([]string, error) {
 	ev, err := decode(e)
@@ -199,26 +143,6 @@ if ver == 1 then
   redis.call('HSET', p .. 'owner', id, a[i + 2])
 end
 `
-}
-
-// Reads implements readmodels.Planned: the account's running balance.
-func (HistoryProjection) Reads(id string) []readmodels.Field {
-	return []readmodels.Field{{Key: "balance", Field: id}}
-}
-
-// Plan implements readmodels.Planned: what Lua does, the balance added in
-// Go (see addBalance).
-func (HistoryProjection) Plan(w *readmodels.Writes, id string, version int64, a []string) error {
-	after, err := addBalance(w, "balance", id, a[1])
-	if err != nil {
-		return fmt.Errorf("history of %s: %w", id, err)
-	}
-	w.Set("balance", id, after)
-	w.Command("ZADD", w.Prefix()+"history:"+id, version, a[0]+`,"balanceAfter":`+after+"}")
-	if version == 1 {
-		w.Set("owner", id, a[2])
-	}
-	return nil
 }
 
 // Args implements readmodels.Projection.
@@ -289,45 +213,6 @@ elseif op == 'status' then
   end
 end
 `
-}
-
-// Reads implements readmodels.Planned: the account's entry.
-func (DirectoryProjection) Reads(id string) []readmodels.Field {
-	return []readmodels.Field{{Key: "dir", Field: id}}
-}
-
-// Plan implements readmodels.Planned: what Lua does, as commands.
-func (DirectoryProjection) Plan(w *readmodels.Writes, id string, _ int64, a []string) error {
-	p := w.Prefix()
-	if a[0] == "open" {
-		w.Set("dir", id, "pending|"+a[1]+"|"+a[2])
-		w.Command("ZADD", p+"status:pending", a[2], id)
-		w.Command("ZADD", p+"balance:"+a[1], 0, id)
-		return nil
-	}
-	cur, ok := w.Get("dir", id)
-	if !ok {
-		return nil
-	}
-	status, rest, ok1 := strings.Cut(cur, "|")
-	currency, opened, ok2 := strings.Cut(rest, "|")
-	if !ok1 || !ok2 {
-		return fmt.Errorf("directory entry of %s is malformed: %q", id, cur)
-	}
-	switch a[0] {
-	case "delta":
-		if status != "closed" {
-			w.Command("ZINCRBY", p+"balance:"+currency, a[1], id)
-		}
-	case "status":
-		w.Command("ZREM", p+"status:"+status, id)
-		w.Command("ZADD", p+"status:"+a[1], opened, id)
-		w.Set("dir", id, a[1]+"|"+currency+"|"+opened)
-		if a[1] == "closed" {
-			w.Command("ZREM", p+"balance:"+currency, id)
-		}
-	}
-	return nil
 }
 
 // Args implements readmodels.Projection.

@@ -82,19 +82,6 @@ end
 `
 }
 
-// Reads implements readmodels.Planned: the index reads nothing.
-func (Projection) Reads(string) []readmodels.Field { return nil }
-
-// Plan implements readmodels.Planned: what Lua does, as commands.
-func (Projection) Plan(w *readmodels.Writes, _ string, _ int64, a []string) error {
-	corr, pos, link, who := a[0], a[1], a[2], a[3]
-	w.Command("ZADD", w.Prefix()+"corr:"+corr, pos, link)
-	if who != "" {
-		w.Command("ZADD", w.Prefix()+"corrfor:"+strconv.Itoa(len(who))+":"+who+":"+corr, pos, link)
-	}
-	return nil
-}
-
 // key is the sorted set of a correlation's events in the partition with
 // prefix: all of them for audience "", else those audience may see. The
 // audience's length keeps the key unambiguous whatever either id holds.
