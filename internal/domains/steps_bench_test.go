@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -32,7 +33,9 @@ import (
 //     the owner check, versions, the position).
 //
 // The figure is Redis's own CPU (INFO cpu, its main thread's user + system) per source event,
-// and commandstats' split of it for the full form. Run it alone on the
+// and commandstats' split of it for the full form; go-µs/event is this
+// process's CPU per event meanwhile (the client's side: preparing the
+// calls, sending them, reading the replies). Run it alone on the
 // machine:
 //
 //	go test -run '^$' -bench StepRedisCPU -benchtime 1x ./internal/domains/
@@ -107,7 +110,7 @@ func BenchmarkStepRedisCPU(b *testing.B) {
 							if err := rdb.ConfigResetStat(ctx).Err(); err != nil {
 								b.Fatal(err)
 							}
-							before := redisCPU(b, rdb)
+							before, goBefore := redisCPU(b, rdb), goCPU(b)
 							started := time.Now()
 							fused := readmodels.NewFused()
 							for k := range batches[0] {
@@ -139,8 +142,9 @@ func BenchmarkStepRedisCPU(b *testing.B) {
 								}
 							}
 							wall := time.Since(started)
-							used := redisCPU(b, rdb) - before
+							used, goUsed := redisCPU(b, rdb)-before, goCPU(b)-goBefore
 							b.ReportMetric(used.Seconds()*1e6/events, "redis-µs/event")
+							b.ReportMetric(goUsed.Seconds()*1e6/events, "go-µs/event")
 							b.ReportMetric(events/wall.Seconds(), "events/s")
 							if form.name == "full" {
 								for cmd, usec := range commandUsec(b, rdb) {
@@ -216,6 +220,16 @@ func redisCPU(b *testing.B, rdb *redis.Client) time.Duration {
 		}
 	}
 	return time.Duration(total * float64(time.Second))
+}
+
+// goCPU is the CPU time this process has used (user + system): the
+// client's side of the steps.
+func goCPU(b *testing.B) time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		b.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // commandUsec is commandstats' time per command since the last reset, in µs.
