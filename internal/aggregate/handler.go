@@ -157,7 +157,7 @@ func (h *Handler[S, C, E]) Handle(ctx context.Context, req Request[C]) (Result[S
 	defer unlock()
 
 	for attempt := 0; ; attempt++ {
-		res, err := h.handleOnce(ctx, req)
+		res, err := h.handleOnce(ctx, req, attempt == 0)
 		if !errors.Is(err, postgres.ErrConcurrency) {
 			return res, err
 		}
@@ -181,9 +181,22 @@ func (h *Handler[S, C, E]) Handle(ctx context.Context, req Request[C]) (Result[S
 	}
 }
 
-func (h *Handler[S, C, E]) handleOnce(ctx context.Context, req Request[C]) (Result[S], error) {
-	cur, fromCache, err := h.current(ctx, req.AggregateID)
-	if err != nil {
+// handleOnce decides the command and appends its events. assumeNew lets a
+// command that creates an aggregate (Type.Creates) be decided on the
+// initial state when the cache does not hold the aggregate, with the
+// append's version check (expected 0) as the proof; Handle allows it on the
+// first attempt only.
+func (h *Handler[S, C, E]) handleOnce(ctx context.Context, req Request[C], assumeNew bool) (Result[S], error) {
+	var (
+		cur loaded[S]
+		src stateSource
+		err error
+	)
+	if c, ok := h.cached(req.AggregateID); ok {
+		cur, src = c, fromCache
+	} else if assumeNew && h.typ.Creates != nil && h.typ.Creates(req.Command) {
+		cur, src = loaded[S]{state: h.typ.Initial(req.AggregateID)}, assumedNew
+	} else if cur, err = h.load(ctx, req.AggregateID); err != nil {
 		return Result[S]{}, err
 	}
 	res, err := h.decideAndAppend(ctx, req, cur)
@@ -194,30 +207,46 @@ func (h *Handler[S, C, E]) handleOnce(ctx context.Context, req Request[C]) (Resu
 		h.cache.Remove(req.AggregateID)
 	}
 	var failed *appendError
-	if !fromCache || errors.As(err, &failed) {
+	if src == fromStore || errors.As(err, &failed) {
 		// An append that failed is never decided again here: its outcome
 		// may be unknown (it may still commit), or its Idempotency-Key
-		// completed by another run; a conflict is retried by Handle.
+		// completed by another run; a conflict is retried by Handle, which
+		// reads the aggregate first on every retry. (So is the conflict of
+		// an aggregate assumed new that existed: nothing of it was written.)
 		return Result[S]{}, err
 	}
-	// A refusal (or a version mismatch) decided on cached state is only
-	// trusted once a fresh load confirms it: another process may have moved
-	// the aggregate on.
+	// A refusal (or a version mismatch) decided on cached state, or on an
+	// aggregate assumed new, is only trusted once a fresh load confirms it:
+	// another process may have moved the aggregate on, or created it.
 	if cur, err = h.load(ctx, req.AggregateID); err != nil {
 		return Result[S]{}, err
 	}
 	return h.decideAndAppend(ctx, req, cur)
 }
 
-// current returns the aggregate's state from the cache, or loaded.
-func (h *Handler[S, C, E]) current(ctx context.Context, id string) (loaded[S], bool, error) {
-	if h.cache != nil {
-		if cur, ok := h.cache.Get(id); ok {
-			return cur, true, nil
-		}
+// stateSource is where a command's state came from.
+type stateSource int
+
+const (
+	fromStore  stateSource = iota // loaded now: the truth as of this command
+	fromCache                     // this process's last command left it
+	assumedNew                    // not read: the initial state of a creating command
+)
+
+// cached returns the aggregate's state if the cache holds it.
+func (h *Handler[S, C, E]) cached(id string) (loaded[S], bool) {
+	if h.cache == nil {
+		return loaded[S]{}, false
 	}
-	cur, err := h.load(ctx, id)
-	return cur, false, err
+	return h.cache.Get(id)
+}
+
+// current returns the aggregate's state from the cache, or loaded.
+func (h *Handler[S, C, E]) current(ctx context.Context, id string) (loaded[S], error) {
+	if cur, ok := h.cached(id); ok {
+		return cur, nil
+	}
+	return h.load(ctx, id)
 }
 
 func (h *Handler[S, C, E]) decideAndAppend(ctx context.Context, req Request[C], cur loaded[S]) (Result[S], error) {
@@ -352,7 +381,7 @@ func (h *Handler[S, C, E]) Load(ctx context.Context, id string) (S, int64, error
 // step is due (the step itself is then run by Handle, which settles any
 // race). A load is not added to the cache.
 func (h *Handler[S, C, E]) Current(ctx context.Context, id string) (state S, version int64, owner string, err error) {
-	cur, _, err := h.current(ctx, id)
+	cur, err := h.current(ctx, id)
 	return cur.state, cur.version, cur.owner, err
 }
 

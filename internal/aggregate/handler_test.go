@@ -5,12 +5,15 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"testing/fstest"
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/tributary-es/tributary/internal/aggregate"
 	"github.com/tributary-es/tributary/internal/log"
@@ -320,5 +323,127 @@ func TestCurrentAndOwnerServeTheCache(t *testing.T) {
 	}
 	if _, err := h.Owner(ctx, "not-cached"); err == nil {
 		t.Fatal("Owner(not-cached) answered with the pool closed: a load was not added to the cache, so it must have asked the store")
+	}
+}
+
+// statements counts what a pool sends Postgres: aggregate loads and
+// group-commit appends (a pgx QueryTracer).
+type statements struct {
+	mu             sync.Mutex
+	loads, appends int
+}
+
+func (s *statements) TraceQueryStart(ctx context.Context, _ *pgx.Conn, data pgx.TraceQueryStartData) context.Context {
+	sql := strings.TrimSpace(data.SQL)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	switch {
+	case strings.HasPrefix(sql, "WITH snap AS"):
+		s.loads++
+	case strings.Contains(sql, "tributary_append_commands("):
+		s.appends++
+	}
+	return ctx
+}
+
+func (*statements) TraceQueryEnd(context.Context, *pgx.Conn, pgx.TraceQueryEndData) {}
+
+// take returns the counts so far and starts again from zero.
+func (s *statements) take() (loads, appends int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	loads, appends, s.loads, s.appends = s.loads, s.appends, 0, 0
+	return loads, appends
+}
+
+// A command that creates an aggregate (Type.Creates) is decided without
+// reading the store first; when the aggregate existed after all, its
+// append's version check refuses it, nothing is written, and the command is
+// decided again on the aggregate's state — owner check, expected version
+// and Idempotency-Key included — as if it had been read first.
+func TestACreatingCommandIsNotReadFirst(t *testing.T) {
+	ctx := context.Background()
+	cfg, err := pgxpool.ParseConfig(testenv.PostgresURL(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	count := &statements{}
+	cfg.ConnConfig.Tracer = count
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	store := postgres.NewStore(pool, nil)
+	// Every increment may create its counter: the worst case for the
+	// assumption, all of whose misses this test takes.
+	typ := counterType(1)
+	typ.Creates = func(increment) bool { return true }
+	first := aggregate.NewHandler(typ, store, counterSchemas(t), aggregate.Options{})
+	other := aggregate.NewHandler(typ, store, counterSchemas(t), aggregate.Options{CacheSize: -1}) // another process
+
+	do(t, first, "c1", 2)
+	if loads, appends := count.take(); loads != 0 || appends != 1 {
+		t.Fatalf("a new aggregate: %d loads and %d appends, want 0 and 1", loads, appends)
+	}
+	do(t, first, "c1", 3) // cached
+	if loads, appends := count.take(); loads != 0 || appends != 1 {
+		t.Fatalf("a cached aggregate: %d loads and %d appends, want 0 and 1", loads, appends)
+	}
+
+	// Another process does not hold c1: its assumption fails at the append.
+	res := do(t, other, "c1", 4)
+	if res.Version != 3 || res.State.Count != 9 {
+		t.Fatalf("on an existing aggregate: count %d at v%d, want 9 at v3", res.State.Count, res.Version)
+	}
+	if loads, appends := count.take(); loads != 1 || appends != 2 {
+		t.Fatalf("an existing aggregate: %d loads and %d appends, want 1 and 2 (the refused one, then the decided one)", loads, appends)
+	}
+
+	// Decided again means checked again: the owner, ...
+	errNotOwner := errors.New("not the owner")
+	mallory := testMeta
+	mallory.Principal = "mallory"
+	_, err = other.Handle(ctx, aggregate.Request[increment]{AggregateID: "c1", Command: increment{By: 1}, Metadata: mallory,
+		Authorize: func(owner string) error {
+			if owner != mallory.Principal {
+				return errNotOwner
+			}
+			return nil
+		}})
+	if !errors.Is(err, errNotOwner) {
+		t.Fatalf("a stranger's command on an existing aggregate: %v, want the owner check's refusal", err)
+	}
+	// ... the expected version, ...
+	zero := int64(0)
+	_, err = other.Handle(ctx, aggregate.Request[increment]{AggregateID: "c1", Command: increment{By: 1}, ExpectedVersion: &zero, Metadata: testMeta})
+	var mismatch *aggregate.VersionMismatchError
+	if !errors.As(err, &mismatch) || mismatch.Expected != 0 || mismatch.Current != 3 {
+		t.Fatalf("expected version 0 on an existing aggregate: %v, want a mismatch at 3", err)
+	}
+	// ... and the Idempotency-Key, recorded with the append that stored the
+	// events and only with it.
+	hash := []byte("request")
+	res, err = other.Handle(ctx, aggregate.Request[increment]{AggregateID: "c1", Command: increment{By: 5}, Metadata: testMeta,
+		Idempotency: &postgres.IdempotencyCompletion{Principal: "test", Key: "k1", Status: 201, RequestHash: hash}})
+	if err != nil || res.Version != 4 {
+		t.Fatalf("with an Idempotency-Key: v%d, %v; want v4", res.Version, err)
+	}
+	stored, completed, err := store.LookupIdempotencyKey(ctx, "test", "k1")
+	if err != nil || !completed || stored.FirstVersion != 4 || stored.LastVersion != 4 {
+		t.Fatalf("the key: %+v completed %v, %v; want completed for version 4", stored, completed, err)
+	}
+
+	// Nothing was written twice, nor by the refused commands.
+	s, v, err := first.Load(ctx, "c1")
+	if err != nil || v != 4 || s.Count != 14 {
+		t.Fatalf("c1: count %d at v%d, %v; want 14 at v4", s.Count, v, err)
+	}
+	events, err := store.ReadStream(ctx, postgres.StreamQuery{AggregateType: "counter", AggregateID: "c1"})
+	if err != nil || len(events) != 4 {
+		t.Fatalf("c1 holds %d events, %v; want 4", len(events), err)
+	}
+	if events[0].Principal != "test" {
+		t.Fatalf("c1's owner is %q, want test", events[0].Principal)
 	}
 }

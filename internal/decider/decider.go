@@ -81,6 +81,14 @@ type Aggregate[S, C, E any] struct {
 	// StateSchemaVersion is the version of S's JSON shape in snapshots. A
 	// snapshot of any other version is ignored.
 	StateSchemaVersion int
+	// Creates, if set, tells the commands that start a new aggregate (open
+	// an account, request a transfer). The platform decides such a command
+	// on the initial state without reading the store first, unless it holds
+	// the aggregate in memory; the append, which expects version 0, settles
+	// whether the aggregate was new after all. If it was not, nothing is
+	// written: the aggregate is read and the command decided again on its
+	// state, as if it had been read first. Nil: every command reads first.
+	Creates func(command C) bool
 }
 
 // Typed is what an event tells about its type.

@@ -245,11 +245,17 @@ func Evolve(s State, e Event) State {
 	return s
 }
 
+// Creates tells the command that starts an account: OpenAccount.
+func Creates(c Command) bool {
+	_, ok := c.(OpenAccount)
+	return ok
+}
+
 // Aggregate is the account as an aggregate type: what the platform runs.
 func Aggregate() decider.Aggregate[State, Command, Event] {
 	return decider.Aggregate[State, Command, Event]{
 		Name: AggregateType, Initial: Initial, Decide: Decide, Evolve: Evolve,
-		DecodeEvent: DecodeEvent, StateSchemaVersion: StateSchemaVersion,
+		DecodeEvent: DecodeEvent, StateSchemaVersion: StateSchemaVersion, Creates: Creates,
 	}
 }
 

@@ -152,11 +152,17 @@ func Evolve(s State, e Event) State {
 	return s
 }
 
+// Creates tells the command that starts an transfer: RequestTransfer.
+func Creates(c Command) bool {
+	_, ok := c.(RequestTransfer)
+	return ok
+}
+
 // Aggregate is the transfer as an aggregate type: what the platform runs.
 func Aggregate() decider.Aggregate[State, Command, Event] {
 	return decider.Aggregate[State, Command, Event]{
 		Name: AggregateType, Initial: Initial, Decide: Decide, Evolve: Evolve,
-		DecodeEvent: DecodeEvent, StateSchemaVersion: StateSchemaVersion,
+		DecodeEvent: DecodeEvent, StateSchemaVersion: StateSchemaVersion, Creates: Creates,
 	}
 }
 
