@@ -205,6 +205,16 @@ func (f *feed) setWork(w *worker, has bool) {
 	f.mark(w, func() { w.hasWork = has })
 }
 
+// setIdle marks w as having no records to apply unless some were queued
+// since it found its queue empty (see feed.deliver).
+func (f *feed) setIdle(w *worker) {
+	f.mark(w, func() {
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		w.hasWork = len(w.queue) > 0
+	})
+}
+
 // setAway says whether w is away from its records: sleeping (a backoff, a
 // fencing), parking an event on the dead-letter topic, or held by a test
 // hook. The partition's open round waits only for workers with work that

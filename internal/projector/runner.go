@@ -1,6 +1,7 @@
 package projector
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -99,6 +100,66 @@ type feed struct {
 	rmu  sync.Mutex
 	open *applyRound // steps handed over, waiting for the other busy workers'
 	busy int         // workers with records to apply, not sleeping
+
+	// The last batch taken (see cut), guarded by cmu.
+	cmu            sync.Mutex
+	cutFrom, cutTo int64
+}
+
+// deliver queues fetched records for every worker of the partition. They
+// are all marked as having work before any is woken: a worker that took
+// its batch while a sibling had not been handed the same records yet
+// would find no one to wait for and go to Redis alone.
+func (f *feed) deliver(recs []*fetched, highWatermark int64) {
+	queued := make([]*worker, 0, len(f.workers))
+	full := 0
+	f.rmu.Lock()
+	for _, w := range f.workers {
+		q, fl := w.enqueue(recs, highWatermark)
+		if fl {
+			full++
+		}
+		if q {
+			queued = append(queued, w)
+			if f.r.fuse {
+				w.hasWork = true
+				f.recount(w)
+			}
+		}
+	}
+	f.rmu.Unlock()
+	for range full {
+		f.pause()
+	}
+	for _, w := range queued {
+		w.wakeUp()
+	}
+}
+
+// cut returns how many records at the head of a worker's queue make its
+// next batch: at most limit, and where the partition's lanes are at the
+// same offset, the same records as the sibling that cut there first took,
+// though more arrived since. Lanes whose batches end together hand their
+// steps over together; a lane that took less would go to Redis alone
+// for the rest.
+func (f *feed) cut(queue []*fetched, limit int) int {
+	n := min(len(queue), limit)
+	if !f.r.fuse {
+		return n
+	}
+	f.cmu.Lock()
+	defer f.cmu.Unlock()
+	from := queue[0].rec.Offset
+	if from == f.cutFrom && f.cutTo > from {
+		k, _ := slices.BinarySearchFunc(queue[:n], f.cutTo, func(r *fetched, to int64) int {
+			return cmp.Compare(r.rec.Offset, to)
+		})
+		if k > 0 {
+			return k
+		}
+	}
+	f.cutFrom, f.cutTo = from, queue[n-1].rec.Offset+1
+	return n
 }
 
 // pause counts a worker whose queue filled up; the first pauses fetching.
@@ -253,9 +314,7 @@ func (r *runner) run(ctx context.Context) error {
 					shared[i].rec = rec
 					recs[i] = &shared[i]
 				}
-				for _, w := range f.workers {
-					w.push(recs, ftp.HighWatermark)
-				}
+				f.deliver(recs, ftp.HighWatermark)
 			}
 		})
 	}

@@ -66,34 +66,34 @@ func newWorker(r *runner, l *lane, f *feed, topic string, partition int32, token
 	return w
 }
 
-// push queues fetched records; above the queue limit fetching the
-// partition pauses (for every lane) until the worker catches up.
-func (w *worker) push(recs []*fetched, highWatermark int64) {
+// enqueue queues fetched records and says whether any were queued and
+// whether the queue just went over the limit (fetching the partition then
+// pauses, for every lane, until the worker catches up: see feed.deliver).
+func (w *worker) enqueue(recs []*fetched, highWatermark int64) (queued, full bool) {
 	// Records below the position were applied already: fetched for a
 	// projection further behind on the partition, or fetched again.
 	for next := w.next.Load(); len(recs) > 0 && recs[0].rec.Offset < next; {
 		recs = recs[1:]
 	}
 	w.mu.Lock()
+	defer w.mu.Unlock()
 	if w.stopping {
-		w.mu.Unlock()
-		return
+		return false, false
 	}
 	w.end = max(w.end, highWatermark)
 	if len(recs) == 0 {
-		w.mu.Unlock()
-		return
+		return false, false
 	}
 	w.queue = append(w.queue, recs...)
-	pause := !w.paused && w.fencedAt.IsZero() && len(w.queue) >= w.l.p.cfg.QueueLimit
-	if pause {
+	full = !w.paused && w.fencedAt.IsZero() && len(w.queue) >= w.l.p.cfg.QueueLimit
+	if full {
 		w.paused = true
 	}
-	w.mu.Unlock()
-	w.f.setWork(w, true)
-	if pause {
-		w.f.pause()
-	}
+	return true, full
+}
+
+// wakeUp tells a worker waiting for records that some were queued.
+func (w *worker) wakeUp() {
 	select {
 	case w.wake <- struct{}{}:
 	default:
@@ -110,7 +110,7 @@ func (w *worker) take() (batch []*fetched, stop bool) {
 			return nil, true
 		}
 		if len(w.queue) > 0 {
-			n := min(len(w.queue), w.l.p.cfg.BatchSize)
+			n := w.f.cut(w.queue, w.l.p.cfg.BatchSize)
 			batch = w.queue[:n:n]
 			w.queue = w.queue[n:]
 			w.inflight = batch[0].rec.Timestamp
@@ -125,7 +125,7 @@ func (w *worker) take() (batch []*fetched, stop bool) {
 			return batch, false
 		}
 		w.mu.Unlock()
-		w.f.setWork(w, false)
+		w.f.setIdle(w)
 		<-w.wake
 	}
 }
@@ -136,10 +136,7 @@ func (w *worker) stop() {
 	w.mu.Lock()
 	w.stopping = true
 	w.mu.Unlock()
-	select {
-	case w.wake <- struct{}{}:
-	default:
-	}
+	w.wakeUp()
 	<-w.done
 	m := w.l.p.deps.Metrics
 	m.lagEvents.DeleteLabelValues(w.labels...)

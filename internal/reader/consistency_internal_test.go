@@ -5,6 +5,7 @@ import (
 	"net/http/httptest"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -32,8 +33,13 @@ func TestTheFirstPauseFollowsTheTypicalWait(t *testing.T) {
 
 // A projection that keeps a steady lag is read at most three times by a
 // query that waits for it, once the server has seen that lag: not polled
-// from 1 ms on every time.
+// from 1 ms on every time. (In a synctest bubble: the clock is the
+// test's, so a loaded machine's late timers do not change what it shows.)
 func TestAWaitingQueryReadsAboutWhenTheProjectionArrives(t *testing.T) {
+	synctest.Test(t, aWaitingQueryReadsAboutWhenTheProjectionArrives)
+}
+
+func aWaitingQueryReadsAboutWhenTheProjectionArrives(t *testing.T) {
 	s := &Server{cfg: DefaultConfig(), metrics: newMetrics(prometheus.NewRegistry())}
 	const lag = 12 * time.Millisecond
 	query := func() int {
@@ -63,7 +69,12 @@ func TestAWaitingQueryReadsAboutWhenTheProjectionArrives(t *testing.T) {
 // there: what it learns is when the version arrived, not when a query
 // found it after its first pause. (It used to learn the latter, and a
 // first pause as long as the waits it had seen kept the waits that long.)
+// In a synctest bubble, like the test above.
 func TestTheFirstPauseShrinksWhenTheProjectionGetsFaster(t *testing.T) {
+	synctest.Test(t, theFirstPauseShrinksWhenTheProjectionGetsFaster)
+}
+
+func theFirstPauseShrinksWhenTheProjectionGetsFaster(t *testing.T) {
 	s := &Server{cfg: DefaultConfig(), metrics: newMetrics(prometheus.NewRegistry())}
 	for range 50 {
 		s.waits.observe(20 * time.Millisecond) // the lag under an earlier load
