@@ -454,9 +454,16 @@ func checkPipelineCPU(t *testing.T, c jsonCPU) {
 	if process <= 0 || math.Abs(sum-process) > 1e-6*process {
 		t.Errorf("the parts add up to %.6f s, the process used %.6f s", sum, process)
 	}
-	for _, name := range []string{"projectors", "reader", "postgres", "machine"} {
+	// Postgres and the machine are read from /proc; the process's parts
+	// from profile samples (100 a second of CPU), of which a machine loaded
+	// by other tests may give a short round too few for the reader's part.
+	measured := []string{"postgres", "machine"}
+	if c.ProfileSamples >= 200 {
+		measured = append(measured, "projectors", "reader")
+	}
+	for _, name := range measured {
 		if p := byName[name]; p.CPUSeconds <= 0 || p.MicrosecondsPerCommand <= 0 {
-			t.Errorf("%s: %+v, want some CPU", name, p)
+			t.Errorf("%s: %+v, want some CPU (%d profile samples)", name, p, c.ProfileSamples)
 		}
 	}
 	if c.AcceptedCommands == 0 || c.ProfileSamples == 0 || c.PostgresProcesses == 0 {

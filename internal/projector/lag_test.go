@@ -205,11 +205,29 @@ func TestLagMetricsReadZeroWhenCaughtUpAndGrowWhilePaused(t *testing.T) {
 			})
 		}
 	}
-	// Tolerance below: the gauges are set every Poll.
-	tolerance := e.cfg.Poll + 250*time.Millisecond
-	check := func(when time.Time) map[string]*partitionLag {
+	// check reads a measurement made after it was called — every lagging
+	// partition's lag_seconds changed since (the gauges are set every
+	// Poll, later on a loaded machine) — and compares it with the ages the
+	// oldest events had over the time it waited. The slack covers a
+	// measurement taking its clock reading just before check began; the
+	// waves are a second apart, so the age of a partition's newest events
+	// is still out of bounds.
+	const slack = 500 * time.Millisecond
+	check := func() map[string]*partitionLag {
 		t.Helper()
-		lags := lagGauges(t, reg)
+		since := time.Now().Round(0)
+		prev := lagGauges(t, reg)
+		var lags map[string]*partitionLag
+		waitFor(t, 10*time.Second, "a fresh lag measurement", func() (bool, error) {
+			lags = lagGauges(t, reg)
+			for p, l := range lags {
+				if wantLag[p] > 0 && prev[p] != nil && l.seconds == prev[p].seconds {
+					return false, nil
+				}
+			}
+			return true, nil
+		})
+		until := time.Now().Round(0)
 		for p, l := range lags {
 			if l.events != wantLag[p] {
 				t.Fatalf("partition %s: lag_events %v, want %v (the events produced there while paused)", p, l.events, wantLag[p])
@@ -220,15 +238,15 @@ func TestLagMetricsReadZeroWhenCaughtUpAndGrowWhilePaused(t *testing.T) {
 				}
 				continue
 			}
-			low := when.Sub(to[p]) - tolerance
-			high := when.Sub(from[p]) + 5*time.Millisecond // record timestamps are in whole ms
+			low := since.Sub(to[p]) - slack
+			high := until.Sub(from[p]) + 5*time.Millisecond // record timestamps are in whole ms
 			if got := time.Duration(l.seconds * float64(time.Second)); got < low || got > high {
 				t.Fatalf("partition %s: lag_seconds %v, want the age of its oldest unapplied event, between %v and %v", p, got, low, high)
 			}
 		}
 		return lags
 	}
-	before := check(time.Now().Round(0))
+	before := check()
 	var oldest float64
 	for _, l := range before {
 		oldest = max(oldest, l.seconds)
@@ -241,7 +259,7 @@ func TestLagMetricsReadZeroWhenCaughtUpAndGrowWhilePaused(t *testing.T) {
 		}
 		return false, nil
 	})
-	after := check(time.Now().Round(0))
+	after := check()
 	for p, l := range after {
 		if wantLag[p] > 0 && l.seconds <= before[p].seconds {
 			t.Fatalf("partition %s: lag_seconds went from %v to %v while paused", p, before[p].seconds, l.seconds)

@@ -262,6 +262,9 @@ func TestRedisEmptiedRebuildsInsteadOfServingAPartialModel(t *testing.T) {
 // of service and builds a new one.
 func TestLostPositionsRebuildIntoANewGeneration(t *testing.T) {
 	e := newEnv(t)
+	// The observer's reads of a generation it just resolved may lag by a
+	// loaded machine's stall: the retired generation's keys stay that long.
+	e.cfg.DropGrace = 2 * time.Second
 	const initial = 2000
 	h := generate(200, 3000, 62)
 	h0 := historyOf(h.events[:initial])

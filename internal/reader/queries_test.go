@@ -15,7 +15,7 @@ import (
 // the fixture's versioned query and the platform's correlations. (Each
 // domain tests its own queries' parameters in its package.)
 func TestBadQueriesGetProblems(t *testing.T) {
-	p := newPipeline(t, reader.DefaultConfig())
+	p := newPipeline(t, readertest.Config())
 	v := openActive(p, "bad-1", 100)
 	p.Read(fmt.Sprintf("/v1/counters/bad-1?min_version=%d", v.version)) // built
 	tests := []readertest.BadQuery{
@@ -51,7 +51,7 @@ func TestBadQueriesGetProblems(t *testing.T) {
 // The summary carries its version as ETag; If-None-Match with it answers
 // 304 until the counter changes.
 func TestETagAndNotModified(t *testing.T) {
-	p := newPipeline(t, reader.DefaultConfig())
+	p := newPipeline(t, readertest.Config())
 	v := openActive(p, "etag-1", 100)
 	r := p.Read(fmt.Sprintf("/v1/counters/etag-1?min_version=%d", v.version))
 	tag := r.Header.Get("ETag")

@@ -27,7 +27,7 @@ import (
 // the writer's ETag as it came), and the parameter with the ETag of the
 // version before in If-None-Match.
 func TestReadYourWritesEveryTime(t *testing.T) {
-	p := newPipeline(t, reader.DefaultConfig())
+	p := newPipeline(t, readertest.Config())
 	const workers, runs = 8, 125
 	var done atomic.Int64
 	var wg sync.WaitGroup
@@ -117,7 +117,7 @@ func TestStaleReadIsSaidNotServed(t *testing.T) {
 // process manager would (each step caused by the previous event), and read
 // as an operator, who sees every event whoever it was appended for.
 func TestCausationTreeAcrossAggregates(t *testing.T) {
-	p := newPipeline(t, reader.DefaultConfig())
+	p := newPipeline(t, readertest.Config())
 	openActive(p, "tree-a", 10_000)
 	openActive(p, "tree-b", 0)
 	ctx := context.Background()
@@ -206,7 +206,7 @@ func TestCausationTreeAcrossAggregates(t *testing.T) {
 // earliest events, marked truncated, with the count of all; a stale answer
 // counts them without reading them.
 func TestLargeCorrelationIsTruncated(t *testing.T) {
-	cfg := reader.DefaultConfig()
+	cfg := readertest.Config()
 	cfg.MaxCorrelationEvents = 3
 	p := newPipeline(t, cfg)
 	corr := []string{"X-Correlation-ID", "big-" + uuid.NewString()}

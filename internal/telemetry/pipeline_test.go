@@ -179,6 +179,7 @@ func newPipeline(t testing.TB, o pipelineOptions) *pipeline {
 
 	// The reader.
 	rdcfg := reader.DefaultConfig()
+	rdcfg.MaxWait = time.Minute // reads must find their version, also on a machine loaded by the whole suite
 	rdcfg.Authenticator = authenticator
 	if tp != nil {
 		rdcfg.TracerProvider = tp

@@ -33,7 +33,7 @@ import (
 // read concurrently, alternating the query parameter and the header (with
 // the writer's ETag as it came), the summary and the history.
 func TestReadYourWritesEveryTime(t *testing.T) {
-	p := banktest.NewPipeline(t, reader.DefaultConfig())
+	p := banktest.NewPipeline(t, readertest.Config())
 	const workers, runs = 8, 125
 	var done atomic.Int64
 	var wg sync.WaitGroup
@@ -120,7 +120,7 @@ func TestStaleReadIsSaidNotServed(t *testing.T) {
 // Paging through 1,000 transactions with cursors returns each exactly once,
 // newest first, also while new ones are appended between pages.
 func TestPagingThroughTransactionsWhileAppending(t *testing.T) {
-	p := banktest.NewPipeline(t, reader.DefaultConfig())
+	p := banktest.NewPipeline(t, readertest.Config())
 	banktest.OpenAccount(p, "pages", 0)
 	ctx := context.Background()
 	deposit := func(n int) int64 {
@@ -187,7 +187,7 @@ func firstDiff(got, want []int64) string {
 
 // Bad input gets a problem document and the status that says why.
 func TestBadQueriesGetProblems(t *testing.T) {
-	p := banktest.NewPipeline(t, reader.DefaultConfig())
+	p := banktest.NewPipeline(t, readertest.Config())
 	banktest.OpenAccount(p, "bad-0", 100)
 	v := banktest.OpenAccount(p, "bad-1", 100)
 	p.Read(fmt.Sprintf("/v1/accounts/bad-1/transactions?min_version=%d", v.StreamVersion)) // built
@@ -269,7 +269,7 @@ func nextOf(t *testing.T, r readertest.Response) string {
 // The directory over HTTP: by status oldest first, by balance largest first,
 // every account once across pages.
 func TestDirectoryOverHTTP(t *testing.T) {
-	p := banktest.NewPipeline(t, reader.DefaultConfig())
+	p := banktest.NewPipeline(t, readertest.Config())
 	var last writer.CommandResponse
 	for i := range 23 {
 		last = banktest.OpenAccount(p, fmt.Sprintf("dir-%02d", i), int64(100*(i%5)))

@@ -25,7 +25,7 @@ import (
 // A transfer is served from its read model, at least as new as asked, and
 // its events join the correlation's causation tree.
 func TestTransferIsServed(t *testing.T) {
-	p := banktest.NewPipeline(t, reader.DefaultConfig())
+	p := banktest.NewPipeline(t, readertest.Config())
 	ctx := context.Background()
 	id := uuid.NewString()
 	var last log.Event
@@ -74,7 +74,7 @@ func TestTransferIsServed(t *testing.T) {
 // completed and its correlation as one causation chain, TransferRequested →
 // FundsWithdrawn → FundsDeposited → TransferCompleted.
 func TestTransferThroughThePlatform(t *testing.T) {
-	p := banktest.NewPipeline(t, reader.DefaultConfig())
+	p := banktest.NewPipeline(t, readertest.Config())
 	banktest.OpenAccount(p, "pay-a", 1000)
 	banktest.OpenAccount(p, "pay-b", 0)
 	const traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"

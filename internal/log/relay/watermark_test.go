@@ -33,6 +33,7 @@ func TestTheTransactionHoldingTheRelayBackIsNamed(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer conn.Close(ctx)
+	heldAt := time.Now() // no later than the transaction's start
 	tx, err := conn.Begin(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -43,14 +44,14 @@ func TestTheTransactionHoldingTheRelayBackIsNamed(t *testing.T) {
 	if err := tx.QueryRow(ctx, `SELECT pg_backend_pid(), pg_current_xact_id()::text`).Scan(&pid, &xid); err != nil {
 		t.Fatal(err)
 	}
-	heldAt := time.Now()
 	e.appendEvents("behind", 3, 1) // committed after the held transaction took its id: they wait
 
 	// Other tests' transactions on the same server are short: ours becomes
 	// the oldest.
 	waitFor(t, 30*time.Second, func() bool {
 		return r.labelled("tributary_relay_oldest_transaction_info", "pid", strconv.Itoa(pid), "application_name", "held-by-test") == 1 &&
-			r.gauge("tributary_relay_oldest_transaction_seconds") >= 1
+			r.gauge("tributary_relay_oldest_transaction_seconds") >= 1 &&
+			r.gauge("tributary_relay_backlog_events") >= 3 // measured after the appends committed
 	})
 	if age, open := r.gauge("tributary_relay_oldest_transaction_seconds"), time.Since(heldAt).Seconds(); age > open+1 {
 		t.Fatalf("oldest transaction %.1fs old, but ours has been open %.1fs", age, open)

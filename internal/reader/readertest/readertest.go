@@ -59,6 +59,17 @@ type Pipeline struct {
 	NewProjector func(readmodels.Projection) *projector.Projector
 }
 
+// Config is the reader's default configuration with a MaxWait of a
+// minute, for tests whose reads must find the version they wait for: on a
+// machine loaded by the whole suite under -race, an event can take more
+// than the default 2 s from its append to the read model. Tests of the
+// bound itself set their own.
+func Config() reader.Config {
+	cfg := reader.DefaultConfig()
+	cfg.MaxWait = time.Minute
+	return cfg
+}
+
 // NewPipeline starts the platform of reg's domains with the reader's cfg
 // (its authenticator is Auth's unless cfg names one). It returns once every
 // projection serves its first generation.
