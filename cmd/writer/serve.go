@@ -49,6 +49,7 @@ func serve(ctx context.Context, s settings, domains *registry.Registry, logger *
 	if api {
 		cfg := writer.DefaultConfig()
 		cfg.MaxBodyBytes = s.maxBodyBytes
+		cfg.MaxInFlight, cfg.AdmissionWait = s.maxInFlight, s.admissionWait
 		if cfg.Authenticator, err = auth.New(ctx, s.auth.Config()); err != nil {
 			return config.UsageError{Err: err}
 		}

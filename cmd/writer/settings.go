@@ -12,6 +12,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/tributary-es/tributary/internal/config"
+	"github.com/tributary-es/tributary/internal/writer"
 )
 
 // settings is every setting of the writer, from flags or the environment.
@@ -26,6 +27,8 @@ type settings struct {
 	migrate         bool
 	snapshotEvery   int
 	maxBodyBytes    int64
+	maxInFlight     int
+	admissionWait   time.Duration
 	shutdownTimeout time.Duration
 	logLevel        slog.Level
 	pprofAddr       string
@@ -64,6 +67,10 @@ func parseSettings(cmd string, args []string, getenv func(string) string, stderr
 	fs.Env("snapshot-every", "SNAPSHOT_EVERY")
 	fs.Int64Var(&s.maxBodyBytes, "max-body-bytes", 64<<10, "largest command body accepted; larger ones get 413")
 	fs.Env("max-body-bytes", "WRITER_MAX_BODY_BYTES")
+	fs.IntVar(&s.maxInFlight, "max-in-flight", writer.DefaultConfig().MaxInFlight, "most commands worked on at once; more wait --admission-wait for room, then get 503 overloaded (0: no bound)")
+	fs.Env("max-in-flight", "WRITER_MAX_IN_FLIGHT")
+	fs.DurationVar(&s.admissionWait, "admission-wait", writer.DefaultConfig().AdmissionWait, "how long a command beyond --max-in-flight waits for room")
+	fs.Env("admission-wait", "WRITER_ADMISSION_WAIT")
 	fs.DurationVar(&s.shutdownTimeout, "shutdown-timeout", 15*time.Second, "how long in-flight requests may take to finish on SIGTERM")
 	fs.Env("shutdown-timeout", "SHUTDOWN_TIMEOUT")
 	fs.DurationVar(&s.idempotencyTTL, "idempotency-key-ttl", 24*time.Hour, "how long an Idempotency-Key is remembered; older ones are deleted hourly")
@@ -111,6 +118,10 @@ func parseSettings(cmd string, args []string, getenv func(string) string, stderr
 		return s, config.UsageError{Err: fmt.Errorf("%s must be at least 1m", fs.Setting("idempotency-key-ttl"))}
 	case s.maxBodyBytes < 1024:
 		return s, config.UsageError{Err: fmt.Errorf("%s must be at least 1024", fs.Setting("max-body-bytes"))}
+	case s.maxInFlight < 0:
+		return s, config.UsageError{Err: fmt.Errorf("%s must be 0 (no bound) or more", fs.Setting("max-in-flight"))}
+	case s.admissionWait < 0 || s.admissionWait > time.Minute:
+		return s, config.UsageError{Err: fmt.Errorf("%s must be between 0 and 1m", fs.Setting("admission-wait"))}
 	case relayRuns && k.Brokers == "" && !k.embedded:
 		return s, config.UsageError{Err: fmt.Errorf("%s is required for the relay (or set %s for development, or %s=false to run the relay elsewhere)",
 			fs.Setting("kafka-brokers"), fs.Setting("kafka-embedded"), fs.Setting("relay"))}

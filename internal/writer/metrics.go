@@ -17,7 +17,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	m := &metrics{
 		commands: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "tributary_commands_total",
-			Help: "Commands handled, by aggregate type, command and outcome (accepted, rejected, conflict, replayed, cancelled, error).",
+			Help: "Commands handled, by aggregate type, command and outcome (accepted, rejected, conflict, replayed, cancelled, forbidden, shed: refused unread for too many in flight, error).",
 		}, []string{"aggregate_type", "command", "outcome"}),
 		commandSeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "tributary_command_duration_seconds",

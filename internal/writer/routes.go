@@ -3,6 +3,7 @@ package writer
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"strings"
 
@@ -79,7 +80,20 @@ func Command[B any, S any, C any, E aggregate.Event](typ aggregate.Type[S, C, E]
 		if err != nil {
 			return nil, errors.New("route " + cr.Pattern + ": " + err.Error())
 		}
+		// Present from the start at 0, so that its rate (the shedding
+		// alert) has data and counts the first one.
+		shed := s.metrics.commands.WithLabelValues(typ.Name, cr.Name, "shed")
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			release, ok := s.admitted.enter(r.Context())
+			if !ok {
+				shed.Inc()
+				w.Header().Set("Retry-After", "1")
+				problem.Write(w, r, problem.New(http.StatusServiceUnavailable, "overloaded", "Overloaded",
+					fmt.Sprintf("the writer has %d commands in flight and none finished within %s; nothing of this command was done: retry it (with the same Idempotency-Key)",
+						s.cfg.MaxInFlight, s.cfg.AdmissionWait)))
+				return
+			}
+			defer release()
 			var id string
 			if !cr.Creates {
 				id = r.PathValue("id")

@@ -41,6 +41,12 @@ type Config struct {
 	Authenticator *auth.Authenticator
 	// MaxStreamPage bounds how many events one stream read returns.
 	MaxStreamPage int
+	// MaxInFlight bounds the commands worked on at once; a command beyond
+	// it waits up to AdmissionWait for room, then gets 503 (type
+	// overloaded, Retry-After) having read and written nothing. 0: no bound.
+	MaxInFlight int
+	// AdmissionWait is how long a command beyond MaxInFlight waits for room.
+	AdmissionWait time.Duration
 	// TracerProvider makes the HTTP server spans; the incoming W3C trace
 	// context is continued and stored with the events either way.
 	TracerProvider trace.TracerProvider
@@ -52,6 +58,7 @@ type Config struct {
 // DefaultConfig is a sensible Config.
 func DefaultConfig() Config {
 	return Config{MaxBodyBytes: 64 << 10, MaxHeaderBytes: httpapi.DefaultMaxHeaderBytes, IdempotencyClaim: 30 * time.Second, MaxStreamPage: 1000,
+		MaxInFlight: 512, AdmissionWait: time.Second,
 		TracerProvider: noop.NewTracerProvider(), Propagator: httpapi.DefaultPropagator()}
 }
 
@@ -64,6 +71,7 @@ type Server struct {
 	metrics  *metrics
 	gatherer prometheus.Gatherer
 	spec     http.Handler
+	admitted *admission
 	// commands are the domains' routes, built.
 	commands []route
 }
@@ -101,6 +109,7 @@ func NewServer(cfg Config, handlers *aggregate.Handlers, routes []Route, reg *pr
 	s := &Server{
 		cfg: cfg, handlers: handlers, store: handlers.Store(), logger: logger,
 		metrics: newMetrics(reg), gatherer: reg, spec: spec,
+		admitted: newAdmission(cfg.MaxInFlight, cfg.AdmissionWait),
 	}
 	seen := make(map[string]bool, len(routes))
 	for _, rt := range routes {
