@@ -44,6 +44,8 @@ func parseSettings(args []string, getenv func(string) string, stderr io.Writer) 
 	fs.Env("http-addr", "READER_HTTP_ADDR")
 	fs.DurationVar(&s.api.MaxWait, "max-wait", s.api.MaxWait, "longest a query naming a version it must see waits for the projection (read-your-writes)")
 	fs.Env("max-wait", "READER_MAX_WAIT")
+	fs.IntVar(&s.api.MaxWaiting, "max-waiting", s.api.MaxWaiting, "most queries waiting for a version at once; more answer at once with what the projection has (0: no bound)")
+	fs.Env("max-waiting", "READER_MAX_WAITING")
 	fs.DurationVar(&s.api.ViewCache, "view-cache", s.api.ViewCache, "how long the served generation of a projection is kept between lookups (0: look up on every query)")
 	fs.Env("view-cache", "READER_VIEW_CACHE")
 	fs.IntVar(&s.api.DefaultPage, "default-page", s.api.DefaultPage, "page size of a listing without limit")
@@ -72,6 +74,8 @@ func parseSettings(args []string, getenv func(string) string, stderr io.Writer) 
 	switch {
 	case s.api.MaxWait < 0 || s.api.MaxWait > time.Minute:
 		return s, config.UsageError{Err: fmt.Errorf("%s must be from 0s to 1m", fs.Setting("max-wait"))}
+	case s.api.MaxWaiting < 0:
+		return s, config.UsageError{Err: fmt.Errorf("%s must be 0 (no bound) or more", fs.Setting("max-waiting"))}
 	case s.api.ViewCache < 0 || s.api.ViewCache > 10*time.Second:
 		return s, config.UsageError{Err: fmt.Errorf("%s must be from 0s to 10s (the projector's drop grace must stay longer)", fs.Setting("view-cache"))}
 	case s.api.MaxPage < 1 || s.api.MaxPage > 10_000:

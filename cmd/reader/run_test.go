@@ -30,6 +30,7 @@ func TestBadConfigurationNamesTheSetting(t *testing.T) {
 		{"prefix with a brace", []string{"--redis-prefix", "a{b"}, testenv.Getenv(), "--redis-prefix / REDIS_PREFIX must be non-empty, without braces or spaces"},
 		{"negative wait", nil, testenv.Getenv("READER_MAX_WAIT", "-1s"), "--max-wait / READER_MAX_WAIT must be from 0s to 1m"},
 		{"wait not a duration", nil, testenv.Getenv("READER_MAX_WAIT", "2"), `invalid READER_MAX_WAIT="2" (flag --max-wait)`},
+		{"negative waiting bound", []string{"--max-waiting", "-5"}, testenv.Getenv(), "--max-waiting / READER_MAX_WAITING must be 0 (no bound) or more"},
 		{"view cache too long", []string{"--view-cache", "1m"}, testenv.Getenv(), "--view-cache / READER_VIEW_CACHE must be from 0s to 10s"},
 		{"page too large", []string{"--max-page", "100000"}, testenv.Getenv(), "--max-page / READER_MAX_PAGE must be from 1 to 10000"},
 		{"default above max", []string{"--default-page", "600"}, testenv.Getenv(), "--default-page / READER_DEFAULT_PAGE must be from 1 to --max-page"},

@@ -95,7 +95,8 @@ func (w *waitTracker) observe(waited time.Duration) {
 // passes. It checks again first after about the time queries have lately
 // waited (waitTracker), then backs off from 2 ms to 16 ms between calls: a
 // projection that keeps a steady lag is read about twice per query, not
-// five or six times. It returns the last value seen; less than want means
+// five or six times. Beyond MaxWaiting queries waiting at once, it does
+// not wait. It returns the last value seen; less than want means
 // the projection is stale. A read model that is still being built is
 // waited for like one that is behind.
 //
@@ -112,6 +113,12 @@ func (s *Server) await(r *http.Request, want int64, current func(context.Context
 	if want == 0 || (err != nil && !errors.Is(err, readmodels.ErrNotReady)) || (err == nil && have >= want) {
 		return have, err
 	}
+	if n := s.waiting.Add(1); s.cfg.MaxWaiting > 0 && n > int64(s.cfg.MaxWaiting) {
+		s.waiting.Add(-1)
+		s.metrics.waitsShed.Inc()
+		return have, err
+	}
+	defer s.waiting.Add(-1)
 	started := time.Now()
 	missed := started // the last check that found less than want
 	deadline := started.Add(s.waitBound(r))

@@ -101,3 +101,79 @@ func theFirstPauseShrinksWhenTheProjectionGetsFaster(t *testing.T) {
 		t.Fatalf("the 40th query waited %s for a %s lag", waited, lag)
 	}
 }
+
+// Beyond MaxWaiting queries waiting at once, a query that names a version
+// its projection lacks answers at once with what it has (the caller then
+// says stale), and is counted; once the waiting ones are done, a query
+// waits again. (In a synctest bubble: "at once" is no time passing.)
+func TestQueriesBeyondMaxWaitingDoNotWait(t *testing.T) {
+	synctest.Test(t, queriesBeyondMaxWaitingDoNotWait)
+}
+
+func queriesBeyondMaxWaitingDoNotWait(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.MaxWaiting = 2
+	reg := prometheus.NewRegistry()
+	s := &Server{cfg: cfg, metrics: newMetrics(reg)}
+	var there atomic.Bool
+	current := func(context.Context) (int64, error) {
+		if there.Load() {
+			return 2, nil
+		}
+		return 1, nil
+	}
+	query := func() int64 {
+		have, err := s.await(httptest.NewRequest("GET", "/v1/counters/a", nil), 2, current)
+		if err != nil {
+			t.Errorf("await: %v", err)
+		}
+		return have
+	}
+	waited := make(chan int64, cfg.MaxWaiting)
+	for range cfg.MaxWaiting {
+		go func() { waited <- query() }()
+	}
+	synctest.Wait() // both wait for version 2
+	started := time.Now()
+	if have := query(); have != 1 || time.Since(started) != 0 {
+		t.Fatalf("a query beyond the %d waiting: version %d after %s, want 1 at once", cfg.MaxWaiting, have, time.Since(started))
+	}
+	if n := shedWaits(t, reg); n != 1 {
+		t.Fatalf("%v waits shed counted, want 1", n)
+	}
+	time.Sleep(50 * time.Millisecond)
+	there.Store(true)
+	for range cfg.MaxWaiting {
+		if have := <-waited; have != 2 {
+			t.Fatalf("a waiting query got version %d, want 2", have)
+		}
+	}
+	there.Store(false)
+	go func() {
+		time.Sleep(30 * time.Millisecond)
+		there.Store(true)
+	}()
+	started = time.Now()
+	if have := query(); have != 2 || time.Since(started) < 30*time.Millisecond {
+		t.Fatalf("once the others were done: version %d after %s, want 2 after waiting", have, time.Since(started))
+	}
+	if n := shedWaits(t, reg); n != 1 {
+		t.Fatalf("%v waits shed counted, want still 1", n)
+	}
+}
+
+// shedWaits reads tributary_reader_consistency_waits_shed_total.
+func shedWaits(t *testing.T, reg *prometheus.Registry) float64 {
+	t.Helper()
+	families, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range families {
+		if f.GetName() == "tributary_reader_consistency_waits_shed_total" {
+			return f.GetMetric()[0].GetCounter().GetValue()
+		}
+	}
+	t.Fatal("no tributary_reader_consistency_waits_shed_total")
+	return 0
+}

@@ -9,6 +9,7 @@ import (
 type metrics struct {
 	httpSeconds *prometheus.HistogramVec
 	waitSeconds *prometheus.HistogramVec
+	waitsShed   prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -19,7 +20,11 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help:    "Time a query that named a version it must see waited for the projection, by outcome: fresh (reached) or stale (not within the bound).",
 			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2, 5},
 		}, []string{"outcome"}),
+		waitsShed: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "tributary_reader_consistency_waits_shed_total",
+			Help: "Queries that named a version their projection lacked and were answered at once (stale or not ready) because --max-waiting queries were already waiting.",
+		}),
 	}
-	reg.MustRegister(m.httpSeconds, m.waitSeconds)
+	reg.MustRegister(m.httpSeconds, m.waitSeconds, m.waitsShed)
 	return m
 }

@@ -18,6 +18,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -41,6 +42,11 @@ type Config struct {
 	// MaxWait bounds how long a query that names a version it must see
 	// waits for the projection to reach it before it answers "stale".
 	MaxWait time.Duration
+	// MaxWaiting bounds the queries waiting for a version at once (each
+	// reads its projection every few milliseconds while it waits); one
+	// that would wait beyond it answers at once with what the projection
+	// has — stale, with Retry-After — instead. 0: no bound.
+	MaxWaiting int
 	// ViewCache is how long the active generation of a projection is kept
 	// between lookups; a rebuilt generation is served within it.
 	ViewCache time.Duration
@@ -72,7 +78,7 @@ func PublicPaths() []string { return []string{"/healthz", "/readyz", "/metrics",
 
 // DefaultConfig is a sensible Config.
 func DefaultConfig() Config {
-	return Config{MaxHeaderBytes: httpapi.DefaultMaxHeaderBytes, MaxWait: 2 * time.Second, ViewCache: 250 * time.Millisecond, DefaultPage: 50, MaxPage: 500, MaxCorrelationEvents: 1000,
+	return Config{MaxHeaderBytes: httpapi.DefaultMaxHeaderBytes, MaxWait: 2 * time.Second, MaxWaiting: 1024, ViewCache: 250 * time.Millisecond, DefaultPage: 50, MaxPage: 500, MaxCorrelationEvents: 1000,
 		AutoPipeline: true, TracerProvider: noop.NewTracerProvider(), Propagator: httpapi.DefaultPropagator()}
 }
 
@@ -86,6 +92,7 @@ type Server struct {
 	routes   []Route
 	metrics  *metrics
 	waits    waitTracker
+	waiting  atomic.Int64 // queries in await's loop
 	gatherer prometheus.Gatherer
 	logger   *slog.Logger
 	spec     http.Handler
