@@ -25,15 +25,7 @@ func TestCommandsBeyondTheBoundAreShedHavingWrittenNothing(t *testing.T) {
 	events, keys := st.CountEvents(t), st.IdempotencyKeyCount(t)
 
 	// Hold a command in flight: its append waits for a lock on the events.
-	ctx := context.Background()
-	tx, err := st.Pool.Begin(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tx.Rollback(ctx)
-	if _, err := tx.Exec(ctx, "LOCK TABLE events IN EXCLUSIVE MODE"); err != nil {
-		t.Fatal(err)
-	}
+	unlock := lockEvents(t, st)
 	held := make(chan writertest.Response, 1)
 	go func() {
 		held <- st.Do(0, "POST", "/v1/counters/busy/increments", `{"amount":5,"unit":"items","note":"held"}`)
@@ -51,9 +43,7 @@ func TestCommandsBeyondTheBoundAreShedHavingWrittenNothing(t *testing.T) {
 		t.Fatalf("shed after %s, before the admission wait of %s", waited, cfg.AdmissionWait)
 	}
 
-	if err := tx.Rollback(ctx); err != nil {
-		t.Fatal(err)
-	}
+	unlock()
 	if r := <-held; r.Status != http.StatusOK {
 		t.Fatalf("the command held in flight: %d %s", r.Status, r.Body)
 	}
@@ -72,6 +62,26 @@ func TestCommandsBeyondTheBoundAreShedHavingWrittenNothing(t *testing.T) {
 	metrics := string(st.Must(http.StatusOK, "GET", "/metrics", "").Body)
 	if want := `tributary_commands_total{aggregate_type="counter",command="CreateCounter",outcome="shed"} 1`; !strings.Contains(metrics, want) {
 		t.Fatalf("metrics lack %s", want)
+	}
+}
+
+// lockEvents locks the events table of st's database (appends wait) until
+// unlock is called, or the test ends.
+func lockEvents(t *testing.T, st *writertest.Stack) (unlock func()) {
+	t.Helper()
+	ctx := context.Background()
+	tx, err := st.Pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = tx.Rollback(ctx) })
+	if _, err := tx.Exec(ctx, "LOCK TABLE events IN EXCLUSIVE MODE"); err != nil {
+		t.Fatal(err)
+	}
+	return func() {
+		if err := tx.Rollback(ctx); err != nil {
+			t.Error(err)
+		}
 	}
 }
 
@@ -104,15 +114,7 @@ func TestNoBoundShedsNothing(t *testing.T) {
 	cfg.AdmissionWait = 0
 	st := newStackWith(t, 1, cfg)
 	openActive(st, "many", 0)
-	ctx := context.Background()
-	tx, err := st.Pool.Begin(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tx.Rollback(ctx)
-	if _, err := tx.Exec(ctx, "LOCK TABLE events IN EXCLUSIVE MODE"); err != nil {
-		t.Fatal(err)
-	}
+	unlock := lockEvents(t, st)
 	const n = 32
 	done := make(chan writertest.Response, n)
 	for range n {
@@ -122,9 +124,7 @@ func TestNoBoundShedsNothing(t *testing.T) {
 	}
 	waitForLockWait(t, st)
 	time.Sleep(100 * time.Millisecond) // more of them in flight
-	if err := tx.Rollback(ctx); err != nil {
-		t.Fatal(err)
-	}
+	unlock()
 	for range n {
 		if r := <-done; r.Status != http.StatusOK {
 			t.Fatalf("%d %s", r.Status, r.Body)
